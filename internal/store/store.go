@@ -1,0 +1,31 @@
+// Package store holds what every storage backend shares: sentinel errors and the record kinds of
+// long-lived configuration data. The interfaces themselves belong to the packages that use them
+// (token.Store, tenant.Store, keys.Store); the backends in store/redis and store/memory satisfy all.
+package store
+
+import "errors"
+
+var (
+	// ErrNotFound reports that a record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists reports that a record to be created already exists.
+	ErrExists = errors.New("already exists")
+	// ErrUnavailable wraps every failure of the backend itself (timeouts, refused connections, ...).
+	// Callers map it to codes.Unavailable and never treat it as an answer.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// Record kinds. Records are opaque bytes owned by the package that writes them; they have no TTL
+// because they live until deleted (tenants, API keys, principals, encrypted signing keys).
+const (
+	KindTenant    = "tenant"
+	KindAPIKey    = "apikey"
+	KindPrincipal = "principal"
+	KindKeyset    = "keyset"
+)
+
+// Record is one long-lived record and its id.
+type Record struct {
+	ID    string
+	Value []byte
+}

@@ -1,0 +1,133 @@
+package token
+
+import (
+	"context"
+	"time"
+)
+
+// Session is one login, as the store keeps it.
+type Session struct {
+	ID      string
+	Tenant  string
+	Subject string
+	// Audience, Scopes and Extra are copied into every access token of the session.
+	Audience []string
+	Scopes   []string
+	// Extra is the JSON object of the caller's extra claims, or nil.
+	Extra    []byte
+	Metadata Metadata
+	// CreatedAt is when the session was opened; cut-offs compare against it.
+	CreatedAt time.Time
+	// ExpiresAt is the absolute end of the session; refreshing never moves it.
+	ExpiresAt time.Time
+	// AccessTTL is the lifetime of each access token of the session.
+	AccessTTL time.Duration
+	// Generation counts refresh rotations; the current refresh token is of this generation.
+	Generation uint64
+	// RefreshHash is the SHA-256 of the current refresh token.
+	RefreshHash []byte
+	// RotatedAt is when the current generation began (CreatedAt for generation 0).
+	RotatedAt time.Time
+}
+
+// Metadata describes the device that opened a session.
+type Metadata struct {
+	UserAgent string `json:"ua,omitempty"`
+	IP        string `json:"ip,omitempty"`
+	Device    string `json:"dev,omitempty"`
+}
+
+// RotateOutcome is the result of a refresh attempt in the store.
+type RotateOutcome int
+
+const (
+	// RotateInvalid: no live session of the tenant matches (unknown, expired, ended, cut off by a
+	// subject cut-off, or the presented generation is ahead of the stored one).
+	RotateInvalid RotateOutcome = iota
+	// Rotated: the presented token was current; the session moved to Generation+1 at Now.
+	Rotated
+	// RotateRetry: the presented token is the previous generation and the rotation happened within
+	// the grace window; the session is unchanged and its current state is returned.
+	RotateRetry
+	// RotateReuse: an older token, or the previous one after the grace window, was presented. The
+	// session has been deleted.
+	RotateReuse
+)
+
+// RotateRequest is one refresh attempt, executed atomically by Store.RotateRefresh.
+type RotateRequest struct {
+	Tenant    string
+	SessionID string
+	// Generation and Hash describe the presented refresh token.
+	Generation uint64
+	Hash       []byte
+	// NewHash is the hash of the refresh token of generation Generation+1 rotated at Now.
+	NewHash []byte
+	Now     time.Time
+	Grace   time.Duration
+}
+
+// RotateResult reports the outcome and, for Rotated and RotateRetry, the session after the call;
+// for RotateReuse, the session as it was before deletion (for the audit log).
+type RotateResult struct {
+	Outcome RotateOutcome
+	Session *Session
+}
+
+// AccessState is what the store knows about an access token's session, read in one round trip.
+type AccessState struct {
+	// SessionFound is false when the session is unknown, expired, ended, or of another tenant.
+	SessionFound bool
+	// SessionCreatedAt is the session's creation time, compared with the cut-offs.
+	SessionCreatedAt time.Time
+	// TokenRevoked is true when the token's jti was revoked.
+	TokenRevoked bool
+	// SubjectCutoff and TenantCutoff are zero when none is set.
+	SubjectCutoff time.Time
+	TenantCutoff  time.Time
+}
+
+// Page is a cursor position in a subject's session list.
+type Page struct {
+	// After is the opaque cursor returned by the previous page; empty for the first page.
+	After string
+	Limit int
+}
+
+// Store keeps sessions, revocation marks and cut-offs. Every key it writes expires on its own
+// (nothing outlives its session) and every multi-key update is atomic. CreateSession, RotateRefresh
+// and CheckAccess are one network round trip each (a pipeline at most), since they are on the hot
+// path. Backend failures are returned wrapped in store.ErrUnavailable.
+//
+// Session identifiers are made by NewSessionID and carry a tag derived from (tenant, subject), so
+// that a backend can co-locate every key of one subject (SessionTag). Callers pass identifiers that
+// came from signed tokens or from callers; backends must treat a malformed one as unknown.
+type Store interface {
+	// CreateSession stores a new session, expiring at s.ExpiresAt, and indexes it under its subject.
+	CreateSession(ctx context.Context, s *Session) error
+	// RotateRefresh performs one refresh attempt atomically: exactly one of several concurrent
+	// attempts with the same token gets Rotated. It reports RotateInvalid when the session was
+	// created before the subject's or the tenant's cut-off (a backend may rotate before it learns of
+	// the tenant cut-off: the session is dead either way).
+	RotateRefresh(ctx context.Context, req RotateRequest) (RotateResult, error)
+	// CheckAccess reads the session, the jti's revocation mark and both cut-offs.
+	CheckAccess(ctx context.Context, tenant, sessionID, jti string) (AccessState, error)
+	// GetSession returns a live session of the tenant, or store.ErrNotFound.
+	GetSession(ctx context.Context, tenant, sessionID string) (*Session, error)
+	// RevokeToken marks a jti of a live session of the tenant revoked until the given time (when the
+	// token expires). An unknown session is not an error.
+	RevokeToken(ctx context.Context, tenant, sessionID, jti string, until time.Time) error
+	// DeleteSession ends a session of the tenant. It reports whether one was deleted.
+	DeleteSession(ctx context.Context, tenant, sessionID string) (bool, error)
+	// SetSubjectCutoff records that no session of the subject created before at is valid. The mark
+	// expires after ttl (by then every such session has expired anyway). A later cut-off wins; an
+	// earlier one never moves it back.
+	SetSubjectCutoff(ctx context.Context, tenant, subject string, at time.Time, ttl time.Duration) error
+	// SetTenantCutoff is SetSubjectCutoff for every subject of the tenant.
+	SetTenantCutoff(ctx context.Context, tenant string, at time.Time, ttl time.Duration) error
+	// ListSessions returns the subject's live sessions newest first, skipping sessions ended by a
+	// subject or tenant cut-off, and the cursor of the next page ("" when there is none).
+	ListSessions(ctx context.Context, tenant, subject string, now time.Time, p Page) ([]*Session, string, error)
+	// Ping checks that the backend answers.
+	Ping(ctx context.Context) error
+}
