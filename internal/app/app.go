@@ -1,0 +1,216 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tokenauthority/tokenauthority/internal/config"
+	"github.com/tokenauthority/tokenauthority/internal/grpcserver"
+	"github.com/tokenauthority/tokenauthority/internal/httpserver"
+	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/store/memory"
+	redisstore "github.com/tokenauthority/tokenauthority/internal/store/redis"
+	"github.com/tokenauthority/tokenauthority/internal/tenant"
+	"github.com/tokenauthority/tokenauthority/internal/token"
+)
+
+// Backend is everything the authority needs of its store.
+type Backend interface {
+	token.Store
+	tenant.Store
+}
+
+// App is a configured authority, ready to serve.
+type App struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	store   Backend
+	closers []func() error
+	keys    *keys.Manager
+	tenants *tenant.Service
+	grpc    *grpcserver.Server
+	http    *http.Server
+	ready   atomic.Bool
+	// booted is set once the bootstrap (key check, development tenant) has run against the store.
+	booted atomic.Bool
+	// Now is the clock of every component.
+	now func() time.Time
+}
+
+// New builds the authority from cfg; its secrets must be resolved.
+func New(cfg *config.Config, log *slog.Logger) (*App, error) {
+	a := &App{cfg: cfg, log: log, now: time.Now}
+	if cfg.RedisURL == "" {
+		a.store = memory.New(a.now)
+		log.Info("using the in-memory store (development default): sessions do not survive a restart")
+	} else {
+		client, err := newRedisClient(cfg.RedisURL)
+		if err != nil {
+			return nil, err
+		}
+		a.store = redisstore.New(client)
+		a.closers = append(a.closers, client.Close)
+	}
+	km, err := keys.NewManager(a.store, cfg.KeyEncryptionKey, a.now)
+	if err != nil {
+		return nil, err
+	}
+	a.keys = km
+	a.tenants = tenant.NewService(a.store, cfg.MasterKey.Reveal(), a.now)
+	tokens := token.New(token.Config{
+		Store:         a.store,
+		Keys:          km,
+		Now:           a.now,
+		AccessTTL:     cfg.AccessTTL,
+		RefreshTTL:    cfg.RefreshTTL,
+		MaxAccessTTL:  cfg.MaxAccessTTL,
+		MaxRefreshTTL: cfg.MaxRefreshTTL,
+		RefreshGrace:  cfg.RefreshGrace,
+		Audit:         log.With(slog.String("log", "audit")),
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.grpc, err = grpcserver.New(grpcserver.Config{Tokens: tokens, Keys: km, Authn: a.tenants, Logger: log, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	a.http = &http.Server{
+		Handler: httpserver.New(httpserver.Config{
+			Keys: km, Gatherer: reg, Ready: a.ready.Load, Logger: log, JWKSMaxAge: 5 * time.Minute,
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+	}
+	return a, nil
+}
+
+// Run serves until ctx is done, then stops gracefully: in-flight calls finish, bounded by the
+// shutdown timeout. It returns an error when a listener fails or the stored keys cannot be opened.
+func (a *App) Run(ctx context.Context) error {
+	grpcLis, err := net.Listen("tcp", a.cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("listen on TOKENAUTHORITY_GRPC_ADDR: %w", err)
+	}
+	httpLis, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		_ = grpcLis.Close()
+		return fmt.Errorf("listen on TOKENAUTHORITY_HTTP_ADDR: %w", err)
+	}
+	return a.Serve(ctx, grpcLis, httpLis)
+}
+
+// Serve is Run on given listeners.
+func (a *App) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	defer a.close()
+	// The first readiness check runs before serving, so that a wrong key-encryption key stops
+	// start-up instead of serving with unreadable keys.
+	if err := a.checkReady(ctx); err != nil {
+		return err
+	}
+	a.log.Info("serving", slog.String("grpc", grpcLis.Addr().String()), slog.String("http", httpLis.Addr().String()),
+		slog.String("env", string(a.cfg.Env)))
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.grpc.GRPC.Serve(grpcLis) })
+	g.Go(func() error {
+		if err := a.http.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error { return a.watchStore(gctx) })
+	g.Go(func() error {
+		<-gctx.Done()
+		a.shutdown()
+		return nil
+	})
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// shutdown stops both servers, letting in-flight calls finish within the shutdown timeout.
+func (a *App) shutdown() {
+	a.log.Info("shutting down", slog.Duration("timeout", a.cfg.ShutdownTimeout))
+	a.ready.Store(false)
+	a.grpc.SetServing(false)
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		a.grpc.GRPC.GracefulStop()
+		close(done)
+	}()
+	_ = a.http.Shutdown(ctx)
+	select {
+	case <-done:
+	case <-ctx.Done():
+		a.log.Warn("shutdown timeout reached; cancelling the remaining calls")
+		a.grpc.GRPC.Stop()
+	}
+}
+
+func (a *App) close() {
+	for _, c := range a.closers {
+		_ = c()
+	}
+}
+
+// watchStore keeps readiness in line with the store, once a second, until ctx is done.
+func (a *App) watchStore(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			if err := a.checkReady(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// checkReady pings the store, runs the bootstrap once it answers, and updates readiness. Only a
+// fatal problem (keys that cannot be opened) is returned.
+func (a *App) checkReady(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ok := a.store.Ping(pctx) == nil
+	// Bootstrap again whenever the store comes back: it may have come back empty.
+	if ok && (!a.booted.Load() || !a.ready.Load()) {
+		if err := a.bootstrap(pctx); err != nil {
+			if errors.Is(err, keys.ErrWrongKEK) {
+				return fmt.Errorf("%w: check TOKENAUTHORITY_KEY_ENCRYPTION_KEY", err)
+			}
+			a.log.Warn("bootstrap failed; will retry", slog.String("error", err.Error()))
+			ok = false
+		} else {
+			a.booted.Store(true)
+		}
+	}
+	if ok != a.ready.Load() {
+		if ok {
+			a.log.Info("token store reachable: serving")
+		} else {
+			a.log.Warn("token store unreachable: not serving")
+		}
+	}
+	a.ready.Store(ok)
+	a.grpc.SetServing(ok)
+	return nil
+}

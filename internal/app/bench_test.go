@@ -1,0 +1,274 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+	"github.com/tokenauthority/tokenauthority/internal/redistest"
+)
+
+// TestPerformanceRatios measures, in one run on one server backed by a real redis-server, the
+// throughput of VerifyToken, IssueToken and RefreshToken as fractions of a no-op RPC
+// (grpc.health.v1.Health/Check), the Redis commands each call costs, and Redis memory per live
+// session. It prints figures and asserts only the command counts, since timings on shared
+// machines are noise: run it with `make bench` (TOKENAUTHORITY_BENCH=1).
+func TestPerformanceRatios(t *testing.T) {
+	if os.Getenv("TOKENAUTHORITY_BENCH") == "" {
+		t.Skip("set TOKENAUTHORITY_BENCH=1 (make bench) to measure")
+	}
+	dur := 5 * time.Second
+	if d, err := time.ParseDuration(os.Getenv("BENCH_TIME")); err == nil {
+		dur = d
+	}
+	srv := redistest.Start(t)
+	cfg := testConfig(t, srv.URL())
+	cfg.LogLevel = 8 // errors only: logging is not what is measured
+	r := start(t, cfg)
+	addr := r.conn.Target()
+	ts := tokenauthorityv1.NewTokenServiceClient(r.conn)
+	ctx := withKey(r.devKey)
+
+	issued, err := ts.IssueToken(ctx, &tokenauthorityv1.IssueTokenRequest{Subject: "bench", Audience: []string{"orders"}, Scopes: []string{"read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Commands per call, from INFO commandstats.
+	perCall := func(name string, call func() error) map[string]int64 {
+		srv.ResetStats(t)
+		const n = 100
+		for range n {
+			if err := call(); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+		stats := srv.CommandStats(t)
+		out := map[string]int64{}
+		for cmd, c := range stats {
+			if cmd == "config" || cmd == "info" || cmd == "ping" {
+				continue
+			}
+			out[cmd] = c / n
+		}
+		return out
+	}
+	verifyReq := &tokenauthorityv1.VerifyTokenRequest{Token: issued.GetAccessToken()}
+	verifyCmds := perCall("verify", func() error { _, err := ts.VerifyToken(ctx, verifyReq); return err })
+	issueCmds := perCall("issue", func() error {
+		_, err := ts.IssueToken(ctx, &tokenauthorityv1.IssueTokenRequest{Subject: "bench"})
+		return err
+	})
+	rt := issued.GetRefreshToken()
+	refreshCmds := perCall("refresh", func() error {
+		p, err := ts.RefreshToken(ctx, &tokenauthorityv1.RefreshTokenRequest{RefreshToken: rt})
+		if err == nil {
+			rt = p.GetRefreshToken()
+		}
+		return err
+	})
+	t.Logf("redis commands per call: verify %v, issue %v, refresh %v", verifyCmds, issueCmds, refreshCmds)
+	for name, cmds := range map[string]map[string]int64{"verify": verifyCmds, "issue": issueCmds, "refresh": refreshCmds} {
+		if cmds["evalsha"] != 1 {
+			t.Errorf("%s: %v, want exactly one script call", name, cmds)
+		}
+	}
+
+	// Throughput: the same concurrency and connections for every RPC.
+	conns := make([]*grpc.ClientConn, 4)
+	for i := range conns {
+		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	const workers = 32
+	measure := func(call func(cc *grpc.ClientConn, worker int) error) (float64, time.Duration, time.Duration) {
+		var ops, errs atomic.Int64
+		var mu sync.Mutex
+		var lat []time.Duration
+		deadline := time.Now().Add(dur)
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cc := conns[w%len(conns)]
+				local := make([]time.Duration, 0, 4096)
+				for time.Now().Before(deadline) {
+					t0 := time.Now()
+					if err := call(cc, w); err != nil {
+						errs.Add(1)
+						continue
+					}
+					local = append(local, time.Since(t0))
+					ops.Add(1)
+				}
+				mu.Lock()
+				lat = append(lat, local...)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		if errs.Load() > 0 {
+			t.Errorf("%d calls failed", errs.Load())
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		if len(lat) == 0 {
+			return 0, 0, 0
+		}
+		return float64(ops.Load()) / dur.Seconds(), lat[len(lat)/2], lat[len(lat)*99/100]
+	}
+	noop := func(cc *grpc.ClientConn, _ int) error {
+		_, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{})
+		return err
+	}
+	verify := func(cc *grpc.ClientConn, _ int) error {
+		v, err := tokenauthorityv1.NewTokenServiceClient(cc).VerifyToken(ctx, verifyReq)
+		if err == nil && !v.GetActive() {
+			return fmt.Errorf("inactive: %v", v.GetReason())
+		}
+		return err
+	}
+	issue := func(cc *grpc.ClientConn, _ int) error {
+		_, err := tokenauthorityv1.NewTokenServiceClient(cc).IssueToken(ctx, &tokenauthorityv1.IssueTokenRequest{Subject: "bench", Scopes: []string{"read"}})
+		return err
+	}
+	// Each refresh worker walks its own session's chain of refresh tokens.
+	chains := make([]string, workers)
+	for i := range chains {
+		p, err := ts.IssueToken(ctx, &tokenauthorityv1.IssueTokenRequest{Subject: "bench-" + strconv.Itoa(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		chains[i] = p.GetRefreshToken()
+	}
+	refresh := func(cc *grpc.ClientConn, w int) error {
+		p, err := tokenauthorityv1.NewTokenServiceClient(cc).RefreshToken(ctx, &tokenauthorityv1.RefreshTokenRequest{RefreshToken: chains[w]})
+		if err == nil {
+			chains[w] = p.GetRefreshToken()
+		}
+		return err
+	}
+	type row struct {
+		name     string
+		rps      float64
+		p50, p99 time.Duration
+	}
+	var rows []row
+	for _, wl := range []struct {
+		name string
+		call func(*grpc.ClientConn, int) error
+	}{{"Health/Check (no-op)", noop}, {"VerifyToken", verify}, {"IssueToken", issue}, {"RefreshToken", refresh}} {
+		rps, p50, p99 := measure(wl.call)
+		rows = append(rows, row{wl.name, rps, p50, p99})
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%-22s %10s %8s %10s %10s\n", "rpc", "req/s", "ratio", "p50", "p99")
+	for _, rw := range rows {
+		fmt.Fprintf(&b, "%-22s %10.0f %8.2f %10s %10s\n", rw.name, rw.rps, rw.rps/rows[0].rps, rw.p50.Round(time.Microsecond), rw.p99.Round(time.Microsecond))
+	}
+	t.Log(b.String())
+
+	// Redis memory per live session, over 100k sessions written through the store.
+	sessionMemory(t, srv, r)
+
+	if ghz := os.Getenv("GHZ"); ghz != "" {
+		runGHZ(t, ghz, addr, r.devKey, issued.GetAccessToken(), dur)
+	}
+}
+
+func usedMemory(t *testing.T, c *redis.Client) int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "memory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	t.Fatal("no used_memory in INFO")
+	return 0
+}
+
+func sessionMemory(t *testing.T, srv *redistest.Server, r *running) {
+	const n = 100_000
+	c := srv.Client(t)
+	before := usedMemory(t, c)
+	ts := tokenauthorityv1.NewTokenServiceClient(r.conn)
+	ctx := withKey(r.devKey)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 16 {
+				_, err := ts.IssueToken(ctx, &tokenauthorityv1.IssueTokenRequest{
+					Subject: "user-" + strconv.Itoa(i), Audience: []string{"orders"}, Scopes: []string{"read", "write"},
+					Metadata: &tokenauthorityv1.SessionMetadata{UserAgent: "Mozilla/5.0 (X11; Linux x86_64)", Ip: "203.0.113.7"},
+				})
+				if err != nil {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Fatalf("%d issues failed", failed.Load())
+	}
+	after := usedMemory(t, c)
+	t.Logf("redis memory per live session over %d sessions (distinct subjects, with metadata): %d bytes", n, (after-before)/n)
+}
+
+// runGHZ drives the same server with ghz, the standard gRPC load tool, for a second opinion.
+func runGHZ(t *testing.T, ghz, addr, key, accessToken string, dur time.Duration) {
+	run := func(call, data string, meta bool) float64 {
+		args := []string{"--insecure", "--call", call, "-z", dur.String(), "-c", "32", "--connections", "4", "-O", "json", "-d", data}
+		if meta {
+			args = append(args, "-m", `{"x-api-key":"`+key+`"}`)
+		}
+		out, err := exec.Command(ghz, append(args, addr)...).Output()
+		if err != nil {
+			t.Fatalf("ghz %s: %v", call, err)
+		}
+		var rep struct {
+			RPS          float64        `json:"rps"`
+			StatusCodeDn map[string]int `json:"statusCodeDistribution"`
+		}
+		if err := json.Unmarshal(out, &rep); err != nil {
+			t.Fatalf("ghz output: %v", err)
+		}
+		for code, n := range rep.StatusCodeDn {
+			if code != "OK" {
+				t.Errorf("ghz %s: %d calls ended %s", call, n, code)
+			}
+		}
+		return rep.RPS
+	}
+	noop := run("grpc.health.v1.Health/Check", `{}`, false)
+	verify := run("tokenauthority.v1.TokenService/VerifyToken", `{"token":"`+accessToken+`"}`, true)
+	issue := run("tokenauthority.v1.TokenService/IssueToken", `{"subject":"ghz"}`, true)
+	t.Logf("ghz: Health/Check %.0f req/s; VerifyToken %.0f (%.2fx); IssueToken %.0f (%.2fx)", noop, verify, verify/noop, issue, issue/noop)
+}

@@ -1,0 +1,61 @@
+package app
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Default timeouts when the URL sets none: short enough that a dead Redis turns into Unavailable
+// quickly instead of holding callers.
+const (
+	defaultDialTimeout  = time.Second
+	defaultReadTimeout  = 500 * time.Millisecond
+	defaultWriteTimeout = 500 * time.Millisecond
+)
+
+// newRedisClient opens a go-redis universal client from a go-redis URL: a `master_name` parameter
+// makes the addresses Sentinels, extra `addr` parameters make a Cluster, otherwise one server.
+func newRedisClient(rawURL string) (redis.UniversalClient, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("TOKENAUTHORITY_REDIS_URL: not a URL")
+	}
+	q := u.Query()
+	timeouts := func(dial, read, write *time.Duration) {
+		if !q.Has("dial_timeout") {
+			*dial = defaultDialTimeout
+		}
+		if !q.Has("read_timeout") {
+			*read = defaultReadTimeout
+		}
+		if !q.Has("write_timeout") {
+			*write = defaultWriteTimeout
+		}
+	}
+	// The parse errors of go-redis can quote the URL, password included: never pass them on.
+	switch {
+	case q.Has("master_name"):
+		o, err := redis.ParseFailoverURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("TOKENAUTHORITY_REDIS_URL: invalid Sentinel URL")
+		}
+		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		return redis.NewFailoverClient(o), nil
+	case q.Has("addr"):
+		o, err := redis.ParseClusterURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("TOKENAUTHORITY_REDIS_URL: invalid Cluster URL")
+		}
+		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		return redis.NewClusterClient(o), nil
+	}
+	o, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("TOKENAUTHORITY_REDIS_URL: invalid URL")
+	}
+	timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+	return redis.NewClient(o), nil
+}

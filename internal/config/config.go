@@ -1,0 +1,528 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Env is the deployment environment: EnvDevelopment or EnvProduction.
+type Env string
+
+// The deployment environments.
+const (
+	// EnvDevelopment is the default: local addresses, an in-memory store when no Redis URL is
+	// given, and secrets generated in the data directory when not given.
+	EnvDevelopment Env = "development"
+	// EnvProduction listens on every interface, logs JSON, and requires a Redis URL and every
+	// secret. It must be chosen explicitly.
+	EnvProduction Env = "production"
+)
+
+// Log formats.
+const (
+	logFormatText = "text"
+	logFormatJSON = "json"
+)
+
+// envPrefix starts the name of every environment variable; fileSuffix ends the variable naming
+// the file that holds a secret.
+const (
+	envPrefix  = "TOKENAUTHORITY_"
+	fileSuffix = "_FILE"
+)
+
+// Environment variables. The flag of each is flagName(variable).
+const (
+	varEnv              = envPrefix + "ENV"
+	varGRPCAddr         = envPrefix + "GRPC_ADDR"
+	varHTTPAddr         = envPrefix + "HTTP_ADDR"
+	varRedisURL         = envPrefix + "REDIS_URL"
+	varDataDir          = envPrefix + "DATA_DIR"
+	varMasterKey        = envPrefix + "MASTER_KEY"
+	varKeyEncryptionKey = envPrefix + "KEY_ENCRYPTION_KEY"
+	varRefreshGrace     = envPrefix + "REFRESH_GRACE"
+	varAccessTTL        = envPrefix + "ACCESS_TTL"
+	varRefreshTTL       = envPrefix + "REFRESH_TTL"
+	varMaxAccessTTL     = envPrefix + "MAX_ACCESS_TTL"
+	varMaxRefreshTTL    = envPrefix + "MAX_REFRESH_TTL"
+	varShutdownTimeout  = envPrefix + "SHUTDOWN_TIMEOUT"
+	varLogLevel         = envPrefix + "LOG_LEVEL"
+	varLogFormat        = envPrefix + "LOG_FORMAT"
+)
+
+// Defaults that do not depend on the environment.
+const (
+	defaultDataDir         = ".data"
+	defaultRefreshGrace    = 5 * time.Second
+	maxRefreshGrace        = time.Minute
+	defaultAccessTTL       = 15 * time.Minute
+	defaultRefreshTTL      = 168 * time.Hour
+	defaultMaxAccessTTL    = time.Hour
+	defaultMaxRefreshTTL   = 720 * time.Hour
+	defaultShutdownTimeout = 10 * time.Second
+)
+
+// setting describes one flag and its variable for registration and usage.
+type setting struct {
+	env     string // environment variable
+	arg     string // placeholder for the value in the usage text
+	help    string
+	devDef  string // default in development, shown in the usage text
+	prodDef string // default in production, if it differs
+}
+
+// settings lists every flag in the order of the usage text.
+var settings = []setting{
+	{env: varEnv, arg: "name", help: "deployment environment: development or production; production is never the default", devDef: string(EnvDevelopment)},
+	{env: varGRPCAddr, arg: "host:port", help: "listen address of the gRPC server", devDef: "127.0.0.1:50051", prodDef: ":50051"},
+	{env: varHTTPAddr, arg: "host:port", help: "listen address of the HTTP server", devDef: "127.0.0.1:8081", prodDef: ":8081"},
+	{env: varRedisURL, arg: "url", help: "Redis URL (redis:// or rediss://); empty in development selects the in-memory store; required in production"},
+	{env: varDataDir, arg: "path", help: "directory that keeps the secrets generated in development", devDef: defaultDataDir},
+	{env: varMasterKey, arg: "secret", help: "master key, at least 32 characters; generated in development when unset (prefer -master-key-file)"},
+	{env: varMasterKey + fileSuffix, arg: "path", help: "file holding the master key"},
+	{env: varKeyEncryptionKey, arg: "base64", help: "key-encryption key, standard base64 of 32 bytes (openssl rand -base64 32); generated in development when unset (prefer -key-encryption-key-file)"},
+	{env: varKeyEncryptionKey + fileSuffix, arg: "path", help: "file holding the key-encryption key"},
+	{env: varRefreshGrace, arg: "duration", help: "window in which a retried refresh gets the same answer, from 0s to 1m", devDef: defaultRefreshGrace.String()},
+	{env: varAccessTTL, arg: "duration", help: "default access-token lifetime", devDef: defaultAccessTTL.String()},
+	{env: varRefreshTTL, arg: "duration", help: "default session lifetime", devDef: defaultRefreshTTL.String()},
+	{env: varMaxAccessTTL, arg: "duration", help: "longest access-token lifetime, at least -access-ttl", devDef: defaultMaxAccessTTL.String()},
+	{env: varMaxRefreshTTL, arg: "duration", help: "longest session lifetime, at least -refresh-ttl", devDef: defaultMaxRefreshTTL.String()},
+	{env: varShutdownTimeout, arg: "duration", help: "time allowed for a graceful shutdown", devDef: defaultShutdownTimeout.String()},
+	{env: varLogLevel, arg: "level", help: "log level: debug, info, warn or error", devDef: "info"},
+	{env: varLogFormat, arg: "format", help: "log format: text or json", devDef: logFormatText, prodDef: logFormatJSON},
+}
+
+// flagName returns the flag of an environment variable: TOKENAUTHORITY_GRPC_ADDR -> grpc-addr.
+func flagName(env string) string {
+	return strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(env, envPrefix), "_", "-"))
+}
+
+// Config is the validated configuration of the authority. Build it with Parse, then call
+// ResolveSecrets to fill MasterKey and KeyEncryptionKey.
+//
+// Config redacts its secrets and the password of the Redis URL when printed with fmt, marshaled to
+// JSON, or logged with log/slog; those methods have value receivers so that a Config value is
+// covered as well as a pointer.
+type Config struct {
+	Env Env
+
+	// GRPCAddr and HTTPAddr are listen addresses (host:port).
+	GRPCAddr, HTTPAddr string
+	// RedisURL is a go-redis URL; empty selects the in-memory store (development only). It may
+	// hold a password: never log it as is.
+	RedisURL string
+	// DataDir keeps the secrets generated in development.
+	DataDir string
+
+	// RefreshGrace is the window in which a retried refresh gets the same answer.
+	RefreshGrace time.Duration
+	// AccessTTL and RefreshTTL are the default lifetimes of an access token and of a session;
+	// MaxAccessTTL and MaxRefreshTTL bound what a request may ask for.
+	AccessTTL, RefreshTTL, MaxAccessTTL, MaxRefreshTTL time.Duration
+	// ShutdownTimeout bounds a graceful shutdown.
+	ShutdownTimeout time.Duration
+
+	LogLevel slog.Level
+	// LogFormat is "text" or "json".
+	LogFormat string
+
+	// MasterKey is resolved by ResolveSecrets.
+	MasterKey Secret
+	// KeyEncryptionKey is 32 bytes, resolved by ResolveSecrets. It is not a Secret because it is
+	// used as a key; never print it.
+	KeyEncryptionKey []byte
+
+	// masterKey and keyEncryptionKey remember where Parse found each secret.
+	masterKey, keyEncryptionKey secretSource
+}
+
+// Production reports whether c is the production configuration.
+func (c *Config) Production() bool {
+	return c.Env == EnvProduction
+}
+
+// Parse reads flags from args (without the program name) and environment variables through getenv
+// (nil means an empty environment), applies defaults, and validates everything in one pass. It
+// returns every problem at once, joined with errors.Join, each naming the variable. In production
+// a missing Redis URL or secret is an error naming what to set. Secret files are not read here but
+// by ResolveSecrets.
+//
+// -h or -help writes the usage text to usage and returns flag.ErrHelp. A malformed command line
+// (an unknown flag, a flag without its value) returns the error of package flag alone, without
+// writing to usage.
+func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config, error) {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	if usage == nil {
+		usage = io.Discard
+	}
+
+	fs := flag.NewFlagSet("tokenauthority", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	values := make(map[string]*string, len(settings))
+	for _, s := range settings {
+		values[s.env] = fs.String(flagName(s.env), "", s.help)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			writeUsage(usage)
+			return nil, flag.ErrHelp
+		}
+		return nil, err
+	}
+	p := &parser{getenv: getenv, values: values, given: make(map[string]bool)}
+	fs.Visit(func(f *flag.Flag) { p.given[f.Name] = true })
+	if fs.NArg() > 0 {
+		p.errs = append(p.errs, fmt.Errorf("unexpected argument %q: every setting is a flag", fs.Arg(0)))
+	}
+
+	c := &Config{Env: EnvDevelopment}
+	switch in := p.lookup(varEnv); Env(in.value) {
+	case "", EnvDevelopment:
+	case EnvProduction:
+		c.Env = EnvProduction
+	default:
+		// The remaining settings are checked against the development defaults.
+		p.errorf(in, "must be %q or %q, got %q", EnvDevelopment, EnvProduction, in.value)
+	}
+	prod := c.Production()
+
+	var grpcOK, httpOK bool
+	c.GRPCAddr, grpcOK = p.addr(varGRPCAddr, pick(prod, ":50051", "127.0.0.1:50051"))
+	c.HTTPAddr, httpOK = p.addr(varHTTPAddr, pick(prod, ":8081", "127.0.0.1:8081"))
+	if grpcOK && httpOK && c.GRPCAddr == c.HTTPAddr && !strings.HasSuffix(c.HTTPAddr, ":0") {
+		p.errorf(p.lookup(varHTTPAddr), "must differ from %s, both are %q", varGRPCAddr, c.HTTPAddr)
+	}
+	c.RedisURL = p.redisURL(prod)
+	c.DataDir = p.str(varDataDir, defaultDataDir)
+
+	c.masterKey = p.secret(masterKeyKind, prod)
+	c.keyEncryptionKey = p.secret(keyEncryptionKeyKind, prod)
+
+	var ok bool
+	c.RefreshGrace = p.duration(varRefreshGrace, defaultRefreshGrace, func(d time.Duration) error {
+		if d < 0 || d > maxRefreshGrace {
+			return fmt.Errorf("must be between 0s and %v, got %v", maxRefreshGrace, d)
+		}
+		return nil
+	})
+	c.AccessTTL, ok = p.positiveDuration(varAccessTTL, defaultAccessTTL)
+	c.MaxAccessTTL = p.maxDuration(varMaxAccessTTL, defaultMaxAccessTTL, varAccessTTL, c.AccessTTL, ok)
+	c.RefreshTTL, ok = p.positiveDuration(varRefreshTTL, defaultRefreshTTL)
+	c.MaxRefreshTTL = p.maxDuration(varMaxRefreshTTL, defaultMaxRefreshTTL, varRefreshTTL, c.RefreshTTL, ok)
+	c.ShutdownTimeout, _ = p.positiveDuration(varShutdownTimeout, defaultShutdownTimeout)
+
+	c.LogLevel = p.logLevel()
+	c.LogFormat = p.oneOf(varLogFormat, pick(prod, logFormatJSON, logFormatText), logFormatText, logFormatJSON)
+
+	if err := errors.Join(p.errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// pick returns a if cond holds, b otherwise.
+func pick(cond bool, a, b string) string {
+	if cond {
+		return a
+	}
+	return b
+}
+
+// input is the raw value of one setting and the name to report it under.
+type input struct {
+	name  string // the variable, or the flag and the variable
+	value string
+}
+
+// parser gathers the values of the settings and every problem found in them.
+type parser struct {
+	getenv func(string) string
+	values map[string]*string // flag values by variable
+	given  map[string]bool    // flags given on the command line, by flag name
+	errs   []error
+}
+
+// lookup returns the value of the flag of env if it was given, of env otherwise.
+func (p *parser) lookup(env string) input {
+	return p.lookupFrom(env, p.given[flagName(env)])
+}
+
+// lookupFrom returns the value of the flag of env if fromFlag holds, of env otherwise.
+func (p *parser) lookupFrom(env string, fromFlag bool) input {
+	if fromFlag {
+		return input{name: "-" + flagName(env) + " (" + env + ")", value: *p.values[env]}
+	}
+	return input{name: env, value: p.getenv(env)}
+}
+
+// errorf records a problem with in. The message must not contain a secret.
+func (p *parser) errorf(in input, format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("%s: %s", in.name, fmt.Sprintf(format, args...)))
+}
+
+// str returns the value of env, or def if it is empty.
+func (p *parser) str(env, def string) string {
+	if in := p.lookup(env); in.value != "" {
+		return in.value
+	}
+	return def
+}
+
+// oneOf returns the value of env, or def if it is empty; the value must be one of allowed.
+func (p *parser) oneOf(env, def string, allowed ...string) string {
+	in := p.lookup(env)
+	if in.value == "" {
+		return def
+	}
+	for _, a := range allowed {
+		if in.value == a {
+			return a
+		}
+	}
+	p.errorf(in, "must be one of %s, got %q", strings.Join(allowed, ", "), in.value)
+	return def
+}
+
+// logLevel returns the log level.
+func (p *parser) logLevel() slog.Level {
+	levels := map[string]slog.Level{
+		"debug": slog.LevelDebug,
+		"info":  slog.LevelInfo,
+		"warn":  slog.LevelWarn,
+		"error": slog.LevelError,
+	}
+	return levels[p.oneOf(varLogLevel, "info", "debug", "info", "warn", "error")]
+}
+
+// addr returns the listen address in env, or def if it is empty, and whether it is valid.
+func (p *parser) addr(env, def string) (string, bool) {
+	in := p.lookup(env)
+	if in.value == "" {
+		return def, true
+	}
+	_, port, err := net.SplitHostPort(in.value)
+	if err != nil {
+		p.errorf(in, "invalid address %q: want host:port", in.value)
+		return in.value, false
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		p.errorf(in, "invalid port %q in address %q: want a number from 0 to 65535", port, in.value)
+		return in.value, false
+	}
+	return in.value, true
+}
+
+// redisURL returns the Redis URL, checking only what is needed to report mistakes early: that it
+// parses and names a Redis scheme. Messages never contain the URL, which may hold a password.
+func (p *parser) redisURL(prod bool) string {
+	in := p.lookup(varRedisURL)
+	if in.value == "" {
+		if prod {
+			p.errs = append(p.errs, errors.New(varRedisURL+" must be set in production"))
+		}
+		return ""
+	}
+	u, err := url.Parse(in.value)
+	switch {
+	case err != nil:
+		p.errorf(in, "not a valid URL (value not shown: it may contain a password)")
+	case u.Scheme != "redis" && u.Scheme != "rediss":
+		p.errorf(in, "scheme must be redis:// or rediss:// (value not shown: it may contain a password)")
+	}
+	return in.value
+}
+
+// duration returns the duration in env, or def if it is empty; check, if not nil, validates it.
+func (p *parser) duration(env string, def time.Duration, check func(time.Duration) error) time.Duration {
+	d, _ := p.checkedDuration(env, def, check)
+	return d
+}
+
+// checkedDuration is duration that also reports whether the value is valid.
+func (p *parser) checkedDuration(env string, def time.Duration, check func(time.Duration) error) (time.Duration, bool) {
+	in := p.lookup(env)
+	d, suffix := def, " (the default)"
+	if in.value != "" {
+		var err error
+		if d, err = time.ParseDuration(in.value); err != nil {
+			p.errorf(in, "invalid duration %q", in.value)
+			return def, false
+		}
+		suffix = ""
+	}
+	if check != nil {
+		// A default can conflict with another setting, as MAX_ACCESS_TTL with ACCESS_TTL.
+		if err := check(d); err != nil {
+			p.errorf(in, "%v%s", err, suffix)
+			return d, false
+		}
+	}
+	return d, true
+}
+
+// positiveDuration returns the duration in env, which must be positive, or def if it is empty. It
+// reports whether the value is valid.
+func (p *parser) positiveDuration(env string, def time.Duration) (time.Duration, bool) {
+	return p.checkedDuration(env, def, checkPositive)
+}
+
+// maxDuration returns the duration in env, or def if it is empty. It must be positive and, if
+// lowerOK, at least lower, the value of lowerEnv.
+func (p *parser) maxDuration(env string, def time.Duration, lowerEnv string, lower time.Duration, lowerOK bool) time.Duration {
+	return p.duration(env, def, func(d time.Duration) error {
+		if err := checkPositive(d); err != nil {
+			return err
+		}
+		if lowerOK && d < lower {
+			return fmt.Errorf("must be at least %s (%v), got %v", lowerEnv, lower, d)
+		}
+		return nil
+	})
+}
+
+// checkPositive reports a duration that is not positive.
+func checkPositive(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("must be positive, got %v", d)
+	}
+	return nil
+}
+
+// secret returns where the secret of kind k is given. The flags, if either is given, replace the
+// variables; within one of them, giving both the value and the file is an error.
+func (p *parser) secret(k *secretKind, prod bool) secretSource {
+	fileEnv := k.env + fileSuffix
+	fromFlags := p.given[flagName(k.env)] || p.given[flagName(fileEnv)]
+	val, file := p.lookupFrom(k.env, fromFlags), p.lookupFrom(fileEnv, fromFlags)
+	src := secretSource{valueName: val.name, pathName: file.name}
+	switch {
+	case val.value != "" && file.value != "":
+		p.errs = append(p.errs, fmt.Errorf("%s and %s are both set: set only one", val.name, file.name))
+	case val.value != "":
+		if err := k.check(val.value); err != nil {
+			p.errorf(val, "%v", err)
+		}
+		src.value = NewSecret(val.value)
+	case file.value != "":
+		src.path = file.value
+	case prod:
+		p.errs = append(p.errs, fmt.Errorf("%s (or %s) must be set in production", k.env, fileEnv))
+	}
+	return src
+}
+
+// writeUsage writes the usage text to w.
+func writeUsage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("Usage: tokenauthority [flags]\n\n")
+	b.WriteString("Every flag can also be set with the environment variable shown below it; the flag wins.\n")
+	b.WriteString("Secrets are better given as files (-master-key-file, TOKENAUTHORITY_MASTER_KEY_FILE)\n")
+	b.WriteString("than as values, which other users of the machine may see.\n\n")
+	for _, s := range settings {
+		fmt.Fprintf(&b, "  -%s %s\n    \t%s\n    \t%s", flagName(s.env), s.arg, s.help, s.env)
+		switch {
+		case s.prodDef != "":
+			fmt.Fprintf(&b, " (default %s in development, %s in production)", s.devDef, s.prodDef)
+		case s.devDef != "":
+			fmt.Fprintf(&b, " (default %s)", s.devDef)
+		}
+		b.WriteString("\n")
+	}
+	_, _ = io.WriteString(w, b.String())
+}
+
+// attrs returns the configuration with its secrets redacted, for printing and logging.
+func (c Config) attrs() []slog.Attr {
+	return []slog.Attr{
+		slog.String("env", string(c.Env)),
+		slog.String("grpc_addr", c.GRPCAddr),
+		slog.String("http_addr", c.HTTPAddr),
+		slog.String("redis_url", redactURL(c.RedisURL)),
+		slog.String("data_dir", c.DataDir),
+		slog.Duration("refresh_grace", c.RefreshGrace),
+		slog.Duration("access_ttl", c.AccessTTL),
+		slog.Duration("refresh_ttl", c.RefreshTTL),
+		slog.Duration("max_access_ttl", c.MaxAccessTTL),
+		slog.Duration("max_refresh_ttl", c.MaxRefreshTTL),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.String("log_level", c.LogLevel.String()),
+		slog.String("log_format", c.LogFormat),
+		slog.String("master_key", redacted),
+		slog.String("key_encryption_key", redacted),
+	}
+}
+
+// redactURL returns u with its password replaced, or a placeholder if u does not parse.
+func redactURL(u string) string {
+	if u == "" {
+		return ""
+	}
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return "[INVALID URL]"
+	}
+	return parsed.Redacted()
+}
+
+// String returns the configuration with its secrets redacted.
+func (c Config) String() string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, a := range c.attrs() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(a.Key)
+		b.WriteByte(':')
+		b.WriteString(a.Value.String())
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// Format writes String for every verb, so that no verb (%#v included) shows a secret.
+func (c Config) Format(f fmt.State, _ rune) {
+	_, _ = io.WriteString(f, c.String())
+}
+
+// LogValue implements slog.LogValuer: a group of the settings with the secrets redacted.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(c.attrs()...)
+}
+
+// MarshalJSON returns a JSON object of the settings with the secrets redacted.
+func (c Config) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, a := range c.attrs() {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, err := json.Marshal(a.Key)
+		if err != nil {
+			return nil, err
+		}
+		v, err := json.Marshal(a.Value.String())
+		if err != nil {
+			return nil, err
+		}
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}

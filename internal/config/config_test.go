@@ -1,0 +1,480 @@
+package config
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Valid secrets for tests. Each is long and unusual enough that finding it in a message is a leak.
+var (
+	testMasterKey        = "test-master-key-0123456789-abcdefghij-XYZ"
+	testKeyEncryptionKey = base64.StdEncoding.EncodeToString([]byte("kek-0123456789abcdefghijklmnopqr"))
+	testRedisURL         = "redis://app:s3cr3t-redis-password@redis.internal:6379/0"
+)
+
+// fakeEnv returns a getenv that looks variables up in m.
+func fakeEnv(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// production returns a minimal valid production environment plus extra.
+func production(extra map[string]string) map[string]string {
+	m := map[string]string{
+		varEnv:              "production",
+		varRedisURL:         testRedisURL,
+		varMasterKey:        testMasterKey,
+		varKeyEncryptionKey: testKeyEncryptionKey,
+	}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+// joined returns the errors joined in err.
+func joined(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// view is the comparable part of a Config.
+type view struct {
+	Env                                                                               Env
+	GRPCAddr, HTTPAddr, RedisURL, DataDir                                             string
+	RefreshGrace, AccessTTL, RefreshTTL, MaxAccessTTL, MaxRefreshTTL, ShutdownTimeout time.Duration
+	LogLevel                                                                          slog.Level
+	LogFormat                                                                         string
+}
+
+func viewOf(c *Config) view {
+	return view{
+		Env: c.Env, GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr, RedisURL: c.RedisURL, DataDir: c.DataDir,
+		RefreshGrace: c.RefreshGrace, AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL,
+		MaxAccessTTL: c.MaxAccessTTL, MaxRefreshTTL: c.MaxRefreshTTL, ShutdownTimeout: c.ShutdownTimeout,
+		LogLevel: c.LogLevel, LogFormat: c.LogFormat,
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want view
+	}{
+		{
+			name: "development",
+			env:  map[string]string{},
+			want: view{
+				Env: EnvDevelopment, GRPCAddr: "127.0.0.1:50051", HTTPAddr: "127.0.0.1:8081", DataDir: ".data",
+				RefreshGrace: 5 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 168 * time.Hour,
+				MaxAccessTTL: time.Hour, MaxRefreshTTL: 720 * time.Hour, ShutdownTimeout: 10 * time.Second,
+				LogLevel: slog.LevelInfo, LogFormat: "text",
+			},
+		},
+		{
+			name: "explicit development",
+			env:  map[string]string{varEnv: "development"},
+			want: view{
+				Env: EnvDevelopment, GRPCAddr: "127.0.0.1:50051", HTTPAddr: "127.0.0.1:8081", DataDir: ".data",
+				RefreshGrace: 5 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 168 * time.Hour,
+				MaxAccessTTL: time.Hour, MaxRefreshTTL: 720 * time.Hour, ShutdownTimeout: 10 * time.Second,
+				LogLevel: slog.LevelInfo, LogFormat: "text",
+			},
+		},
+		{
+			name: "production",
+			env:  production(nil),
+			want: view{
+				Env: EnvProduction, GRPCAddr: ":50051", HTTPAddr: ":8081", RedisURL: testRedisURL, DataDir: ".data",
+				RefreshGrace: 5 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 168 * time.Hour,
+				MaxAccessTTL: time.Hour, MaxRefreshTTL: 720 * time.Hour, ShutdownTimeout: 10 * time.Second,
+				LogLevel: slog.LevelInfo, LogFormat: "json",
+			},
+		},
+		{
+			name: "production by flag",
+			env:  production(map[string]string{varEnv: ""}),
+			args: []string{"-env", "production"},
+			want: view{
+				Env: EnvProduction, GRPCAddr: ":50051", HTTPAddr: ":8081", RedisURL: testRedisURL, DataDir: ".data",
+				RefreshGrace: 5 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 168 * time.Hour,
+				MaxAccessTTL: time.Hour, MaxRefreshTTL: 720 * time.Hour, ShutdownTimeout: 10 * time.Second,
+				LogLevel: slog.LevelInfo, LogFormat: "json",
+			},
+		},
+		{
+			name: "every setting",
+			env: map[string]string{
+				varGRPCAddr: "0.0.0.0:9000", varHTTPAddr: "[::1]:9001", varRedisURL: "rediss://redis:6380",
+				varDataDir: "/var/lib/ta", varRefreshGrace: "0s", varAccessTTL: "5m", varRefreshTTL: "24h",
+				varMaxAccessTTL: "5m", varMaxRefreshTTL: "48h", varShutdownTimeout: "30s",
+				varLogLevel: "debug", varLogFormat: "json",
+			},
+			want: view{
+				Env: EnvDevelopment, GRPCAddr: "0.0.0.0:9000", HTTPAddr: "[::1]:9001", RedisURL: "rediss://redis:6380",
+				DataDir: "/var/lib/ta", RefreshGrace: 0, AccessTTL: 5 * time.Minute, RefreshTTL: 24 * time.Hour,
+				MaxAccessTTL: 5 * time.Minute, MaxRefreshTTL: 48 * time.Hour, ShutdownTimeout: 30 * time.Second,
+				LogLevel: slog.LevelDebug, LogFormat: "json",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.args, fakeEnv(tt.env), nil)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got := viewOf(c); got != tt.want {
+				t.Errorf("Parse =\n%+v\nwant\n%+v", got, tt.want)
+			}
+			if c.Production() != (tt.want.Env == EnvProduction) {
+				t.Errorf("Production() = %v", c.Production())
+			}
+		})
+	}
+}
+
+func TestParseNilArguments(t *testing.T) {
+	c, err := Parse(nil, nil, nil)
+	if err != nil {
+		t.Fatalf("Parse(nil, nil, nil): %v", err)
+	}
+	if c.Env != EnvDevelopment || c.GRPCAddr != "127.0.0.1:50051" {
+		t.Errorf("Parse(nil, nil, nil) = %v, want development defaults", c)
+	}
+}
+
+func TestParseFlagOverridesEnv(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		got  func(*Config) any
+		want any
+	}{
+		{
+			name: "variable alone",
+			env:  map[string]string{varGRPCAddr: "127.0.0.1:1"},
+			got:  func(c *Config) any { return c.GRPCAddr },
+			want: "127.0.0.1:1",
+		},
+		{
+			name: "address",
+			env:  map[string]string{varGRPCAddr: "127.0.0.1:1"},
+			args: []string{"-grpc-addr", "127.0.0.1:2"},
+			got:  func(c *Config) any { return c.GRPCAddr },
+			want: "127.0.0.1:2",
+		},
+		{
+			name: "duration with equals sign",
+			env:  map[string]string{varAccessTTL: "1m"},
+			args: []string{"-access-ttl=2m"},
+			got:  func(c *Config) any { return c.AccessTTL },
+			want: 2 * time.Minute,
+		},
+		{
+			name: "log level",
+			env:  map[string]string{varLogLevel: "error"},
+			args: []string{"--log-level", "warn"},
+			got:  func(c *Config) any { return c.LogLevel },
+			want: slog.LevelWarn,
+		},
+		{
+			name: "environment",
+			env:  production(map[string]string{varEnv: "development"}),
+			args: []string{"-env", "production"},
+			got:  func(c *Config) any { return c.GRPCAddr },
+			want: ":50051",
+		},
+		{
+			name: "empty flag replaces the variable",
+			env:  map[string]string{varRedisURL: "redis://localhost:6379"},
+			args: []string{"-redis-url="},
+			got:  func(c *Config) any { return c.RedisURL },
+			want: "",
+		},
+		{
+			name: "empty flag selects the default",
+			env:  map[string]string{varDataDir: "/elsewhere"},
+			args: []string{"-data-dir="},
+			got:  func(c *Config) any { return c.DataDir },
+			want: ".data",
+		},
+		{
+			name: "secret flag replaces the file variable",
+			env:  map[string]string{varMasterKey + fileSuffix: "/run/secrets/master-key"},
+			args: []string{"-master-key", testMasterKey},
+			got:  func(c *Config) any { return c.masterKey.value.Reveal() + "|" + c.masterKey.path },
+			want: testMasterKey + "|",
+		},
+		{
+			name: "secret file flag replaces the value variable",
+			env:  map[string]string{varKeyEncryptionKey: "not base64 and not checked"},
+			args: []string{"-key-encryption-key-file", "/run/secrets/kek"},
+			got:  func(c *Config) any { return c.keyEncryptionKey.value.Reveal() + "|" + c.keyEncryptionKey.path },
+			want: "|/run/secrets/kek",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.args, fakeEnv(tt.env), nil)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got := tt.got(c); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want []string // substrings of the only error
+		leak string   // must not appear in the error
+	}{
+		{name: "environment", env: map[string]string{varEnv: "prod"}, want: []string{varEnv + `: must be "development" or "production", got "prod"`}},
+		{name: "environment case", env: map[string]string{varEnv: "Production"}, want: []string{varEnv + ":"}},
+		{name: "address without port", env: map[string]string{varGRPCAddr: "localhost"}, want: []string{varGRPCAddr + `: invalid address "localhost"`}},
+		{name: "port out of range", env: map[string]string{varGRPCAddr: "localhost:65536"}, want: []string{varGRPCAddr + `: invalid port "65536"`}},
+		{name: "named port", env: map[string]string{varHTTPAddr: ":http"}, want: []string{varHTTPAddr + `: invalid port "http"`}},
+		{name: "same addresses", env: map[string]string{varGRPCAddr: ":9000", varHTTPAddr: ":9000"}, want: []string{varHTTPAddr + ": must differ from " + varGRPCAddr}},
+		{name: "redis scheme", env: map[string]string{varRedisURL: "http://user:pw-in-url@host"}, want: []string{varRedisURL + ": scheme must be redis:// or rediss://"}, leak: "pw-in-url"},
+		{name: "redis without scheme", env: map[string]string{varRedisURL: "user:pw-in-url@host:6379"}, want: []string{varRedisURL + ": scheme"}, leak: "pw-in-url"},
+		{name: "redis unparsable", env: map[string]string{varRedisURL: "redis://user:pw-in-url@host:6379/%zz"}, want: []string{varRedisURL + ": not a valid URL"}, leak: "pw-in-url"},
+		{name: "redis missing in production", env: production(map[string]string{varRedisURL: ""}), want: []string{varRedisURL + " must be set in production"}},
+		{name: "redis empty flag in production", env: production(nil), args: []string{"-redis-url="}, want: []string{varRedisURL + " must be set in production"}},
+		{name: "master key too short", env: map[string]string{varMasterKey: "short-master-key-value"}, want: []string{varMasterKey + ": must be at least 32 characters"}, leak: "short-master-key-value"},
+		{name: "master key flag too short", args: []string{"-master-key", "short-master-key-value"}, want: []string{"-master-key (" + varMasterKey + "): must be at least 32 characters"}, leak: "short-master-key-value"},
+		{name: "key-encryption key not base64", env: map[string]string{varKeyEncryptionKey: "not-base64-kek-value!"}, want: []string{varKeyEncryptionKey + ": must be standard base64"}, leak: "not-base64-kek-value!"},
+		{name: "key-encryption key too short", env: map[string]string{varKeyEncryptionKey: "c2hvcnQta2VrLXZhbHVl"}, want: []string{varKeyEncryptionKey + ": must decode to exactly 32 bytes, got 15"}, leak: "c2hvcnQta2VrLXZhbHVl"},
+		{name: "key-encryption key URL encoding", env: map[string]string{varKeyEncryptionKey: base64.URLEncoding.EncodeToString(bytes.Repeat([]byte{0xfb}, 32))}, want: []string{varKeyEncryptionKey + ": must be standard base64"}},
+		{
+			name: "master key and file",
+			env:  map[string]string{varMasterKey: testMasterKey, varMasterKey + fileSuffix: "/run/secrets/mk"},
+			want: []string{varMasterKey + " and " + varMasterKey + fileSuffix + " are both set"},
+			leak: testMasterKey,
+		},
+		{
+			name: "key-encryption key and file flags",
+			args: []string{"-key-encryption-key", testKeyEncryptionKey, "-key-encryption-key-file", "/run/secrets/kek"},
+			want: []string{"-key-encryption-key (" + varKeyEncryptionKey + ") and -key-encryption-key-file (" + varKeyEncryptionKey + fileSuffix + ") are both set"},
+			leak: testKeyEncryptionKey,
+		},
+		{name: "master key missing in production", env: production(map[string]string{varMasterKey: ""}), want: []string{varMasterKey + " (or " + varMasterKey + fileSuffix + ") must be set in production"}},
+		{name: "key-encryption key missing in production", env: production(map[string]string{varKeyEncryptionKey: ""}), want: []string{varKeyEncryptionKey + " (or " + varKeyEncryptionKey + fileSuffix + ") must be set in production"}},
+		{name: "grace not a duration", env: map[string]string{varRefreshGrace: "soon"}, want: []string{varRefreshGrace + `: invalid duration "soon"`}},
+		{name: "grace negative", env: map[string]string{varRefreshGrace: "-1s"}, want: []string{varRefreshGrace + ": must be between 0s and 1m0s, got -1s"}},
+		{name: "grace too long", env: map[string]string{varRefreshGrace: "61s"}, want: []string{varRefreshGrace + ": must be between 0s and 1m0s, got 1m1s"}},
+		{name: "access ttl not a duration", env: map[string]string{varAccessTTL: "abc"}, want: []string{varAccessTTL + `: invalid duration "abc"`}},
+		{name: "access ttl zero", env: map[string]string{varAccessTTL: "0"}, want: []string{varAccessTTL + ": must be positive, got 0s"}},
+		{name: "access ttl flag", args: []string{"-access-ttl", "abc"}, want: []string{"-access-ttl (" + varAccessTTL + `): invalid duration "abc"`}},
+		{name: "access ttl above maximum", env: map[string]string{varAccessTTL: "2h"}, want: []string{varMaxAccessTTL + ": must be at least " + varAccessTTL + " (2h0m0s), got 1h0m0s (the default)"}},
+		{name: "refresh ttl negative", env: map[string]string{varRefreshTTL: "-5m"}, want: []string{varRefreshTTL + ": must be positive, got -5m0s"}},
+		{name: "max access ttl below access ttl", env: map[string]string{varMaxAccessTTL: "10m"}, want: []string{varMaxAccessTTL + ": must be at least " + varAccessTTL}},
+		{name: "max access ttl zero", env: map[string]string{varMaxAccessTTL: "0s"}, want: []string{varMaxAccessTTL + ": must be positive"}},
+		{name: "max refresh ttl below refresh ttl", env: map[string]string{varMaxRefreshTTL: "100h"}, want: []string{varMaxRefreshTTL + ": must be at least " + varRefreshTTL + " (168h0m0s), got 100h0m0s"}},
+		{name: "max refresh ttl not a duration", env: map[string]string{varMaxRefreshTTL: "1month"}, want: []string{varMaxRefreshTTL + `: invalid duration "1month"`}},
+		{name: "shutdown timeout zero", env: map[string]string{varShutdownTimeout: "0s"}, want: []string{varShutdownTimeout + ": must be positive"}},
+		{name: "log level", env: map[string]string{varLogLevel: "verbose"}, want: []string{varLogLevel + `: must be one of debug, info, warn, error, got "verbose"`}},
+		{name: "log level case", env: map[string]string{varLogLevel: "INFO"}, want: []string{varLogLevel + ":"}},
+		{name: "log format", env: map[string]string{varLogFormat: "xml"}, want: []string{varLogFormat + `: must be one of text, json, got "xml"`}},
+		{name: "positional argument", args: []string{"serve"}, want: []string{`unexpected argument "serve"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.args, fakeEnv(tt.env), nil)
+			if err == nil {
+				t.Fatalf("Parse = %v, want an error", c)
+			}
+			if c != nil {
+				t.Errorf("Parse returned a config with the error %v", err)
+			}
+			if errs := joined(err); len(errs) != 1 {
+				t.Errorf("Parse reported %d errors, want 1: %v", len(errs), err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if tt.leak != "" && strings.Contains(err.Error(), tt.leak) {
+				t.Errorf("error %q leaks %q", err, tt.leak)
+			}
+		})
+	}
+}
+
+func TestParseReportsEveryError(t *testing.T) {
+	env := map[string]string{
+		varEnv:             "staging",
+		varGRPCAddr:        "nope",
+		varRedisURL:        "memcached://cache",
+		varMasterKey:       "short",
+		varRefreshGrace:    "2m",
+		varAccessTTL:       "abc",
+		varMaxRefreshTTL:   "1h",
+		varShutdownTimeout: "-1s",
+		varLogLevel:        "trace",
+		varLogFormat:       "yaml",
+	}
+	_, err := Parse([]string{"-http-addr", "x", "extra"}, fakeEnv(env), nil)
+	errs := joined(err)
+	if len(errs) != 12 {
+		t.Errorf("Parse reported %d errors, want 12:\n%v", len(errs), err)
+	}
+	for _, name := range []string{
+		varEnv, varGRPCAddr, varHTTPAddr, varRedisURL, varMasterKey, varRefreshGrace, varAccessTTL,
+		varMaxRefreshTTL, varShutdownTimeout, varLogLevel, varLogFormat, "extra",
+	} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not name %s:\n%v", name, err)
+		}
+	}
+}
+
+func TestParseProductionNothingSet(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		args []string
+	}{
+		{name: "variable", env: map[string]string{varEnv: "production"}},
+		{name: "flag", args: []string{"-env=production"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(tt.args, fakeEnv(tt.env), nil)
+			if errs := joined(err); len(errs) != 3 {
+				t.Errorf("Parse reported %d errors, want 3:\n%v", len(errs), err)
+			}
+			for _, want := range []string{
+				"TOKENAUTHORITY_MASTER_KEY (or TOKENAUTHORITY_MASTER_KEY_FILE) must be set in production",
+				"TOKENAUTHORITY_KEY_ENCRYPTION_KEY (or TOKENAUTHORITY_KEY_ENCRYPTION_KEY_FILE) must be set in production",
+				"TOKENAUTHORITY_REDIS_URL must be set in production",
+			} {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not contain %q:\n%v", want, err)
+				}
+			}
+		})
+	}
+}
+
+func TestParseProductionWithFiles(t *testing.T) {
+	env := production(map[string]string{
+		varMasterKey:                     "",
+		varKeyEncryptionKey:              "",
+		varMasterKey + fileSuffix:        "/run/secrets/mk",
+		varKeyEncryptionKey + fileSuffix: "/run/secrets/kek",
+	})
+	c, err := Parse(nil, fakeEnv(env), nil)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if c.masterKey.path != "/run/secrets/mk" || c.keyEncryptionKey.path != "/run/secrets/kek" {
+		t.Errorf("secret files = %q, %q", c.masterKey.path, c.keyEncryptionKey.path)
+	}
+}
+
+func TestParseHelp(t *testing.T) {
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		t.Run(arg, func(t *testing.T) {
+			var out bytes.Buffer
+			c, err := Parse([]string{"-grpc-addr", ":1", arg}, fakeEnv(nil), &out)
+			if !errors.Is(err, flag.ErrHelp) || c != nil {
+				t.Fatalf("Parse = %v, %v; want nil, flag.ErrHelp", c, err)
+			}
+			for _, s := range settings {
+				if !strings.Contains(out.String(), "-"+flagName(s.env)+" ") || !strings.Contains(out.String(), s.env) {
+					t.Errorf("usage does not describe -%s and %s:\n%s", flagName(s.env), s.env, out.String())
+				}
+			}
+		})
+	}
+}
+
+func TestParseMalformedCommandLine(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "unknown flag", args: []string{"-verbose"}, want: "-verbose"},
+		{name: "missing value", args: []string{"-access-ttl"}, want: "-access-ttl"},
+		{name: "missing secret value", args: []string{"-grpc-addr", ":1", "-master-key"}, want: "-master-key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			_, err := Parse(tt.args, fakeEnv(nil), &out)
+			if err == nil || errors.Is(err, flag.ErrHelp) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Parse error = %v, want one naming %s", err, tt.want)
+			}
+			if out.Len() != 0 {
+				t.Errorf("Parse wrote %q to usage", out.String())
+			}
+		})
+	}
+}
+
+func TestFlagName(t *testing.T) {
+	for env, want := range map[string]string{
+		varGRPCAddr:                      "grpc-addr",
+		varKeyEncryptionKey + fileSuffix: "key-encryption-key-file",
+		varMaxRefreshTTL:                 "max-refresh-ttl",
+	} {
+		if got := flagName(env); got != want {
+			t.Errorf("flagName(%s) = %q, want %q", env, got, want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("production", ":1", "redis://h", "15m", "1h", testMasterKey, testKeyEncryptionKey, "info", "")
+	f.Add("development", "", "", "", "", "", "", "", "-access-ttl 1m")
+	f.Add("x", "[::1", "redis://u:p@%zz", "-1s", "1ns", "short", "====", "DEBUG", "-h")
+	f.Add("", "host:99999", "rediss://", "9223372036854775807ns", "2562047h", "", "AAAA", "warn", "-master-key")
+	f.Fuzz(func(t *testing.T, env, addr, redisURL, accessTTL, maxAccessTTL, masterKey, kek, logLevel, argLine string) {
+		vars := map[string]string{
+			varEnv:              env,
+			varGRPCAddr:         addr,
+			varRedisURL:         redisURL,
+			varAccessTTL:        accessTTL,
+			varMaxAccessTTL:     maxAccessTTL,
+			varMasterKey:        masterKey,
+			varKeyEncryptionKey: kek,
+			varLogLevel:         logLevel,
+		}
+		c, err := Parse(strings.Fields(argLine), fakeEnv(vars), nil)
+		if err != nil {
+			if c != nil {
+				t.Errorf("Parse returned a config with the error %v", err)
+			}
+			return
+		}
+		if c.Env != EnvDevelopment && c.Env != EnvProduction {
+			t.Errorf("Env = %q", c.Env)
+		}
+		if c.AccessTTL <= 0 || c.MaxAccessTTL < c.AccessTTL || c.RefreshGrace < 0 || c.RefreshGrace > time.Minute {
+			t.Errorf("invalid durations accepted: %v", c)
+		}
+		if c.Production() && (c.RedisURL == "" || c.masterKey == (secretSource{}) || c.keyEncryptionKey == (secretSource{})) {
+			t.Errorf("incomplete production configuration accepted: %v", c)
+		}
+	})
+}

@@ -1,0 +1,379 @@
+package config
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+)
+
+const (
+	// minMasterKeyLen is the shortest master key, in characters.
+	minMasterKeyLen = 32
+	// keyEncryptionKeyLen is the length of the key-encryption key, in bytes.
+	keyEncryptionKeyLen = 32
+	// maxSecretFileSize bounds what is read from a secret file.
+	maxSecretFileSize = 64 << 10
+	// dataDirPerm and secretFilePerm are the permissions of the data directory and of the
+	// development secrets kept in it.
+	dataDirPerm    fs.FileMode = 0o700
+	secretFilePerm fs.FileMode = 0o600
+)
+
+// secretKind describes one secret.
+type secretKind struct {
+	env      string // variable of the value; env+fileSuffix names the file
+	what     string // for messages
+	fileName string // name of the development secret in the data directory
+	// check validates a value; its error must not contain the value.
+	check func(string) error
+	// generate returns a new random development value.
+	generate func() (string, error)
+}
+
+var (
+	masterKeyKind = &secretKind{
+		env:      varMasterKey,
+		what:     "master key",
+		fileName: "master-key",
+		check:    checkMasterKey,
+		generate: func() (string, error) {
+			b, err := randomBytes(32)
+			return base64.RawURLEncoding.EncodeToString(b), err
+		},
+	}
+	keyEncryptionKeyKind = &secretKind{
+		env:      varKeyEncryptionKey,
+		what:     "key-encryption key",
+		fileName: "key-encryption-key",
+		check: func(v string) error {
+			_, err := decodeKeyEncryptionKey(v)
+			return err
+		},
+		generate: func() (string, error) {
+			b, err := randomBytes(keyEncryptionKeyLen)
+			return base64.StdEncoding.EncodeToString(b), err
+		},
+	}
+)
+
+// secretSource is where Parse found a secret: its value or the path of its file (at most one is
+// set), and the names to report each under.
+type secretSource struct {
+	value     Secret
+	valueName string
+	path      string
+	pathName  string
+}
+
+// checkMasterKey validates a master key.
+func checkMasterKey(v string) error {
+	if utf8.RuneCountInString(v) < minMasterKeyLen {
+		return fmt.Errorf("must be at least %d characters", minMasterKeyLen)
+	}
+	return nil
+}
+
+// decodeKeyEncryptionKey decodes and validates a key-encryption key.
+func decodeKeyEncryptionKey(v string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return nil, errors.New("must be standard base64 (generate one with: openssl rand -base64 32)")
+	}
+	if len(b) != keyEncryptionKeyLen {
+		return nil, fmt.Errorf("must decode to exactly %d bytes, got %d (generate one with: openssl rand -base64 32)",
+			keyEncryptionKeyLen, len(b))
+	}
+	return b, nil
+}
+
+// randomBytes returns n bytes from crypto/rand.
+func randomBytes(n int) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// ResolveSecrets resolves every secret and sets MasterKey and KeyEncryptionKey. Each secret comes
+// from its value, else from its file, else, in development only, from a value generated once with
+// crypto/rand and kept in DataDir (files master-key and key-encryption-key, mode 0600, in a
+// directory of mode 0700, written atomically and reused on later starts; looser permissions are
+// tightened). In production a missing secret is an error naming what to set.
+//
+// It returns notes for the log, such as "generated development master key in .data/master-key",
+// and every problem joined with errors.Join. Neither ever contains a secret value. On error, c is
+// left unchanged, though development secrets may have been written.
+func (c *Config) ResolveSecrets() (notes []string, err error) {
+	r := &resolver{c: c}
+	masterKey := r.resolve(masterKeyKind, c.masterKey)
+	keyEncryptionKey := r.resolve(keyEncryptionKeyKind, c.keyEncryptionKey)
+	if err := errors.Join(r.errs...); err != nil {
+		return r.notes, err
+	}
+	key, err := decodeKeyEncryptionKey(keyEncryptionKey)
+	if err != nil {
+		return r.notes, fmt.Errorf("%s: %w", varKeyEncryptionKey, err)
+	}
+	c.MasterKey = NewSecret(masterKey)
+	c.KeyEncryptionKey = key
+	return r.notes, nil
+}
+
+// errReported stands for an error that has already been recorded.
+var errReported = errors.New("already reported")
+
+// resolver resolves the secrets of one Config.
+type resolver struct {
+	c                  *Config
+	dirDone, dirFailed bool
+	notes              []string
+	errs               []error
+}
+
+// notef records a note for the log. It must not contain a secret.
+func (r *resolver) notef(format string, args ...any) {
+	r.notes = append(r.notes, fmt.Sprintf(format, args...))
+}
+
+// resolve returns the value of the secret of kind k found at src, recording any error.
+func (r *resolver) resolve(k *secretKind, src secretSource) string {
+	v, err := r.lookup(k, src)
+	if err != nil && !errors.Is(err, errReported) {
+		r.errs = append(r.errs, err)
+	}
+	return v
+}
+
+// lookup returns the value of the secret of kind k found at src.
+func (r *resolver) lookup(k *secretKind, src secretSource) (string, error) {
+	fileEnv := k.env + fileSuffix
+	switch {
+	case !src.value.IsZero():
+		if err := k.check(src.value.Reveal()); err != nil {
+			return "", fmt.Errorf("%s: %w", orDefault(src.valueName, k.env), err)
+		}
+		return src.value.Reveal(), nil
+	case src.path != "":
+		name := orDefault(src.pathName, fileEnv)
+		v, err := readSecretFile(src.path)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+		if err := k.check(v); err != nil {
+			return "", fmt.Errorf("%s: content of %q is invalid: %w", name, src.path, err)
+		}
+		return v, nil
+	case r.c.Env == EnvDevelopment:
+		return r.generated(k)
+	case r.c.Env == EnvProduction:
+		return "", fmt.Errorf("%s (or %s) must be set in production", k.env, fileEnv)
+	default:
+		return "", fmt.Errorf("%s (or %s) must be set: secrets are generated only when %s is %q",
+			k.env, fileEnv, varEnv, EnvDevelopment)
+	}
+}
+
+// orDefault returns s, or def if s is empty.
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// generated returns the development secret of kind k, creating it on first use.
+func (r *resolver) generated(k *secretKind) (string, error) {
+	if err := r.prepareDataDir(); err != nil {
+		return "", err
+	}
+	path := filepath.Join(r.c.DataDir, k.fileName)
+	if v, found, err := r.loadPersisted(k, path); found || err != nil {
+		return v, err
+	}
+	v, err := k.generate()
+	if err != nil {
+		return "", fmt.Errorf("%s: cannot generate a development %s: %w", k.env, k.what, err)
+	}
+	created, err := createFileAtomic(r.c.DataDir, k.fileName, []byte(v+"\n"))
+	if err != nil {
+		return "", fmt.Errorf("%s: cannot write the development %s: %w", k.env, k.what, err)
+	}
+	if !created {
+		// Another process created it first: use its value, as it does.
+		v, found, err := r.loadPersisted(k, path)
+		if err == nil && !found {
+			err = fmt.Errorf("%s: development %s %q vanished while being created", k.env, k.what, path)
+		}
+		return v, err
+	}
+	r.notef("generated development %s in %s", k.what, path)
+	return v, nil
+}
+
+// prepareDataDir creates the data directory with mode 0700, or tightens the mode of an existing
+// one. Only the first call does the work and reports a failure; later ones return errReported
+// after a failure.
+func (r *resolver) prepareDataDir() error {
+	if r.dirDone {
+		if r.dirFailed {
+			return errReported
+		}
+		return nil
+	}
+	r.dirDone = true
+	err := r.makeDataDir()
+	r.dirFailed = err != nil
+	return err
+}
+
+// makeDataDir does the work of prepareDataDir.
+func (r *resolver) makeDataDir() error {
+	dir := r.c.DataDir
+	if dir == "" {
+		return fmt.Errorf("%s must be set to keep development secrets", varDataDir)
+	}
+	if err := os.MkdirAll(dir, dataDirPerm); err != nil {
+		return fmt.Errorf("%s: cannot create %q: %w", varDataDir, dir, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("%s: %w", varDataDir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s: %q is not a directory", varDataDir, dir)
+	}
+	if perm := fi.Mode().Perm(); perm&^dataDirPerm != 0 {
+		if err := os.Chmod(dir, dataDirPerm); err != nil {
+			return fmt.Errorf("%s: %q has permissions %04o, want %04o: %w",
+				varDataDir, dir, uint32(perm), uint32(dataDirPerm), cause(err))
+		}
+		r.notef("tightened permissions of %s from %04o to %04o", dir, uint32(perm), uint32(dataDirPerm))
+	}
+	return nil
+}
+
+// loadPersisted reads the development secret of kind k at path, tightening its permissions if
+// needed. found is false, with no error, if the file does not exist.
+func (r *resolver) loadPersisted(k *secretKind, path string) (v string, found bool, err error) {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", true, fmt.Errorf("%s: development %s %q: %w", k.env, k.what, path, cause(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return "", true, fmt.Errorf("%s: development %s %q is not a regular file", k.env, k.what, path)
+	}
+	if perm := fi.Mode().Perm(); perm&^secretFilePerm != 0 {
+		if err := os.Chmod(path, secretFilePerm); err != nil {
+			return "", true, fmt.Errorf("%s: development %s %q has permissions %04o, want %04o: %w",
+				k.env, k.what, path, uint32(perm), uint32(secretFilePerm), cause(err))
+		}
+		r.notef("tightened permissions of %s from %04o to %04o", path, uint32(perm), uint32(secretFilePerm))
+	}
+	v, err = readSecretFile(path)
+	if err != nil {
+		return "", true, fmt.Errorf("%s: development %s: %w", k.env, k.what, err)
+	}
+	if err := k.check(v); err != nil {
+		return "", true, fmt.Errorf("%s: development %s in %q is invalid (%w); delete the file to generate a new one",
+			k.env, k.what, path, err)
+	}
+	r.notef("using development %s from %s", k.what, path)
+	return v, true, nil
+}
+
+// readSecretFile returns the content of the file at path with surrounding white space removed.
+// Its errors name the path, never the content.
+func readSecretFile(path string) (string, error) {
+	f, err := os.Open(path) //nolint:gosec // G304: reading the file the operator named is the point.
+	if err != nil {
+		return "", fmt.Errorf("cannot read %q: %w", path, cause(err))
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFileSize+1))
+	if err != nil {
+		return "", fmt.Errorf("cannot read %q: %w", path, cause(err))
+	}
+	if len(b) > maxSecretFileSize {
+		return "", fmt.Errorf("%q is larger than %d bytes", path, maxSecretFileSize)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", fmt.Errorf("%q is empty", path)
+	}
+	return v, nil
+}
+
+// cause returns the error inside a *fs.PathError, whose path the caller reports itself.
+func cause(err error) error {
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) {
+		return pathErr.Err
+	}
+	return err
+}
+
+// createFileAtomic creates dir/name with mode 0600 and content data unless it exists, so that a
+// reader never sees a partial file and two processes starting at once agree on one value. It
+// writes a temporary file and links it into place, renaming it instead where the file system has
+// no hard links. It reports whether it created the file.
+func createFileAtomic(dir, name string, data []byte) (created bool, err error) {
+	f, err := os.CreateTemp(dir, "."+name+"-*.tmp")
+	if err != nil {
+		return false, err
+	}
+	tmp := f.Name()
+	defer func() {
+		// After a link the temporary name remains; after a rename it is gone.
+		_ = os.Remove(tmp)
+	}()
+	if err := writeAndClose(f, data); err != nil {
+		return false, err
+	}
+	final := filepath.Join(dir, name)
+	if err := os.Link(tmp, final); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return false, nil
+		}
+		if err := os.Rename(tmp, final); err != nil {
+			return false, err
+		}
+	}
+	syncDir(dir)
+	return true, nil
+}
+
+// writeAndClose sets the mode of f to 0600, writes data, syncs, and closes f.
+func writeAndClose(f *os.File, data []byte) error {
+	err := f.Chmod(secretFilePerm)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if closeErr := f.Close(); err == nil {
+		err = closeErr
+	}
+	return err
+}
+
+// syncDir makes a new entry in dir durable where the platform supports it.
+func syncDir(dir string) {
+	d, err := os.Open(dir) //nolint:gosec // G304: the data directory is the operator's setting.
+	if err != nil {
+		return
+	}
+	_ = d.Sync()
+	_ = d.Close()
+}

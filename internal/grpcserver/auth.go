@@ -1,0 +1,90 @@
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/tokenauthority/tokenauthority/internal/tenant"
+)
+
+// APIKeyHeader is the metadata key that carries the caller's credential.
+const APIKeyHeader = "x-api-key"
+
+// Authenticator resolves a presented credential to a caller.
+type Authenticator interface {
+	Authenticate(ctx context.Context, credential string) (*tenant.Caller, error)
+}
+
+type callerKey struct{}
+
+// CallerFrom returns the authenticated caller of ctx.
+func CallerFrom(ctx context.Context) (*tenant.Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(*tenant.Caller)
+	return c, ok
+}
+
+// authFunc authenticates the caller and applies the method's policy.
+func authFunc(authn Authenticator, log *slog.Logger) auth.AuthFunc {
+	return func(ctx context.Context) (context.Context, error) {
+		method, _ := grpc.Method(ctx)
+		p, ok := policies[method]
+		if !ok {
+			return nil, status.Error(codes.PermissionDenied, "method has no access policy")
+		}
+		md, _ := metadata.FromIncomingContext(ctx)
+		vals := md.Get(APIKeyHeader)
+		if len(vals) != 1 || vals[0] == "" {
+			log.LogAttrs(ctx, slog.LevelInfo, "authentication failed", slog.String("method", method), slog.String("why", "no x-api-key"))
+			return nil, status.Error(codes.Unauthenticated, "missing x-api-key metadata")
+		}
+		caller, err := authn.Authenticate(ctx, vals[0])
+		if errors.Is(err, tenant.ErrUnauthenticated) {
+			// Never log the credential, not even a prefix of it.
+			log.LogAttrs(ctx, slog.LevelInfo, "authentication failed", slog.String("method", method), slog.String("why", "invalid x-api-key"))
+			return nil, status.Error(codes.Unauthenticated, "invalid x-api-key")
+		}
+		if err != nil {
+			return nil, toStatus(ctx, log, err)
+		}
+		if !allowed(p, caller) {
+			log.LogAttrs(ctx, slog.LevelInfo, "permission denied", slog.String("method", method), slog.String("key_id", caller.KeyID))
+			return nil, status.Error(codes.PermissionDenied, "the caller's credential lacks a role this method requires")
+		}
+		return context.WithValue(ctx, callerKey{}, caller), nil
+	}
+}
+
+func allowed(p policy, c *tenant.Caller) bool {
+	if c.Master {
+		return p.master
+	}
+	for _, r := range p.roles {
+		if slices.Contains(c.Roles, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// needsAuth selects the methods that are not public (unknown methods included: fail closed).
+func needsAuth(_ context.Context, c interceptors.CallMeta) bool {
+	p, ok := policies[c.FullMethod()]
+	return !ok || !p.public
+}
+
+func authInterceptors(authn Authenticator, log *slog.Logger) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	af := authFunc(authn, log)
+	match := selector.MatchFunc(needsAuth)
+	return selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(af), match),
+		selector.StreamServerInterceptor(auth.StreamServerInterceptor(af), match)
+}

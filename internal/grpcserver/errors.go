@@ -1,0 +1,53 @@
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/store"
+	"github.com/tokenauthority/tokenauthority/internal/tenant"
+	"github.com/tokenauthority/tokenauthority/internal/token"
+)
+
+// toStatus maps a domain error to a gRPC status. The messages of the domain's own sentinels are
+// written for callers; anything unexpected is logged here and answered with a bare Internal.
+func toStatus(ctx context.Context, log *slog.Logger, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case errors.Is(err, store.ErrUnavailable):
+		log.LogAttrs(ctx, slog.LevelWarn, "store unavailable", slog.String("error", err.Error()))
+		return status.Error(codes.Unavailable, "token store unavailable; retry later")
+	case errors.Is(err, token.ErrInvalidArgument), errors.Is(err, tenant.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, token.ErrRefreshReuse):
+		return status.Error(codes.Unauthenticated, token.ErrRefreshReuse.Error())
+	case errors.Is(err, token.ErrInvalidRefreshToken):
+		return status.Error(codes.Unauthenticated, token.ErrInvalidRefreshToken.Error())
+	case errors.Is(err, tenant.ErrUnauthenticated):
+		return status.Error(codes.Unauthenticated, tenant.ErrUnauthenticated.Error())
+	case errors.Is(err, token.ErrPermissionDenied):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, tenant.ErrNotFound), errors.Is(err, store.ErrNotFound):
+		return status.Error(codes.NotFound, "not found")
+	case errors.Is(err, store.ErrExists):
+		return status.Error(codes.AlreadyExists, "already exists")
+	case errors.Is(err, keys.ErrNoKeys):
+		return status.Error(codes.FailedPrecondition, "the tenant has no signing keys")
+	}
+	log.LogAttrs(ctx, slog.LevelError, "internal error", slog.String("error", err.Error()))
+	return status.Error(codes.Internal, "internal error")
+}

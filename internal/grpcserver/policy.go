@@ -1,0 +1,54 @@
+package grpcserver
+
+import (
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+	"github.com/tokenauthority/tokenauthority/internal/tenant"
+)
+
+// policy says who may call a method.
+type policy struct {
+	// public methods need no credential at all.
+	public bool
+	// master allows the master credential.
+	master bool
+	// roles lists API-key roles that allow the call (any one suffices).
+	roles []tenant.Role
+}
+
+func roles(r ...tenant.Role) policy { return policy{roles: r} }
+
+// policies is the authorisation table, keyed by full method name. A method missing here is refused
+// (PermissionDenied), and a test fails when a registered method is missing.
+var policies = map[string]policy{
+	tokenauthorityv1.TokenService_IssueToken_FullMethodName:       roles(tenant.RoleIssue),
+	tokenauthorityv1.TokenService_RefreshToken_FullMethodName:     roles(tenant.RoleIssue),
+	tokenauthorityv1.TokenService_VerifyToken_FullMethodName:      roles(tenant.RoleVerify),
+	tokenauthorityv1.TokenService_RevokeToken_FullMethodName:      roles(tenant.RoleRevoke),
+	tokenauthorityv1.TokenService_RevokeSessions_FullMethodName:   roles(tenant.RoleRevoke),
+	tokenauthorityv1.TokenService_ListSessions_FullMethodName:     roles(tenant.RoleVerify, tenant.RoleRevoke, tenant.RoleAdmin),
+	tokenauthorityv1.TokenService_ListPublicKeys_FullMethodName:   roles(tenant.RoleVerify, tenant.RoleIssue, tenant.RoleAdmin),
+	tokenauthorityv1.TokenService_WatchRevocations_FullMethodName: roles(tenant.RoleVerify),
+
+	tokenauthorityv1.AdminService_CreateTenant_FullMethodName:       {master: true},
+	tokenauthorityv1.AdminService_GetTenant_FullMethodName:          {master: true, roles: []tenant.Role{tenant.RoleAdmin}},
+	tokenauthorityv1.AdminService_ListTenants_FullMethodName:        {master: true},
+	tokenauthorityv1.AdminService_DeleteTenant_FullMethodName:       {master: true},
+	tokenauthorityv1.AdminService_CreateApiKey_FullMethodName:       roles(tenant.RoleAdmin),
+	tokenauthorityv1.AdminService_ListApiKeys_FullMethodName:        roles(tenant.RoleAdmin),
+	tokenauthorityv1.AdminService_RotateApiKey_FullMethodName:       roles(tenant.RoleAdmin),
+	tokenauthorityv1.AdminService_DeleteApiKey_FullMethodName:       roles(tenant.RoleAdmin),
+	tokenauthorityv1.AdminService_CreatePrincipal_FullMethodName:    roles(tenant.RoleAdmin),
+	tokenauthorityv1.AdminService_SetPrincipalSecret_FullMethodName: roles(tenant.RoleAdmin),
+	tokenauthorityv1.AdminService_DeletePrincipal_FullMethodName:    roles(tenant.RoleAdmin),
+	tokenauthorityv1.AdminService_RotateSigningKey_FullMethodName:   roles(tenant.RoleAdmin),
+	tokenauthorityv1.AdminService_WithdrawSigningKey_FullMethodName: roles(tenant.RoleAdmin),
+
+	healthpb.Health_Check_FullMethodName: {public: true},
+	healthpb.Health_Watch_FullMethodName: {public: true},
+	healthpb.Health_List_FullMethodName:  {public: true},
+
+	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      {public: true},
+	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": {public: true},
+}

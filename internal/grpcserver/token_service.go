@@ -1,0 +1,203 @@
+package grpcserver
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/tenant"
+	"github.com/tokenauthority/tokenauthority/internal/token"
+)
+
+// PublicKeys lists a tenant's published keys.
+type PublicKeys interface {
+	PublicKeys(ctx context.Context, tenant string) ([]*keys.Key, error)
+}
+
+// tokenService implements tokenauthority.v1.TokenService.
+type tokenService struct {
+	tokenauthorityv1.UnimplementedTokenServiceServer
+	tokens *token.Service
+	keys   PublicKeys
+	log    *slog.Logger
+}
+
+// tenantOf returns the tenant of the authenticated API key.
+func tenantOf(ctx context.Context) (*tenant.Tenant, error) {
+	c, ok := CallerFrom(ctx)
+	if !ok || c.Tenant == nil {
+		return nil, status.Error(codes.PermissionDenied, "this method needs an API key of a tenant")
+	}
+	return c.Tenant, nil
+}
+
+func (s *tokenService) IssueToken(ctx context.Context, req *tokenauthorityv1.IssueTokenRequest) (*tokenauthorityv1.IssueTokenResponse, error) {
+	t, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.GetPrincipal() != nil {
+		return nil, status.Error(codes.Unimplemented, "the principal grant is not available yet")
+	}
+	ir := token.IssueRequest{
+		Tenant:     t,
+		Subject:    req.GetSubject(),
+		Audience:   req.GetAudience(),
+		Scopes:     req.GetScopes(),
+		AccessTTL:  req.GetAccessTtl().AsDuration(),
+		RefreshTTL: req.GetRefreshTtl().AsDuration(),
+	}
+	if req.GetAccessTtl() != nil && !req.GetAccessTtl().IsValid() || req.GetRefreshTtl() != nil && !req.GetRefreshTtl().IsValid() {
+		return nil, status.Error(codes.InvalidArgument, "access_ttl and refresh_ttl must be valid durations")
+	}
+	if req.GetExtraClaims() != nil {
+		ir.Extra = req.GetExtraClaims().AsMap()
+	}
+	if m := req.GetMetadata(); m != nil {
+		ir.Metadata = token.Metadata{UserAgent: m.GetUserAgent(), IP: m.GetIp(), Device: m.GetDevice()}
+	}
+	p, err := s.tokens.Issue(ctx, ir)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &tokenauthorityv1.IssueTokenResponse{
+		AccessToken:      p.AccessToken,
+		RefreshToken:     p.RefreshToken,
+		TokenType:        "Bearer",
+		AccessExpiresAt:  timestamppb.New(p.AccessExpiresAt),
+		RefreshExpiresAt: timestamppb.New(p.RefreshExpiresAt),
+		SessionId:        p.SessionID,
+	}, nil
+}
+
+func (s *tokenService) RefreshToken(ctx context.Context, req *tokenauthorityv1.RefreshTokenRequest) (*tokenauthorityv1.RefreshTokenResponse, error) {
+	t, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.tokens.Refresh(ctx, t, req.GetRefreshToken())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &tokenauthorityv1.RefreshTokenResponse{
+		AccessToken:      p.AccessToken,
+		RefreshToken:     p.RefreshToken,
+		TokenType:        "Bearer",
+		AccessExpiresAt:  timestamppb.New(p.AccessExpiresAt),
+		RefreshExpiresAt: timestamppb.New(p.RefreshExpiresAt),
+		SessionId:        p.SessionID,
+	}, nil
+}
+
+func (s *tokenService) VerifyToken(ctx context.Context, req *tokenauthorityv1.VerifyTokenRequest) (*tokenauthorityv1.VerifyTokenResponse, error) {
+	t, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.GetAudience()) > 256 || len(req.GetRequiredScopes()) > 64 {
+		return nil, status.Error(codes.InvalidArgument, "audience is at most 256 bytes and required_scopes at most 64 entries")
+	}
+	v, err := s.tokens.Verify(ctx, token.VerifyRequest{
+		Tenant:         t,
+		Token:          req.GetToken(),
+		Audience:       req.GetAudience(),
+		RequiredScopes: req.GetRequiredScopes(),
+	})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	if !v.Active {
+		return &tokenauthorityv1.VerifyTokenResponse{Reason: tokenauthorityv1.InactiveReason(v.Reason)}, nil
+	}
+	claims, err := structpb.NewStruct(v.Claims)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &tokenauthorityv1.VerifyTokenResponse{Active: true, Claims: claims}, nil
+}
+
+func (s *tokenService) RevokeToken(ctx context.Context, req *tokenauthorityv1.RevokeTokenRequest) (*tokenauthorityv1.RevokeTokenResponse, error) {
+	t, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	target := token.RevokeTarget{Token: req.GetToken(), JTI: req.GetJti(), SessionID: req.GetSessionId()}
+	if err := s.tokens.Revoke(ctx, t, target); err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &tokenauthorityv1.RevokeTokenResponse{}, nil
+}
+
+func (s *tokenService) RevokeSessions(ctx context.Context, req *tokenauthorityv1.RevokeSessionsRequest) (*tokenauthorityv1.RevokeSessionsResponse, error) {
+	t, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var cut time.Time
+	switch sc := req.GetScope().(type) {
+	case *tokenauthorityv1.RevokeSessionsRequest_Subject:
+		cut, err = s.tokens.RevokeSubject(ctx, t, sc.Subject)
+	case *tokenauthorityv1.RevokeSessionsRequest_AllInTenant:
+		if !sc.AllInTenant {
+			return nil, status.Error(codes.InvalidArgument, "all_in_tenant must be true when set")
+		}
+		cut, err = s.tokens.RevokeTenant(ctx, t)
+	default:
+		return nil, status.Error(codes.InvalidArgument, "one of subject or all_in_tenant is required")
+	}
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &tokenauthorityv1.RevokeSessionsResponse{CutoffTime: timestamppb.New(cut)}, nil
+}
+
+func (s *tokenService) ListSessions(ctx context.Context, req *tokenauthorityv1.ListSessionsRequest) (*tokenauthorityv1.ListSessionsResponse, error) {
+	t, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sessions, next, err := s.tokens.ListSessions(ctx, t, req.GetSubject(), int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	out := &tokenauthorityv1.ListSessionsResponse{NextPageToken: next}
+	for _, ss := range sessions {
+		out.Sessions = append(out.Sessions, &tokenauthorityv1.Session{
+			SessionId:   ss.ID,
+			Subject:     ss.Subject,
+			CreateTime:  timestamppb.New(ss.CreatedAt),
+			ExpireTime:  timestamppb.New(ss.ExpiresAt),
+			RefreshTime: timestamppb.New(ss.RotatedAt),
+			Generation:  ss.Generation,
+			Metadata:    &tokenauthorityv1.SessionMetadata{UserAgent: ss.Metadata.UserAgent, Ip: ss.Metadata.IP, Device: ss.Metadata.Device},
+			Audience:    ss.Audience,
+			Scopes:      ss.Scopes,
+		})
+	}
+	return out, nil
+}
+
+func (s *tokenService) ListPublicKeys(ctx context.Context, _ *tokenauthorityv1.ListPublicKeysRequest) (*tokenauthorityv1.ListPublicKeysResponse, error) {
+	t, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ks, err := s.keys.PublicKeys(ctx, t.ID)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	out := &tokenauthorityv1.ListPublicKeysResponse{}
+	for _, j := range keys.ToJWKS(ks).Keys {
+		out.Keys = append(out.Keys, &tokenauthorityv1.JsonWebKey{
+			Kty: j.Kty, Kid: j.Kid, Use: j.Use, Alg: j.Alg, Crv: j.Crv, X: j.X, Y: j.Y, N: j.N, E: j.E,
+		})
+	}
+	return out, nil
+}

@@ -1,0 +1,505 @@
+package memory
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tokenauthority/tokenauthority/internal/store"
+	"github.com/tokenauthority/tokenauthority/internal/tenant"
+	"github.com/tokenauthority/tokenauthority/internal/token"
+)
+
+var (
+	_ token.Store  = (*Store)(nil)
+	_ tenant.Store = (*Store)(nil)
+)
+
+const (
+	// defaultPageSize is the page size of ListSessions when the caller sets none.
+	defaultPageSize = 50
+	// sweepEvery is the number of writes between two sweeps of expired entries.
+	sweepEvery = 512
+)
+
+// Store keeps sessions and records in memory. It is safe for concurrent use.
+type Store struct {
+	now func() time.Time
+
+	mu       sync.Mutex
+	sessions map[string]*session          // by session id
+	subjects map[string]map[string]bool   // subject tag -> session ids
+	revoked  map[string]int64             // jti -> revoked until, unix ms
+	subjCuts map[string]cutoff            // subject tag -> cut-off
+	tenCuts  map[string]cutoff            // tenant -> cut-off
+	records  map[string]map[string][]byte // kind -> id -> value
+	writes   int                          // since the last sweep
+}
+
+// session is a stored session; times are unix milliseconds, as the Redis backend keeps them.
+type session struct {
+	tenant, subject  string
+	audience, scopes []string
+	extra            []byte
+	metadata         token.Metadata
+	created, expires int64
+	accessTTL        int64 // ms
+	generation       uint64
+	hash             []byte
+	rotated          int64
+}
+
+// cutoff is a subject or tenant cut-off, in unix milliseconds.
+type cutoff struct {
+	at, expires int64
+}
+
+// New returns an empty Store that reads the current time from now (time.Now when nil).
+func New(now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{
+		now:      now,
+		sessions: make(map[string]*session),
+		subjects: make(map[string]map[string]bool),
+		revoked:  make(map[string]int64),
+		subjCuts: make(map[string]cutoff),
+		tenCuts:  make(map[string]cutoff),
+		records:  make(map[string]map[string][]byte),
+	}
+}
+
+// Ping reports that the store answers; it always does.
+func (s *Store) Ping(context.Context) error { return nil }
+
+// CreateSession stores a new session and indexes it under its subject. It returns store.ErrExists
+// when a live session has the same id.
+func (s *Store) CreateSession(_ context.Context, sess *token.Session) error {
+	tag, ok := token.SessionTag(sess.ID)
+	if !ok || tag != token.SubjectTag(sess.Tenant, sess.Subject) {
+		return fmt.Errorf("memory store: create session: %w: session id is not one of the subject", token.ErrInvalidArgument)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.nowMillis()
+	if s.live(sess.ID, now) != nil {
+		return fmt.Errorf("memory store: create session: %w", store.ErrExists)
+	}
+	s.sessions[sess.ID] = &session{
+		tenant:     sess.Tenant,
+		subject:    sess.Subject,
+		audience:   slices.Clone(sess.Audience),
+		scopes:     slices.Clone(sess.Scopes),
+		extra:      bytes.Clone(sess.Extra),
+		metadata:   sess.Metadata,
+		created:    sess.CreatedAt.UnixMilli(),
+		expires:    sess.ExpiresAt.UnixMilli(),
+		accessTTL:  sess.AccessTTL.Milliseconds(),
+		generation: sess.Generation,
+		hash:       append([]byte{}, sess.RefreshHash...),
+		rotated:    sess.RotatedAt.UnixMilli(),
+	}
+	ids := s.subjects[tag]
+	if ids == nil {
+		ids = make(map[string]bool)
+		s.subjects[tag] = ids
+	}
+	ids[sess.ID] = true
+	s.wrote(now)
+	return nil
+}
+
+// CheckAccess reads the session, the jti's revocation mark and both cut-offs. A malformed session
+// id, or a jti that is not of the session, is unknown.
+func (s *Store) CheckAccess(_ context.Context, tenantID, sessionID, jti string) (token.AccessState, error) {
+	tag, ok := token.SessionTag(sessionID)
+	if owner, jtiOK := token.SessionOfJTI(jti); !ok || !jtiOK || owner != sessionID {
+		return token.AccessState{}, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.nowMillis()
+	st := token.AccessState{TenantCutoff: s.cutoff(s.tenCuts, tenantID, now)}
+	sess := s.live(sessionID, now)
+	if sess == nil || sess.tenant != tenantID {
+		return st, nil
+	}
+	st.SessionFound = true
+	st.SessionCreatedAt = fromMillis(sess.created)
+	if until, ok := s.revoked[jti]; ok {
+		if now < until {
+			st.TokenRevoked = true
+		} else {
+			delete(s.revoked, jti)
+		}
+	}
+	st.SubjectCutoff = s.cutoff(s.subjCuts, tag, now)
+	return st, nil
+}
+
+// GetSession returns a live session of the tenant that no cut-off ended, or store.ErrNotFound.
+func (s *Store) GetSession(_ context.Context, tenantID, sessionID string) (*token.Session, error) {
+	tag, ok := token.SessionTag(sessionID)
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.nowMillis()
+	sess := s.live(sessionID, now)
+	if sess == nil || sess.tenant != tenantID || s.ended(sess, tag, now) {
+		return nil, store.ErrNotFound
+	}
+	return sess.export(sessionID), nil
+}
+
+// RotateRefresh performs one refresh attempt atomically. Session expiry follows the store's clock;
+// the rotation time and the grace window follow req.Now.
+func (s *Store) RotateRefresh(_ context.Context, req token.RotateRequest) (token.RotateResult, error) {
+	invalid := token.RotateResult{Outcome: token.RotateInvalid}
+	tag, ok := token.SessionTag(req.SessionID)
+	if !ok {
+		return invalid, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.nowMillis()
+	sess := s.live(req.SessionID, now)
+	if sess == nil || sess.tenant != req.Tenant || s.ended(sess, tag, now) {
+		return invalid, nil
+	}
+	reqNow := req.Now.UnixMilli()
+	switch g := sess.generation; {
+	case req.Generation == g && bytes.Equal(req.Hash, sess.hash):
+		sess.generation = g + 1
+		sess.hash = append([]byte{}, req.NewHash...)
+		sess.rotated = reqNow
+		s.wrote(now)
+		return token.RotateResult{Outcome: token.Rotated, Session: sess.export(req.SessionID)}, nil
+	case g > 0 && req.Generation == g-1 && reqNow-sess.rotated <= req.Grace.Milliseconds():
+		return token.RotateResult{Outcome: token.RotateRetry, Session: sess.export(req.SessionID)}, nil
+	case req.Generation < g:
+		s.deleteSession(req.SessionID, tag)
+		s.wrote(now)
+		return token.RotateResult{Outcome: token.RotateReuse, Session: sess.export(req.SessionID)}, nil
+	}
+	return invalid, nil
+}
+
+// RevokeToken marks jti revoked until the given time, if its session is a live session of the
+// tenant. A mark that ends later is kept. Nothing is written when until has passed.
+func (s *Store) RevokeToken(_ context.Context, tenantID, sessionID, jti string, until time.Time) error {
+	if owner, ok := token.SessionOfJTI(jti); !ok || owner != sessionID {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.nowMillis()
+	u := until.UnixMilli()
+	if u <= now {
+		return nil
+	}
+	if sess := s.live(sessionID, now); sess == nil || sess.tenant != tenantID {
+		return nil
+	}
+	if cur, ok := s.revoked[jti]; !ok || cur < u {
+		s.revoked[jti] = u
+	}
+	s.wrote(now)
+	return nil
+}
+
+// DeleteSession deletes a session of the tenant and reports whether there was one.
+func (s *Store) DeleteSession(_ context.Context, tenantID, sessionID string) (bool, error) {
+	tag, ok := token.SessionTag(sessionID)
+	if !ok {
+		return false, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.nowMillis()
+	if sess := s.live(sessionID, now); sess == nil || sess.tenant != tenantID {
+		return false, nil
+	}
+	s.deleteSession(sessionID, tag)
+	s.wrote(now)
+	return true, nil
+}
+
+// SetSubjectCutoff raises the subject's cut-off to at and its expiry to at least ttl from now.
+func (s *Store) SetSubjectCutoff(_ context.Context, tenantID, subject string, at time.Time, ttl time.Duration) error {
+	return s.setCutoff("set subject cut-off", s.subjCuts, token.SubjectTag(tenantID, subject), at, ttl)
+}
+
+// SetTenantCutoff raises the tenant's cut-off to at and its expiry to at least ttl from now.
+func (s *Store) SetTenantCutoff(_ context.Context, tenantID string, at time.Time, ttl time.Duration) error {
+	return s.setCutoff("set tenant cut-off", s.tenCuts, tenantID, at, ttl)
+}
+
+func (s *Store) setCutoff(op string, cuts map[string]cutoff, key string, at time.Time, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("memory store: %s: %w: ttl must be positive", op, token.ErrInvalidArgument)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.nowMillis()
+	c := cutoff{at: at.UnixMilli(), expires: now + max(ttl.Milliseconds(), 1)}
+	if cur, ok := cuts[key]; ok && now < cur.expires {
+		c.at = max(c.at, cur.at)
+		c.expires = max(c.expires, cur.expires)
+	}
+	cuts[key] = c
+	s.wrote(now)
+	return nil
+}
+
+// ListSessions returns the subject's live sessions newest first (ties broken by id, descending),
+// skipping sessions a cut-off ended and sessions that end at or before now.
+func (s *Store) ListSessions(_ context.Context, tenantID, subject string, now time.Time, page token.Page) ([]*token.Session, string, error) {
+	after, err := decodeCursor(page.After)
+	if err != nil {
+		return nil, "", fmt.Errorf("memory store: list sessions: %w", err)
+	}
+	limit := page.Limit
+	if limit <= 0 {
+		limit = defaultPageSize
+	}
+	tag := token.SubjectTag(tenantID, subject)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clock := s.nowMillis()
+	type entry struct {
+		id   string
+		sess *session
+	}
+	var entries []entry
+	for id := range s.subjects[tag] {
+		sess := s.live(id, clock)
+		if sess == nil || sess.tenant != tenantID || sess.expires <= now.UnixMilli() || s.ended(sess, tag, clock) {
+			continue
+		}
+		if after != nil && after.covers(sess.created, id) {
+			continue
+		}
+		entries = append(entries, entry{id, sess})
+	}
+	slices.SortFunc(entries, func(a, b entry) int {
+		if c := cmp.Compare(b.sess.created, a.sess.created); c != 0 {
+			return c
+		}
+		return strings.Compare(b.id, a.id)
+	})
+	next := ""
+	if len(entries) > limit {
+		last := entries[limit-1]
+		next = encodeCursor(cursor{created: last.sess.created, id: last.id})
+		entries = entries[:limit]
+	}
+	var out []*token.Session
+	for _, e := range entries {
+		out = append(out, e.sess.export(e.id))
+	}
+	return out, next, nil
+}
+
+// CreateRecord stores a record that must not exist yet.
+func (s *Store) CreateRecord(_ context.Context, kind, id string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.records[kind][id]; ok {
+		return fmt.Errorf("memory store: create %s record: %w", kind, store.ErrExists)
+	}
+	s.putRecord(kind, id, value)
+	return nil
+}
+
+// PutRecord stores a record, replacing any previous value.
+func (s *Store) PutRecord(_ context.Context, kind, id string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.putRecord(kind, id, value)
+	return nil
+}
+
+func (s *Store) putRecord(kind, id string, value []byte) {
+	byID := s.records[kind]
+	if byID == nil {
+		byID = make(map[string][]byte)
+		s.records[kind] = byID
+	}
+	byID[id] = append([]byte{}, value...)
+}
+
+// GetRecord returns a record, or store.ErrNotFound.
+func (s *Store) GetRecord(_ context.Context, kind, id string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.records[kind][id]
+	if !ok {
+		return nil, fmt.Errorf("memory store: get %s record: %w", kind, store.ErrNotFound)
+	}
+	return append([]byte{}, v...), nil
+}
+
+// DeleteRecord deletes a record and reports whether it existed.
+func (s *Store) DeleteRecord(_ context.Context, kind, id string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.records[kind][id]; !ok {
+		return false, nil
+	}
+	delete(s.records[kind], id)
+	if len(s.records[kind]) == 0 {
+		delete(s.records, kind)
+	}
+	return true, nil
+}
+
+// ListRecords returns every record of kind whose id starts with prefix, ordered by id.
+func (s *Store) ListRecords(_ context.Context, kind, prefix string) ([]store.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []store.Record
+	for id, v := range s.records[kind] {
+		if strings.HasPrefix(id, prefix) {
+			out = append(out, store.Record{ID: id, Value: append([]byte{}, v...)})
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Record) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func (s *Store) nowMillis() int64 { return s.now().UnixMilli() }
+
+// live returns the session if it exists and has not expired; an expired one is removed. The
+// caller holds s.mu.
+func (s *Store) live(id string, now int64) *session {
+	sess, ok := s.sessions[id]
+	if !ok {
+		return nil
+	}
+	if now >= sess.expires {
+		tag, _ := token.SessionTag(id)
+		s.deleteSession(id, tag)
+		return nil
+	}
+	return sess
+}
+
+// deleteSession removes a session and its index entry. The caller holds s.mu.
+func (s *Store) deleteSession(id, tag string) {
+	delete(s.sessions, id)
+	if ids := s.subjects[tag]; ids != nil {
+		delete(ids, id)
+		if len(ids) == 0 {
+			delete(s.subjects, tag)
+		}
+	}
+}
+
+// cutoff returns the live cut-off of key, or the zero time. The caller holds s.mu.
+func (s *Store) cutoff(cuts map[string]cutoff, key string, now int64) time.Time {
+	c, ok := cuts[key]
+	if !ok {
+		return time.Time{}
+	}
+	if now >= c.expires {
+		delete(cuts, key)
+		return time.Time{}
+	}
+	return fromMillis(c.at)
+}
+
+// ended reports whether the subject's or the tenant's cut-off ended sess. The caller holds s.mu.
+func (s *Store) ended(sess *session, tag string, now int64) bool {
+	created := fromMillis(sess.created)
+	return created.Before(s.cutoff(s.subjCuts, tag, now)) || created.Before(s.cutoff(s.tenCuts, sess.tenant, now))
+}
+
+// wrote counts a write and sweeps expired entries every sweepEvery writes. The caller holds s.mu.
+func (s *Store) wrote(now int64) {
+	s.writes++
+	if s.writes < sweepEvery {
+		return
+	}
+	s.writes = 0
+	for id := range s.sessions {
+		s.live(id, now)
+	}
+	for jti, until := range s.revoked {
+		if now >= until {
+			delete(s.revoked, jti)
+		}
+	}
+	for _, cuts := range []map[string]cutoff{s.subjCuts, s.tenCuts} {
+		for key := range cuts {
+			s.cutoff(cuts, key, now)
+		}
+	}
+}
+
+// export returns a copy of the session as token.Session.
+func (sess *session) export(id string) *token.Session {
+	return &token.Session{
+		ID:          id,
+		Tenant:      sess.tenant,
+		Subject:     sess.subject,
+		Audience:    slices.Clone(sess.audience),
+		Scopes:      slices.Clone(sess.scopes),
+		Extra:       bytes.Clone(sess.extra),
+		Metadata:    sess.metadata,
+		CreatedAt:   fromMillis(sess.created),
+		ExpiresAt:   fromMillis(sess.expires),
+		AccessTTL:   time.Duration(sess.accessTTL) * time.Millisecond,
+		Generation:  sess.generation,
+		RefreshHash: append([]byte{}, sess.hash...),
+		RotatedAt:   fromMillis(sess.rotated),
+	}
+}
+
+func fromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// cursor is the position after the last session of a page: its creation time and id.
+type cursor struct {
+	created int64
+	id      string
+}
+
+// covers reports whether the session (created, id) is at or before the cursor in list order
+// (created descending, then id descending).
+func (c *cursor) covers(created int64, id string) bool {
+	return created > c.created || created == c.created && id >= c.id
+}
+
+func encodeCursor(c cursor) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.created, 10) + ":" + c.id))
+}
+
+// decodeCursor parses a page token; "" is the start of the list (nil).
+func decodeCursor(s string) (*cursor, error) {
+	if s == "" {
+		return nil, nil
+	}
+	malformed := fmt.Errorf("%w: malformed page token", token.ErrInvalidArgument)
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, malformed
+	}
+	created, id, ok := strings.Cut(string(raw), ":")
+	if !ok || !token.ValidSessionID(id) {
+		return nil, malformed
+	}
+	ms, err := strconv.ParseInt(created, 10, 64)
+	if err != nil {
+		return nil, malformed
+	}
+	return &cursor{created: ms, id: id}, nil
+}

@@ -1,0 +1,48 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tokenauthority/tokenauthority/internal/store/storetest"
+	"github.com/tokenauthority/tokenauthority/internal/token"
+)
+
+// TestSweep checks that expired entries nobody touches again are dropped after enough writes.
+func TestSweep(t *testing.T) {
+	ctx := context.Background()
+	clock := storetest.NewClock(time.UnixMilli(1_700_000_000_000).UTC())
+	s := New(clock.Now)
+	t0 := clock.Now()
+	for i := range 100 {
+		subject := fmt.Sprintf("user-%d", i)
+		id := token.NewSessionID("acme", subject)
+		sess := &token.Session{ID: id, Tenant: "acme", Subject: subject, CreatedAt: t0, ExpiresAt: t0.Add(time.Minute), RotatedAt: t0}
+		if err := s.CreateSession(ctx, sess); err != nil {
+			t.Fatalf("CreateSession: %v", err)
+		}
+		if err := s.RevokeToken(ctx, "acme", id, id+".AAAAAAAAAAAAAAAA", t0.Add(time.Minute)); err != nil {
+			t.Fatalf("RevokeToken: %v", err)
+		}
+		if err := s.SetSubjectCutoff(ctx, "acme", subject, t0, time.Minute); err != nil {
+			t.Fatalf("SetSubjectCutoff: %v", err)
+		}
+	}
+	clock.Advance(time.Minute)
+	for i := range sweepEvery {
+		if err := s.SetTenantCutoff(ctx, fmt.Sprintf("tenant-%d", i%2), t0, time.Hour); err != nil {
+			t.Fatalf("SetTenantCutoff: %v", err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.sessions) + len(s.subjects) + len(s.revoked) + len(s.subjCuts); n != 0 {
+		t.Errorf("after a sweep: %d sessions, %d subjects, %d marks, %d subject cut-offs; want none",
+			len(s.sessions), len(s.subjects), len(s.revoked), len(s.subjCuts))
+	}
+	if len(s.tenCuts) != 2 {
+		t.Errorf("after a sweep: %d tenant cut-offs, want the 2 live ones", len(s.tenCuts))
+	}
+}

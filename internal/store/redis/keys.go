@@ -1,0 +1,76 @@
+package redis
+
+// Key schema. Every key starts with "ta:" and carries a Redis Cluster hash tag in braces; keys
+// that one script or one MULTI touches always share their tag, hence their slot.
+//
+// Keys of one subject use the tag token.SubjectTag(tenant, subject). Session ids and jtis embed
+// that tag (token.SessionTag, token.SessionOfJTI), so the keys of a session are found from its id
+// alone:
+//
+//	ta:{<tag>}:s:<sid>   HASH    one session; expires at the session's end (PEXPIREAT e)
+//	ta:{<tag>}:idx       ZSET    the subject's sessions: member sid, score created unix ms;
+//	                             expires with the subject's latest-ending session
+//	ta:{<tag>}:j:<jti>   STRING  "1": the access token jti is revoked; expires when the token does
+//	ta:{<tag>}:cut       STRING  subject cut-off, unix ms; only ever raised; expires after the
+//	                             longest TTL it was given
+//
+// A session hash has short field names:
+//
+//	t   tenant
+//	u   subject
+//	a   audience, JSON array
+//	sc  scopes, JSON array
+//	x   extra claims, raw JSON (absent when the session has none)
+//	m   metadata, JSON of token.Metadata
+//	c   created, unix ms
+//	e   expires, unix ms
+//	at  access token TTL, ms
+//	g   refresh generation
+//	h   refresh token hash, raw 32 bytes
+//	r   rotated at, unix ms
+//
+// Tenant-wide state has the tag "t:<tenant>":
+//
+//	ta:{t:<tenant>}:cut  STRING  tenant cut-off, unix ms; same rules as the subject cut-off
+//
+// Records have the tag "r:<kind>" and are the documented exception to "every key expires": they
+// live until deleted.
+//
+//	ta:{r:<kind>}:<id>   STRING  record value
+//	ta:{r:<kind>}        ZSET    ids of the kind's records, all with score 0 (ZRANGEBYLEX)
+//
+// Tags are base64url and never contain ':', so the prefixes "t:" and "r:" cannot collide with a
+// subject tag.
+
+// recordKeyPrefix starts every record key and record index key.
+const recordKeyPrefix = "ta:{r:"
+
+func sessionKey(tag, sessionID string) string { return "ta:{" + tag + "}:s:" + sessionID }
+
+func indexKey(tag string) string { return "ta:{" + tag + "}:idx" }
+
+func revokedKey(tag, jti string) string { return "ta:{" + tag + "}:j:" + jti }
+
+func subjectCutoffKey(tag string) string { return "ta:{" + tag + "}:cut" }
+
+func tenantCutoffKey(tenant string) string { return "ta:{t:" + tenant + "}:cut" }
+
+func recordKey(kind, id string) string { return recordKeyPrefix + kind + "}:" + id }
+
+func recordIndexKey(kind string) string { return recordKeyPrefix + kind + "}" }
+
+// Session hash fields.
+const (
+	fieldTenant     = "t"
+	fieldSubject    = "u"
+	fieldAudience   = "a"
+	fieldScopes     = "sc"
+	fieldExtra      = "x"
+	fieldMetadata   = "m"
+	fieldCreated    = "c"
+	fieldExpires    = "e"
+	fieldAccessTTL  = "at"
+	fieldGeneration = "g"
+	fieldHash       = "h"
+	fieldRotated    = "r"
+)

@@ -1,0 +1,537 @@
+package redis
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/tokenauthority/tokenauthority/internal/store"
+	"github.com/tokenauthority/tokenauthority/internal/token"
+)
+
+const (
+	// defaultPageSize is the page size of ListSessions when the caller sets none.
+	defaultPageSize = 50
+	// maxGeneration bounds the refresh generations the scripts compare: Lua numbers are doubles,
+	// exact up to 2^53. A presented generation beyond it cannot be current.
+	maxGeneration = 1 << 53
+)
+
+// errUnexpectedReply reports a script reply of an unexpected shape.
+var errUnexpectedReply = errors.New("unexpected script reply")
+
+// CreateSession stores a new session, expiring at sess.ExpiresAt, and indexes it under its
+// subject, in one script call. It returns store.ErrExists when a live session has the same id.
+func (s *Store) CreateSession(ctx context.Context, sess *token.Session) error {
+	tag, ok := token.SessionTag(sess.ID)
+	if !ok || tag != token.SubjectTag(sess.Tenant, sess.Subject) {
+		return fmt.Errorf("redis store: create session: %w: session id is not one of the subject", token.ErrInvalidArgument)
+	}
+	args := []any{
+		sess.ID, millis(sess.ExpiresAt), millis(sess.CreatedAt),
+		fieldTenant, sess.Tenant,
+		fieldSubject, sess.Subject,
+		fieldAudience, encodeStrings(sess.Audience),
+		fieldScopes, encodeStrings(sess.Scopes),
+		fieldMetadata, encodeMetadata(sess.Metadata),
+		fieldCreated, millis(sess.CreatedAt),
+		fieldExpires, millis(sess.ExpiresAt),
+		fieldAccessTTL, strconv.FormatInt(sess.AccessTTL.Milliseconds(), 10),
+		fieldGeneration, strconv.FormatUint(sess.Generation, 10),
+		fieldHash, sess.RefreshHash,
+		fieldRotated, millis(sess.RotatedAt),
+	}
+	if sess.Extra != nil {
+		args = append(args, fieldExtra, sess.Extra)
+	}
+	created, err := createScript.Run(ctx, s.client, []string{sessionKey(tag, sess.ID), indexKey(tag)}, args...).Int()
+	if err != nil {
+		return unavailable("create session", err)
+	}
+	if created == 0 {
+		return fmt.Errorf("redis store: create session: %w", store.ErrExists)
+	}
+	return nil
+}
+
+// CheckAccess reads the session, the jti's revocation mark and the subject cut-off with one script
+// on the subject's slot, and the tenant cut-off, in one pipeline. A malformed session id, or a jti
+// that is not of the session, is unknown.
+func (s *Store) CheckAccess(ctx context.Context, tenantID, sessionID, jti string) (token.AccessState, error) {
+	tag, ok := token.SessionTag(sessionID)
+	if owner, jtiOK := token.SessionOfJTI(jti); !ok || !jtiOK || owner != sessionID {
+		return token.AccessState{}, nil
+	}
+	var (
+		check     *goredis.Cmd
+		tenantCut *goredis.StringCmd
+	)
+	err := s.pipelined(ctx, func(p goredis.Pipeliner, byDigest bool) {
+		check = runScript(ctx, p, checkScript, byDigest,
+			[]string{sessionKey(tag, sessionID), revokedKey(tag, jti), subjectCutoffKey(tag)}, tenantID)
+		tenantCut = p.Get(ctx, tenantCutoffKey(tenantID))
+	})
+	if err != nil {
+		return token.AccessState{}, unavailable("check access", err)
+	}
+	st, err := readAccess(check, tenantCut)
+	if err != nil {
+		return token.AccessState{}, fmt.Errorf("redis store: check access: %w", err)
+	}
+	return st, nil
+}
+
+// readAccess decodes the replies of CheckAccess.
+func readAccess(check *goredis.Cmd, tenantCut *goredis.StringCmd) (token.AccessState, error) {
+	var st token.AccessState
+	var err error
+	if st.TenantCutoff, err = readMillis(tenantCut); err != nil {
+		return st, err
+	}
+	reply, err := check.Slice()
+	if err != nil {
+		return st, err
+	}
+	found, ok := replyInt(reply, 0)
+	if !ok {
+		return st, errUnexpectedReply
+	}
+	if found == 0 {
+		return st, nil
+	}
+	if len(reply) != 4 {
+		return st, errUnexpectedReply
+	}
+	created, _ := reply[1].(string)
+	revoked, _ := reply[2].(int64)
+	cut, _ := reply[3].(string)
+	st.SessionFound = true
+	st.TokenRevoked = revoked == 1
+	if st.SessionCreatedAt, err = parseMillis(created); err != nil {
+		return st, err
+	}
+	if st.SubjectCutoff, err = parseMillis(cut); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// GetSession returns a live session of the tenant: it reads the session and the subject cut-off
+// (one slot) and the tenant cut-off in one pipeline, and treats a session that a cut-off ended as
+// not found.
+func (s *Store) GetSession(ctx context.Context, tenantID, sessionID string) (*token.Session, error) {
+	tag, ok := token.SessionTag(sessionID)
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	var (
+		fields                *goredis.MapStringStringCmd
+		subjectCut, tenantCut *goredis.StringCmd
+	)
+	err := s.pipelined(ctx, func(p goredis.Pipeliner, _ bool) {
+		fields = p.HGetAll(ctx, sessionKey(tag, sessionID))
+		subjectCut = p.Get(ctx, subjectCutoffKey(tag))
+		tenantCut = p.Get(ctx, tenantCutoffKey(tenantID))
+	})
+	if err != nil {
+		return nil, unavailable("get session", err)
+	}
+	f := fields.Val()
+	if f[fieldTenant] != tenantID {
+		return nil, store.ErrNotFound
+	}
+	sess, err := decodeSession(sessionID, f)
+	if err != nil {
+		return nil, fmt.Errorf("redis store: get session: %w", err)
+	}
+	cutoffs, err := readCutoffs(subjectCut, tenantCut)
+	if err != nil {
+		return nil, fmt.Errorf("redis store: get session: %w", err)
+	}
+	if cutoffs.ended(sess) {
+		return nil, store.ErrNotFound
+	}
+	return sess, nil
+}
+
+// RotateRefresh runs the rotation script on the subject's slot and reads the tenant cut-off in one
+// pipeline. A session created before the tenant cut-off is reported RotateInvalid, even when the
+// script rotated or deleted it.
+func (s *Store) RotateRefresh(ctx context.Context, req token.RotateRequest) (token.RotateResult, error) {
+	tag, ok := token.SessionTag(req.SessionID)
+	if !ok || req.Generation >= maxGeneration {
+		return token.RotateResult{Outcome: token.RotateInvalid}, nil
+	}
+	var (
+		rotate    *goredis.Cmd
+		tenantCut *goredis.StringCmd
+	)
+	err := s.pipelined(ctx, func(p goredis.Pipeliner, byDigest bool) {
+		tenantCut = p.Get(ctx, tenantCutoffKey(req.Tenant))
+		rotate = runScript(ctx, p, rotateScript, byDigest,
+			[]string{sessionKey(tag, req.SessionID), indexKey(tag), subjectCutoffKey(tag)},
+			req.Tenant, req.SessionID,
+			strconv.FormatUint(req.Generation, 10), req.Hash, req.NewHash,
+			millis(req.Now), strconv.FormatInt(req.Grace.Milliseconds(), 10),
+			strconv.FormatUint(req.Generation+1, 10))
+	})
+	if err != nil {
+		return token.RotateResult{}, unavailable("rotate refresh token", err)
+	}
+	res, err := readRotate(req.SessionID, rotate, tenantCut)
+	if err != nil {
+		return token.RotateResult{}, fmt.Errorf("redis store: rotate refresh token: %w", err)
+	}
+	return res, nil
+}
+
+// rotateOutcomes maps the outcome codes of rotate.lua.
+var rotateOutcomes = map[int64]token.RotateOutcome{1: token.Rotated, 2: token.RotateRetry, 3: token.RotateReuse}
+
+// readRotate decodes the replies of RotateRefresh.
+func readRotate(sessionID string, rotate *goredis.Cmd, tenantCut *goredis.StringCmd) (token.RotateResult, error) {
+	invalid := token.RotateResult{Outcome: token.RotateInvalid}
+	reply, err := rotate.Slice()
+	if err != nil {
+		return invalid, err
+	}
+	code, ok := replyInt(reply, 0)
+	if !ok {
+		return invalid, errUnexpectedReply
+	}
+	if code == 0 {
+		return invalid, nil
+	}
+	outcome, ok := rotateOutcomes[code]
+	if !ok || len(reply) != 2 {
+		return invalid, errUnexpectedReply
+	}
+	f, err := replyMap(reply[1])
+	if err != nil {
+		return invalid, err
+	}
+	sess, err := decodeSession(sessionID, f)
+	if err != nil {
+		return invalid, err
+	}
+	cut, err := readMillis(tenantCut)
+	if err != nil {
+		return invalid, err
+	}
+	if sess.CreatedAt.Before(cut) {
+		return invalid, nil
+	}
+	return token.RotateResult{Outcome: outcome, Session: sess}, nil
+}
+
+// RevokeToken marks jti revoked until the given time, if its session is a live session of the
+// tenant. A mark that ends later is kept. Nothing is written when until has passed.
+func (s *Store) RevokeToken(ctx context.Context, tenantID, sessionID, jti string, until time.Time) error {
+	tag, ok := token.SessionTag(sessionID)
+	if owner, jtiOK := token.SessionOfJTI(jti); !ok || !jtiOK || owner != sessionID {
+		return nil
+	}
+	if !until.After(s.now()) {
+		return nil
+	}
+	err := revokeScript.Run(ctx, s.client, []string{sessionKey(tag, sessionID), revokedKey(tag, jti)},
+		tenantID, millis(until)).Err()
+	if err != nil {
+		return unavailable("revoke token", err)
+	}
+	return nil
+}
+
+// DeleteSession deletes a session of the tenant and removes it from its subject's index.
+func (s *Store) DeleteSession(ctx context.Context, tenantID, sessionID string) (bool, error) {
+	tag, ok := token.SessionTag(sessionID)
+	if !ok {
+		return false, nil
+	}
+	n, err := deleteScript.Run(ctx, s.client, []string{sessionKey(tag, sessionID), indexKey(tag)},
+		tenantID, sessionID).Int()
+	if err != nil {
+		return false, unavailable("delete session", err)
+	}
+	return n == 1, nil
+}
+
+// SetSubjectCutoff raises the subject's cut-off to at and its expiry to at least ttl from now.
+func (s *Store) SetSubjectCutoff(ctx context.Context, tenantID, subject string, at time.Time, ttl time.Duration) error {
+	return s.setCutoff(ctx, "set subject cut-off", subjectCutoffKey(token.SubjectTag(tenantID, subject)), at, ttl)
+}
+
+// SetTenantCutoff raises the tenant's cut-off to at and its expiry to at least ttl from now.
+func (s *Store) SetTenantCutoff(ctx context.Context, tenantID string, at time.Time, ttl time.Duration) error {
+	return s.setCutoff(ctx, "set tenant cut-off", tenantCutoffKey(tenantID), at, ttl)
+}
+
+func (s *Store) setCutoff(ctx context.Context, op, key string, at time.Time, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("redis store: %s: %w: ttl must be positive", op, token.ErrInvalidArgument)
+	}
+	ttlMillis := max(ttl.Milliseconds(), 1)
+	if err := cutoffScript.Run(ctx, s.client, []string{key}, millis(at), strconv.FormatInt(ttlMillis, 10)).Err(); err != nil {
+		return unavailable(op, err)
+	}
+	return nil
+}
+
+// ListSessions pages through the subject's index newest first, reading sessions in pipelined
+// batches. Index entries whose session no longer exists are removed on the way.
+func (s *Store) ListSessions(ctx context.Context, tenantID, subject string, now time.Time, page token.Page) ([]*token.Session, string, error) {
+	after, err := decodeCursor(page.After)
+	if err != nil {
+		return nil, "", fmt.Errorf("redis store: list sessions: %w", err)
+	}
+	limit := page.Limit
+	if limit <= 0 {
+		limit = defaultPageSize
+	}
+	tag := token.SubjectTag(tenantID, subject)
+	var subjectCut, tenantCut *goredis.StringCmd
+	err = s.pipelined(ctx, func(p goredis.Pipeliner, _ bool) {
+		subjectCut = p.Get(ctx, subjectCutoffKey(tag))
+		tenantCut = p.Get(ctx, tenantCutoffKey(tenantID))
+	})
+	if err != nil {
+		return nil, "", unavailable("list sessions", err)
+	}
+	cutoffs, err := readCutoffs(subjectCut, tenantCut)
+	if err != nil {
+		return nil, "", fmt.Errorf("redis store: list sessions: %w", err)
+	}
+
+	// Entries with the cursor's score are read again and skipped up to the cursor's id: within
+	// one score, the index orders ids descending too.
+	maxScore := "+inf"
+	if after != nil {
+		maxScore = strconv.FormatInt(after.created, 10)
+	}
+	batch := int64(limit + 1)
+	var out []*token.Session
+	var stale []any
+	for offset := int64(0); len(out) <= limit; {
+		entries, err := s.client.ZRevRangeByScoreWithScores(ctx, indexKey(tag),
+			&goredis.ZRangeBy{Min: "-inf", Max: maxScore, Offset: offset, Count: batch}).Result()
+		if err != nil {
+			return nil, "", unavailable("list sessions", err)
+		}
+		offset += int64(len(entries))
+		ids := make([]string, 0, len(entries))
+		for _, e := range entries {
+			id, _ := e.Member.(string)
+			if after == nil || !after.covers(int64(e.Score), id) {
+				ids = append(ids, id)
+			}
+		}
+		sessions, missing, err := s.readSessions(ctx, tag, ids)
+		if err != nil {
+			return nil, "", err
+		}
+		stale = append(stale, missing...)
+		for _, sess := range sessions {
+			if sess.Tenant == tenantID && sess.ExpiresAt.After(now) && !cutoffs.ended(sess) {
+				out = append(out, sess)
+			}
+		}
+		if int64(len(entries)) < batch {
+			break
+		}
+	}
+	if len(stale) > 0 {
+		if err := s.client.ZRem(ctx, indexKey(tag), stale...).Err(); err != nil {
+			return nil, "", unavailable("list sessions", err)
+		}
+	}
+	if len(out) <= limit {
+		return out, "", nil
+	}
+	last := out[limit-1]
+	return out[:limit], encodeCursor(cursor{created: last.CreatedAt.UnixMilli(), id: last.ID}), nil
+}
+
+// readSessions reads sessions of one subject in one pipeline. It returns the sessions that exist,
+// in the order of ids, and the ids of those that do not.
+func (s *Store) readSessions(ctx context.Context, tag string, ids []string) ([]*token.Session, []any, error) {
+	if len(ids) == 0 {
+		return nil, nil, nil
+	}
+	cmds := make([]*goredis.MapStringStringCmd, len(ids))
+	err := s.pipelined(ctx, func(p goredis.Pipeliner, _ bool) {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, sessionKey(tag, id))
+		}
+	})
+	if err != nil {
+		return nil, nil, unavailable("list sessions", err)
+	}
+	var sessions []*token.Session
+	var missing []any
+	for i, c := range cmds {
+		f := c.Val()
+		if len(f) == 0 {
+			missing = append(missing, ids[i])
+			continue
+		}
+		sess, err := decodeSession(ids[i], f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("redis store: list sessions: %w", err)
+		}
+		sessions = append(sessions, sess)
+	}
+	return sessions, missing, nil
+}
+
+// cutoffs are the subject and tenant cut-offs that apply to a session.
+type cutoffs struct {
+	subject, tenant time.Time
+}
+
+func readCutoffs(subject, tenant *goredis.StringCmd) (cutoffs, error) {
+	var c cutoffs
+	var err error
+	if c.subject, err = readMillis(subject); err != nil {
+		return c, err
+	}
+	if c.tenant, err = readMillis(tenant); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// ended reports whether a cut-off ended sess.
+func (c cutoffs) ended(sess *token.Session) bool {
+	return sess.CreatedAt.Before(c.subject) || sess.CreatedAt.Before(c.tenant)
+}
+
+// cursor is the position after the last session of a page: its creation time and id.
+type cursor struct {
+	created int64
+	id      string
+}
+
+// covers reports whether the index entry (created, id) is at or before the cursor in list order
+// (created descending, then id descending).
+func (c *cursor) covers(created int64, id string) bool {
+	return created > c.created || created == c.created && id >= c.id
+}
+
+func encodeCursor(c cursor) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.created, 10) + ":" + c.id))
+}
+
+// decodeCursor parses a page token; "" is the start of the list (nil).
+func decodeCursor(s string) (*cursor, error) {
+	if s == "" {
+		return nil, nil
+	}
+	malformed := fmt.Errorf("%w: malformed page token", token.ErrInvalidArgument)
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, malformed
+	}
+	created, id, ok := strings.Cut(string(raw), ":")
+	if !ok || !token.ValidSessionID(id) {
+		return nil, malformed
+	}
+	ms, err := strconv.ParseInt(created, 10, 64)
+	if err != nil {
+		return nil, malformed
+	}
+	return &cursor{created: ms, id: id}, nil
+}
+
+// encodeStrings returns the JSON array of v ("null" for nil, so that nil survives a round trip).
+func encodeStrings(v []string) []byte {
+	b, _ := json.Marshal(v) // A []string always marshals.
+	return b
+}
+
+func encodeMetadata(m token.Metadata) []byte {
+	b, _ := json.Marshal(m) // Metadata has only string fields: it always marshals.
+	return b
+}
+
+// decodeSession decodes the fields of a session hash. Errors name the field, never its value.
+func decodeSession(id string, f map[string]string) (*token.Session, error) {
+	sess := &token.Session{ID: id, Tenant: f[fieldTenant], Subject: f[fieldSubject]}
+	if err := json.Unmarshal([]byte(f[fieldAudience]), &sess.Audience); err != nil {
+		return nil, corruptField(fieldAudience)
+	}
+	if err := json.Unmarshal([]byte(f[fieldScopes]), &sess.Scopes); err != nil {
+		return nil, corruptField(fieldScopes)
+	}
+	if x, ok := f[fieldExtra]; ok {
+		sess.Extra = []byte(x)
+	}
+	if err := json.Unmarshal([]byte(f[fieldMetadata]), &sess.Metadata); err != nil {
+		return nil, corruptField(fieldMetadata)
+	}
+	for _, t := range []struct {
+		field string
+		dst   *time.Time
+	}{
+		{fieldCreated, &sess.CreatedAt},
+		{fieldExpires, &sess.ExpiresAt},
+		{fieldRotated, &sess.RotatedAt},
+	} {
+		ms, err := strconv.ParseInt(f[t.field], 10, 64)
+		if err != nil {
+			return nil, corruptField(t.field)
+		}
+		*t.dst = time.UnixMilli(ms).UTC()
+	}
+	accessTTL, err := strconv.ParseInt(f[fieldAccessTTL], 10, 64)
+	if err != nil {
+		return nil, corruptField(fieldAccessTTL)
+	}
+	sess.AccessTTL = time.Duration(accessTTL) * time.Millisecond
+	if sess.Generation, err = strconv.ParseUint(f[fieldGeneration], 10, 64); err != nil {
+		return nil, corruptField(fieldGeneration)
+	}
+	h, ok := f[fieldHash]
+	if !ok {
+		return nil, corruptField(fieldHash)
+	}
+	sess.RefreshHash = []byte(h)
+	return sess, nil
+}
+
+func corruptField(name string) error {
+	return fmt.Errorf("corrupt session: field %q", name)
+}
+
+// replyInt returns the integer at index i of a script reply.
+func replyInt(reply []any, i int) (int64, bool) {
+	if i >= len(reply) {
+		return 0, false
+	}
+	n, ok := reply[i].(int64)
+	return n, ok
+}
+
+// replyMap converts the flat field/value array of a scripted HGETALL into a map.
+func replyMap(v any) (map[string]string, error) {
+	flat, ok := v.([]any)
+	if !ok || len(flat)%2 != 0 {
+		return nil, errUnexpectedReply
+	}
+	m := make(map[string]string, len(flat)/2)
+	for i := 0; i < len(flat); i += 2 {
+		k, kok := flat[i].(string)
+		val, vok := flat[i+1].(string)
+		if !kok || !vok {
+			return nil, errUnexpectedReply
+		}
+		m[k] = val
+	}
+	return m, nil
+}

@@ -1,0 +1,214 @@
+package storetest
+
+import (
+	"cmp"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tokenauthority/tokenauthority/internal/token"
+)
+
+var listTests = []test{
+	{"NewestFirstPaged", testListPaged},
+	{"SkipsEnded", testListSkipsEnded},
+	{"StableAcrossInserts", testListStableAcrossInserts},
+	{"UnknownSubject", func(t *testing.T, f *fixture) {
+		sessions, next, err := f.store.ListSessions(f.ctx, acme, "nobody", f.t0, token.Page{})
+		if err != nil || len(sessions) != 0 || next != "" {
+			t.Errorf("ListSessions of an unknown subject = %v, %q, %v; want nothing", sessions, next, err)
+		}
+	}},
+	{"MalformedCursor", testListMalformedCursor},
+}
+
+// newestFirst returns the ids of sessions in list order: newest first, ties by id descending.
+func newestFirst(sessions []*token.Session) []string {
+	sorted := slices.Clone(sessions)
+	slices.SortFunc(sorted, func(a, b *token.Session) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.ID, a.ID)
+	})
+	ids := make([]string, len(sorted))
+	for i, s := range sorted {
+		ids[i] = s.ID
+	}
+	return ids
+}
+
+func testListPaged(t *testing.T, f *fixture) {
+	var sessions []*token.Session
+	add := func(tenantID, subject string, created time.Time) *token.Session {
+		s := f.session(tenantID, subject, created)
+		f.mustCreate(t, s)
+		return s
+	}
+	for i := range 7 {
+		sessions = append(sessions, add(acme, alice, f.t0.Add(-time.Duration(i)*time.Second)))
+	}
+	for range 3 { // Sessions created in the same millisecond.
+		sessions = append(sessions, add(acme, alice, f.t0.Add(-10*time.Second)))
+	}
+	add(acme, bob, f.t0)
+	add(globex, alice, f.t0)
+	want := newestFirst(sessions)
+
+	for _, limit := range []int{1, 2, 3, 5, 9, 10, 11, 0, -1} {
+		t.Run(fmt.Sprintf("Limit%d", limit), func(t *testing.T) {
+			var got []string
+			pages := 0
+			after := ""
+			for {
+				page, next, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, token.Page{After: after, Limit: limit})
+				if err != nil {
+					t.Fatalf("ListSessions: %v", err)
+				}
+				pages++
+				for _, s := range page {
+					got = append(got, s.ID)
+				}
+				if next == "" {
+					break
+				}
+				if pages > len(want) {
+					t.Fatalf("ListSessions: more than %d pages", len(want))
+				}
+				after = next
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("sessions listed:\n got %v\nwant %v", got, want)
+			}
+			size := pageLimit(limit)
+			if wantPages := max(1, (len(want)+size-1)/size); pages != wantPages {
+				t.Errorf("pages = %d, want %d", pages, wantPages)
+			}
+		})
+	}
+	t.Run("FullSessions", func(t *testing.T) {
+		page, _, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, token.Page{Limit: 1})
+		if err != nil || len(page) != 1 {
+			t.Fatalf("ListSessions = %v, %v; want one session", page, err)
+		}
+		for _, s := range sessions {
+			if s.ID == page[0].ID {
+				checkSession(t, "listed session", page[0], s)
+			}
+		}
+	})
+}
+
+func testListSkipsEnded(t *testing.T, f *fixture) {
+	tests := []struct {
+		name string
+		// end ends some of the sessions s of tenantID's alice (oldest first) and returns the time
+		// to list at.
+		end func(t *testing.T, f *fixture, tenantID string, s []*token.Session) time.Time
+		// want are the indexes in s of the sessions still listed, newest first.
+		want []int
+	}{
+		{"Deleted", func(t *testing.T, f *fixture, tenantID string, s []*token.Session) time.Time {
+			if deleted, err := f.store.DeleteSession(f.ctx, tenantID, s[1].ID); err != nil || !deleted {
+				t.Fatalf("DeleteSession = %v, %v", deleted, err)
+			}
+			return f.t0
+		}, []int{2, 0}},
+		{"SubjectCutoff", func(t *testing.T, f *fixture, tenantID string, s []*token.Session) time.Time {
+			f.subjectCutoff(t, tenantID, alice, s[1].CreatedAt, time.Hour)
+			return f.t0
+		}, []int{2, 1}},
+		{"TenantCutoff", func(t *testing.T, f *fixture, tenantID string, s []*token.Session) time.Time {
+			f.tenantCutoff(t, tenantID, s[2].CreatedAt, time.Hour)
+			return f.t0
+		}, []int{2}},
+		{"EndedBeforeNow", func(_ *testing.T, _ *fixture, _ string, s []*token.Session) time.Time {
+			return s[2].ExpiresAt
+		}, []int{1, 0}},
+		{"Reused", func(t *testing.T, f *fixture, _ string, s []*token.Session) time.Time {
+			req := rotation(s[1], f.t0)
+			if res := f.rotate(t, req); res.Outcome != token.Rotated {
+				t.Fatalf("RotateRefresh outcome = %v, want Rotated", res.Outcome)
+			}
+			req.Now = req.Now.Add(time.Hour)
+			if res := f.rotate(t, req); res.Outcome != token.RotateReuse {
+				t.Fatalf("RotateRefresh outcome = %v, want RotateReuse", res.Outcome)
+			}
+			return f.t0
+		}, []int{2, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Each case has a tenant of its own, so that its cut-offs leave the others alone.
+			tenantID := acme + "-" + tt.name
+			var s []*token.Session
+			for i := range 3 {
+				sess := f.session(tenantID, alice, f.t0.Add(time.Duration(i-2)*time.Second))
+				if i == 2 {
+					sess.ExpiresAt = f.t0.Add(30 * time.Minute)
+				}
+				f.mustCreate(t, sess)
+				s = append(s, sess)
+			}
+			now := tt.end(t, f, tenantID, s)
+			var want []string
+			for _, i := range tt.want {
+				want = append(want, s[i].ID)
+			}
+			for _, limit := range []int{1, 0} {
+				if got := f.listAll(t, tenantID, alice, now, limit); !slices.Equal(got, want) {
+					t.Errorf("ListSessions(limit %d):\n got %v\nwant %v", limit, got, want)
+				}
+			}
+		})
+	}
+}
+
+func testListStableAcrossInserts(t *testing.T, f *fixture) {
+	var sessions []*token.Session
+	for i := range 4 {
+		s := f.session(acme, alice, f.t0.Add(-time.Duration(i)*time.Minute))
+		f.mustCreate(t, s)
+		sessions = append(sessions, s)
+	}
+	want := newestFirst(sessions)
+	page, next, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, token.Page{Limit: 2})
+	if err != nil || len(page) != 2 || next == "" {
+		t.Fatalf("first page = %d sessions, %q, %v; want 2 and a cursor", len(page), next, err)
+	}
+	got := []string{page[0].ID, page[1].ID}
+	// A session created after the first page, newer than all, and one as old as the page's last.
+	f.mustCreate(t, f.session(acme, alice, f.t0.Add(time.Minute)))
+	page, next, err = f.store.ListSessions(f.ctx, acme, alice, f.t0, token.Page{After: next, Limit: 2})
+	if err != nil || next != "" {
+		t.Fatalf("second page: cursor %q, %v; want the last page", next, err)
+	}
+	for _, s := range page {
+		got = append(got, s.ID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("sessions listed:\n got %v\nwant %v", got, want)
+	}
+}
+
+func testListMalformedCursor(t *testing.T, f *fixture) {
+	f.create(t, acme, alice)
+	b64 := base64.RawURLEncoding.EncodeToString
+	id := token.NewSessionID(acme, alice)
+	for _, after := range []string{
+		"!",
+		"not base64 at all",
+		b64([]byte("garbage")),
+		b64([]byte("12:short")),
+		b64([]byte("x:" + id)),
+		b64([]byte(id)),
+	} {
+		_, _, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, token.Page{After: after, Limit: 10})
+		if !errors.Is(err, token.ErrInvalidArgument) {
+			t.Errorf("ListSessions after %q: err = %v, want token.ErrInvalidArgument", after, err)
+		}
+	}
+}

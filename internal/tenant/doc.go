@@ -1,0 +1,5 @@
+// Package tenant owns tenants (the isolation boundary: issuer, policy, keys and sessions of their
+// own) and the credentials that act inside them: API keys with roles, and the master credential.
+// Credentials are random, shown once, stored as SHA-256 hashes (they carry 256 bits of entropy, so a
+// slow hash adds nothing) and compared in constant time.
+package tenant

@@ -1,0 +1,229 @@
+package tenant
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tokenauthority/tokenauthority/internal/store"
+)
+
+// ErrUnauthenticated reports a missing, malformed, unknown or wrong credential. Its message never
+// says which, so that it is no oracle.
+var ErrUnauthenticated = errors.New("invalid API key")
+
+// APIKeyPrefix starts every API key, so that secret scanners can find leaked ones.
+const APIKeyPrefix = "tak_"
+
+const (
+	keyIDLen     = 16 // 12 random bytes, base64url
+	keySecretLen = 43 // 32 random bytes, base64url
+	apiKeyLen    = len(APIKeyPrefix) + keyIDLen + 1 + keySecretLen
+)
+
+// APIKey is a stored API key: never its value, only the value's hash.
+type APIKey struct {
+	ID        string    `json:"id"`
+	Tenant    string    `json:"tenant"`
+	Name      string    `json:"name"`
+	Roles     []Role    `json:"roles"`
+	Hash      []byte    `json:"hash"`
+	CreatedAt time.Time `json:"created"`
+	// PrevHash is the rotated-out value's hash, valid until PrevExpiresAt.
+	PrevHash      []byte    `json:"prev_hash,omitempty"`
+	PrevExpiresAt time.Time `json:"prev_exp,omitzero"`
+}
+
+// Caller is an authenticated caller: the master credential, or an API key of a tenant.
+type Caller struct {
+	Master bool
+	KeyID  string
+	Tenant *Tenant
+	Roles  []Role
+}
+
+// Has reports whether the caller holds role.
+func (c *Caller) Has(role Role) bool { return slices.Contains(c.Roles, role) }
+
+// Service authenticates callers and manages tenants and API keys.
+type Service struct {
+	store      Store
+	masterHash []byte
+	now        func() time.Time
+	cacheTTL   time.Duration
+
+	mu    sync.RWMutex
+	cache map[string]cachedKey
+}
+
+type cachedKey struct {
+	key     *APIKey
+	tenant  *Tenant
+	expires time.Time
+}
+
+// DefaultCacheTTL is how long a replica trusts an API key record it has read: a deleted key stops
+// working everywhere within this time.
+const DefaultCacheTTL = 5 * time.Second
+
+// NewService returns a service over s. masterKey may be empty (no master credential).
+func NewService(s Store, masterKey string, now func() time.Time) *Service {
+	svc := &Service{store: s, now: now, cacheTTL: DefaultCacheTTL, cache: map[string]cachedKey{}}
+	if masterKey != "" {
+		h := sha256.Sum256([]byte(masterKey))
+		svc.masterHash = h[:]
+	}
+	return svc
+}
+
+// Authenticate returns the caller presenting credential.
+func (s *Service) Authenticate(ctx context.Context, credential string) (*Caller, error) {
+	h := sha256.Sum256([]byte(credential))
+	if s.masterHash != nil && subtle.ConstantTimeCompare(h[:], s.masterHash) == 1 {
+		return &Caller{Master: true}, nil
+	}
+	id, ok := parseAPIKey(credential)
+	if !ok {
+		return nil, ErrUnauthenticated
+	}
+	k, t, err := s.lookup(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	match := subtle.ConstantTimeCompare(h[:], k.Hash) == 1
+	if !match && k.PrevHash != nil && s.now().Before(k.PrevExpiresAt) {
+		match = subtle.ConstantTimeCompare(h[:], k.PrevHash) == 1
+	}
+	if !match {
+		return nil, ErrUnauthenticated
+	}
+	return &Caller{KeyID: k.ID, Tenant: t, Roles: k.Roles}, nil
+}
+
+func (s *Service) lookup(ctx context.Context, id string) (*APIKey, *Tenant, error) {
+	now := s.now()
+	s.mu.RLock()
+	c, ok := s.cache[id]
+	s.mu.RUnlock()
+	if ok && now.Before(c.expires) {
+		return c.key, c.tenant, nil
+	}
+	raw, err := s.store.GetRecord(ctx, store.KindAPIKey, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, ErrUnauthenticated
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read API key: %w", err)
+	}
+	var k APIKey
+	if err := json.Unmarshal(raw, &k); err != nil {
+		return nil, nil, fmt.Errorf("decode API key: %w", err)
+	}
+	t, err := getTenant(ctx, s.store, k.Tenant)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, ErrUnauthenticated
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	if len(s.cache) > 10000 {
+		clear(s.cache)
+	}
+	s.cache[id] = cachedKey{key: &k, tenant: t, expires: now.Add(s.cacheTTL)}
+	s.mu.Unlock()
+	return &k, t, nil
+}
+
+// Tenant returns a tenant.
+func (s *Service) Tenant(ctx context.Context, id string) (*Tenant, error) {
+	return getTenant(ctx, s.store, id)
+}
+
+// CreateTenant stores a new tenant (store.ErrExists when the id is taken).
+func (s *Service) CreateTenant(ctx context.Context, t *Tenant) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	if t.CreatedAt.IsZero() {
+		t.CreatedAt = s.now()
+	}
+	raw, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("encode tenant: %w", err)
+	}
+	return s.store.CreateRecord(ctx, store.KindTenant, t.ID, raw)
+}
+
+// CreateAPIKey creates a key for tenantID with roles and returns its record and value. The value
+// is returned once and never stored.
+func (s *Service) CreateAPIKey(ctx context.Context, tenantID, name string, roles []Role) (*APIKey, string, error) {
+	value := NewAPIKeyValue()
+	k, err := s.RegisterAPIKey(ctx, tenantID, name, roles, value)
+	return k, value, err
+}
+
+// RegisterAPIKey stores the hash of an existing key value (the development key persisted on disk).
+func (s *Service) RegisterAPIKey(ctx context.Context, tenantID, name string, roles []Role, value string) (*APIKey, error) {
+	id, ok := parseAPIKey(value)
+	if !ok {
+		return nil, fmt.Errorf("%w: malformed API key value", ErrInvalid)
+	}
+	if len(roles) == 0 {
+		return nil, fmt.Errorf("%w: an API key needs at least one role", ErrInvalid)
+	}
+	for _, r := range roles {
+		if !slices.Contains(AllRoles, r) {
+			return nil, fmt.Errorf("%w: unknown role %q", ErrInvalid, r)
+		}
+	}
+	h := sha256.Sum256([]byte(value))
+	k := &APIKey{ID: id, Tenant: tenantID, Name: name, Roles: roles, Hash: h[:], CreatedAt: s.now()}
+	raw, err := json.Marshal(k)
+	if err != nil {
+		return nil, fmt.Errorf("encode API key: %w", err)
+	}
+	if err := s.store.PutRecord(ctx, store.KindAPIKey, id, raw); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	delete(s.cache, id)
+	s.mu.Unlock()
+	return k, nil
+}
+
+// NewAPIKeyValue returns a fresh API key value: the prefix, a 96-bit id and a 256-bit secret.
+func NewAPIKeyValue() string {
+	b := make([]byte, 12+32)
+	_, _ = rand.Read(b)
+	enc := base64.RawURLEncoding
+	return APIKeyPrefix + enc.EncodeToString(b[:12]) + "." + enc.EncodeToString(b[12:])
+}
+
+// parseAPIKey returns the id of a well-formed key value.
+func parseAPIKey(v string) (string, bool) {
+	if len(v) != apiKeyLen || !strings.HasPrefix(v, APIKeyPrefix) {
+		return "", false
+	}
+	rest := v[len(APIKeyPrefix):]
+	if rest[keyIDLen] != '.' {
+		return "", false
+	}
+	id, secret := rest[:keyIDLen], rest[keyIDLen+1:]
+	if _, err := base64.RawURLEncoding.DecodeString(id); err != nil {
+		return "", false
+	}
+	if _, err := base64.RawURLEncoding.DecodeString(secret); err != nil {
+		return "", false
+	}
+	return id, true
+}

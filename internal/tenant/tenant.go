@@ -1,0 +1,99 @@
+package tenant
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/tokenauthority/tokenauthority/internal/store"
+)
+
+// Role is a permission carried by an API key.
+type Role string
+
+// The roles.
+const (
+	RoleIssue  Role = "issue"
+	RoleVerify Role = "verify"
+	RoleRevoke Role = "revoke"
+	RoleAdmin  Role = "admin"
+)
+
+// AllRoles lists every role.
+var AllRoles = []Role{RoleIssue, RoleVerify, RoleRevoke, RoleAdmin}
+
+// Tenant is an isolation boundary with its own issuer, keys, sessions and policy.
+type Tenant struct {
+	ID     string `json:"id"`
+	Issuer string `json:"iss"`
+	// Algorithm is the JWS algorithm of the tenant's new signing keys.
+	Algorithm string `json:"alg"`
+	// MaxAccessTTL and MaxRefreshTTL bound what callers may request; zero means the server's bound.
+	MaxAccessTTL  time.Duration `json:"max_at,omitempty"`
+	MaxRefreshTTL time.Duration `json:"max_rt,omitempty"`
+	// AllowedAudiences and AllowedScopes restrict what callers may request; empty allows any.
+	AllowedAudiences []string  `json:"auds,omitempty"`
+	AllowedScopes    []string  `json:"scopes,omitempty"`
+	CreatedAt        time.Time `json:"created"`
+}
+
+var (
+	// ErrInvalid reports a tenant or credential definition that cannot be stored.
+	ErrInvalid = errors.New("invalid tenant definition")
+	// ErrNotFound reports an unknown tenant.
+	ErrNotFound = errors.New("tenant not found")
+)
+
+var idPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidID reports whether id is a valid tenant identifier.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+// Validate reports what is wrong with t.
+func (t *Tenant) Validate() error {
+	var errs []error
+	if !ValidID(t.ID) {
+		errs = append(errs, errors.New("tenant id must be 1-63 lower-case letters, digits or dashes"))
+	}
+	if t.Issuer == "" || len(t.Issuer) > 256 {
+		errs = append(errs, errors.New("issuer must be 1-256 characters"))
+	}
+	if t.MaxAccessTTL < 0 || t.MaxRefreshTTL < 0 {
+		errs = append(errs, errors.New("TTL bounds must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+// Allows reports whether v may be requested under the list allowed (empty allows any).
+func Allows(allowed []string, v string) bool {
+	if len(allowed) == 0 {
+		return true
+	}
+	for _, a := range allowed {
+		if a == v {
+			return true
+		}
+	}
+	return false
+}
+
+func getTenant(ctx context.Context, s Store, id string) (*Tenant, error) {
+	raw, err := s.GetRecord(ctx, store.KindTenant, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var t Tenant
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return nil, fmt.Errorf("decode tenant %q: %w", id, err)
+	}
+	return &t, nil
+}

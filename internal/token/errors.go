@@ -1,0 +1,18 @@
+package token
+
+import "errors"
+
+// Sentinel errors of the token domain. They are wrapped with %w and mapped to gRPC status codes in
+// one place (grpcserver); messages added by wrapping must help the caller without echoing tokens.
+var (
+	// ErrInvalidArgument reports a request that can never succeed as sent.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrInvalidRefreshToken reports a refresh token that is malformed, forged, expired, of another
+	// tenant, or of a session that has ended.
+	ErrInvalidRefreshToken = errors.New("invalid refresh token")
+	// ErrRefreshReuse reports a rotated refresh token presented after the grace window; the session
+	// has been revoked.
+	ErrRefreshReuse = errors.New("refresh token reuse detected; session revoked")
+	// ErrPermissionDenied reports a request outside the tenant's policy.
+	ErrPermissionDenied = errors.New("permission denied")
+)

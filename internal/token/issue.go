@@ -1,0 +1,205 @@
+package token
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/tenant"
+)
+
+// Limits on what a caller may put into a session.
+const (
+	maxSubjectLen   = 256
+	maxAudiences    = 16
+	maxScopes       = 64
+	maxItemLen      = 256
+	maxExtraJSONLen = 4 << 10
+	maxMetadataLen  = 512
+)
+
+// IssueRequest asks for a new session.
+type IssueRequest struct {
+	Tenant   *tenant.Tenant
+	Subject  string
+	Audience []string
+	Scopes   []string
+	// Extra holds extra access-token claims (JSON values); nil for none.
+	Extra map[string]any
+	// AccessTTL and RefreshTTL are the requested lifetimes; zero means the default.
+	AccessTTL, RefreshTTL time.Duration
+	Metadata              Metadata
+}
+
+// Pair is a session's access and refresh tokens.
+type Pair struct {
+	AccessToken      string
+	RefreshToken     string
+	AccessExpiresAt  time.Time
+	RefreshExpiresAt time.Time
+	SessionID        string
+}
+
+// Issue opens a session and returns its first pair.
+func (s *Service) Issue(ctx context.Context, req IssueRequest) (*Pair, error) {
+	t := req.Tenant
+	if err := s.validateIssue(req); err != nil {
+		return nil, err
+	}
+	accessTTL, err := pickTTL("access_ttl", req.AccessTTL, s.cfg.AccessTTL, bound(t.MaxAccessTTL, s.cfg.MaxAccessTTL))
+	if err != nil {
+		return nil, err
+	}
+	refreshTTL, err := pickTTL("refresh_ttl", req.RefreshTTL, s.cfg.RefreshTTL, bound(t.MaxRefreshTTL, s.cfg.MaxRefreshTTL))
+	if err != nil {
+		return nil, err
+	}
+	var extra []byte
+	if len(req.Extra) > 0 {
+		extra, err = json.Marshal(req.Extra)
+		if err != nil {
+			return nil, fmt.Errorf("%w: extra_claims: %w", ErrInvalidArgument, err)
+		}
+		if len(extra) > maxExtraJSONLen {
+			return nil, fmt.Errorf("%w: extra_claims: at most %d bytes of JSON", ErrInvalidArgument, maxExtraJSONLen)
+		}
+	}
+	refreshKey, err := s.cfg.Keys.RefreshKey(ctx, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := s.cfg.Keys.SigningKey(ctx, t.ID)
+	if err != nil {
+		return nil, err
+	}
+
+	now := time.UnixMilli(s.now().UnixMilli())
+	sess := &Session{
+		ID:        NewSessionID(t.ID, req.Subject),
+		Tenant:    t.ID,
+		Subject:   req.Subject,
+		Audience:  req.Audience,
+		Scopes:    req.Scopes,
+		Extra:     extra,
+		Metadata:  req.Metadata,
+		CreatedAt: now,
+		ExpiresAt: now.Add(refreshTTL),
+		AccessTTL: accessTTL,
+		RotatedAt: now,
+	}
+	rt, err := refreshToken(refreshKey, t.Issuer, sess)
+	if err != nil {
+		return nil, err
+	}
+	sess.RefreshHash = hashToken(rt)
+	at, atExp, err := s.accessToken(signer, t, sess, req.Extra, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Store.CreateSession(ctx, sess); err != nil {
+		return nil, fmt.Errorf("create session: %w", err)
+	}
+	s.audit.LogAttrs(ctx, auditLevel, "token issued", auditAttrs("issued", t.ID, sess)...)
+	return &Pair{AccessToken: at, RefreshToken: rt, AccessExpiresAt: atExp, RefreshExpiresAt: sess.ExpiresAt, SessionID: sess.ID}, nil
+}
+
+// accessToken signs a new access token of sess. extra is the decoded form of sess.Extra.
+func (s *Service) accessToken(k *keys.Key, t *tenant.Tenant, sess *Session, extra map[string]any, now time.Time) (string, time.Time, error) {
+	exp := now.Add(sess.AccessTTL)
+	if exp.After(sess.ExpiresAt) {
+		exp = sess.ExpiresAt
+	}
+	claims := make(map[string]any, len(extra)+10)
+	for name, v := range extra {
+		claims[name] = v
+	}
+	claims["iss"] = t.Issuer
+	claims["sub"] = sess.Subject
+	if len(sess.Audience) > 0 {
+		claims["aud"] = sess.Audience
+	}
+	claims["exp"] = exp.Unix()
+	claims["nbf"] = now.Unix()
+	claims["iat"] = now.Unix()
+	claims["jti"] = newJTI(sess.ID)
+	claims["sid"] = sess.ID
+	if len(sess.Scopes) > 0 {
+		claims["scope"] = strings.Join(sess.Scopes, " ")
+	}
+	tok, err := signAccess(k, claims)
+	return tok, time.Unix(exp.Unix(), 0), err
+}
+
+func (s *Service) validateIssue(req IssueRequest) error {
+	var problems []string
+	switch {
+	case req.Subject == "":
+		problems = append(problems, "subject is required")
+	case len(req.Subject) > maxSubjectLen || !utf8.ValidString(req.Subject):
+		problems = append(problems, fmt.Sprintf("subject must be valid UTF-8 of at most %d bytes", maxSubjectLen))
+	}
+	if len(req.Audience) > maxAudiences {
+		problems = append(problems, fmt.Sprintf("at most %d audiences", maxAudiences))
+	}
+	for _, a := range req.Audience {
+		if a == "" || len(a) > maxItemLen || !utf8.ValidString(a) {
+			problems = append(problems, fmt.Sprintf("each audience must be 1-%d bytes of UTF-8", maxItemLen))
+			break
+		}
+		if !tenant.Allows(req.Tenant.AllowedAudiences, a) {
+			problems = append(problems, fmt.Sprintf("audience %q is not allowed for this tenant", a))
+		}
+	}
+	if len(req.Scopes) > maxScopes {
+		problems = append(problems, fmt.Sprintf("at most %d scopes", maxScopes))
+	}
+	for _, sc := range req.Scopes {
+		if sc == "" || len(sc) > maxItemLen || strings.ContainsAny(sc, " \t\r\n\"\\") || !utf8.ValidString(sc) {
+			problems = append(problems, "each scope must be 1-256 bytes without spaces, quotes or backslashes")
+			break
+		}
+		if !tenant.Allows(req.Tenant.AllowedScopes, sc) {
+			problems = append(problems, fmt.Sprintf("scope %q is not allowed for this tenant", sc))
+		}
+	}
+	for name := range req.Extra {
+		if IsRegisteredClaim(name) {
+			problems = append(problems, fmt.Sprintf("extra_claims cannot set the registered claim %q", name))
+		}
+	}
+	m := req.Metadata
+	if len(m.UserAgent) > maxMetadataLen || len(m.IP) > maxMetadataLen || len(m.Device) > maxMetadataLen {
+		problems = append(problems, fmt.Sprintf("metadata fields are at most %d bytes", maxMetadataLen))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalidArgument, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func bound(tenantBound, serverBound time.Duration) time.Duration {
+	if tenantBound > 0 && tenantBound < serverBound {
+		return tenantBound
+	}
+	return serverBound
+}
+
+// pickTTL returns the requested TTL, or the default (capped by the bound) when none was asked.
+// A request above the bound is refused, not silently cut.
+func pickTTL(field string, requested, def, max time.Duration) (time.Duration, error) {
+	switch {
+	case requested < 0:
+		return 0, fmt.Errorf("%w: %s must be positive", ErrInvalidArgument, field)
+	case requested > max:
+		return 0, fmt.Errorf("%w: %s %s exceeds the bound of %s", ErrInvalidArgument, field, requested, max)
+	case requested > 0:
+		return requested, nil
+	case def > max:
+		return max, nil
+	}
+	return def, nil
+}

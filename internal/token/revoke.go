@@ -1,0 +1,142 @@
+package token
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokenauthority/tokenauthority/internal/tenant"
+)
+
+// RevokeTarget names what RevokeToken revokes; exactly one field is set.
+type RevokeTarget struct {
+	Token     string
+	JTI       string
+	SessionID string
+}
+
+// Revoke revokes one token or one session of tenant t. It is idempotent and succeeds for targets it
+// does not know (RFC 7009: no oracle); it fails only for malformed requests and store failures.
+func (s *Service) Revoke(ctx context.Context, t *tenant.Tenant, target RevokeTarget) error {
+	switch {
+	case target.Token != "":
+		if err := checkTokenField("token", target.Token); err != nil {
+			return err
+		}
+		return s.revokeToken(ctx, t, target.Token)
+	case target.JTI != "":
+		if len(target.JTI) > 128 {
+			return fmt.Errorf("%w: jti is too long", ErrInvalidArgument)
+		}
+		sid, ok := SessionOfJTI(target.JTI)
+		if !ok {
+			return nil
+		}
+		// The token's exp is unknown here; the longest access lifetime covers it.
+		until := s.now().Add(bound(t.MaxAccessTTL, s.cfg.MaxAccessTTL) + s.cfg.Leeway)
+		return s.markRevoked(ctx, t, sid, target.JTI, until)
+	case target.SessionID != "":
+		if len(target.SessionID) > 128 {
+			return fmt.Errorf("%w: session_id is too long", ErrInvalidArgument)
+		}
+		return s.endSession(ctx, t, target.SessionID)
+	}
+	return fmt.Errorf("%w: one of token, jti or session_id is required", ErrInvalidArgument)
+}
+
+func (s *Service) revokeToken(ctx context.Context, t *tenant.Tenant, raw string) error {
+	// A refresh token revokes its whole session (RFC 7009 section 2.1).
+	if c, err := s.parseRefresh(ctx, t, raw); err == nil {
+		return s.endSession(ctx, t, c.SessionID)
+	}
+	v, err := s.Verify(ctx, VerifyRequest{Tenant: t, Token: raw})
+	if err != nil {
+		return err
+	}
+	// Only tokens whose signature verified may name what to revoke; an expired or already revoked
+	// one needs nothing more.
+	if !v.Active {
+		return nil
+	}
+	sid, _ := v.Claims["sid"].(string)
+	jti, _ := v.Claims["jti"].(string)
+	exp, _ := jwt.MapClaims(v.Claims).GetExpirationTime()
+	return s.markRevoked(ctx, t, sid, jti, exp.Add(s.cfg.Leeway))
+}
+
+func (s *Service) markRevoked(ctx context.Context, t *tenant.Tenant, sid, jti string, until time.Time) error {
+	if err := s.cfg.Store.RevokeToken(ctx, t.ID, sid, jti, until); err != nil {
+		return fmt.Errorf("revoke token: %w", err)
+	}
+	s.audit.LogAttrs(ctx, auditLevel, "token revoked", slog.String("audit", "token_revoked"),
+		slog.String("tenant", t.ID), slog.String("session_id", sid), slog.String("jti", jti))
+	return nil
+}
+
+func (s *Service) endSession(ctx context.Context, t *tenant.Tenant, sid string) error {
+	ended, err := s.cfg.Store.DeleteSession(ctx, t.ID, sid)
+	if err != nil {
+		return fmt.Errorf("end session: %w", err)
+	}
+	if ended {
+		s.audit.LogAttrs(ctx, auditLevel, "session revoked", slog.String("audit", "session_revoked"),
+			slog.String("tenant", t.ID), slog.String("session_id", sid))
+	}
+	return nil
+}
+
+// RevokeSubject ends every session of subject in tenant t opened before now, in O(1).
+func (s *Service) RevokeSubject(ctx context.Context, t *tenant.Tenant, subject string) (time.Time, error) {
+	if subject == "" || len(subject) > maxSubjectLen {
+		return time.Time{}, fmt.Errorf("%w: subject must be 1-%d bytes", ErrInvalidArgument, maxSubjectLen)
+	}
+	at := time.UnixMilli(s.now().UnixMilli())
+	if err := s.cfg.Store.SetSubjectCutoff(ctx, t.ID, subject, at, s.cutoffTTL(t)); err != nil {
+		return time.Time{}, fmt.Errorf("set subject cut-off: %w", err)
+	}
+	s.audit.LogAttrs(ctx, slog.LevelWarn, "subject sessions revoked", slog.String("audit", "subject_cutoff"),
+		slog.String("tenant", t.ID), slog.String("subject", subject), slog.Time("cutoff", at))
+	return at, nil
+}
+
+// RevokeTenant ends every session of tenant t opened before now, in O(1): the emergency switch.
+func (s *Service) RevokeTenant(ctx context.Context, t *tenant.Tenant) (time.Time, error) {
+	at := time.UnixMilli(s.now().UnixMilli())
+	if err := s.cfg.Store.SetTenantCutoff(ctx, t.ID, at, s.cutoffTTL(t)); err != nil {
+		return time.Time{}, fmt.Errorf("set tenant cut-off: %w", err)
+	}
+	s.audit.LogAttrs(ctx, slog.LevelWarn, "tenant sessions revoked", slog.String("audit", "tenant_cutoff"),
+		slog.String("tenant", t.ID), slog.Time("cutoff", at))
+	return at, nil
+}
+
+// cutoffTTL is how long a cut-off must be kept: until every session it covers has expired.
+func (s *Service) cutoffTTL(t *tenant.Tenant) time.Duration {
+	return bound(t.MaxRefreshTTL, s.cfg.MaxRefreshTTL) + time.Minute
+}
+
+// ListSessions returns a page of subject's live sessions, newest first.
+func (s *Service) ListSessions(ctx context.Context, t *tenant.Tenant, subject string, pageSize int, pageToken string) ([]*Session, string, error) {
+	if subject == "" || len(subject) > maxSubjectLen {
+		return nil, "", fmt.Errorf("%w: subject must be 1-%d bytes", ErrInvalidArgument, maxSubjectLen)
+	}
+	switch {
+	case pageSize < 0:
+		return nil, "", fmt.Errorf("%w: page_size must not be negative", ErrInvalidArgument)
+	case pageSize == 0:
+		pageSize = 50
+	case pageSize > 500:
+		pageSize = 500
+	}
+	if len(pageToken) > 512 {
+		return nil, "", fmt.Errorf("%w: page_token is not one this server returned", ErrInvalidArgument)
+	}
+	sessions, next, err := s.cfg.Store.ListSessions(ctx, t.ID, subject, s.now(), Page{After: pageToken, Limit: pageSize})
+	if err != nil {
+		return nil, "", fmt.Errorf("list sessions: %w", err)
+	}
+	return sessions, next, nil
+}

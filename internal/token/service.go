@@ -1,0 +1,66 @@
+package token
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/tokenauthority/tokenauthority/internal/keys"
+)
+
+// Keys is what the domain needs of the key manager.
+type Keys interface {
+	// SigningKey returns the key that signs the tenant's access tokens now.
+	SigningKey(ctx context.Context, tenant string) (*keys.Key, error)
+	// VerificationKey returns the tenant's key kid, or an error wrapping keys.ErrUnknownKey.
+	VerificationKey(ctx context.Context, tenant, kid string) (*keys.Key, error)
+	// RefreshKey returns the tenant's server-only refresh-token key.
+	RefreshKey(ctx context.Context, tenant string) ([]byte, error)
+}
+
+// Config configures a Service.
+type Config struct {
+	Store Store
+	Keys  Keys
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// AccessTTL and RefreshTTL are the defaults; MaxAccessTTL and MaxRefreshTTL the server-wide
+	// bounds (a tenant may set tighter ones).
+	AccessTTL, RefreshTTL       time.Duration
+	MaxAccessTTL, MaxRefreshTTL time.Duration
+	// RefreshGrace is how long after a rotation a retry with the previous refresh token gets the
+	// same new pair instead of being treated as reuse.
+	RefreshGrace time.Duration
+	// Leeway tolerates clock skew on exp, nbf and iat.
+	Leeway time.Duration
+	// Audit receives audit events; slog.Default when nil.
+	Audit *slog.Logger
+}
+
+// Service implements the token lifecycle.
+type Service struct {
+	cfg   Config
+	now   func() time.Time
+	audit *slog.Logger
+}
+
+// DefaultLeeway is the clock-skew tolerance on time claims.
+const DefaultLeeway = 30 * time.Second
+
+// MaxTokenSize bounds a presented token (8 KiB).
+const MaxTokenSize = 8 << 10
+
+// New returns a Service.
+func New(cfg Config) *Service {
+	s := &Service{cfg: cfg, now: cfg.Now, audit: cfg.Audit}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.audit == nil {
+		s.audit = slog.Default()
+	}
+	if s.cfg.Leeway == 0 {
+		s.cfg.Leeway = DefaultLeeway
+	}
+	return s
+}

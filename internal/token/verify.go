@@ -1,0 +1,210 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/tenant"
+)
+
+// Reason says why a token is inactive. The values mirror tokenauthority.v1.InactiveReason.
+type Reason int
+
+// The reasons, in the order the checks run.
+const (
+	ReasonNone Reason = iota
+	ReasonMalformed
+	ReasonUnsupportedAlgorithm
+	ReasonUnknownKey
+	ReasonBadSignature
+	ReasonWrongType
+	ReasonExpired
+	ReasonNotYetValid
+	ReasonWrongIssuer
+	ReasonWrongAudience
+	ReasonSessionEnded
+	ReasonRevoked
+	ReasonCutOff
+	ReasonInsufficientScope
+)
+
+var reasonNames = [...]string{
+	"none", "malformed", "unsupported_algorithm", "unknown_key", "bad_signature", "wrong_type",
+	"expired", "not_yet_valid", "wrong_issuer", "wrong_audience", "session_ended", "revoked",
+	"cut_off", "insufficient_scope",
+}
+
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", int(r))
+}
+
+// VerifyRequest asks whether an access token of tenant t is active.
+type VerifyRequest struct {
+	Tenant         *tenant.Tenant
+	Token          string
+	Audience       string
+	RequiredScopes []string
+}
+
+// Verification is the introspection answer.
+type Verification struct {
+	Active bool
+	Reason Reason
+	// Claims are the token's claims, when active.
+	Claims map[string]any
+}
+
+func inactive(r Reason) *Verification { return &Verification{Reason: r} }
+
+// inactiveError carries a reason out of the golang-jwt key function.
+type inactiveError Reason
+
+func (e inactiveError) Error() string { return Reason(e).String() }
+
+var accessParser = jwt.NewParser(jwt.WithoutClaimsValidation())
+
+// allowedAlgorithms is the algorithm allow-list; a key's own algorithm must also match.
+var allowedAlgorithms = map[string]bool{"EdDSA": true, "ES256": true, "RS256": true, "HS256": true}
+
+// Verify runs the checks in their documented order and answers with the first that fails. It
+// returns an error only when the call itself fails: an empty or oversized token, or a store that
+// cannot answer (never an active answer then).
+func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*Verification, error) {
+	if err := checkTokenField("token", req.Token); err != nil {
+		return nil, err
+	}
+	if strings.Count(req.Token, ".") != 2 {
+		return inactive(ReasonMalformed), nil
+	}
+	t := req.Tenant
+	var keyErr error
+	claims := jwt.MapClaims{}
+	tok, err := accessParser.ParseWithClaims(req.Token, claims, func(tok *jwt.Token) (any, error) {
+		alg, _ := tok.Header["alg"].(string)
+		if !allowedAlgorithms[alg] {
+			return nil, inactiveError(ReasonUnsupportedAlgorithm)
+		}
+		kid, _ := tok.Header["kid"].(string)
+		if kid == "" || len(kid) > 64 {
+			return nil, inactiveError(ReasonUnknownKey)
+		}
+		k, err := s.cfg.Keys.VerificationKey(ctx, t.ID, kid)
+		if errors.Is(err, keys.ErrUnknownKey) {
+			return nil, inactiveError(ReasonUnknownKey)
+		}
+		if err != nil {
+			keyErr = err
+			return nil, err
+		}
+		if string(k.Algorithm) != alg {
+			// A token whose alg differs from its key's (HS256 over a public key, say) is refused
+			// before any signature is computed.
+			return nil, inactiveError(ReasonUnsupportedAlgorithm)
+		}
+		return k.VerifyKey, nil
+	})
+	if keyErr != nil {
+		return nil, fmt.Errorf("load signing keys: %w", keyErr)
+	}
+	if err != nil {
+		return inactive(parseReason(err)), nil
+	}
+	if !tok.Valid {
+		return inactive(ReasonBadSignature), nil
+	}
+	if typ, _ := tok.Header["typ"].(string); typ != TypeAccess {
+		return inactive(ReasonWrongType), nil
+	}
+	if r := s.checkClaims(t, claims, req.Audience); r != ReasonNone {
+		return inactive(r), nil
+	}
+	sid, _ := claims["sid"].(string)
+	jti, _ := claims["jti"].(string)
+	if owner, ok := SessionOfJTI(jti); !ok || owner != sid {
+		return inactive(ReasonMalformed), nil
+	}
+	st, err := s.cfg.Store.CheckAccess(ctx, t.ID, sid, jti)
+	if err != nil {
+		return nil, fmt.Errorf("check session: %w", err)
+	}
+	switch {
+	case !st.SessionFound:
+		return inactive(ReasonSessionEnded), nil
+	case st.TokenRevoked:
+		return inactive(ReasonRevoked), nil
+	case st.SessionCreatedAt.Before(st.SubjectCutoff), st.SessionCreatedAt.Before(st.TenantCutoff):
+		return inactive(ReasonCutOff), nil
+	}
+	if len(req.RequiredScopes) > 0 {
+		scope, _ := claims["scope"].(string)
+		have := strings.Fields(scope)
+		for _, want := range req.RequiredScopes {
+			if !slices.Contains(have, want) {
+				return inactive(ReasonInsufficientScope), nil
+			}
+		}
+	}
+	return &Verification{Active: true, Claims: claims}, nil
+}
+
+// parseReason maps a golang-jwt parse error to a reason.
+func parseReason(err error) Reason {
+	var ie inactiveError
+	switch {
+	case errors.As(err, &ie):
+		return Reason(ie)
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return ReasonMalformed
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return ReasonBadSignature
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		// golang-jwt knows no such signing method.
+		return ReasonUnsupportedAlgorithm
+	}
+	return ReasonMalformed
+}
+
+// checkClaims checks the time claims, the issuer and the audience, in that order.
+func (s *Service) checkClaims(t *tenant.Tenant, c jwt.MapClaims, audience string) Reason {
+	now := s.now()
+	exp, err := c.GetExpirationTime()
+	if err != nil || exp == nil {
+		return ReasonMalformed
+	}
+	if !now.Before(exp.Add(s.cfg.Leeway)) {
+		return ReasonExpired
+	}
+	iat, err := c.GetIssuedAt()
+	if err != nil || iat == nil {
+		return ReasonMalformed
+	}
+	nbf, err := c.GetNotBefore()
+	if err != nil {
+		return ReasonMalformed
+	}
+	skewed := now.Add(s.cfg.Leeway)
+	if skewed.Before(iat.Time) || nbf != nil && skewed.Before(nbf.Time) {
+		return ReasonNotYetValid
+	}
+	if iss, _ := c["iss"].(string); iss != t.Issuer {
+		return ReasonWrongIssuer
+	}
+	aud, err := c.GetAudience()
+	if err != nil {
+		return ReasonMalformed
+	}
+	if audience != "" && !slices.Contains(aud, audience) {
+		return ReasonWrongAudience
+	}
+	return ReasonNone
+}
+
