@@ -190,16 +190,16 @@ func bound(tenantBound, serverBound time.Duration) time.Duration {
 
 // pickTTL returns the requested TTL, or the default (capped by the bound) when none was asked.
 // A request above the bound is refused, not silently cut.
-func pickTTL(field string, requested, def, max time.Duration) (time.Duration, error) {
+func pickTTL(field string, requested, def, limit time.Duration) (time.Duration, error) {
 	switch {
 	case requested < 0:
 		return 0, fmt.Errorf("%w: %s must be positive", ErrInvalidArgument, field)
-	case requested > max:
-		return 0, fmt.Errorf("%w: %s %s exceeds the bound of %s", ErrInvalidArgument, field, requested, max)
+	case requested > limit:
+		return 0, fmt.Errorf("%w: %s %s exceeds the bound of %s", ErrInvalidArgument, field, requested, limit)
 	case requested > 0:
 		return requested, nil
-	case def > max:
-		return max, nil
+	case def > limit:
+		return limit, nil
 	}
 	return def, nil
 }

@@ -119,4 +119,3 @@ func checkTokenField(field, v string) error {
 	}
 	return nil
 }
-

@@ -41,15 +41,15 @@ type Metadata struct {
 type RotateOutcome int
 
 const (
-	// RotateInvalid: no live session of the tenant matches (unknown, expired, ended, cut off by a
+	// RotateInvalid means no live session of the tenant matches (unknown, expired, ended, cut off by a
 	// subject cut-off, or the presented generation is ahead of the stored one).
 	RotateInvalid RotateOutcome = iota
-	// Rotated: the presented token was current; the session moved to Generation+1 at Now.
+	// Rotated means the presented token was current; the session moved to Generation+1 at Now.
 	Rotated
-	// RotateRetry: the presented token is the previous generation and the rotation happened within
+	// RotateRetry means the presented token is the previous generation and the rotation happened within
 	// the grace window; the session is unchanged and its current state is returned.
 	RotateRetry
-	// RotateReuse: an older token, or the previous one after the grace window, was presented. The
+	// RotateReuse means an older token, or the previous one after the grace window, was presented. The
 	// session has been deleted.
 	RotateReuse
 )

@@ -207,4 +207,3 @@ func (s *Service) checkClaims(t *tenant.Tenant, c jwt.MapClaims, audience string
 	}
 	return ReasonNone
 }
-
