@@ -69,13 +69,15 @@ func testConfig(t *testing.T, redisURL string) *config.Config {
 	if _, err := cfg.ResolveSecrets(); err != nil {
 		t.Fatal(err)
 	}
+	// Debug level, so that the checks for secrets in logs see everything that could be logged.
+	cfg.LogLevel = slog.LevelDebug
 	return cfg
 }
 
 func start(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	a, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)

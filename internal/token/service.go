@@ -42,6 +42,7 @@ type Service struct {
 	cfg   Config
 	now   func() time.Time
 	audit *slog.Logger
+	cache *verifyCache
 }
 
 // DefaultLeeway is the clock-skew tolerance on time claims.
@@ -52,7 +53,7 @@ const MaxTokenSize = 8 << 10
 
 // New returns a Service.
 func New(cfg Config) *Service {
-	s := &Service{cfg: cfg, now: cfg.Now, audit: cfg.Audit}
+	s := &Service{cfg: cfg, now: cfg.Now, audit: cfg.Audit, cache: newVerifyCache(defaultVerifyCacheSize)}
 	if s.now == nil {
 		s.now = time.Now
 	}

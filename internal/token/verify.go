@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -86,45 +88,27 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*Verification,
 		return inactive(ReasonMalformed), nil
 	}
 	t := req.Tenant
-	var keyErr error
-	claims := jwt.MapClaims{}
-	tok, err := accessParser.ParseWithClaims(req.Token, claims, func(tok *jwt.Token) (any, error) {
-		alg, _ := tok.Header["alg"].(string)
-		if !allowedAlgorithms[alg] {
-			return nil, inactiveError(ReasonUnsupportedAlgorithm)
+	now := s.now()
+	v := s.cache.get(t.ID, req.Token, now)
+	if v != nil {
+		// The key may have been withdrawn since the token was cached.
+		if _, err := s.cfg.Keys.VerificationKey(ctx, t.ID, v.kid); err != nil {
+			v = nil
 		}
-		kid, _ := tok.Header["kid"].(string)
-		if kid == "" || len(kid) > 64 {
-			return nil, inactiveError(ReasonUnknownKey)
-		}
-		k, err := s.cfg.Keys.VerificationKey(ctx, t.ID, kid)
-		if errors.Is(err, keys.ErrUnknownKey) {
-			return nil, inactiveError(ReasonUnknownKey)
-		}
-		if err != nil {
-			keyErr = err
-			return nil, err
-		}
-		if string(k.Algorithm) != alg {
-			// A token whose alg differs from its key's (HS256 over a public key, say) is refused
-			// before any signature is computed.
-			return nil, inactiveError(ReasonUnsupportedAlgorithm)
-		}
-		return k.VerifyKey, nil
-	})
-	if keyErr != nil {
-		return nil, fmt.Errorf("load signing keys: %w", keyErr)
 	}
-	if err != nil {
-		return inactive(parseReason(err)), nil
+	if v == nil {
+		var r Reason
+		var err error
+		if v, r, err = s.verifySignature(ctx, t, req.Token); err != nil || r != ReasonNone {
+			if err != nil {
+				return nil, err
+			}
+			return inactive(r), nil
+		}
+		s.cache.put(t.ID, req.Token, v, now)
 	}
-	if !tok.Valid {
-		return inactive(ReasonBadSignature), nil
-	}
-	if typ, _ := tok.Header["typ"].(string); typ != TypeAccess {
-		return inactive(ReasonWrongType), nil
-	}
-	if r := s.checkClaims(t, claims, req.Audience); r != ReasonNone {
+	claims := v.claims
+	if r := s.checkClaims(t, claims, req.Audience, now); r != ReasonNone {
 		return inactive(r), nil
 	}
 	sid, _ := claims["sid"].(string)
@@ -153,7 +137,56 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*Verification,
 			}
 		}
 	}
-	return &Verification{Active: true, Claims: claims}, nil
+	return &Verification{Active: true, Claims: maps.Clone(claims)}, nil
+}
+
+// verifySignature runs the checks whose answer never changes for a given token string: shape,
+// algorithm, kid, signature and typ. It returns the parsed token, or the reason it failed.
+func (s *Service) verifySignature(ctx context.Context, t *tenant.Tenant, raw string) (*verified, Reason, error) {
+	var keyErr error
+	claims := jwt.MapClaims{}
+	tok, err := accessParser.ParseWithClaims(raw, claims, func(tok *jwt.Token) (any, error) {
+		alg, _ := tok.Header["alg"].(string)
+		if !allowedAlgorithms[alg] {
+			return nil, inactiveError(ReasonUnsupportedAlgorithm)
+		}
+		kid, _ := tok.Header["kid"].(string)
+		if kid == "" || len(kid) > 64 {
+			return nil, inactiveError(ReasonUnknownKey)
+		}
+		k, err := s.cfg.Keys.VerificationKey(ctx, t.ID, kid)
+		if errors.Is(err, keys.ErrUnknownKey) {
+			return nil, inactiveError(ReasonUnknownKey)
+		}
+		if err != nil {
+			keyErr = err
+			return nil, err
+		}
+		if string(k.Algorithm) != alg {
+			// A token whose alg differs from its key's (HS256 over a public key, say) is refused
+			// before any signature is computed.
+			return nil, inactiveError(ReasonUnsupportedAlgorithm)
+		}
+		return k.VerifyKey, nil
+	})
+	if keyErr != nil {
+		return nil, ReasonNone, fmt.Errorf("load signing keys: %w", keyErr)
+	}
+	if err != nil {
+		return nil, parseReason(err), nil
+	}
+	if !tok.Valid {
+		return nil, ReasonBadSignature, nil
+	}
+	if typ, _ := tok.Header["typ"].(string); typ != TypeAccess {
+		return nil, ReasonWrongType, nil
+	}
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return nil, ReasonMalformed, nil
+	}
+	kid, _ := tok.Header["kid"].(string)
+	return &verified{kid: kid, claims: claims, exp: exp.Add(s.cfg.Leeway)}, ReasonNone, nil
 }
 
 // parseReason maps a golang-jwt parse error to a reason.
@@ -174,8 +207,7 @@ func parseReason(err error) Reason {
 }
 
 // checkClaims checks the time claims, the issuer and the audience, in that order.
-func (s *Service) checkClaims(t *tenant.Tenant, c jwt.MapClaims, audience string) Reason {
-	now := s.now()
+func (s *Service) checkClaims(t *tenant.Tenant, c jwt.MapClaims, audience string, now time.Time) Reason {
 	exp, err := c.GetExpirationTime()
 	if err != nil || exp == nil {
 		return ReasonMalformed

@@ -28,7 +28,7 @@ const (
 var errUnexpectedReply = errors.New("unexpected script reply")
 
 // CreateSession stores a new session, expiring at sess.ExpiresAt, and indexes it under its
-// subject, in one script call. It returns store.ErrExists when a live session has the same id.
+// subject, in one script call (sent in a pipeline shared with concurrent calls, see batcher). It returns store.ErrExists when a live session has the same id.
 func (s *Store) CreateSession(ctx context.Context, sess *token.Session) error {
 	tag, ok := token.SessionTag(sess.ID)
 	if !ok || tag != token.SubjectTag(sess.Tenant, sess.Subject) {
@@ -51,7 +51,11 @@ func (s *Store) CreateSession(ctx context.Context, sess *token.Session) error {
 	if sess.Extra != nil {
 		args = append(args, fieldExtra, sess.Extra)
 	}
-	created, err := createScript.Run(ctx, s.client, []string{sessionKey(tag, sess.ID), indexKey(tag)}, args...).Int()
+	var create *goredis.Cmd
+	s.batch.do(ctx, &batchCall{queue: func(p goredis.Pipeliner, byDigest bool) {
+		create = runScript(ctx, p, createScript, byDigest, []string{sessionKey(tag, sess.ID), indexKey(tag)}, args...)
+	}})
+	created, err := create.Int()
 	if err != nil {
 		return unavailable("create session", err)
 	}
@@ -62,7 +66,8 @@ func (s *Store) CreateSession(ctx context.Context, sess *token.Session) error {
 }
 
 // CheckAccess reads the session, the jti's revocation mark and the subject cut-off with one script
-// on the subject's slot, and the tenant cut-off, in one pipeline. A malformed session id, or a jti
+// on the subject's slot, and the tenant cut-off, in one pipeline shared with concurrent calls
+// (batcher). A malformed session id, or a jti
 // that is not of the session, is unknown.
 func (s *Store) CheckAccess(ctx context.Context, tenantID, sessionID, jti string) (token.AccessState, error) {
 	tag, ok := token.SessionTag(sessionID)
@@ -73,12 +78,12 @@ func (s *Store) CheckAccess(ctx context.Context, tenantID, sessionID, jti string
 		check     *goredis.Cmd
 		tenantCut *goredis.StringCmd
 	)
-	err := s.pipelined(ctx, func(p goredis.Pipeliner, byDigest bool) {
+	s.batch.do(ctx, &batchCall{queue: func(p goredis.Pipeliner, byDigest bool) {
 		check = runScript(ctx, p, checkScript, byDigest,
 			[]string{sessionKey(tag, sessionID), revokedKey(tag, jti), subjectCutoffKey(tag)}, tenantID)
 		tenantCut = p.Get(ctx, tenantCutoffKey(tenantID))
-	})
-	if err != nil {
+	}})
+	if err := cmdErr(check, tenantCut); err != nil {
 		return token.AccessState{}, unavailable("check access", err)
 	}
 	st, err := readAccess(check, tenantCut)
@@ -162,7 +167,7 @@ func (s *Store) GetSession(ctx context.Context, tenantID, sessionID string) (*to
 }
 
 // RotateRefresh runs the rotation script on the subject's slot and reads the tenant cut-off in one
-// pipeline. A session created before the tenant cut-off is reported RotateInvalid, even when the
+// pipeline (shared with concurrent calls, see batcher). A session created before the tenant cut-off is reported RotateInvalid, even when the
 // script rotated or deleted it.
 func (s *Store) RotateRefresh(ctx context.Context, req token.RotateRequest) (token.RotateResult, error) {
 	tag, ok := token.SessionTag(req.SessionID)
@@ -173,7 +178,7 @@ func (s *Store) RotateRefresh(ctx context.Context, req token.RotateRequest) (tok
 		rotate    *goredis.Cmd
 		tenantCut *goredis.StringCmd
 	)
-	err := s.pipelined(ctx, func(p goredis.Pipeliner, byDigest bool) {
+	s.batch.do(ctx, &batchCall{queue: func(p goredis.Pipeliner, byDigest bool) {
 		tenantCut = p.Get(ctx, tenantCutoffKey(req.Tenant))
 		rotate = runScript(ctx, p, rotateScript, byDigest,
 			[]string{sessionKey(tag, req.SessionID), indexKey(tag), subjectCutoffKey(tag)},
@@ -181,8 +186,8 @@ func (s *Store) RotateRefresh(ctx context.Context, req token.RotateRequest) (tok
 			strconv.FormatUint(req.Generation, 10), req.Hash, req.NewHash,
 			millis(req.Now), strconv.FormatInt(req.Grace.Milliseconds(), 10),
 			strconv.FormatUint(req.Generation+1, 10))
-	})
-	if err != nil {
+	}})
+	if err := cmdErr(tenantCut, rotate); err != nil {
 		return token.RotateResult{}, unavailable("rotate refresh token", err)
 	}
 	res, err := readRotate(req.SessionID, rotate, tenantCut)

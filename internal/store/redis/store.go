@@ -58,6 +58,7 @@ var (
 type Store struct {
 	client goredis.UniversalClient
 	now    func() time.Time
+	batch  batcher
 }
 
 // Option configures a Store.
@@ -72,6 +73,7 @@ func WithClock(now func() time.Time) Option {
 // New returns a Store that uses client, which may be a single-node, failover or cluster client.
 func New(client goredis.UniversalClient, opts ...Option) *Store {
 	s := &Store{client: client, now: time.Now}
+	s.batch.s = s
 	for _, o := range opts {
 		o(s)
 	}
