@@ -163,7 +163,7 @@ func exerciseLifecycle(t *testing.T, r *running) {
 		t.Fatal(err)
 	}
 	v, err := ts.VerifyToken(ctx, &tokenauthorityv1.VerifyTokenRequest{Token: issued.GetAccessToken(), Audience: "orders", RequiredScopes: []string{"read"}})
-	if err != nil || !v.GetActive() || v.GetClaims().GetFields()["sub"].GetStringValue() != "alice" {
+	if err != nil || !v.GetActive() || v.GetClaims().GetSubject() != "alice" {
 		t.Fatalf("verify fresh token: %v %v", v, err)
 	}
 	refreshed, err := ts.RefreshToken(ctx, &tokenauthorityv1.RefreshTokenRequest{RefreshToken: issued.GetRefreshToken()})

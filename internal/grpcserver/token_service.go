@@ -2,6 +2,7 @@ package grpcserver
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -116,7 +117,7 @@ func (s *tokenService) VerifyToken(ctx context.Context, req *tokenauthorityv1.Ve
 	if !v.Active {
 		return &tokenauthorityv1.VerifyTokenResponse{Reason: tokenauthorityv1.InactiveReason(v.Reason)}, nil
 	}
-	claims, err := structpb.NewStruct(v.Claims)
+	claims, err := claimsToProto(v.Claims)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
@@ -198,6 +199,31 @@ func (s *tokenService) ListPublicKeys(ctx context.Context, _ *tokenauthorityv1.L
 		out.Keys = append(out.Keys, &tokenauthorityv1.JsonWebKey{
 			Kty: j.Kty, Kid: j.Kid, Use: j.Use, Alg: j.Alg, Crv: j.Crv, X: j.X, Y: j.Y, N: j.N, E: j.E,
 		})
+	}
+	return out, nil
+}
+
+// claimsToProto converts verified claims.
+func claimsToProto(c *token.Claims) (*tokenauthorityv1.TokenClaims, error) {
+	out := &tokenauthorityv1.TokenClaims{
+		Issuer:     c.Issuer,
+		Subject:    c.Subject,
+		Audience:   c.Audience,
+		ExpireTime: timestamppb.New(c.ExpiresAt),
+		IssueTime:  timestamppb.New(c.IssuedAt),
+		Jti:        c.JTI,
+		SessionId:  c.SessionID,
+		Scopes:     c.Scopes,
+	}
+	if !c.NotBefore.IsZero() {
+		out.NotBeforeTime = timestamppb.New(c.NotBefore)
+	}
+	if c.Extra != nil {
+		extra, err := structpb.NewStruct(c.Extra)
+		if err != nil {
+			return nil, fmt.Errorf("convert extra claims: %w", err)
+		}
+		out.Extra = extra
 	}
 	return out, nil
 }

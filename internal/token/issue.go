@@ -131,7 +131,7 @@ func (s *Service) accessToken(k *keys.Key, t *tenant.Tenant, sess *Session, extr
 		claims["scope"] = strings.Join(sess.Scopes, " ")
 	}
 	tok, err := signAccess(k, claims)
-	return tok, time.Unix(exp.Unix(), 0), err
+	return tok, time.Unix(exp.Unix(), 0).UTC(), err
 }
 
 func (s *Service) validateIssue(req IssueRequest) error {

@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
 
@@ -61,10 +59,7 @@ func (s *Service) revokeToken(ctx context.Context, t *tenant.Tenant, raw string)
 	if !v.Active {
 		return nil
 	}
-	sid, _ := v.Claims["sid"].(string)
-	jti, _ := v.Claims["jti"].(string)
-	exp, _ := jwt.MapClaims(v.Claims).GetExpirationTime()
-	return s.markRevoked(ctx, t, sid, jti, exp.Add(s.cfg.Leeway))
+	return s.markRevoked(ctx, t, v.Claims.SessionID, v.Claims.JTI, v.Claims.ExpiresAt.Add(s.cfg.Leeway))
 }
 
 func (s *Service) markRevoked(ctx context.Context, t *tenant.Tenant, sid, jti string, until time.Time) error {

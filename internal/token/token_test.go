@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -156,8 +157,18 @@ func TestIssueAccessTokenShape(t *testing.T) {
 	if rh := decodeSegment(t, p.RefreshToken, 0); rh["typ"] != "rt+jwt" || rh["alg"] != "HS256" {
 		t.Errorf("refresh header = %v", rh)
 	}
-	if v := f.verify(t, p.AccessToken, nil); !v.Active {
+	v := f.verify(t, p.AccessToken, nil)
+	if !v.Active {
 		t.Fatalf("fresh token inactive: %v", v.Reason)
+	}
+	want := token.Claims{
+		Issuer: f.tenant.Issuer, Subject: "alice", Audience: []string{"orders"},
+		ExpiresAt: p.AccessExpiresAt, NotBefore: f.clock.Now(), IssuedAt: f.clock.Now(),
+		JTI: c["jti"].(string), SessionID: p.SessionID, Scopes: []string{"read", "write"},
+		Extra: map[string]any{"role": "buyer"},
+	}
+	if !reflect.DeepEqual(*v.Claims, want) {
+		t.Errorf("claims\n got %+v\nwant %+v", *v.Claims, want)
 	}
 }
 

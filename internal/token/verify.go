@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -61,8 +60,61 @@ type VerifyRequest struct {
 type Verification struct {
 	Active bool
 	Reason Reason
-	// Claims are the token's claims, when active.
-	Claims map[string]any
+	// Claims are the token's claims, when active. They are shared: callers must not modify them.
+	Claims *Claims
+}
+
+// Claims are an access token's claims.
+type Claims struct {
+	Issuer    string
+	Subject   string
+	Audience  []string
+	ExpiresAt time.Time
+	NotBefore time.Time // zero when the token has no nbf
+	IssuedAt  time.Time
+	JTI       string
+	SessionID string
+	Scopes    []string
+	// Extra holds every claim that is not a registered one; nil when there is none.
+	Extra map[string]any
+}
+
+// claimsFrom extracts typed claims, or reports the token malformed. exp, iat, jti and sid are
+// required; a claim of the wrong JSON type makes the token malformed.
+func claimsFrom(m jwt.MapClaims) (*Claims, bool) {
+	exp, err1 := m.GetExpirationTime()
+	iat, err2 := m.GetIssuedAt()
+	nbf, err3 := m.GetNotBefore()
+	aud, err4 := m.GetAudience()
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || exp == nil || iat == nil {
+		return nil, false
+	}
+	c := &Claims{ExpiresAt: exp.UTC(), IssuedAt: iat.UTC(), Audience: aud}
+	if nbf != nil {
+		c.NotBefore = nbf.UTC()
+	}
+	var ok bool
+	for name, dst := range map[string]*string{"iss": &c.Issuer, "sub": &c.Subject, "jti": &c.JTI, "sid": &c.SessionID} {
+		if *dst, ok = m[name].(string); !ok {
+			return nil, false
+		}
+	}
+	if v, present := m["scope"]; present {
+		scope, ok := v.(string)
+		if !ok {
+			return nil, false
+		}
+		c.Scopes = strings.Fields(scope)
+	}
+	for name, v := range m {
+		if !registered[name] {
+			if c.Extra == nil {
+				c.Extra = map[string]any{}
+			}
+			c.Extra[name] = v
+		}
+	}
+	return c, true
 }
 
 func inactive(r Reason) *Verification { return &Verification{Reason: r} }
@@ -111,12 +163,7 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*Verification,
 	if r := s.checkClaims(t, claims, req.Audience, now); r != ReasonNone {
 		return inactive(r), nil
 	}
-	sid, _ := claims["sid"].(string)
-	jti, _ := claims["jti"].(string)
-	if owner, ok := SessionOfJTI(jti); !ok || owner != sid {
-		return inactive(ReasonMalformed), nil
-	}
-	st, err := s.cfg.Store.CheckAccess(ctx, t.ID, sid, jti)
+	st, err := s.cfg.Store.CheckAccess(ctx, t.ID, claims.SessionID, claims.JTI)
 	if err != nil {
 		return nil, fmt.Errorf("check session: %w", err)
 	}
@@ -128,16 +175,12 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*Verification,
 	case st.SessionCreatedAt.Before(st.SubjectCutoff), st.SessionCreatedAt.Before(st.TenantCutoff):
 		return inactive(ReasonCutOff), nil
 	}
-	if len(req.RequiredScopes) > 0 {
-		scope, _ := claims["scope"].(string)
-		have := strings.Fields(scope)
-		for _, want := range req.RequiredScopes {
-			if !slices.Contains(have, want) {
-				return inactive(ReasonInsufficientScope), nil
-			}
+	for _, want := range req.RequiredScopes {
+		if !slices.Contains(claims.Scopes, want) {
+			return inactive(ReasonInsufficientScope), nil
 		}
 	}
-	return &Verification{Active: true, Claims: maps.Clone(claims)}, nil
+	return &Verification{Active: true, Claims: claims}, nil
 }
 
 // verifySignature runs the checks whose answer never changes for a given token string: shape,
@@ -181,12 +224,16 @@ func (s *Service) verifySignature(ctx context.Context, t *tenant.Tenant, raw str
 	if typ, _ := tok.Header["typ"].(string); typ != TypeAccess {
 		return nil, ReasonWrongType, nil
 	}
-	exp, err := claims.GetExpirationTime()
-	if err != nil || exp == nil {
+	c, ok := claimsFrom(claims)
+	if !ok {
+		return nil, ReasonMalformed, nil
+	}
+	// A jti names its session: one that does not is not ours.
+	if owner, ok := SessionOfJTI(c.JTI); !ok || owner != c.SessionID {
 		return nil, ReasonMalformed, nil
 	}
 	kid, _ := tok.Header["kid"].(string)
-	return &verified{kid: kid, claims: claims, exp: exp.Add(s.cfg.Leeway)}, ReasonNone, nil
+	return &verified{kid: kid, claims: c, exp: c.ExpiresAt.Add(s.cfg.Leeway)}, ReasonNone, nil
 }
 
 // parseReason maps a golang-jwt parse error to a reason.
@@ -207,34 +254,18 @@ func parseReason(err error) Reason {
 }
 
 // checkClaims checks the time claims, the issuer and the audience, in that order.
-func (s *Service) checkClaims(t *tenant.Tenant, c jwt.MapClaims, audience string, now time.Time) Reason {
-	exp, err := c.GetExpirationTime()
-	if err != nil || exp == nil {
-		return ReasonMalformed
-	}
-	if !now.Before(exp.Add(s.cfg.Leeway)) {
+func (s *Service) checkClaims(t *tenant.Tenant, c *Claims, audience string, now time.Time) Reason {
+	if !now.Before(c.ExpiresAt.Add(s.cfg.Leeway)) {
 		return ReasonExpired
 	}
-	iat, err := c.GetIssuedAt()
-	if err != nil || iat == nil {
-		return ReasonMalformed
-	}
-	nbf, err := c.GetNotBefore()
-	if err != nil {
-		return ReasonMalformed
-	}
 	skewed := now.Add(s.cfg.Leeway)
-	if skewed.Before(iat.Time) || nbf != nil && skewed.Before(nbf.Time) {
+	if skewed.Before(c.IssuedAt) || skewed.Before(c.NotBefore) {
 		return ReasonNotYetValid
 	}
-	if iss, _ := c["iss"].(string); iss != t.Issuer {
+	if c.Issuer != t.Issuer {
 		return ReasonWrongIssuer
 	}
-	aud, err := c.GetAudience()
-	if err != nil {
-		return ReasonMalformed
-	}
-	if audience != "" && !slices.Contains(aud, audience) {
+	if audience != "" && !slices.Contains(c.Audience, audience) {
 		return ReasonWrongAudience
 	}
 	return ReasonNone

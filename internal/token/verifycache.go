@@ -3,8 +3,6 @@ package token
 import (
 	"sync"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // verifyCache remembers tokens whose immutable checks (shape, algorithm, kid, signature, typ) have
@@ -26,8 +24,9 @@ type cacheKey struct {
 // verified is what the immutable checks established about a token.
 type verified struct {
 	kid    string
-	claims jwt.MapClaims
-	exp    time.Time
+	claims *Claims
+	// exp is when the entry stops being useful: the token's exp plus the leeway.
+	exp time.Time
 }
 
 // defaultVerifyCacheSize bounds the cache (about 2 KiB an entry).

@@ -711,6 +711,134 @@ func (x *VerifyTokenRequest) GetRequiredScopes() []string {
 	return nil
 }
 
+// TokenClaims are an access token's claims: the registered ones as typed fields, the caller's
+// extra claims as a Struct.
+type TokenClaims struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The issuer (`iss`): the tenant's issuer.
+	Issuer string `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// The subject (`sub`).
+	Subject string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The audiences (`aud`).
+	Audience []string `protobuf:"bytes,3,rep,name=audience,proto3" json:"audience,omitempty"`
+	// When the token expires (`exp`).
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// When the token becomes valid (`nbf`).
+	NotBeforeTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=not_before_time,json=notBeforeTime,proto3" json:"not_before_time,omitempty"`
+	// When the token was issued (`iat`).
+	IssueTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=issue_time,json=issueTime,proto3" json:"issue_time,omitempty"`
+	// The token's identifier (`jti`), for RevokeToken.
+	Jti string `protobuf:"bytes,7,opt,name=jti,proto3" json:"jti,omitempty"`
+	// The session the token belongs to (`sid`).
+	SessionId string `protobuf:"bytes,8,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The scopes (the space-separated `scope` claim, split).
+	Scopes []string `protobuf:"bytes,9,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// The extra claims given at issue; unset when there are none.
+	Extra         *structpb.Struct `protobuf:"bytes,10,opt,name=extra,proto3" json:"extra,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenClaims) Reset() {
+	*x = TokenClaims{}
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenClaims) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenClaims) ProtoMessage() {}
+
+func (x *TokenClaims) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenClaims.ProtoReflect.Descriptor instead.
+func (*TokenClaims) Descriptor() ([]byte, []int) {
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TokenClaims) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *TokenClaims) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *TokenClaims) GetAudience() []string {
+	if x != nil {
+		return x.Audience
+	}
+	return nil
+}
+
+func (x *TokenClaims) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *TokenClaims) GetNotBeforeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBeforeTime
+	}
+	return nil
+}
+
+func (x *TokenClaims) GetIssueTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IssueTime
+	}
+	return nil
+}
+
+func (x *TokenClaims) GetJti() string {
+	if x != nil {
+		return x.Jti
+	}
+	return ""
+}
+
+func (x *TokenClaims) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *TokenClaims) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *TokenClaims) GetExtra() *structpb.Struct {
+	if x != nil {
+		return x.Extra
+	}
+	return nil
+}
+
 // VerifyTokenResponse is the introspection answer.
 type VerifyTokenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -719,14 +847,14 @@ type VerifyTokenResponse struct {
 	// Why the token is not active; unspecified when it is.
 	Reason InactiveReason `protobuf:"varint,2,opt,name=reason,proto3,enum=tokenauthority.v1.InactiveReason" json:"reason,omitempty"`
 	// The token's claims, only when active.
-	Claims        *structpb.Struct `protobuf:"bytes,3,opt,name=claims,proto3" json:"claims,omitempty"`
+	Claims        *TokenClaims `protobuf:"bytes,3,opt,name=claims,proto3" json:"claims,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerifyTokenResponse) Reset() {
 	*x = VerifyTokenResponse{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[7]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +866,7 @@ func (x *VerifyTokenResponse) String() string {
 func (*VerifyTokenResponse) ProtoMessage() {}
 
 func (x *VerifyTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[7]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +879,7 @@ func (x *VerifyTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyTokenResponse.ProtoReflect.Descriptor instead.
 func (*VerifyTokenResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{7}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *VerifyTokenResponse) GetActive() bool {
@@ -768,7 +896,7 @@ func (x *VerifyTokenResponse) GetReason() InactiveReason {
 	return InactiveReason_INACTIVE_REASON_UNSPECIFIED
 }
 
-func (x *VerifyTokenResponse) GetClaims() *structpb.Struct {
+func (x *VerifyTokenResponse) GetClaims() *TokenClaims {
 	if x != nil {
 		return x.Claims
 	}
@@ -792,7 +920,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[8]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +932,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[8]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +945,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{8}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RevokeTokenRequest) GetTarget() isRevokeTokenRequest_Target {
@@ -888,7 +1016,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[9]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +1028,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[9]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1041,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{9}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{10}
 }
 
 // RevokeSessionsRequest names the sessions to end.
@@ -932,7 +1060,7 @@ type RevokeSessionsRequest struct {
 
 func (x *RevokeSessionsRequest) Reset() {
 	*x = RevokeSessionsRequest{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[10]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1072,7 @@ func (x *RevokeSessionsRequest) String() string {
 func (*RevokeSessionsRequest) ProtoMessage() {}
 
 func (x *RevokeSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[10]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1085,7 @@ func (x *RevokeSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSessionsRequest.ProtoReflect.Descriptor instead.
 func (*RevokeSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{10}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RevokeSessionsRequest) GetScope() isRevokeSessionsRequest_Scope {
@@ -1014,7 +1142,7 @@ type RevokeSessionsResponse struct {
 
 func (x *RevokeSessionsResponse) Reset() {
 	*x = RevokeSessionsResponse{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[11]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1154,7 @@ func (x *RevokeSessionsResponse) String() string {
 func (*RevokeSessionsResponse) ProtoMessage() {}
 
 func (x *RevokeSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[11]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1167,7 @@ func (x *RevokeSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSessionsResponse.ProtoReflect.Descriptor instead.
 func (*RevokeSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{11}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RevokeSessionsResponse) GetCutoffTime() *timestamppb.Timestamp {
@@ -1064,7 +1192,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[12]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1204,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[12]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1217,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{12}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListSessionsRequest) GetSubject() string {
@@ -1140,7 +1268,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[13]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1280,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[13]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1293,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{13}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Session) GetSessionId() string {
@@ -1244,7 +1372,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[14]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1384,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[14]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1397,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{14}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -1295,7 +1423,7 @@ type ListPublicKeysRequest struct {
 
 func (x *ListPublicKeysRequest) Reset() {
 	*x = ListPublicKeysRequest{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[15]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1435,7 @@ func (x *ListPublicKeysRequest) String() string {
 func (*ListPublicKeysRequest) ProtoMessage() {}
 
 func (x *ListPublicKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[15]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1448,7 @@ func (x *ListPublicKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPublicKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListPublicKeysRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{15}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{16}
 }
 
 // JsonWebKey is one public key in JWK form (RFC 7517).
@@ -1350,7 +1478,7 @@ type JsonWebKey struct {
 
 func (x *JsonWebKey) Reset() {
 	*x = JsonWebKey{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[16]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1490,7 @@ func (x *JsonWebKey) String() string {
 func (*JsonWebKey) ProtoMessage() {}
 
 func (x *JsonWebKey) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[16]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1503,7 @@ func (x *JsonWebKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JsonWebKey.ProtoReflect.Descriptor instead.
 func (*JsonWebKey) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{16}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *JsonWebKey) GetKty() string {
@@ -1452,7 +1580,7 @@ type ListPublicKeysResponse struct {
 
 func (x *ListPublicKeysResponse) Reset() {
 	*x = ListPublicKeysResponse{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[17]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1592,7 @@ func (x *ListPublicKeysResponse) String() string {
 func (*ListPublicKeysResponse) ProtoMessage() {}
 
 func (x *ListPublicKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[17]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1605,7 @@ func (x *ListPublicKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPublicKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListPublicKeysResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{17}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListPublicKeysResponse) GetKeys() []*JsonWebKey {
@@ -1498,7 +1626,7 @@ type WatchRevocationsRequest struct {
 
 func (x *WatchRevocationsRequest) Reset() {
 	*x = WatchRevocationsRequest{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[18]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1638,7 @@ func (x *WatchRevocationsRequest) String() string {
 func (*WatchRevocationsRequest) ProtoMessage() {}
 
 func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[18]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1651,7 @@ func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*WatchRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{18}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchRevocationsRequest) GetCursor() string {
@@ -1560,7 +1688,7 @@ type WatchRevocationsResponse struct {
 
 func (x *WatchRevocationsResponse) Reset() {
 	*x = WatchRevocationsResponse{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[19]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1700,7 @@ func (x *WatchRevocationsResponse) String() string {
 func (*WatchRevocationsResponse) ProtoMessage() {}
 
 func (x *WatchRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[19]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1713,7 @@ func (x *WatchRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*WatchRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{19}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchRevocationsResponse) GetKind() RevocationKind {
@@ -1700,11 +1828,26 @@ const file_tokenauthority_v1_token_service_proto_rawDesc = "" +
 	"\x12VerifyTokenRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n" +
 	"\baudience\x18\x02 \x01(\tR\baudience\x12'\n" +
-	"\x0frequired_scopes\x18\x03 \x03(\tR\x0erequiredScopes\"\x99\x01\n" +
+	"\x0frequired_scopes\x18\x03 \x03(\tR\x0erequiredScopes\"\x8f\x03\n" +
+	"\vTokenClaims\x12\x16\n" +
+	"\x06issuer\x18\x01 \x01(\tR\x06issuer\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12\x1a\n" +
+	"\baudience\x18\x03 \x03(\tR\baudience\x12;\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12B\n" +
+	"\x0fnot_before_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rnotBeforeTime\x129\n" +
+	"\n" +
+	"issue_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tissueTime\x12\x10\n" +
+	"\x03jti\x18\a \x01(\tR\x03jti\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\b \x01(\tR\tsessionId\x12\x16\n" +
+	"\x06scopes\x18\t \x03(\tR\x06scopes\x12-\n" +
+	"\x05extra\x18\n" +
+	" \x01(\v2\x17.google.protobuf.StructR\x05extra\"\xa0\x01\n" +
 	"\x13VerifyTokenResponse\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\bR\x06active\x129\n" +
-	"\x06reason\x18\x02 \x01(\x0e2!.tokenauthority.v1.InactiveReasonR\x06reason\x12/\n" +
-	"\x06claims\x18\x03 \x01(\v2\x17.google.protobuf.StructR\x06claims\"k\n" +
+	"\x06reason\x18\x02 \x01(\x0e2!.tokenauthority.v1.InactiveReasonR\x06reason\x126\n" +
+	"\x06claims\x18\x03 \x01(\v2\x1e.tokenauthority.v1.TokenClaimsR\x06claims\"k\n" +
 	"\x12RevokeTokenRequest\x12\x16\n" +
 	"\x05token\x18\x01 \x01(\tH\x00R\x05token\x12\x12\n" +
 	"\x03jti\x18\x02 \x01(\tH\x00R\x03jti\x12\x1f\n" +
@@ -1820,7 +1963,7 @@ func file_tokenauthority_v1_token_service_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenauthority_v1_token_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tokenauthority_v1_token_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_tokenauthority_v1_token_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_tokenauthority_v1_token_service_proto_goTypes = []any{
 	(InactiveReason)(0),              // 0: tokenauthority.v1.InactiveReason
 	(RevocationKind)(0),              // 1: tokenauthority.v1.RevocationKind
@@ -1831,66 +1974,71 @@ var file_tokenauthority_v1_token_service_proto_goTypes = []any{
 	(*RefreshTokenRequest)(nil),      // 6: tokenauthority.v1.RefreshTokenRequest
 	(*RefreshTokenResponse)(nil),     // 7: tokenauthority.v1.RefreshTokenResponse
 	(*VerifyTokenRequest)(nil),       // 8: tokenauthority.v1.VerifyTokenRequest
-	(*VerifyTokenResponse)(nil),      // 9: tokenauthority.v1.VerifyTokenResponse
-	(*RevokeTokenRequest)(nil),       // 10: tokenauthority.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),      // 11: tokenauthority.v1.RevokeTokenResponse
-	(*RevokeSessionsRequest)(nil),    // 12: tokenauthority.v1.RevokeSessionsRequest
-	(*RevokeSessionsResponse)(nil),   // 13: tokenauthority.v1.RevokeSessionsResponse
-	(*ListSessionsRequest)(nil),      // 14: tokenauthority.v1.ListSessionsRequest
-	(*Session)(nil),                  // 15: tokenauthority.v1.Session
-	(*ListSessionsResponse)(nil),     // 16: tokenauthority.v1.ListSessionsResponse
-	(*ListPublicKeysRequest)(nil),    // 17: tokenauthority.v1.ListPublicKeysRequest
-	(*JsonWebKey)(nil),               // 18: tokenauthority.v1.JsonWebKey
-	(*ListPublicKeysResponse)(nil),   // 19: tokenauthority.v1.ListPublicKeysResponse
-	(*WatchRevocationsRequest)(nil),  // 20: tokenauthority.v1.WatchRevocationsRequest
-	(*WatchRevocationsResponse)(nil), // 21: tokenauthority.v1.WatchRevocationsResponse
-	(*structpb.Struct)(nil),          // 22: google.protobuf.Struct
-	(*durationpb.Duration)(nil),      // 23: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 24: google.protobuf.Timestamp
+	(*TokenClaims)(nil),              // 9: tokenauthority.v1.TokenClaims
+	(*VerifyTokenResponse)(nil),      // 10: tokenauthority.v1.VerifyTokenResponse
+	(*RevokeTokenRequest)(nil),       // 11: tokenauthority.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),      // 12: tokenauthority.v1.RevokeTokenResponse
+	(*RevokeSessionsRequest)(nil),    // 13: tokenauthority.v1.RevokeSessionsRequest
+	(*RevokeSessionsResponse)(nil),   // 14: tokenauthority.v1.RevokeSessionsResponse
+	(*ListSessionsRequest)(nil),      // 15: tokenauthority.v1.ListSessionsRequest
+	(*Session)(nil),                  // 16: tokenauthority.v1.Session
+	(*ListSessionsResponse)(nil),     // 17: tokenauthority.v1.ListSessionsResponse
+	(*ListPublicKeysRequest)(nil),    // 18: tokenauthority.v1.ListPublicKeysRequest
+	(*JsonWebKey)(nil),               // 19: tokenauthority.v1.JsonWebKey
+	(*ListPublicKeysResponse)(nil),   // 20: tokenauthority.v1.ListPublicKeysResponse
+	(*WatchRevocationsRequest)(nil),  // 21: tokenauthority.v1.WatchRevocationsRequest
+	(*WatchRevocationsResponse)(nil), // 22: tokenauthority.v1.WatchRevocationsResponse
+	(*structpb.Struct)(nil),          // 23: google.protobuf.Struct
+	(*durationpb.Duration)(nil),      // 24: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 25: google.protobuf.Timestamp
 }
 var file_tokenauthority_v1_token_service_proto_depIdxs = []int32{
-	22, // 0: tokenauthority.v1.IssueTokenRequest.extra_claims:type_name -> google.protobuf.Struct
-	23, // 1: tokenauthority.v1.IssueTokenRequest.access_ttl:type_name -> google.protobuf.Duration
-	23, // 2: tokenauthority.v1.IssueTokenRequest.refresh_ttl:type_name -> google.protobuf.Duration
+	23, // 0: tokenauthority.v1.IssueTokenRequest.extra_claims:type_name -> google.protobuf.Struct
+	24, // 1: tokenauthority.v1.IssueTokenRequest.access_ttl:type_name -> google.protobuf.Duration
+	24, // 2: tokenauthority.v1.IssueTokenRequest.refresh_ttl:type_name -> google.protobuf.Duration
 	2,  // 3: tokenauthority.v1.IssueTokenRequest.metadata:type_name -> tokenauthority.v1.SessionMetadata
 	3,  // 4: tokenauthority.v1.IssueTokenRequest.principal:type_name -> tokenauthority.v1.PrincipalCredentials
-	24, // 5: tokenauthority.v1.IssueTokenResponse.access_expires_at:type_name -> google.protobuf.Timestamp
-	24, // 6: tokenauthority.v1.IssueTokenResponse.refresh_expires_at:type_name -> google.protobuf.Timestamp
-	24, // 7: tokenauthority.v1.RefreshTokenResponse.access_expires_at:type_name -> google.protobuf.Timestamp
-	24, // 8: tokenauthority.v1.RefreshTokenResponse.refresh_expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 9: tokenauthority.v1.VerifyTokenResponse.reason:type_name -> tokenauthority.v1.InactiveReason
-	22, // 10: tokenauthority.v1.VerifyTokenResponse.claims:type_name -> google.protobuf.Struct
-	24, // 11: tokenauthority.v1.RevokeSessionsResponse.cutoff_time:type_name -> google.protobuf.Timestamp
-	24, // 12: tokenauthority.v1.Session.create_time:type_name -> google.protobuf.Timestamp
-	24, // 13: tokenauthority.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
-	24, // 14: tokenauthority.v1.Session.refresh_time:type_name -> google.protobuf.Timestamp
-	2,  // 15: tokenauthority.v1.Session.metadata:type_name -> tokenauthority.v1.SessionMetadata
-	15, // 16: tokenauthority.v1.ListSessionsResponse.sessions:type_name -> tokenauthority.v1.Session
-	18, // 17: tokenauthority.v1.ListPublicKeysResponse.keys:type_name -> tokenauthority.v1.JsonWebKey
-	1,  // 18: tokenauthority.v1.WatchRevocationsResponse.kind:type_name -> tokenauthority.v1.RevocationKind
-	24, // 19: tokenauthority.v1.WatchRevocationsResponse.cutoff_time:type_name -> google.protobuf.Timestamp
-	24, // 20: tokenauthority.v1.WatchRevocationsResponse.expire_time:type_name -> google.protobuf.Timestamp
-	4,  // 21: tokenauthority.v1.TokenService.IssueToken:input_type -> tokenauthority.v1.IssueTokenRequest
-	6,  // 22: tokenauthority.v1.TokenService.RefreshToken:input_type -> tokenauthority.v1.RefreshTokenRequest
-	8,  // 23: tokenauthority.v1.TokenService.VerifyToken:input_type -> tokenauthority.v1.VerifyTokenRequest
-	10, // 24: tokenauthority.v1.TokenService.RevokeToken:input_type -> tokenauthority.v1.RevokeTokenRequest
-	12, // 25: tokenauthority.v1.TokenService.RevokeSessions:input_type -> tokenauthority.v1.RevokeSessionsRequest
-	14, // 26: tokenauthority.v1.TokenService.ListSessions:input_type -> tokenauthority.v1.ListSessionsRequest
-	17, // 27: tokenauthority.v1.TokenService.ListPublicKeys:input_type -> tokenauthority.v1.ListPublicKeysRequest
-	20, // 28: tokenauthority.v1.TokenService.WatchRevocations:input_type -> tokenauthority.v1.WatchRevocationsRequest
-	5,  // 29: tokenauthority.v1.TokenService.IssueToken:output_type -> tokenauthority.v1.IssueTokenResponse
-	7,  // 30: tokenauthority.v1.TokenService.RefreshToken:output_type -> tokenauthority.v1.RefreshTokenResponse
-	9,  // 31: tokenauthority.v1.TokenService.VerifyToken:output_type -> tokenauthority.v1.VerifyTokenResponse
-	11, // 32: tokenauthority.v1.TokenService.RevokeToken:output_type -> tokenauthority.v1.RevokeTokenResponse
-	13, // 33: tokenauthority.v1.TokenService.RevokeSessions:output_type -> tokenauthority.v1.RevokeSessionsResponse
-	16, // 34: tokenauthority.v1.TokenService.ListSessions:output_type -> tokenauthority.v1.ListSessionsResponse
-	19, // 35: tokenauthority.v1.TokenService.ListPublicKeys:output_type -> tokenauthority.v1.ListPublicKeysResponse
-	21, // 36: tokenauthority.v1.TokenService.WatchRevocations:output_type -> tokenauthority.v1.WatchRevocationsResponse
-	29, // [29:37] is the sub-list for method output_type
-	21, // [21:29] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	25, // 5: tokenauthority.v1.IssueTokenResponse.access_expires_at:type_name -> google.protobuf.Timestamp
+	25, // 6: tokenauthority.v1.IssueTokenResponse.refresh_expires_at:type_name -> google.protobuf.Timestamp
+	25, // 7: tokenauthority.v1.RefreshTokenResponse.access_expires_at:type_name -> google.protobuf.Timestamp
+	25, // 8: tokenauthority.v1.RefreshTokenResponse.refresh_expires_at:type_name -> google.protobuf.Timestamp
+	25, // 9: tokenauthority.v1.TokenClaims.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 10: tokenauthority.v1.TokenClaims.not_before_time:type_name -> google.protobuf.Timestamp
+	25, // 11: tokenauthority.v1.TokenClaims.issue_time:type_name -> google.protobuf.Timestamp
+	23, // 12: tokenauthority.v1.TokenClaims.extra:type_name -> google.protobuf.Struct
+	0,  // 13: tokenauthority.v1.VerifyTokenResponse.reason:type_name -> tokenauthority.v1.InactiveReason
+	9,  // 14: tokenauthority.v1.VerifyTokenResponse.claims:type_name -> tokenauthority.v1.TokenClaims
+	25, // 15: tokenauthority.v1.RevokeSessionsResponse.cutoff_time:type_name -> google.protobuf.Timestamp
+	25, // 16: tokenauthority.v1.Session.create_time:type_name -> google.protobuf.Timestamp
+	25, // 17: tokenauthority.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 18: tokenauthority.v1.Session.refresh_time:type_name -> google.protobuf.Timestamp
+	2,  // 19: tokenauthority.v1.Session.metadata:type_name -> tokenauthority.v1.SessionMetadata
+	16, // 20: tokenauthority.v1.ListSessionsResponse.sessions:type_name -> tokenauthority.v1.Session
+	19, // 21: tokenauthority.v1.ListPublicKeysResponse.keys:type_name -> tokenauthority.v1.JsonWebKey
+	1,  // 22: tokenauthority.v1.WatchRevocationsResponse.kind:type_name -> tokenauthority.v1.RevocationKind
+	25, // 23: tokenauthority.v1.WatchRevocationsResponse.cutoff_time:type_name -> google.protobuf.Timestamp
+	25, // 24: tokenauthority.v1.WatchRevocationsResponse.expire_time:type_name -> google.protobuf.Timestamp
+	4,  // 25: tokenauthority.v1.TokenService.IssueToken:input_type -> tokenauthority.v1.IssueTokenRequest
+	6,  // 26: tokenauthority.v1.TokenService.RefreshToken:input_type -> tokenauthority.v1.RefreshTokenRequest
+	8,  // 27: tokenauthority.v1.TokenService.VerifyToken:input_type -> tokenauthority.v1.VerifyTokenRequest
+	11, // 28: tokenauthority.v1.TokenService.RevokeToken:input_type -> tokenauthority.v1.RevokeTokenRequest
+	13, // 29: tokenauthority.v1.TokenService.RevokeSessions:input_type -> tokenauthority.v1.RevokeSessionsRequest
+	15, // 30: tokenauthority.v1.TokenService.ListSessions:input_type -> tokenauthority.v1.ListSessionsRequest
+	18, // 31: tokenauthority.v1.TokenService.ListPublicKeys:input_type -> tokenauthority.v1.ListPublicKeysRequest
+	21, // 32: tokenauthority.v1.TokenService.WatchRevocations:input_type -> tokenauthority.v1.WatchRevocationsRequest
+	5,  // 33: tokenauthority.v1.TokenService.IssueToken:output_type -> tokenauthority.v1.IssueTokenResponse
+	7,  // 34: tokenauthority.v1.TokenService.RefreshToken:output_type -> tokenauthority.v1.RefreshTokenResponse
+	10, // 35: tokenauthority.v1.TokenService.VerifyToken:output_type -> tokenauthority.v1.VerifyTokenResponse
+	12, // 36: tokenauthority.v1.TokenService.RevokeToken:output_type -> tokenauthority.v1.RevokeTokenResponse
+	14, // 37: tokenauthority.v1.TokenService.RevokeSessions:output_type -> tokenauthority.v1.RevokeSessionsResponse
+	17, // 38: tokenauthority.v1.TokenService.ListSessions:output_type -> tokenauthority.v1.ListSessionsResponse
+	20, // 39: tokenauthority.v1.TokenService.ListPublicKeys:output_type -> tokenauthority.v1.ListPublicKeysResponse
+	22, // 40: tokenauthority.v1.TokenService.WatchRevocations:output_type -> tokenauthority.v1.WatchRevocationsResponse
+	33, // [33:41] is the sub-list for method output_type
+	25, // [25:33] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_tokenauthority_v1_token_service_proto_init() }
@@ -1898,12 +2046,12 @@ func file_tokenauthority_v1_token_service_proto_init() {
 	if File_tokenauthority_v1_token_service_proto != nil {
 		return
 	}
-	file_tokenauthority_v1_token_service_proto_msgTypes[8].OneofWrappers = []any{
+	file_tokenauthority_v1_token_service_proto_msgTypes[9].OneofWrappers = []any{
 		(*RevokeTokenRequest_Token)(nil),
 		(*RevokeTokenRequest_Jti)(nil),
 		(*RevokeTokenRequest_SessionId)(nil),
 	}
-	file_tokenauthority_v1_token_service_proto_msgTypes[10].OneofWrappers = []any{
+	file_tokenauthority_v1_token_service_proto_msgTypes[11].OneofWrappers = []any{
 		(*RevokeSessionsRequest_Subject)(nil),
 		(*RevokeSessionsRequest_AllInTenant)(nil),
 	}
@@ -1913,7 +2061,7 @@ func file_tokenauthority_v1_token_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenauthority_v1_token_service_proto_rawDesc), len(file_tokenauthority_v1_token_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

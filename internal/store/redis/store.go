@@ -25,10 +25,6 @@ var (
 	createSrc    string
 	createScript = goredis.NewScript(createSrc)
 
-	//go:embed scripts/check.lua
-	checkSrc    string
-	checkScript = goredis.NewScript(checkSrc)
-
 	//go:embed scripts/rotate.lua
 	rotateSrc    string
 	rotateScript = goredis.NewScript(rotateSrc)
