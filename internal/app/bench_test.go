@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -207,7 +208,7 @@ func TestPerformanceRatios(t *testing.T) {
 	}
 
 	if ghz := os.Getenv("GHZ"); ghz != "" {
-		runGHZ(t, ghz, addr, r.devKey, issued.GetAccessToken(), dur)
+		runGHZ(t, ghz, addr, r, issued.GetAccessToken(), dur)
 	}
 }
 
@@ -259,11 +260,18 @@ func sessionMemory(t *testing.T, srv *redistest.Server, r *running) {
 }
 
 // runGHZ drives the same server with ghz, the standard gRPC load tool, for a second opinion.
-func runGHZ(t *testing.T, ghz, addr, key, accessToken string, dur time.Duration) {
+func runGHZ(t *testing.T, ghz, addr string, r *running, accessToken string, dur time.Duration) {
+	key := r.devKey
 	// A fixed number of requests, not a duration: ghz cancels what is in flight when a duration ends.
-	n := strconv.Itoa(int(dur.Seconds() * 6000))
+	count := int(dur.Seconds() * 6000)
+	n := strconv.Itoa(count)
 	run := func(call, data string, meta bool) float64 {
-		args := []string{"--insecure", "--call", call, "-n", n, "-c", "32", "--connections", "4", "-O", "json", "-d", data}
+		args := []string{"--insecure", "--call", call, "-n", n, "-c", "32", "--connections", "4", "-O", "json"}
+		if strings.HasPrefix(data, "@") {
+			args = append(args, "-D", data[1:])
+		} else {
+			args = append(args, "-d", data)
+		}
 		if meta {
 			args = append(args, "-m", `{"x-api-key":"`+key+`"}`)
 		}
@@ -289,5 +297,25 @@ func runGHZ(t *testing.T, ghz, addr, key, accessToken string, dur time.Duration)
 	noop := run("grpc.health.v1.Health/Check", `{}`, false)
 	verify := run("tokenauthority.v1.TokenService/VerifyToken", `{"token":"`+accessToken+`"}`, true)
 	issue := run("tokenauthority.v1.TokenService/IssueToken", `{"subject":"ghz"}`, true)
-	t.Logf("ghz: Health/Check %.0f req/s; VerifyToken %.0f (%.2fx); IssueToken %.0f (%.2fx)", noop, verify, verify/noop, issue, issue/noop)
+	// Refresh: ghz sends the messages of an array in turn, so one fresh refresh token per request.
+	ts := tokenauthorityv1.NewTokenServiceClient(r.conn)
+	reqs := make([]map[string]string, count)
+	for i := range reqs {
+		p, err := ts.IssueToken(withKey(key), &tokenauthorityv1.IssueTokenRequest{Subject: "ghz-" + strconv.Itoa(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs[i] = map[string]string{"refresh_token": p.GetRefreshToken()}
+	}
+	data, err := json.Marshal(reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "refresh.json")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refresh := run("tokenauthority.v1.TokenService/RefreshToken", "@"+file, true)
+	t.Logf("ghz: Health/Check %.0f req/s; VerifyToken %.0f (%.2fx); IssueToken %.0f (%.2fx); RefreshToken %.0f (%.2fx)",
+		noop, verify, verify/noop, issue, issue/noop, refresh, refresh/noop)
 }

@@ -17,7 +17,7 @@ const (
 	jtiLen       = sessionIDLen + 1 + 16
 )
 
-var b64 = base64.RawURLEncoding
+var b64 = base64.RawURLEncoding.Strict()
 
 // SubjectTag returns the tag shared by every session of subject in tenant.
 func SubjectTag(tenant, subject string) string {

@@ -96,7 +96,7 @@ func (s *Service) Issue(ctx context.Context, req IssueRequest) (*Pair, error) {
 		return nil, err
 	}
 	sess.RefreshHash = hashToken(rt)
-	at, atExp, err := s.accessToken(signer, t, sess, req.Extra, now)
+	at, atExp, err := s.accessToken(signer, t, sess, now)
 	if err != nil {
 		return nil, err
 	}
@@ -107,30 +107,27 @@ func (s *Service) Issue(ctx context.Context, req IssueRequest) (*Pair, error) {
 	return &Pair{AccessToken: at, RefreshToken: rt, AccessExpiresAt: atExp, RefreshExpiresAt: sess.ExpiresAt, SessionID: sess.ID}, nil
 }
 
-// accessToken signs a new access token of sess. extra is the decoded form of sess.Extra.
-func (s *Service) accessToken(k *keys.Key, t *tenant.Tenant, sess *Session, extra map[string]any, now time.Time) (string, time.Time, error) {
+// accessToken signs a new access token of sess, expiring with it at the latest.
+func (s *Service) accessToken(k *keys.Key, t *tenant.Tenant, sess *Session, now time.Time) (string, time.Time, error) {
 	exp := now.Add(sess.AccessTTL)
 	if exp.After(sess.ExpiresAt) {
 		exp = sess.ExpiresAt
 	}
-	claims := make(map[string]any, len(extra)+10)
-	for name, v := range extra {
-		claims[name] = v
+	payload, err := accessPayload(&accessClaims{
+		Issuer:    t.Issuer,
+		Subject:   sess.Subject,
+		Audience:  sess.Audience,
+		ExpiresAt: exp.Unix(),
+		NotBefore: now.Unix(),
+		IssuedAt:  now.Unix(),
+		JTI:       newJTI(sess.ID),
+		SessionID: sess.ID,
+		Scope:     strings.Join(sess.Scopes, " "),
+	}, sess.Extra)
+	if err != nil {
+		return "", time.Time{}, err
 	}
-	claims["iss"] = t.Issuer
-	claims["sub"] = sess.Subject
-	if len(sess.Audience) > 0 {
-		claims["aud"] = sess.Audience
-	}
-	claims["exp"] = exp.Unix()
-	claims["nbf"] = now.Unix()
-	claims["iat"] = now.Unix()
-	claims["jti"] = newJTI(sess.ID)
-	claims["sid"] = sess.ID
-	if len(sess.Scopes) > 0 {
-		claims["scope"] = strings.Join(sess.Scopes, " ")
-	}
-	tok, err := signAccess(k, claims)
+	tok, err := signJWT(k.Method, k.SignKey, k.ID, TypeAccess, payload)
 	return tok, time.Unix(exp.Unix(), 0).UTC(), err
 }
 

@@ -5,8 +5,6 @@ import (
 	"fmt"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/tokenauthority/tokenauthority/internal/keys"
 )
 
 // Token types (the `typ` header).
@@ -33,17 +31,13 @@ type header struct {
 	Typ string `json:"typ"`
 }
 
-// signJWT returns the compact JWS of claims under method and key.
-func signJWT(method jwt.SigningMethod, key any, kid, typ string, claims any) (string, error) {
+// signJWT returns the compact JWS of the JSON payload under method and key.
+func signJWT(method jwt.SigningMethod, key any, kid, typ string, payload []byte) (string, error) {
 	h, err := json.Marshal(header{Alg: method.Alg(), Kid: kid, Typ: typ})
 	if err != nil {
 		return "", fmt.Errorf("encode header: %w", err)
 	}
-	c, err := json.Marshal(claims)
-	if err != nil {
-		return "", fmt.Errorf("encode claims: %w", err)
-	}
-	signing := b64.EncodeToString(h) + "." + b64.EncodeToString(c)
+	signing := b64.EncodeToString(h) + "." + b64.EncodeToString(payload)
 	sig, err := method.Sign(signing, key)
 	if err != nil {
 		return "", fmt.Errorf("sign: %w", err)
@@ -51,8 +45,31 @@ func signJWT(method jwt.SigningMethod, key any, kid, typ string, claims any) (st
 	return signing + "." + b64.EncodeToString(sig), nil
 }
 
-func signAccess(k *keys.Key, claims map[string]any) (string, error) {
-	return signJWT(k.Method, k.SignKey, k.ID, TypeAccess, claims)
+// accessClaims are an access token's registered claims, in the order they are written.
+type accessClaims struct {
+	Issuer    string   `json:"iss"`
+	Subject   string   `json:"sub"`
+	Audience  []string `json:"aud,omitempty"`
+	ExpiresAt int64    `json:"exp"`
+	NotBefore int64    `json:"nbf"`
+	IssuedAt  int64    `json:"iat"`
+	JTI       string   `json:"jti"`
+	SessionID string   `json:"sid"`
+	Scope     string   `json:"scope,omitempty"`
+}
+
+// accessPayload encodes c followed by the members of extra, a JSON object whose names were
+// checked at issue not to collide with registered claims.
+func accessPayload(c *accessClaims, extra []byte) ([]byte, error) {
+	out, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode claims: %w", err)
+	}
+	if len(extra) > 2 && extra[0] == '{' && extra[len(extra)-1] == '}' {
+		out[len(out)-1] = ','
+		out = append(out, extra[1:]...)
+	}
+	return out, nil
 }
 
 // refreshClaims are a refresh token's claims. Every field is derived from the session, so the
@@ -75,5 +92,9 @@ func refreshToken(key []byte, issuer string, s *Session) (string, error) {
 		SessionID:  s.ID,
 		Generation: s.Generation,
 	}
-	return signJWT(jwt.SigningMethodHS256, key, refreshKID, TypeRefresh, c)
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("encode claims: %w", err)
+	}
+	return signJWT(jwt.SigningMethodHS256, key, refreshKID, TypeRefresh, payload)
 }

@@ -2,39 +2,64 @@ package token
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
 
-var refreshParser = jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithoutClaimsValidation())
+// refreshHeader is the header of every refresh token, encoded: refresh tokens are the authority's
+// own format, so anything else is not one.
+var refreshHeader = b64.EncodeToString([]byte(`{"alg":"HS256","kid":"` + refreshKID + `","typ":"` + TypeRefresh + `"}`))
 
-// parseRefresh verifies a refresh token of tenant t and returns its claims. Every failure is
-// ErrInvalidRefreshToken, without saying which check failed.
-func (s *Service) parseRefresh(ctx context.Context, t *tenant.Tenant, raw string) (*refreshClaims, error) {
+// refreshPayload is the decoded payload of a refresh token.
+type refreshPayload struct {
+	Issuer     string `json:"iss"`
+	Subject    string `json:"sub"`
+	ExpiresAt  int64  `json:"exp"`
+	IssuedAt   int64  `json:"iat"`
+	SessionID  string `json:"sid"`
+	Generation uint64 `json:"gen"`
+}
+
+// parseRefresh verifies a refresh token of tenant t and returns its claims. The header must be
+// exactly the one the authority writes, and the signature is checked before the payload is
+// decoded. Every failure is ErrInvalidRefreshToken, without saying which check failed.
+func (s *Service) parseRefresh(ctx context.Context, t *tenant.Tenant, raw string) (*refreshPayload, error) {
 	key, err := s.cfg.Keys.RefreshKey(ctx, t.ID)
 	if err != nil {
 		return nil, err
 	}
-	var c refreshClaims
-	tok, err := refreshParser.ParseWithClaims(raw, &c, func(tok *jwt.Token) (any, error) {
-		if tok.Header["typ"] != TypeRefresh || tok.Header["kid"] != refreshKID {
-			return nil, ErrInvalidRefreshToken
-		}
-		return key, nil
-	})
-	if err != nil || !tok.Valid {
+	dot := strings.LastIndexByte(raw, '.')
+	if dot < 0 || !strings.HasPrefix(raw, refreshHeader+".") {
 		return nil, ErrInvalidRefreshToken
 	}
-	if c.Issuer != t.Issuer || c.ExpiresAt == nil || !ValidSessionID(c.SessionID) {
+	sig, err := b64.DecodeString(raw[dot+1:])
+	if err != nil {
 		return nil, ErrInvalidRefreshToken
 	}
-	if !s.now().Before(c.ExpiresAt.Time) {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(raw[:dot]))
+	if !hmac.Equal(sig, mac.Sum(nil)) {
+		return nil, ErrInvalidRefreshToken
+	}
+	payload, err := b64.DecodeString(raw[len(refreshHeader)+1 : dot])
+	if err != nil {
+		return nil, ErrInvalidRefreshToken
+	}
+	var c refreshPayload
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, ErrInvalidRefreshToken
+	}
+	if c.Issuer != t.Issuer || c.ExpiresAt == 0 || !ValidSessionID(c.SessionID) {
+		return nil, ErrInvalidRefreshToken
+	}
+	if !s.now().Before(time.Unix(c.ExpiresAt, 0)) {
 		return nil, fmt.Errorf("%w: expired", ErrInvalidRefreshToken)
 	}
 	return &c, nil
@@ -60,7 +85,7 @@ func (s *Service) Refresh(ctx context.Context, t *tenant.Tenant, raw string) (*P
 	now := time.UnixMilli(s.now().UnixMilli())
 	// The next token is fully determined by the session and the rotation time: make it now so that
 	// the store can record its hash in the same atomic step.
-	next := &Session{ID: c.SessionID, Subject: c.Subject, ExpiresAt: c.ExpiresAt.Time, Generation: c.Generation + 1, RotatedAt: now}
+	next := &Session{ID: c.SessionID, Subject: c.Subject, ExpiresAt: time.Unix(c.ExpiresAt, 0), Generation: c.Generation + 1, RotatedAt: now}
 	nextRT, err := refreshToken(key, t.Issuer, next)
 	if err != nil {
 		return nil, err
@@ -93,13 +118,7 @@ func (s *Service) Refresh(ctx context.Context, t *tenant.Tenant, raw string) (*P
 	default:
 		return nil, ErrInvalidRefreshToken
 	}
-	var extra map[string]any
-	if len(sess.Extra) > 0 {
-		if err := json.Unmarshal(sess.Extra, &extra); err != nil {
-			return nil, fmt.Errorf("decode stored extra claims: %w", err)
-		}
-	}
-	at, atExp, err := s.accessToken(signer, t, sess, extra, now)
+	at, atExp, err := s.accessToken(signer, t, sess, now)
 	if err != nil {
 		return nil, err
 	}
