@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tokenauthority/tokenauthority/internal/config"
@@ -58,6 +59,8 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 		if err != nil {
 			return nil, err
 		}
+		// go-redis has one process-wide logger.
+		redis.SetLogger(redisLogger{log: log})
 		a.store = redisstore.New(client)
 		a.closers = append(a.closers, client.Close)
 	}

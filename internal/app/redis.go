@@ -1,7 +1,9 @@
 package app
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"time"
 
@@ -58,4 +60,12 @@ func newRedisClient(rawURL string) (redis.UniversalClient, error) {
 	}
 	timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
 	return redis.NewClient(o), nil
+}
+
+// redisLogger sends go-redis's own messages (dial failures, pool events) to the service's
+// structured log instead of stderr. They name addresses, never credentials or command arguments.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.LogAttrs(ctx, slog.LevelWarn, "redis client", slog.String("detail", fmt.Sprintf(format, v...)))
 }

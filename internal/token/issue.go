@@ -68,11 +68,7 @@ func (s *Service) Issue(ctx context.Context, req IssueRequest) (*Pair, error) {
 			return nil, fmt.Errorf("%w: extra_claims: at most %d bytes of JSON", ErrInvalidArgument, maxExtraJSONLen)
 		}
 	}
-	refreshKey, err := s.cfg.Keys.RefreshKey(ctx, t.ID)
-	if err != nil {
-		return nil, err
-	}
-	signer, err := s.cfg.Keys.SigningKey(ctx, t.ID)
+	refreshKey, signer, err := s.signingKeys(ctx, t.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +101,19 @@ func (s *Service) Issue(ctx context.Context, req IssueRequest) (*Pair, error) {
 	}
 	s.audit.LogAttrs(ctx, auditLevel, "token issued", auditAttrs("issued", t.ID, sess)...)
 	return &Pair{AccessToken: at, RefreshToken: rt, AccessExpiresAt: atExp, RefreshExpiresAt: sess.ExpiresAt, SessionID: sess.ID}, nil
+}
+
+// signingKeys returns the tenant's refresh-token key and its current access-token signing key.
+func (s *Service) signingKeys(ctx context.Context, tenantID string) ([]byte, *keys.Key, error) {
+	refreshKey, err := s.cfg.Keys.RefreshKey(ctx, tenantID)
+	if err != nil {
+		return nil, nil, err
+	}
+	signer, err := s.cfg.Keys.SigningKey(ctx, tenantID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return refreshKey, signer, nil
 }
 
 // accessToken signs a new access token of sess, expiring with it at the latest.

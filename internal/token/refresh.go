@@ -74,11 +74,7 @@ func (s *Service) Refresh(ctx context.Context, t *tenant.Tenant, raw string) (*P
 	if err != nil {
 		return nil, err
 	}
-	key, err := s.cfg.Keys.RefreshKey(ctx, t.ID)
-	if err != nil {
-		return nil, err
-	}
-	signer, err := s.cfg.Keys.SigningKey(ctx, t.ID)
+	key, signer, err := s.signingKeys(ctx, t.ID)
 	if err != nil {
 		return nil, err
 	}

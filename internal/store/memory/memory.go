@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -264,7 +262,7 @@ func (s *Store) setCutoff(op string, cuts map[string]cutoff, key string, at time
 // ListSessions returns the subject's live sessions newest first (ties broken by id, descending),
 // skipping sessions a cut-off ended and sessions that end at or before now.
 func (s *Store) ListSessions(_ context.Context, tenantID, subject string, now time.Time, page token.Page) ([]*token.Session, string, error) {
-	after, err := decodeCursor(page.After)
+	after, err := token.DecodeCursor(page.After)
 	if err != nil {
 		return nil, "", fmt.Errorf("memory store: list sessions: %w", err)
 	}
@@ -286,7 +284,7 @@ func (s *Store) ListSessions(_ context.Context, tenantID, subject string, now ti
 		if sess == nil || sess.tenant != tenantID || sess.expires <= now.UnixMilli() || s.ended(sess, tag, clock) {
 			continue
 		}
-		if after != nil && after.covers(sess.created, id) {
+		if after != nil && after.Covers(sess.created, id) {
 			continue
 		}
 		entries = append(entries, entry{id, sess})
@@ -300,7 +298,7 @@ func (s *Store) ListSessions(_ context.Context, tenantID, subject string, now ti
 	next := ""
 	if len(entries) > limit {
 		last := entries[limit-1]
-		next = encodeCursor(cursor{created: last.sess.created, id: last.id})
+		next = token.Cursor{CreatedMillis: last.sess.created, SessionID: last.id}.Encode()
 		entries = entries[:limit]
 	}
 	var out []*token.Session
@@ -466,40 +464,3 @@ func (sess *session) export(id string) *token.Session {
 }
 
 func fromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
-
-// cursor is the position after the last session of a page: its creation time and id.
-type cursor struct {
-	created int64
-	id      string
-}
-
-// covers reports whether the session (created, id) is at or before the cursor in list order
-// (created descending, then id descending).
-func (c *cursor) covers(created int64, id string) bool {
-	return created > c.created || created == c.created && id >= c.id
-}
-
-func encodeCursor(c cursor) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.created, 10) + ":" + c.id))
-}
-
-// decodeCursor parses a page token; "" is the start of the list (nil).
-func decodeCursor(s string) (*cursor, error) {
-	if s == "" {
-		return nil, nil
-	}
-	malformed := fmt.Errorf("%w: malformed page token", token.ErrInvalidArgument)
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return nil, malformed
-	}
-	created, id, ok := strings.Cut(string(raw), ":")
-	if !ok || !token.ValidSessionID(id) {
-		return nil, malformed
-	}
-	ms, err := strconv.ParseInt(created, 10, 64)
-	if err != nil {
-		return nil, malformed
-	}
-	return &cursor{created: ms, id: id}, nil
-}

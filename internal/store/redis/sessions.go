@@ -2,12 +2,10 @@ package redis
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -286,7 +284,7 @@ func (s *Store) setCutoff(ctx context.Context, op, key string, at time.Time, ttl
 // ListSessions pages through the subject's index newest first, reading sessions in pipelined
 // batches. Index entries whose session no longer exists are removed on the way.
 func (s *Store) ListSessions(ctx context.Context, tenantID, subject string, now time.Time, page token.Page) ([]*token.Session, string, error) {
-	after, err := decodeCursor(page.After)
+	after, err := token.DecodeCursor(page.After)
 	if err != nil {
 		return nil, "", fmt.Errorf("redis store: list sessions: %w", err)
 	}
@@ -312,7 +310,7 @@ func (s *Store) ListSessions(ctx context.Context, tenantID, subject string, now 
 	// one score, the index orders ids descending too.
 	maxScore := "+inf"
 	if after != nil {
-		maxScore = strconv.FormatInt(after.created, 10)
+		maxScore = strconv.FormatInt(after.CreatedMillis, 10)
 	}
 	batch := int64(limit + 1)
 	var out []*token.Session
@@ -327,7 +325,7 @@ func (s *Store) ListSessions(ctx context.Context, tenantID, subject string, now 
 		ids := make([]string, 0, len(entries))
 		for _, e := range entries {
 			id, _ := e.Member.(string)
-			if after == nil || !after.covers(int64(e.Score), id) {
+			if after == nil || !after.Covers(int64(e.Score), id) {
 				ids = append(ids, id)
 			}
 		}
@@ -354,7 +352,7 @@ func (s *Store) ListSessions(ctx context.Context, tenantID, subject string, now 
 		return out, "", nil
 	}
 	last := out[limit-1]
-	return out[:limit], encodeCursor(cursor{created: last.CreatedAt.UnixMilli(), id: last.ID}), nil
+	return out[:limit], token.Cursor{CreatedMillis: last.CreatedAt.UnixMilli(), SessionID: last.ID}.Encode(), nil
 }
 
 // readSessions reads sessions of one subject in one pipeline. It returns the sessions that exist,
@@ -409,43 +407,6 @@ func readCutoffs(subject, tenant *goredis.StringCmd) (cutoffs, error) {
 // ended reports whether a cut-off ended sess.
 func (c cutoffs) ended(sess *token.Session) bool {
 	return sess.CreatedAt.Before(c.subject) || sess.CreatedAt.Before(c.tenant)
-}
-
-// cursor is the position after the last session of a page: its creation time and id.
-type cursor struct {
-	created int64
-	id      string
-}
-
-// covers reports whether the index entry (created, id) is at or before the cursor in list order
-// (created descending, then id descending).
-func (c *cursor) covers(created int64, id string) bool {
-	return created > c.created || created == c.created && id >= c.id
-}
-
-func encodeCursor(c cursor) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.created, 10) + ":" + c.id))
-}
-
-// decodeCursor parses a page token; "" is the start of the list (nil).
-func decodeCursor(s string) (*cursor, error) {
-	if s == "" {
-		return nil, nil
-	}
-	malformed := fmt.Errorf("%w: malformed page token", token.ErrInvalidArgument)
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return nil, malformed
-	}
-	created, id, ok := strings.Cut(string(raw), ":")
-	if !ok || !token.ValidSessionID(id) {
-		return nil, malformed
-	}
-	ms, err := strconv.ParseInt(created, 10, 64)
-	if err != nil {
-		return nil, malformed
-	}
-	return &cursor{created: ms, id: id}, nil
 }
 
 // encodeStrings returns the JSON array of v ("null" for nil, so that nil survives a round trip).
