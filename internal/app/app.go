@@ -83,7 +83,7 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.grpc, err = grpcserver.New(grpcserver.Config{Tokens: tokens, Keys: km, Authn: a.tenants, Logger: log, Registerer: reg})
+	a.grpc, err = grpcserver.New(grpcserver.Config{Tokens: tokens, Keys: km, Tenants: a.tenants, Logger: log, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}

@@ -309,10 +309,6 @@ func TestRequestValidation(t *testing.T) {
 			_, err := ts.ListSessions(ctx, &tokenauthorityv1.ListSessionsRequest{Subject: "a", PageToken: "!!!"})
 			return err
 		}, codes.InvalidArgument},
-		{"admin is not there yet", func() error {
-			_, err := tokenauthorityv1.NewAdminServiceClient(r.conn).ListApiKeys(ctx, &tokenauthorityv1.ListApiKeysRequest{})
-			return err
-		}, codes.Unimplemented},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

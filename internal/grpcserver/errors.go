@@ -41,7 +41,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return status.Error(codes.Unauthenticated, tenant.ErrUnauthenticated.Error())
 	case errors.Is(err, token.ErrPermissionDenied):
 		return status.Error(codes.PermissionDenied, err.Error())
-	case errors.Is(err, tenant.ErrNotFound), errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, tenant.ErrNotFound), errors.Is(err, tenant.ErrKeyNotFound), errors.Is(err, store.ErrNotFound):
 		return status.Error(codes.NotFound, "not found")
 	case errors.Is(err, store.ErrExists):
 		return status.Error(codes.AlreadyExists, "already exists")

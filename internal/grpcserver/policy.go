@@ -22,7 +22,9 @@ func roles(r ...tenant.Role) policy { return policy{roles: r} }
 // policies is the authorisation table, keyed by full method name. A method missing here is refused
 // (PermissionDenied), and a test fails when a registered method is missing.
 var policies = map[string]policy{
-	tokenauthorityv1.TokenService_IssueToken_FullMethodName:       roles(tenant.RoleIssue),
+	// Any key of the tenant may use the principal grant; asserting a subject needs role issue,
+	// which the handler checks (authorizeSubject).
+	tokenauthorityv1.TokenService_IssueToken_FullMethodName:       roles(tenant.RoleIssue, tenant.RoleVerify, tenant.RoleRevoke, tenant.RoleAdmin),
 	tokenauthorityv1.TokenService_RefreshToken_FullMethodName:     roles(tenant.RoleIssue),
 	tokenauthorityv1.TokenService_VerifyToken_FullMethodName:      roles(tenant.RoleVerify),
 	tokenauthorityv1.TokenService_RevokeToken_FullMethodName:      roles(tenant.RoleRevoke),

@@ -25,10 +25,10 @@ import (
 
 // Config holds what the gRPC server serves.
 type Config struct {
-	Tokens *token.Service
-	Keys   PublicKeys
-	Authn  Authenticator
-	Logger *slog.Logger
+	Tokens  *token.Service
+	Keys    KeyAdmin
+	Tenants TenantAdmin
+	Logger  *slog.Logger
 	// Registerer receives the RPC metrics; none are recorded when nil.
 	Registerer prometheus.Registerer
 }
@@ -74,7 +74,7 @@ func New(cfg Config) (*Server, error) {
 		log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("type", fmt.Sprintf("%T", p)), slog.String("stack", string(debug.Stack())))
 		return status.Error(codes.Internal, "internal error")
 	})
-	authUnary, authStream := authInterceptors(cfg.Authn, log)
+	authUnary, authStream := authInterceptors(cfg.Tenants, log)
 	unary = append(unary, logging.UnaryServerInterceptor(logger, logOpts...), recovery.UnaryServerInterceptor(recoverOpt), authUnary)
 	stream = append(stream, logging.StreamServerInterceptor(logger, logOpts...), recovery.StreamServerInterceptor(recoverOpt), authStream)
 
@@ -86,8 +86,8 @@ func New(cfg Config) (*Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
 	)
-	tokenauthorityv1.RegisterTokenServiceServer(srv, &tokenService{tokens: cfg.Tokens, keys: cfg.Keys, log: log})
-	tokenauthorityv1.RegisterAdminServiceServer(srv, &adminService{})
+	tokenauthorityv1.RegisterTokenServiceServer(srv, &tokenService{tokens: cfg.Tokens, keys: cfg.Keys, tenants: cfg.Tenants, log: log})
+	tokenauthorityv1.RegisterAdminServiceServer(srv, &adminService{tenants: cfg.Tenants, keys: cfg.Keys, tokens: cfg.Tokens, log: log})
 	hs := health.NewServer()
 	for _, name := range Services {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
@@ -129,9 +129,4 @@ func interceptorLogger(l *slog.Logger) logging.Logger {
 	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		l.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
-}
-
-// adminService answers AdminService; its behaviour arrives with tenant management (issue 4).
-type adminService struct {
-	tokenauthorityv1.UnimplementedAdminServiceServer
 }

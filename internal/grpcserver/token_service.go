@@ -2,7 +2,9 @@ package grpcserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"log/slog"
 	"time"
 
@@ -25,9 +27,10 @@ type PublicKeys interface {
 // tokenService implements tokenauthority.v1.TokenService.
 type tokenService struct {
 	tokenauthorityv1.UnimplementedTokenServiceServer
-	tokens *token.Service
-	keys   PublicKeys
-	log    *slog.Logger
+	tokens  *token.Service
+	keys    PublicKeys
+	tenants TenantAdmin
+	log     *slog.Logger
 }
 
 // tenantOf returns the tenant of the authenticated API key.
@@ -43,9 +46,6 @@ func (s *tokenService) IssueToken(ctx context.Context, req *tokenauthorityv1.Iss
 	t, err := tenantOf(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if req.GetPrincipal() != nil {
-		return nil, status.Error(codes.Unimplemented, "the principal grant is not available yet")
 	}
 	ir := token.IssueRequest{
 		Tenant:     t,
@@ -64,6 +64,9 @@ func (s *tokenService) IssueToken(ctx context.Context, req *tokenauthorityv1.Iss
 	if m := req.GetMetadata(); m != nil {
 		ir.Metadata = token.Metadata{UserAgent: m.GetUserAgent(), IP: m.GetIp(), Device: m.GetDevice()}
 	}
+	if err := s.authorizeSubject(ctx, t, req, &ir); err != nil {
+		return nil, err
+	}
 	p, err := s.tokens.Issue(ctx, ir)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
@@ -76,6 +79,55 @@ func (s *tokenService) IssueToken(ctx context.Context, req *tokenauthorityv1.Iss
 		RefreshExpiresAt: timestamppb.New(p.RefreshExpiresAt),
 		SessionId:        p.SessionID,
 	}, nil
+}
+
+// authorizeSubject decides whose tokens these are. A caller with role `issue` may assert any
+// subject; with the principal grant, any API key of the tenant may present a principal's identifier
+// and secret, and the tokens are the principal's, within the scopes and audiences it was given.
+func (s *tokenService) authorizeSubject(ctx context.Context, t *tenant.Tenant, req *tokenauthorityv1.IssueTokenRequest, ir *token.IssueRequest) error {
+	pc := req.GetPrincipal()
+	if pc == nil {
+		if c, _ := CallerFrom(ctx); c == nil || !c.Has(tenant.RoleIssue) {
+			return status.Error(codes.PermissionDenied, "asserting a subject needs role issue; use the principal grant otherwise")
+		}
+		return nil
+	}
+	if req.GetSubject() != "" {
+		return status.Error(codes.InvalidArgument, "subject and principal are exclusive")
+	}
+	if pc.GetIdentifier() == "" || pc.GetSecret() == "" || len(pc.GetIdentifier()) > 256 || len(pc.GetSecret()) > 256 {
+		return status.Error(codes.InvalidArgument, "principal needs an identifier and a secret")
+	}
+	p, err := s.tenants.AuthenticatePrincipal(ctx, t.ID, pc.GetIdentifier(), pc.GetSecret())
+	if errors.Is(err, tenant.ErrUnauthenticated) {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "principal authentication failed", slog.String("tenant", t.ID))
+		return status.Error(codes.Unauthenticated, "invalid principal credentials")
+	}
+	if err != nil {
+		return toStatus(ctx, s.log, err)
+	}
+	ir.Subject = p.Identifier
+	if ir.Scopes, err = within("scopes", ir.Scopes, p.Scopes); err != nil {
+		return err
+	}
+	if ir.Audience, err = within("audience", ir.Audience, p.Audience); err != nil {
+		return err
+	}
+	return nil
+}
+
+// within returns requested when every entry is granted, or all that is granted when nothing was
+// requested.
+func within(field string, requested, granted []string) ([]string, error) {
+	if len(requested) == 0 {
+		return granted, nil
+	}
+	for _, r := range requested {
+		if !slices.Contains(granted, r) {
+			return nil, status.Errorf(codes.PermissionDenied, "%s: %q was not granted to this principal", field, r)
+		}
+	}
+	return requested, nil
 }
 
 func (s *tokenService) RefreshToken(ctx context.Context, req *tokenauthorityv1.RefreshTokenRequest) (*tokenauthorityv1.RefreshTokenResponse, error) {

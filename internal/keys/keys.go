@@ -83,6 +83,7 @@ type Store interface {
 	CreateRecord(ctx context.Context, kind, id string, value []byte) error
 	PutRecord(ctx context.Context, kind, id string, value []byte) error
 	GetRecord(ctx context.Context, kind, id string) ([]byte, error)
+	DeleteRecord(ctx context.Context, kind, id string) (bool, error)
 }
 
 // keyset is the decrypted form of a tenant's stored key set.
@@ -391,5 +392,14 @@ func (m *Manager) Check(ctx context.Context, s interface {
 		m.sets[r.ID] = ks
 		m.mu.Unlock()
 	}
+	return nil
+}
+
+// Delete removes the tenant's key set: every token it signed becomes unverifiable.
+func (m *Manager) Delete(ctx context.Context, tenant string) error {
+	if _, err := m.store.DeleteRecord(ctx, store.KindKeyset, tenant); err != nil {
+		return fmt.Errorf("delete key set: %w", err)
+	}
+	m.forget(tenant)
 	return nil
 }

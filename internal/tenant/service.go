@@ -186,27 +186,31 @@ func (s *Service) RegisterAPIKey(ctx context.Context, tenantID, name string, rol
 			return nil, fmt.Errorf("%w: unknown role %q", ErrInvalid, r)
 		}
 	}
+	if len(name) > 256 {
+		return nil, fmt.Errorf("%w: name is at most 256 bytes", ErrInvalid)
+	}
 	h := sha256.Sum256([]byte(value))
 	k := &APIKey{ID: id, Tenant: tenantID, Name: name, Roles: roles, Hash: h[:], CreatedAt: s.now()}
-	raw, err := json.Marshal(k)
-	if err != nil {
-		return nil, fmt.Errorf("encode API key: %w", err)
-	}
-	if err := s.store.PutRecord(ctx, store.KindAPIKey, id, raw); err != nil {
+	if err := s.putAPIKey(ctx, k); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	delete(s.cache, id)
-	s.mu.Unlock()
 	return k, nil
 }
 
 // NewAPIKeyValue returns a fresh API key value: the prefix, a 96-bit id and a 256-bit secret.
 func NewAPIKeyValue() string {
-	b := make([]byte, 12+32)
+	return apiKeyValue(randomB64(12))
+}
+
+// apiKeyValue returns a fresh value for the key id.
+func apiKeyValue(id string) string {
+	return APIKeyPrefix + id + "." + randomB64(32)
+}
+
+func randomB64(n int) string {
+	b := make([]byte, n)
 	_, _ = rand.Read(b)
-	enc := base64.RawURLEncoding
-	return APIKeyPrefix + enc.EncodeToString(b[:12]) + "." + enc.EncodeToString(b[12:])
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // parseAPIKey returns the id of a well-formed key value.

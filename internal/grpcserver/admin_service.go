@@ -1,0 +1,352 @@
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/tenant"
+	"github.com/tokenauthority/tokenauthority/internal/token"
+)
+
+// TenantAdmin is what the admin service needs of the tenant service.
+type TenantAdmin interface {
+	Authenticator
+	Tenant(ctx context.Context, id string) (*tenant.Tenant, error)
+	CreateTenant(ctx context.Context, t *tenant.Tenant) error
+	ListTenants(ctx context.Context, limit int, after string) ([]*tenant.Tenant, string, error)
+	DeleteTenant(ctx context.Context, id string) error
+	CreateAPIKey(ctx context.Context, tenantID, name string, roles []tenant.Role) (*tenant.APIKey, string, error)
+	ListAPIKeys(ctx context.Context, tenantID string) ([]*tenant.APIKey, error)
+	RotateAPIKey(ctx context.Context, tenantID, id string, overlap time.Duration) (*tenant.APIKey, string, error)
+	DeleteAPIKey(ctx context.Context, tenantID, id string) error
+	CreatePrincipal(ctx context.Context, t *tenant.Tenant, p *tenant.Principal) error
+	SetPrincipalSecret(ctx context.Context, tenantID, identifier string) (string, error)
+	DeletePrincipal(ctx context.Context, tenantID, identifier string) error
+	AuthenticatePrincipal(ctx context.Context, tenantID, identifier, secret string) (*tenant.Principal, error)
+}
+
+// KeyAdmin is what the admin service needs of the key manager.
+type KeyAdmin interface {
+	PublicKeys
+	Ensure(ctx context.Context, tenant string, alg keys.Algorithm) error
+	Delete(ctx context.Context, tenant string) error
+}
+
+// adminService implements tokenauthority.v1.AdminService.
+type adminService struct {
+	tokenauthorityv1.UnimplementedAdminServiceServer
+	tenants TenantAdmin
+	keys    KeyAdmin
+	tokens  *token.Service
+	log     *slog.Logger
+}
+
+// targetTenant returns the tenant an admin call acts on: the caller's own, which a request may
+// name but not change.
+func targetTenant(ctx context.Context, requested string) (*tenant.Tenant, error) {
+	t, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if requested != "" && requested != t.ID {
+		return nil, status.Error(codes.PermissionDenied, "an API key manages its own tenant only")
+	}
+	return t, nil
+}
+
+var algorithms = map[tokenauthorityv1.SigningAlgorithm]keys.Algorithm{
+	tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_UNSPECIFIED: keys.EdDSA,
+	tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_EDDSA:       keys.EdDSA,
+	tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256:       keys.ES256,
+	tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_RS256:       keys.RS256,
+	tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_HS256:       keys.HS256,
+}
+
+func algorithmToProto(a string) tokenauthorityv1.SigningAlgorithm {
+	for p, k := range algorithms {
+		if string(k) == a && p != tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_UNSPECIFIED {
+			return p
+		}
+	}
+	return tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_UNSPECIFIED
+}
+
+var roleNames = map[tokenauthorityv1.Role]tenant.Role{
+	tokenauthorityv1.Role_ROLE_ISSUE:  tenant.RoleIssue,
+	tokenauthorityv1.Role_ROLE_VERIFY: tenant.RoleVerify,
+	tokenauthorityv1.Role_ROLE_REVOKE: tenant.RoleRevoke,
+	tokenauthorityv1.Role_ROLE_ADMIN:  tenant.RoleAdmin,
+}
+
+func rolesFromProto(rs []tokenauthorityv1.Role) ([]tenant.Role, error) {
+	if len(rs) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "roles: at least one role is required")
+	}
+	out := make([]tenant.Role, 0, len(rs))
+	for _, r := range rs {
+		name, ok := roleNames[r]
+		if !ok {
+			return nil, status.Errorf(codes.InvalidArgument, "roles: unknown role %d", int32(r))
+		}
+		out = append(out, name)
+	}
+	return out, nil
+}
+
+func tenantToProto(t *tenant.Tenant) *tokenauthorityv1.Tenant {
+	return &tokenauthorityv1.Tenant{
+		TenantId:         t.ID,
+		Issuer:           t.Issuer,
+		Algorithm:        algorithmToProto(t.Algorithm),
+		MaxAccessTtl:     durationOrNil(t.MaxAccessTTL),
+		MaxRefreshTtl:    durationOrNil(t.MaxRefreshTTL),
+		AllowedAudiences: t.AllowedAudiences,
+		AllowedScopes:    t.AllowedScopes,
+		CreateTime:       timestamppb.New(t.CreatedAt),
+	}
+}
+
+func durationOrNil(d time.Duration) *durationpb.Duration {
+	if d == 0 {
+		return nil
+	}
+	return durationpb.New(d)
+}
+
+func apiKeyToProto(k *tenant.APIKey) *tokenauthorityv1.ApiKey {
+	out := &tokenauthorityv1.ApiKey{KeyId: k.ID, TenantId: k.Tenant, Name: k.Name, CreateTime: timestamppb.New(k.CreatedAt)}
+	for _, r := range k.Roles {
+		for p, name := range roleNames {
+			if name == r {
+				out.Roles = append(out.Roles, p)
+			}
+		}
+	}
+	if !k.PrevExpiresAt.IsZero() {
+		out.PreviousValueExpireTime = timestamppb.New(k.PrevExpiresAt)
+	}
+	return out
+}
+
+func (s *adminService) CreateTenant(ctx context.Context, req *tokenauthorityv1.CreateTenantRequest) (*tokenauthorityv1.CreateTenantResponse, error) {
+	in := req.GetTenant()
+	if in == nil {
+		return nil, status.Error(codes.InvalidArgument, "tenant is required")
+	}
+	alg, ok := algorithms[in.GetAlgorithm()]
+	if !ok {
+		return nil, status.Error(codes.InvalidArgument, "algorithm: unknown value")
+	}
+	for _, d := range []*durationpb.Duration{in.GetMaxAccessTtl(), in.GetMaxRefreshTtl()} {
+		if d != nil && (!d.IsValid() || d.AsDuration() < 0) {
+			return nil, status.Error(codes.InvalidArgument, "TTL bounds must be valid, non-negative durations")
+		}
+	}
+	t := &tenant.Tenant{
+		ID:               in.GetTenantId(),
+		Issuer:           in.GetIssuer(),
+		Algorithm:        string(alg),
+		MaxAccessTTL:     in.GetMaxAccessTtl().AsDuration(),
+		MaxRefreshTTL:    in.GetMaxRefreshTtl().AsDuration(),
+		AllowedAudiences: in.GetAllowedAudiences(),
+		AllowedScopes:    in.GetAllowedScopes(),
+	}
+	if err := s.tenants.CreateTenant(ctx, t); err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	// Keys and the first admin key complete the tenant; if either fails, the tenant is removed
+	// again so that nothing is left half-made.
+	undo := func(err error) error {
+		_ = s.tenants.DeleteTenant(context.WithoutCancel(ctx), t.ID)
+		return toStatus(ctx, s.log, err)
+	}
+	if err := s.keys.Ensure(ctx, t.ID, alg); err != nil {
+		return nil, undo(err)
+	}
+	_, value, err := s.tenants.CreateAPIKey(ctx, t.ID, "admin (created with the tenant)", []tenant.Role{tenant.RoleAdmin})
+	if err != nil {
+		return nil, undo(err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "tenant created", slog.String("audit", "tenant_created"), slog.String("tenant", t.ID))
+	return &tokenauthorityv1.CreateTenantResponse{Tenant: tenantToProto(t), AdminApiKey: value}, nil
+}
+
+func (s *adminService) GetTenant(ctx context.Context, req *tokenauthorityv1.GetTenantRequest) (*tokenauthorityv1.GetTenantResponse, error) {
+	id := req.GetTenantId()
+	if c, _ := CallerFrom(ctx); c != nil && !c.Master {
+		if _, err := targetTenant(ctx, id); err != nil {
+			return nil, err
+		}
+		id = c.Tenant.ID
+	}
+	if !tenant.ValidID(id) {
+		return nil, status.Error(codes.InvalidArgument, "tenant_id is not a valid tenant id")
+	}
+	t, err := s.tenants.Tenant(ctx, id)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &tokenauthorityv1.GetTenantResponse{Tenant: tenantToProto(t)}, nil
+}
+
+func (s *adminService) ListTenants(ctx context.Context, req *tokenauthorityv1.ListTenantsRequest) (*tokenauthorityv1.ListTenantsResponse, error) {
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
+	case size == 0:
+		size = 50
+	case size > 500:
+		size = 500
+	}
+	after := req.GetPageToken()
+	if after != "" && !tenant.ValidID(after) {
+		return nil, status.Error(codes.InvalidArgument, "page_token is not one this server returned")
+	}
+	ts, next, err := s.tenants.ListTenants(ctx, size, after)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	out := &tokenauthorityv1.ListTenantsResponse{NextPageToken: next}
+	for _, t := range ts {
+		out.Tenants = append(out.Tenants, tenantToProto(t))
+	}
+	return out, nil
+}
+
+func (s *adminService) DeleteTenant(ctx context.Context, req *tokenauthorityv1.DeleteTenantRequest) (*tokenauthorityv1.DeleteTenantResponse, error) {
+	t, err := s.tenants.Tenant(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	// The cut-off first: even a tenant created again under the same id never revives a session.
+	if _, err := s.tokens.RevokeTenant(ctx, t); err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	if err := s.tenants.DeleteTenant(ctx, t.ID); err != nil && !errors.Is(err, tenant.ErrNotFound) {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	if err := s.keys.Delete(ctx, t.ID); err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelWarn, "tenant deleted", slog.String("audit", "tenant_deleted"), slog.String("tenant", t.ID))
+	return &tokenauthorityv1.DeleteTenantResponse{}, nil
+}
+
+func (s *adminService) CreateApiKey(ctx context.Context, req *tokenauthorityv1.CreateApiKeyRequest) (*tokenauthorityv1.CreateApiKeyResponse, error) {
+	t, err := targetTenant(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, err
+	}
+	roles, err := rolesFromProto(req.GetRoles())
+	if err != nil {
+		return nil, err
+	}
+	k, value, err := s.tenants.CreateAPIKey(ctx, t.ID, req.GetName(), roles)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "API key created", slog.String("audit", "api_key_created"), slog.String("tenant", t.ID), slog.String("key_id", k.ID))
+	return &tokenauthorityv1.CreateApiKeyResponse{ApiKey: apiKeyToProto(k), Secret: value}, nil
+}
+
+func (s *adminService) ListApiKeys(ctx context.Context, req *tokenauthorityv1.ListApiKeysRequest) (*tokenauthorityv1.ListApiKeysResponse, error) {
+	t, err := targetTenant(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, err
+	}
+	ks, err := s.tenants.ListAPIKeys(ctx, t.ID)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	out := &tokenauthorityv1.ListApiKeysResponse{}
+	for _, k := range ks {
+		out.ApiKeys = append(out.ApiKeys, apiKeyToProto(k))
+	}
+	return out, nil
+}
+
+func (s *adminService) RotateApiKey(ctx context.Context, req *tokenauthorityv1.RotateApiKeyRequest) (*tokenauthorityv1.RotateApiKeyResponse, error) {
+	t, err := targetTenant(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	if o := req.GetOverlap(); o != nil && !o.IsValid() {
+		return nil, status.Error(codes.InvalidArgument, "overlap must be a valid duration")
+	}
+	k, value, err := s.tenants.RotateAPIKey(ctx, t.ID, req.GetKeyId(), req.GetOverlap().AsDuration())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "API key rotated", slog.String("audit", "api_key_rotated"), slog.String("tenant", t.ID), slog.String("key_id", k.ID))
+	return &tokenauthorityv1.RotateApiKeyResponse{ApiKey: apiKeyToProto(k), Secret: value}, nil
+}
+
+func (s *adminService) DeleteApiKey(ctx context.Context, req *tokenauthorityv1.DeleteApiKeyRequest) (*tokenauthorityv1.DeleteApiKeyResponse, error) {
+	t, err := targetTenant(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.tenants.DeleteAPIKey(ctx, t.ID, req.GetKeyId()); err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "API key deleted", slog.String("audit", "api_key_deleted"), slog.String("tenant", t.ID), slog.String("key_id", req.GetKeyId()))
+	return &tokenauthorityv1.DeleteApiKeyResponse{}, nil
+}
+
+func principalToProto(p *tenant.Principal) *tokenauthorityv1.Principal {
+	return &tokenauthorityv1.Principal{
+		Identifier: p.Identifier, TenantId: p.Tenant, DisplayName: p.DisplayName,
+		Scopes: p.Scopes, Audience: p.Audience, HasSecret: p.SecretHash != nil, CreateTime: timestamppb.New(p.CreatedAt),
+	}
+}
+
+func (s *adminService) CreatePrincipal(ctx context.Context, req *tokenauthorityv1.CreatePrincipalRequest) (*tokenauthorityv1.CreatePrincipalResponse, error) {
+	in := req.GetPrincipal()
+	if in == nil {
+		return nil, status.Error(codes.InvalidArgument, "principal is required")
+	}
+	t, err := targetTenant(ctx, in.GetTenantId())
+	if err != nil {
+		return nil, err
+	}
+	p := &tenant.Principal{Identifier: in.GetIdentifier(), DisplayName: in.GetDisplayName(), Scopes: in.GetScopes(), Audience: in.GetAudience()}
+	if err := s.tenants.CreatePrincipal(ctx, t, p); err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &tokenauthorityv1.CreatePrincipalResponse{Principal: principalToProto(p)}, nil
+}
+
+func (s *adminService) SetPrincipalSecret(ctx context.Context, req *tokenauthorityv1.SetPrincipalSecretRequest) (*tokenauthorityv1.SetPrincipalSecretResponse, error) {
+	t, err := targetTenant(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	secret, err := s.tenants.SetPrincipalSecret(ctx, t.ID, req.GetIdentifier())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "principal secret set", slog.String("audit", "principal_secret_set"), slog.String("tenant", t.ID), slog.String("principal", req.GetIdentifier()))
+	return &tokenauthorityv1.SetPrincipalSecretResponse{Secret: secret}, nil
+}
+
+func (s *adminService) DeletePrincipal(ctx context.Context, req *tokenauthorityv1.DeletePrincipalRequest) (*tokenauthorityv1.DeletePrincipalResponse, error) {
+	t, err := targetTenant(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.tenants.DeletePrincipal(ctx, t.ID, req.GetIdentifier()); err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &tokenauthorityv1.DeletePrincipalResponse{}, nil
+}
+

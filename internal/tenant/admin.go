@@ -1,0 +1,304 @@
+package tenant
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tokenauthority/tokenauthority/internal/store"
+)
+
+// ErrKeyNotFound reports an API key or principal that does not exist in the caller's tenant.
+var ErrKeyNotFound = errors.New("no such credential in this tenant")
+
+// ListTenants returns up to limit tenants whose id sorts after the page token, and the token of
+// the next page ("" at the end).
+func (s *Service) ListTenants(ctx context.Context, limit int, after string) ([]*Tenant, string, error) {
+	recs, err := s.store.ListRecords(ctx, store.KindTenant, "")
+	if err != nil {
+		return nil, "", err
+	}
+	var out []*Tenant
+	for _, r := range recs {
+		if r.ID <= after {
+			continue
+		}
+		if len(out) == limit {
+			return out, out[len(out)-1].ID, nil
+		}
+		var t Tenant
+		if err := json.Unmarshal(r.Value, &t); err != nil {
+			return nil, "", fmt.Errorf("decode tenant %q: %w", r.ID, err)
+		}
+		out = append(out, &t)
+	}
+	return out, "", nil
+}
+
+// DeleteTenant deletes a tenant with its API keys and principals. Ending its sessions and
+// dropping its keys is the caller's part (the tenant cut-off must be set first, so that a tenant
+// created again with the same id cannot revive them).
+func (s *Service) DeleteTenant(ctx context.Context, id string) error {
+	keys, err := s.ListAPIKeys(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if _, err := s.store.DeleteRecord(ctx, store.KindAPIKey, k.ID); err != nil {
+			return err
+		}
+	}
+	principals, err := s.store.ListRecords(ctx, store.KindPrincipal, id+"/")
+	if err != nil {
+		return err
+	}
+	for _, p := range principals {
+		if _, err := s.store.DeleteRecord(ctx, store.KindPrincipal, p.ID); err != nil {
+			return err
+		}
+	}
+	existed, err := s.store.DeleteRecord(ctx, store.KindTenant, id)
+	if err != nil {
+		return err
+	}
+	s.forgetTenant(id)
+	if !existed {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// ListAPIKeys returns the tenant's API keys (their hashes, never values), ordered by id.
+func (s *Service) ListAPIKeys(ctx context.Context, tenantID string) ([]*APIKey, error) {
+	recs, err := s.store.ListRecords(ctx, store.KindAPIKey, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []*APIKey
+	for _, r := range recs {
+		var k APIKey
+		if err := json.Unmarshal(r.Value, &k); err != nil {
+			return nil, fmt.Errorf("decode API key: %w", err)
+		}
+		if k.Tenant == tenantID {
+			out = append(out, &k)
+		}
+	}
+	return out, nil
+}
+
+// apiKeyOf returns the tenant's key id, or ErrKeyNotFound (also for another tenant's key).
+func (s *Service) apiKeyOf(ctx context.Context, tenantID, id string) (*APIKey, error) {
+	raw, err := s.store.GetRecord(ctx, store.KindAPIKey, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrKeyNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var k APIKey
+	if err := json.Unmarshal(raw, &k); err != nil {
+		return nil, fmt.Errorf("decode API key: %w", err)
+	}
+	if k.Tenant != tenantID {
+		return nil, ErrKeyNotFound
+	}
+	return &k, nil
+}
+
+// RotateAPIKey gives the tenant's key a new value; the old one keeps working for overlap (at most
+// 30 days). It returns the key and its new value, shown once.
+func (s *Service) RotateAPIKey(ctx context.Context, tenantID, id string, overlap time.Duration) (*APIKey, string, error) {
+	if overlap < 0 || overlap > 30*24*time.Hour {
+		return nil, "", fmt.Errorf("%w: overlap must be between 0 and 720h", ErrInvalid)
+	}
+	k, err := s.apiKeyOf(ctx, tenantID, id)
+	if err != nil {
+		return nil, "", err
+	}
+	value := apiKeyValue(id)
+	h := sha256.Sum256([]byte(value))
+	k.PrevHash, k.PrevExpiresAt = k.Hash, s.now().Add(overlap)
+	if overlap == 0 {
+		k.PrevHash, k.PrevExpiresAt = nil, time.Time{}
+	}
+	k.Hash = h[:]
+	if err := s.putAPIKey(ctx, k); err != nil {
+		return nil, "", err
+	}
+	return k, value, nil
+}
+
+// DeleteAPIKey deletes the tenant's key. Other replicas stop accepting it within DefaultCacheTTL.
+func (s *Service) DeleteAPIKey(ctx context.Context, tenantID, id string) error {
+	if _, err := s.apiKeyOf(ctx, tenantID, id); err != nil {
+		return err
+	}
+	if _, err := s.store.DeleteRecord(ctx, store.KindAPIKey, id); err != nil {
+		return err
+	}
+	s.forgetKey(id)
+	return nil
+}
+
+func (s *Service) putAPIKey(ctx context.Context, k *APIKey) error {
+	raw, err := json.Marshal(k)
+	if err != nil {
+		return fmt.Errorf("encode API key: %w", err)
+	}
+	if err := s.store.PutRecord(ctx, store.KindAPIKey, k.ID, raw); err != nil {
+		return err
+	}
+	s.forgetKey(k.ID)
+	return nil
+}
+
+func (s *Service) forgetKey(id string) {
+	s.mu.Lock()
+	delete(s.cache, id)
+	s.mu.Unlock()
+}
+
+func (s *Service) forgetTenant(id string) {
+	s.mu.Lock()
+	for k, c := range s.cache {
+		if c.tenant.ID == id {
+			delete(s.cache, k)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// PrincipalSecretPrefix starts every principal secret, so that secret scanners can find leaked ones.
+const PrincipalSecretPrefix = "tap_"
+
+// Principal is a user or service account of a tenant that can obtain tokens with its own secret.
+type Principal struct {
+	Identifier  string    `json:"id"`
+	Tenant      string    `json:"tenant"`
+	DisplayName string    `json:"name,omitempty"`
+	Scopes      []string  `json:"scopes,omitempty"`
+	Audience    []string  `json:"aud,omitempty"`
+	SecretHash  []byte    `json:"hash,omitempty"`
+	CreatedAt   time.Time `json:"created"`
+}
+
+func principalID(tenantID, identifier string) string { return tenantID + "/" + identifier }
+
+// validatePrincipal reports what is wrong with p's definition.
+func validatePrincipal(p *Principal) error {
+	var problems []string
+	if p.Identifier == "" || len(p.Identifier) > 256 || !utf8.ValidString(p.Identifier) || strings.ContainsAny(p.Identifier, "/\x00") {
+		problems = append(problems, "identifier must be 1-256 bytes of UTF-8 without '/'")
+	}
+	if len(p.DisplayName) > 256 {
+		problems = append(problems, "display_name is at most 256 bytes")
+	}
+	if len(p.Scopes) > 64 || len(p.Audience) > 16 {
+		problems = append(problems, "at most 64 scopes and 16 audiences")
+	}
+	for _, sc := range p.Scopes {
+		if sc == "" || strings.ContainsAny(sc, " \t\r\n\"\\") {
+			problems = append(problems, "scopes must be non-empty without spaces, quotes or backslashes")
+			break
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// CreatePrincipal stores a new principal of tenant t (store.ErrExists when it exists). Its scopes
+// and audiences must be allowed by the tenant.
+func (s *Service) CreatePrincipal(ctx context.Context, t *Tenant, p *Principal) error {
+	p.Tenant, p.SecretHash, p.CreatedAt = t.ID, nil, s.now()
+	if err := validatePrincipal(p); err != nil {
+		return err
+	}
+	for _, sc := range p.Scopes {
+		if !Allows(t.AllowedScopes, sc) {
+			return fmt.Errorf("%w: scope %q is not allowed for this tenant", ErrInvalid, sc)
+		}
+	}
+	for _, a := range p.Audience {
+		if !Allows(t.AllowedAudiences, a) {
+			return fmt.Errorf("%w: audience %q is not allowed for this tenant", ErrInvalid, a)
+		}
+	}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encode principal: %w", err)
+	}
+	return s.store.CreateRecord(ctx, store.KindPrincipal, principalID(t.ID, p.Identifier), raw)
+}
+
+func (s *Service) principal(ctx context.Context, tenantID, identifier string) (*Principal, error) {
+	raw, err := s.store.GetRecord(ctx, store.KindPrincipal, principalID(tenantID, identifier))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrKeyNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p Principal
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, fmt.Errorf("decode principal: %w", err)
+	}
+	return &p, nil
+}
+
+// SetPrincipalSecret gives the principal a new secret, returned once; the previous one stops
+// working at once.
+func (s *Service) SetPrincipalSecret(ctx context.Context, tenantID, identifier string) (string, error) {
+	p, err := s.principal(ctx, tenantID, identifier)
+	if err != nil {
+		return "", err
+	}
+	secret := PrincipalSecretPrefix + randomB64(32)
+	h := sha256.Sum256([]byte(secret))
+	p.SecretHash = h[:]
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return "", fmt.Errorf("encode principal: %w", err)
+	}
+	if err := s.store.PutRecord(ctx, store.KindPrincipal, principalID(tenantID, identifier), raw); err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
+// DeletePrincipal deletes the principal. Its sessions live on until revoked (RevokeSessions).
+func (s *Service) DeletePrincipal(ctx context.Context, tenantID, identifier string) error {
+	existed, err := s.store.DeleteRecord(ctx, store.KindPrincipal, principalID(tenantID, identifier))
+	if err != nil {
+		return err
+	}
+	if !existed {
+		return ErrKeyNotFound
+	}
+	return nil
+}
+
+// AuthenticatePrincipal returns the principal whose identifier and secret were presented, or
+// ErrUnauthenticated without saying which part was wrong.
+func (s *Service) AuthenticatePrincipal(ctx context.Context, tenantID, identifier, secret string) (*Principal, error) {
+	h := sha256.Sum256([]byte(secret))
+	p, err := s.principal(ctx, tenantID, identifier)
+	if errors.Is(err, ErrKeyNotFound) || (err == nil && p.SecretHash == nil) {
+		return nil, ErrUnauthenticated
+	}
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare(h[:], p.SecretHash) != 1 {
+		return nil, ErrUnauthenticated
+	}
+	return p, nil
+}
