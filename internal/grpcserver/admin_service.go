@@ -349,4 +349,3 @@ func (s *adminService) DeletePrincipal(ctx context.Context, req *tokenauthorityv
 	}
 	return &tokenauthorityv1.DeletePrincipalResponse{}, nil
 }
-

@@ -110,6 +110,9 @@ const reloadInterval = time.Second
 
 // NewManager returns a manager that encrypts key sets under kek (32 bytes).
 func NewManager(s Store, kek []byte, now func() time.Time) (*Manager, error) {
+	if len(kek) != 32 {
+		return nil, fmt.Errorf("key-encryption key: %d bytes, want 32 (AES-256)", len(kek))
+	}
 	block, err := aes.NewCipher(kek)
 	if err != nil {
 		return nil, fmt.Errorf("key-encryption key: %w", err)
