@@ -56,6 +56,7 @@ const (
 	varMaxAccessTTL     = envPrefix + "MAX_ACCESS_TTL"
 	varMaxRefreshTTL    = envPrefix + "MAX_REFRESH_TTL"
 	varShutdownTimeout  = envPrefix + "SHUTDOWN_TIMEOUT"
+	varKeyPrePublish    = envPrefix + "KEY_PREPUBLISH"
 	varLogLevel         = envPrefix + "LOG_LEVEL"
 	varLogFormat        = envPrefix + "LOG_FORMAT"
 )
@@ -70,6 +71,8 @@ const (
 	defaultMaxAccessTTL    = time.Hour
 	defaultMaxRefreshTTL   = 720 * time.Hour
 	defaultShutdownTimeout = 10 * time.Second
+	defaultKeyPrePublish   = 5 * time.Minute
+	maxKeyPrePublish       = 24 * time.Hour
 )
 
 // setting describes one flag and its variable for registration and usage.
@@ -98,6 +101,7 @@ var settings = []setting{
 	{env: varMaxAccessTTL, arg: "duration", help: "longest access-token lifetime, at least -access-ttl", devDef: defaultMaxAccessTTL.String()},
 	{env: varMaxRefreshTTL, arg: "duration", help: "longest session lifetime, at least -refresh-ttl", devDef: defaultMaxRefreshTTL.String()},
 	{env: varShutdownTimeout, arg: "duration", help: "time allowed for a graceful shutdown", devDef: defaultShutdownTimeout.String()},
+	{env: varKeyPrePublish, arg: "duration", help: "how long a rotated signing key is published before it signs (JWKS caches refresh in that time), from 0s to 24h", devDef: defaultKeyPrePublish.String()},
 	{env: varLogLevel, arg: "level", help: "log level: debug, info, warn or error", devDef: "info"},
 	{env: varLogFormat, arg: "format", help: "log format: text or json", devDef: logFormatText, prodDef: logFormatJSON},
 }
@@ -131,6 +135,9 @@ type Config struct {
 	AccessTTL, RefreshTTL, MaxAccessTTL, MaxRefreshTTL time.Duration
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration
+	// KeyPrePublish is how long a rotated signing key is in the JWKS before it signs; it is also
+	// the JWKS's cache lifetime.
+	KeyPrePublish time.Duration
 
 	LogLevel slog.Level
 	// LogFormat is "text" or "json".
@@ -223,6 +230,12 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	c.RefreshTTL, ok = p.positiveDuration(varRefreshTTL, defaultRefreshTTL)
 	c.MaxRefreshTTL = p.maxDuration(varMaxRefreshTTL, defaultMaxRefreshTTL, varRefreshTTL, c.RefreshTTL, ok)
 	c.ShutdownTimeout, _ = p.positiveDuration(varShutdownTimeout, defaultShutdownTimeout)
+	c.KeyPrePublish = p.duration(varKeyPrePublish, defaultKeyPrePublish, func(d time.Duration) error {
+		if d < 0 || d > maxKeyPrePublish {
+			return fmt.Errorf("must be between 0s and %v, got %v", maxKeyPrePublish, d)
+		}
+		return nil
+	})
 
 	c.LogLevel = p.logLevel()
 	c.LogFormat = p.oneOf(varLogFormat, pick(prod, logFormatJSON, logFormatText), logFormatText, logFormatJSON)
@@ -458,6 +471,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.Duration("max_access_ttl", c.MaxAccessTTL),
 		slog.Duration("max_refresh_ttl", c.MaxRefreshTTL),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Duration("key_prepublish", c.KeyPrePublish),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.String("master_key", redacted),

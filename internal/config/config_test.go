@@ -281,6 +281,8 @@ func TestParseInvalid(t *testing.T) {
 		{name: "grace not a duration", env: map[string]string{varRefreshGrace: "soon"}, want: []string{varRefreshGrace + `: invalid duration "soon"`}},
 		{name: "grace negative", env: map[string]string{varRefreshGrace: "-1s"}, want: []string{varRefreshGrace + ": must be between 0s and 1m0s, got -1s"}},
 		{name: "grace too long", env: map[string]string{varRefreshGrace: "61s"}, want: []string{varRefreshGrace + ": must be between 0s and 1m0s, got 1m1s"}},
+		{name: "pre-publish negative", env: map[string]string{varKeyPrePublish: "-1m"}, want: []string{varKeyPrePublish + ": must be between 0s and 24h0m0s, got -1m0s"}},
+		{name: "pre-publish too long", env: map[string]string{varKeyPrePublish: "25h"}, want: []string{varKeyPrePublish + ": must be between 0s and 24h0m0s, got 25h0m0s"}},
 		{name: "access ttl not a duration", env: map[string]string{varAccessTTL: "abc"}, want: []string{varAccessTTL + `: invalid duration "abc"`}},
 		{name: "access ttl zero", env: map[string]string{varAccessTTL: "0"}, want: []string{varAccessTTL + ": must be positive, got 0s"}},
 		{name: "access ttl flag", args: []string{"-access-ttl", "abc"}, want: []string{"-access-ttl (" + varAccessTTL + `): invalid duration "abc"`}},
