@@ -89,7 +89,10 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 	}
 	a.http = &http.Server{
 		Handler: httpserver.New(httpserver.Config{
-			Keys: km, Gatherer: reg, Ready: a.ready.Load, Logger: log, JWKSMaxAge: 5 * time.Minute,
+			Keys: km, Gatherer: reg, Ready: a.ready.Load, Logger: log,
+			// A cache that holds the JWKS no longer than the pre-publish delay has every new key
+			// before it signs.
+			JWKSMaxAge: cfg.KeyPrePublish,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
