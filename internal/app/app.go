@@ -64,7 +64,10 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 		a.store = redisstore.New(client)
 		a.closers = append(a.closers, client.Close)
 	}
-	km, err := keys.NewManager(a.store, cfg.KeyEncryptionKey, a.now)
+	km, err := keys.NewManager(a.store, cfg.KeyEncryptionKey, a.now,
+		keys.WithPrePublish(cfg.KeyPrePublish),
+		// A retired key stays published while a token it signed can still be valid.
+		keys.WithRetention(cfg.MaxAccessTTL+token.DefaultLeeway+time.Minute))
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +139,7 @@ func (a *App) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 		return nil
 	})
 	g.Go(func() error { return a.watchStore(gctx) })
+	g.Go(func() error { return a.refreshKeys(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		a.shutdown()
@@ -186,6 +190,23 @@ func (a *App) watchStore(ctx context.Context) error {
 		case <-t.C:
 			if err := a.checkReady(ctx); err != nil {
 				return err
+			}
+		}
+	}
+}
+
+// refreshKeys re-reads the cached key sets once a second, so that a key rotated or withdrawn
+// through another replica takes effect here within about a second.
+func (a *App) refreshKeys(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := a.keys.Refresh(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn("refreshing signing keys failed; keeping the cached ones", slog.String("error", err.Error()))
 			}
 		}
 	}

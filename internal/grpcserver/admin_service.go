@@ -39,6 +39,9 @@ type KeyAdmin interface {
 	PublicKeys
 	Ensure(ctx context.Context, tenant string, alg keys.Algorithm) error
 	Delete(ctx context.Context, tenant string) error
+	Rotate(ctx context.Context, tenant string, alg keys.Algorithm) (*keys.Key, error)
+	Withdraw(ctx context.Context, tenant, kid string) error
+	Keys(ctx context.Context, tenant string) ([]*keys.Key, error)
 }
 
 // adminService implements tokenauthority.v1.AdminService.
@@ -348,4 +351,54 @@ func (s *adminService) DeletePrincipal(ctx context.Context, req *tokenauthorityv
 		return nil, toStatus(ctx, s.log, err)
 	}
 	return &tokenauthorityv1.DeletePrincipalResponse{}, nil
+}
+
+func signingKeyToProto(k *keys.Key) *tokenauthorityv1.SigningKey {
+	out := &tokenauthorityv1.SigningKey{
+		Kid:          k.ID,
+		Algorithm:    algorithmToProto(string(k.Algorithm)),
+		PublishTime:  timestamppb.New(k.PublishedAt),
+		ActivateTime: timestamppb.New(k.ActivatesAt),
+	}
+	if !k.RetiredAt.IsZero() {
+		out.RetireTime = timestamppb.New(k.RetiredAt)
+	}
+	return out
+}
+
+func (s *adminService) RotateSigningKey(ctx context.Context, req *tokenauthorityv1.RotateSigningKeyRequest) (*tokenauthorityv1.RotateSigningKeyResponse, error) {
+	t, err := targetTenant(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, err
+	}
+	var alg keys.Algorithm // unspecified: the current signer's algorithm
+	if req.GetAlgorithm() != tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_UNSPECIFIED {
+		a, ok := algorithms[req.GetAlgorithm()]
+		if !ok {
+			return nil, status.Error(codes.InvalidArgument, "algorithm: unknown value")
+		}
+		alg = a
+	}
+	k, err := s.keys.Rotate(ctx, t.ID, alg)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelWarn, "signing key rotated", slog.String("audit", "key_rotated"), slog.String("tenant", t.ID),
+		slog.String("kid", k.ID), slog.Time("activates_at", k.ActivatesAt))
+	return &tokenauthorityv1.RotateSigningKeyResponse{Key: signingKeyToProto(k)}, nil
+}
+
+func (s *adminService) WithdrawSigningKey(ctx context.Context, req *tokenauthorityv1.WithdrawSigningKeyRequest) (*tokenauthorityv1.WithdrawSigningKeyResponse, error) {
+	t, err := targetTenant(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, err
+	}
+	if req.GetKid() == "" || len(req.GetKid()) > 64 {
+		return nil, status.Error(codes.InvalidArgument, "kid is required")
+	}
+	if err := s.keys.Withdraw(ctx, t.ID, req.GetKid()); err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelWarn, "signing key withdrawn", slog.String("audit", "key_withdrawn"), slog.String("tenant", t.ID), slog.String("kid", req.GetKid()))
+	return &tokenauthorityv1.WithdrawSigningKeyResponse{}, nil
 }

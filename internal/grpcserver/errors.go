@@ -47,6 +47,10 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return status.Error(codes.AlreadyExists, "already exists")
 	case errors.Is(err, keys.ErrNoKeys):
 		return status.Error(codes.FailedPrecondition, "the tenant has no signing keys")
+	case errors.Is(err, keys.ErrUnknownKey):
+		return status.Error(codes.NotFound, "no such signing key in this tenant")
+	case errors.Is(err, keys.ErrConflict):
+		return status.Error(codes.Aborted, "another replica changed the keys at the same time; retry")
 	}
 	log.LogAttrs(ctx, slog.LevelError, "internal error", slog.String("error", err.Error()))
 	return status.Error(codes.Internal, "internal error")

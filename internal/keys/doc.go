@@ -3,4 +3,37 @@
 // (AES-256-GCM under the key-encryption key, bound to the tenant by the associated data), and the
 // JWKS that publishes the public halves. Key sets live in the store so that every replica shares
 // them; each replica caches them in memory.
+//
+// # Lifecycle
+//
+// Every key carries three times, stored with it in the sealed set:
+//
+//   - PublishedAt: the key is in the JWKS from then on.
+//   - ActivatesAt: the key signs from then on. The signer is always the newest key whose
+//     ActivatesAt has come, so a key takes over on every replica when its time comes, without
+//     another write.
+//   - RetiredAt: the ActivatesAt of the key's successor, zero while it has none. A retired key
+//     stays published and verifies for the retention (WithRetention, which must cover the longest
+//     access-token lifetime plus the leeway); after that it is gone everywhere at once, and the
+//     next write drops it from the set.
+//
+// Key sets written before these times existed open with every key published and active since its
+// creation.
+//
+// Rotate publishes a new key at once and activates it after the pre-publish delay
+// (WithPrePublish), so that verifiers caching the JWKS for no longer than the delay have the key
+// before the first token it signs; the old key keeps signing meanwhile, and verifying for the
+// retention after it. Nobody is logged out. Withdraw removes a key at once, for a key that may have
+// leaked: every token it signed stops verifying. If no remaining key has started signing, a
+// replacement of the same algorithm is published and signs at once.
+//
+// Both are read-modify-write updates of the tenant's sealed record. The store has no
+// compare-and-swap, so they check the record before writing and read it back after, retrying a
+// few times before reporting ErrConflict; two replicas writing within one read-back window can
+// still both believe they won (see Manager.update).
+//
+// Each replica answers from its cache. Refresh re-reads every cached set, so that a rotation or
+// withdrawal elsewhere takes effect within the refresh period; an unknown kid also makes
+// VerificationKey re-read the set, at most once per second per tenant, so that a key published
+// elsewhere is found at once.
 package keys

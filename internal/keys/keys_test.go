@@ -44,6 +44,8 @@ type env struct {
 	clock *storetest.Clock
 	store *memory.Store
 	m     *keys.Manager
+	// opts configure m, and the replicas that replica returns.
+	opts []keys.Option
 }
 
 func newEnv(t testing.TB) *env {

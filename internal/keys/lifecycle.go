@@ -1,0 +1,302 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tokenauthority/tokenauthority/internal/store"
+)
+
+// DefaultRetention is how long a manager keeps a retired key published unless WithRetention says
+// otherwise: an hour of access-token lifetime and a minute of leeway.
+const DefaultRetention = time.Hour + time.Minute
+
+// Option configures a Manager.
+type Option func(*Manager)
+
+// WithPrePublish makes Rotate publish a new key d before it starts signing, so that verifiers
+// holding a cached JWKS have it before the first token it signs (default 0: it signs at once).
+// NewManager rejects a negative d.
+func WithPrePublish(d time.Duration) Option {
+	return func(m *Manager) { m.prePublish = d }
+}
+
+// WithRetention sets how long a retired key stays published and verifies after its successor
+// starts signing. It must cover the longest access-token lifetime plus the verification leeway,
+// or rotation logs people out (default DefaultRetention). NewManager rejects a negative d.
+func WithRetention(d time.Duration) Option {
+	return func(m *Manager) { m.retention = d }
+}
+
+// maxAttempts bounds the read-modify-write attempts of one Rotate or Withdraw.
+const maxAttempts = 3
+
+// Rotate adds a new key of alg to the tenant's set (the current signer's algorithm when alg is
+// empty). The key is published at once and starts signing after the pre-publish delay; the key it
+// replaces then retires and verifies for the retention. Keys retired longer ago than the retention
+// leave the set. Rotate returns a description of the new key (see Keys), an error wrapping
+// ErrNoKeys for a tenant without keys, or one wrapping ErrConflict when concurrent writers kept
+// overwriting the set.
+func (m *Manager) Rotate(ctx context.Context, tenant string, alg Algorithm) (*Key, error) {
+	cur, err := m.load(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	if alg == "" {
+		alg = cur.signer(m.now()).Algorithm
+	}
+	// Generated once, outside the update: an RSA key takes long enough to widen the window
+	// between reading the set and writing it back.
+	nk, err := generate(alg, m.now())
+	if err != nil {
+		return nil, err
+	}
+	updated, err := m.update(ctx, tenant, change{
+		apply: func(ks *keyset, now time.Time) error {
+			m.prune(ks, now)
+			k := *nk
+			k.PublishedAt, k.ActivatesAt = now, now.Add(m.prePublish)
+			ks.keys = append(ks.keys, &k)
+			return nil
+		},
+		applied: func(ks *keyset, _ time.Time) bool {
+			_, ok := ks.byID[nk.ID]
+			return ok
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rotate signing key of tenant %q: %w", tenant, err)
+	}
+	return describe(updated.byID[nk.ID], m.now()), nil
+}
+
+// Withdraw removes the tenant's key kid at once: every token it signed stops verifying, on this
+// replica now and on the others at their next Refresh. When no remaining key has started signing,
+// a new key of the withdrawn key's algorithm is published and signs at once, without the
+// pre-publish delay. Otherwise the newest remaining active key signs. It returns an error wrapping
+// ErrUnknownKey for a kid that is not in the set (or whose retention has passed), ErrNoKeys for a
+// tenant without keys, or ErrConflict as Rotate does.
+func (m *Manager) Withdraw(ctx context.Context, tenant, kid string) error {
+	var replacement *Key
+	_, err := m.update(ctx, tenant, change{
+		apply: func(ks *keyset, now time.Time) error {
+			m.prune(ks, now)
+			i := ks.index(kid)
+			if i < 0 {
+				return fmt.Errorf("key %q: %w", kid, ErrUnknownKey)
+			}
+			withdrawn := ks.keys[i]
+			ks.keys = append(ks.keys[:i:i], ks.keys[i+1:]...)
+			if ks.active(now) != nil {
+				return nil
+			}
+			if replacement == nil || replacement.Algorithm != withdrawn.Algorithm {
+				var err error
+				if replacement, err = generate(withdrawn.Algorithm, now); err != nil {
+					return err
+				}
+			}
+			k := *replacement
+			k.PublishedAt, k.ActivatesAt = now, now
+			ks.keys = append(ks.keys, &k)
+			return nil
+		},
+		applied: func(ks *keyset, now time.Time) bool {
+			k, ok := ks.byID[kid]
+			return !ok || expired(k, now, m.retention)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("withdraw signing key of tenant %q: %w", tenant, err)
+	}
+	return nil
+}
+
+// Keys describes the tenant's keys, in activation order, as the store holds them now: every key
+// that signs, waits to sign, or verifies within the retention. The descriptions are copies that
+// carry the ID, the algorithm, the lifecycle times and, for asymmetric keys, the public half;
+// never SignKey, and no VerifyKey for HS256 keys (whose verification key is the secret).
+func (m *Manager) Keys(ctx context.Context, tenant string) ([]*Key, error) {
+	ks, err := m.load(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	now := m.now()
+	out := make([]*Key, 0, len(ks.keys))
+	for _, k := range ks.keys {
+		if !expired(k, now, m.retention) {
+			out = append(out, describe(k, now))
+		}
+	}
+	return out, nil
+}
+
+// Refresh re-reads the key set of every tenant this manager has cached, with one store read each,
+// replacing the cached set, or forgetting it when the record is gone. Calling it every second
+// makes a withdrawal or rotation on another replica take effect here within about a second. A
+// tenant whose set cannot be read or opened keeps its cached set; Refresh reports every such
+// failure in one error.
+func (m *Manager) Refresh(ctx context.Context) error {
+	m.mu.RLock()
+	tenants := make([]string, 0, len(m.sets))
+	for t := range m.sets {
+		tenants = append(tenants, t)
+	}
+	m.mu.RUnlock()
+
+	var errs []error
+	for _, t := range tenants {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		seq := m.seq.Add(1)
+		blob, err := m.readBlob(ctx, t)
+		if errors.Is(err, ErrNoKeys) {
+			m.drop(t, seq)
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("refresh key set of tenant %q: %w", t, err))
+			continue
+		}
+		m.mu.RLock()
+		cur := m.sets[t]
+		m.mu.RUnlock()
+		if cur != nil && bytes.Equal(cur.blob, blob) {
+			continue
+		}
+		ks, err := m.open(t, blob)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("refresh: %w", err))
+			continue
+		}
+		ks.seq = seq
+		m.install(t, ks, true)
+	}
+	return errors.Join(errs...)
+}
+
+// change is one read-modify-write of a tenant's key set.
+type change struct {
+	// apply modifies ks, freshly opened from the store, at now. The update normalizes ks after.
+	apply func(ks *keyset, now time.Time) error
+	// applied reports whether ks, read from the store after an attempt, has the change: another
+	// writer may have overwritten this attempt's record with one built on it.
+	applied func(ks *keyset, now time.Time) bool
+}
+
+// update applies c to the tenant's stored key set, caches the result and returns the set read
+// back that has the change (the cache may meanwhile hold a set read later).
+//
+// The store offers no compare-and-swap, so the update is optimistic: it reads the set, applies
+// the change, checks that the record is still the one it read, writes, then reads the record
+// back. If the record read back is neither this write nor a set that has the change, another
+// writer overwrote it, and the update starts over, at most maxAttempts times; then it reports
+// ErrConflict. Updates through one Manager are serialized, so only writers on other replicas race.
+//
+// A race remains: a writer that checked the record before this write and writes after this
+// read-back silently drops this change, although this update has already reported success (and
+// the two writers each believe they won). A concurrent Delete can likewise be undone by a write
+// that follows it. This is acceptable because rotation and withdrawal are rare operator actions:
+// the loser's key is simply not in the set (Keys shows it; rotating again fixes it), and an update
+// returns a key only after reading it back in the stored set. The one harmful loss is of a
+// withdrawal, whose key comes back: an operator withdrawing a key while another replica rotates
+// should confirm with Keys that it is gone.
+func (m *Manager) update(ctx context.Context, tenant string, c change) (*keyset, error) {
+	select {
+	case m.writes <- struct{}{}:
+		defer func() { <-m.writes }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	for attempt := range maxAttempts {
+		seq := m.seq.Add(1)
+		ks, err := m.read(ctx, tenant)
+		if err != nil {
+			return nil, err
+		}
+		now := m.now()
+		if attempt > 0 && c.applied(ks, now) {
+			// Another writer built on an earlier attempt's record.
+			ks.seq, ks.loadedAt = seq, now
+			m.install(tenant, ks, false)
+			return ks, nil
+		}
+		read := ks.blob
+		if err := c.apply(ks, now); err != nil {
+			return nil, err
+		}
+		ks.normalize()
+		blob, err := m.seal(tenant, ks)
+		if err != nil {
+			return nil, err
+		}
+		// Narrow the window in which another writer can be overwritten unseen.
+		if cur, err := m.readBlob(ctx, tenant); err != nil {
+			return nil, err
+		} else if !bytes.Equal(cur, read) {
+			continue
+		}
+		if err := m.store.PutRecord(ctx, store.KindKeyset, tenant, blob); err != nil {
+			return nil, fmt.Errorf("store key set: %w", err)
+		}
+		seq = m.seq.Add(1)
+		back, err := m.readBlob(ctx, tenant)
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Equal(back, blob) {
+			ks.blob, ks.seq, ks.loadedAt = blob, seq, m.now()
+			m.install(tenant, ks, false)
+			return ks, nil
+		}
+		if other, err := m.open(tenant, back); err == nil && c.applied(other, m.now()) {
+			other.seq, other.loadedAt = seq, m.now()
+			m.install(tenant, other, false)
+			return other, nil
+		}
+	}
+	return nil, ErrConflict
+}
+
+// prune drops the keys whose retention has passed at now. The signer and keys that do not sign
+// yet have not retired (their RetiredAt is zero or still to come), so they always stay.
+func (m *Manager) prune(ks *keyset, now time.Time) {
+	signer := ks.signer(now)
+	kept := ks.keys[:0:0]
+	for _, k := range ks.keys {
+		if k == signer || k.ActivatesAt.After(now) || !expired(k, now, m.retention) {
+			kept = append(kept, k)
+		}
+	}
+	ks.keys = kept
+}
+
+// index returns the position of key kid in ks.keys, or -1.
+func (ks *keyset) index(kid string) int {
+	for i, k := range ks.keys {
+		if k.ID == kid {
+			return i
+		}
+	}
+	return -1
+}
+
+// describe returns a copy of k without its secret: no SignKey, and no VerifyKey for HS256. Its
+// RetiredAt is zero until that time has come at now.
+func describe(k *Key, now time.Time) *Key {
+	d := &Key{
+		ID: k.ID, Algorithm: k.Algorithm, Method: k.Method, CreatedAt: k.CreatedAt,
+		PublishedAt: k.PublishedAt, ActivatesAt: k.ActivatesAt,
+	}
+	if k.Algorithm != HS256 {
+		d.VerifyKey = k.VerifyKey
+	}
+	if !k.RetiredAt.After(now) {
+		d.RetiredAt = k.RetiredAt
+	}
+	return d
+}

@@ -1,0 +1,210 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenauthority/tokenauthority/internal/store"
+)
+
+// mapStore is a minimal Store. The memory store cannot be used here: it imports token, which
+// imports keys.
+type mapStore struct {
+	mu   sync.Mutex
+	recs map[string][]byte
+}
+
+func newMapStore() *mapStore { return &mapStore{recs: map[string][]byte{}} }
+
+func (s *mapStore) CreateRecord(_ context.Context, kind, id string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.recs[kind+"/"+id]; ok {
+		return fmt.Errorf("create %s record: %w", kind, store.ErrExists)
+	}
+	s.recs[kind+"/"+id] = bytes.Clone(value)
+	return nil
+}
+
+func (s *mapStore) PutRecord(_ context.Context, kind, id string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recs[kind+"/"+id] = bytes.Clone(value)
+	return nil
+}
+
+func (s *mapStore) GetRecord(_ context.Context, kind, id string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.recs[kind+"/"+id]
+	if !ok {
+		return nil, fmt.Errorf("get %s record: %w", kind, store.ErrNotFound)
+	}
+	return bytes.Clone(v), nil
+}
+
+func (s *mapStore) DeleteRecord(_ context.Context, kind, id string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.recs[kind+"/"+id]
+	delete(s.recs, kind+"/"+id)
+	return ok, nil
+}
+
+// legacyKey and legacyKeyset are the plaintext format of a sealed key set as written before keys
+// had lifecycle times.
+type legacyKey struct {
+	ID        string    `json:"kid"`
+	Algorithm Algorithm `json:"alg"`
+	Private   []byte    `json:"priv"`
+	CreatedAt time.Time `json:"created"`
+}
+
+type legacyKeyset struct {
+	Keys       []legacyKey `json:"keys"`
+	RefreshKey []byte      `json:"rk"`
+}
+
+// sealLegacy seals a key set of one key of alg, created at created, in the format written before
+// keys had lifecycle times, and returns the key.
+func sealLegacy(t *testing.T, m *Manager, tenant string, alg Algorithm, created time.Time) ([]byte, *Key) {
+	t.Helper()
+	k, err := generate(alg, created)
+	if err != nil {
+		t.Fatalf("generate: %v", err)
+	}
+	priv, ok := k.SignKey.([]byte)
+	if !ok {
+		if priv, err = x509.MarshalPKCS8PrivateKey(k.SignKey); err != nil {
+			t.Fatalf("MarshalPKCS8PrivateKey: %v", err)
+		}
+	}
+	plain, err := json.Marshal(legacyKeyset{
+		Keys:       []legacyKey{{ID: k.ID, Algorithm: alg, Private: priv, CreatedAt: created}},
+		RefreshKey: bytes.Repeat([]byte{7}, 32),
+	})
+	if err != nil {
+		t.Fatalf("Marshal: %v", err)
+	}
+	return m.sealPlain(tenant, plain), k
+}
+
+// unseal returns the plaintext of a sealed key set.
+func unseal(t *testing.T, m *Manager, tenant string, blob []byte) []byte {
+	t.Helper()
+	ns := m.aead.NonceSize()
+	if blob[0] != sealVersion {
+		t.Fatalf("seal version %d, want %d", blob[0], sealVersion)
+	}
+	plain, err := m.aead.Open(nil, blob[1:1+ns], blob[1+ns:], aad(tenant))
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return plain
+}
+
+func TestKeySetSealedBeforeLifecycleTimesOpensAndSigns(t *testing.T) {
+	created := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := created.Add(90 * 24 * time.Hour)
+	clock := func() time.Time { return now }
+	kek := bytes.Repeat([]byte{0xC3}, 32)
+	ctx := context.Background()
+
+	for _, alg := range []Algorithm{EdDSA, ES256, RS256, HS256} {
+		t.Run(string(alg), func(t *testing.T) {
+			t.Parallel()
+			s := newMapStore()
+			writer, err := NewManager(s, kek, clock)
+			if err != nil {
+				t.Fatalf("NewManager: %v", err)
+			}
+			blob, legacy := sealLegacy(t, writer, "acme", alg, created)
+			if err := s.PutRecord(ctx, store.KindKeyset, "acme", blob); err != nil {
+				t.Fatalf("PutRecord: %v", err)
+			}
+
+			m, err := NewManager(s, kek, clock)
+			if err != nil {
+				t.Fatalf("NewManager: %v", err)
+			}
+			signer, err := m.SigningKey(ctx, "acme")
+			if err != nil {
+				t.Fatalf("SigningKey of a set without lifecycle times: %v", err)
+			}
+			if signer.ID != legacy.ID {
+				t.Fatalf("SigningKey = %q, want the set's only key %q", signer.ID, legacy.ID)
+			}
+			sig, err := signer.Method.Sign("header.payload", signer.SignKey)
+			if err != nil {
+				t.Fatalf("Sign: %v", err)
+			}
+			vk, err := m.VerificationKey(ctx, "acme", legacy.ID)
+			if err != nil {
+				t.Fatalf("VerificationKey: %v", err)
+			}
+			if err := vk.Method.Verify("header.payload", sig, vk.VerifyKey); err != nil {
+				t.Errorf("the key verifies not its own signature: %v", err)
+			}
+
+			list, err := m.Keys(ctx, "acme")
+			if err != nil {
+				t.Fatalf("Keys: %v", err)
+			}
+			if len(list) != 1 {
+				t.Fatalf("Keys has %d keys, want 1", len(list))
+			}
+			if k := list[0]; !k.PublishedAt.Equal(created) || !k.ActivatesAt.Equal(created) || !k.RetiredAt.IsZero() {
+				t.Errorf("Keys = published %v, activates %v, retired %v; want published and active since %v, not retired",
+					k.PublishedAt, k.ActivatesAt, k.RetiredAt, created)
+			}
+			pub, err := m.PublicKeys(ctx, "acme")
+			if err != nil {
+				t.Fatalf("PublicKeys: %v", err)
+			}
+			if want := map[bool]int{true: 0, false: 1}[alg == HS256]; len(pub) != want {
+				t.Errorf("PublicKeys has %d keys, want %d", len(pub), want)
+			}
+
+			// A rotation rewrites the set in the same version, with the times, still readable by
+			// the format before them.
+			nk, err := m.Rotate(ctx, "acme", "")
+			if err != nil {
+				t.Fatalf("Rotate: %v", err)
+			}
+			rec, err := s.GetRecord(ctx, store.KindKeyset, "acme")
+			if err != nil {
+				t.Fatalf("GetRecord: %v", err)
+			}
+			plain := unseal(t, m, "acme", rec)
+			var old legacyKeyset
+			if err := json.Unmarshal(plain, &old); err != nil || len(old.Keys) != 2 {
+				t.Fatalf("the rewritten set in the old format: %d keys, %v; want 2 keys", len(old.Keys), err)
+			}
+			var stored storedKeyset
+			if err := json.Unmarshal(plain, &stored); err != nil {
+				t.Fatalf("Unmarshal: %v", err)
+			}
+			byID := map[string]storedKey{}
+			for _, sk := range stored.Keys {
+				byID[sk.ID] = sk
+			}
+			if sk := byID[legacy.ID]; !sk.ActivatesAt.Equal(created) || !sk.RetiredAt.Equal(now) {
+				t.Errorf("stored old key: activates %v, retired %v; want %v, %v", sk.ActivatesAt, sk.RetiredAt, created, now)
+			}
+			if sk := byID[nk.ID]; !sk.PublishedAt.Equal(now) || !sk.ActivatesAt.Equal(now) || !sk.RetiredAt.IsZero() {
+				t.Errorf("stored new key: published %v, activates %v, retired %v; want %v, %v, zero",
+					sk.PublishedAt, sk.ActivatesAt, sk.RetiredAt, now, now)
+			}
+			if bytes.Count(plain, []byte(`"retired"`)) != 1 {
+				t.Errorf("the stored set has %d retirement times, want 1 (a zero time is left out)",
+					bytes.Count(plain, []byte(`"retired"`)))
+			}
+		})
+	}
+}
