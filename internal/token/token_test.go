@@ -243,6 +243,19 @@ func TestVerifyReasons(t *testing.T) {
 			p := f.issue(t, func(r *token.IssueRequest) { r.Tenant = f.other })
 			return p.AccessToken, nil
 		}, token.ReasonUnknownKey},
+		{"another tenant's key under a colliding kid", func(t *testing.T, f *fixture) (string, func(*token.VerifyRequest)) {
+			// Same issuer (the fixture's tenants share one), same algorithm, same audience, and
+			// the kid of this tenant's key: only the signature tells, and it does not verify.
+			mine, _ := f.keys.SigningKey(ctx, f.tenant.ID)
+			theirs, _ := f.keys.SigningKey(ctx, f.other.ID)
+			tok := jwt.NewWithClaims(theirs.Method, jwt.MapClaims(decodeSegment(t, f.issue(t, nil).AccessToken, 1)))
+			tok.Header["kid"], tok.Header["typ"] = mine.ID, "at+jwt"
+			s, err := tok.SignedString(theirs.SignKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s, nil
+		}, token.ReasonBadSignature},
 		{"tampered payload", func(t *testing.T, f *fixture) (string, func(*token.VerifyRequest)) {
 			parts := strings.Split(f.issue(t, nil).AccessToken, ".")
 			c := decodeSegment(t, f.issue(t, nil).AccessToken, 1)
