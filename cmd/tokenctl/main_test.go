@@ -267,15 +267,24 @@ var outputs struct {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if leaked() {
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// leaked reports whether any output of any test run contains the API key.
+func leaked() bool {
 	outputs.mu.Lock()
 	defer outputs.mu.Unlock()
+	found := false
 	for _, out := range outputs.all {
 		if strings.Contains(out, testKey) {
 			fmt.Fprintf(os.Stderr, "an output of tokenctl contains the API key:\n%s\n", out)
-			code = 1
+			found = true
 		}
 	}
-	os.Exit(code)
+	return found
 }
 
 type result struct {

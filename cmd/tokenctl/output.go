@@ -17,6 +17,8 @@ import (
 )
 
 // Warnings printed with the secrets that an RPC returns once.
+//
+//nolint:gosec // G101 matches "secret" in these warnings, which hold none.
 const (
 	warnKey    = "store this key now: it is not shown again"
 	warnSecret = "store this secret now: it is not shown again"

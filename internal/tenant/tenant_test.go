@@ -363,7 +363,7 @@ func TestAuthenticateConcurrently(t *testing.T) {
 			go func() {
 				_, err := e.svc.Authenticate(e.ctx, cred)
 				if wantOK := i < 2; wantOK != (err == nil) {
-					errs <- fmt.Errorf("Authenticate(credential %d) = %v, want success %v", i, err, wantOK)
+					errs <- fmt.Errorf("Authenticate(credential %d) = %w, want success %v", i, err, wantOK)
 					return
 				}
 				errs <- nil
