@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -76,8 +77,19 @@ func testConfig(t *testing.T, redisURL string) *config.Config {
 
 func start(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
+	return startLogging(t, cfg, nil)
+}
+
+// startLogging is start with the server's log also written to w (when not nil) instead of only
+// to the buffer that the secret checks read.
+func startLogging(t *testing.T, cfg *config.Config, w io.Writer) *running {
+	t.Helper()
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	var out io.Writer = logs
+	if w != nil {
+		out = w
+	}
+	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	a, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)

@@ -46,7 +46,13 @@ func TestPerformanceRatios(t *testing.T) {
 	}
 	cfg := testConfig(t, storeURL)
 	cfg.LogLevel = slog.LevelInfo // as in production: audit events on, per-call debug lines off
-	r := start(t, cfg)
+	// As in production, the log goes to a file descriptor, not to a buffer growing in memory.
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "server.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	r := startLogging(t, cfg, logFile)
 	addr := r.conn.Target()
 	ts := tokenauthorityv1.NewTokenServiceClient(r.conn)
 	ctx := withKey(r.devKey)
