@@ -95,21 +95,14 @@ func (s *Service) ListAPIKeys(ctx context.Context, tenantID string) ([]*APIKey, 
 
 // apiKeyOf returns the tenant's key id, or ErrKeyNotFound (also for another tenant's key).
 func (s *Service) apiKeyOf(ctx context.Context, tenantID, id string) (*APIKey, error) {
-	raw, err := s.store.GetRecord(ctx, store.KindAPIKey, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrKeyNotFound
-	}
+	k, err := getRecord[APIKey](ctx, s.store, store.KindAPIKey, id, ErrKeyNotFound)
 	if err != nil {
 		return nil, err
-	}
-	var k APIKey
-	if err := json.Unmarshal(raw, &k); err != nil {
-		return nil, fmt.Errorf("decode API key: %w", err)
 	}
 	if k.Tenant != tenantID {
 		return nil, ErrKeyNotFound
 	}
-	return &k, nil
+	return k, nil
 }
 
 // RotateAPIKey gives the tenant's key a new value; the old one keeps working for overlap (at most
@@ -240,18 +233,7 @@ func (s *Service) CreatePrincipal(ctx context.Context, t *Tenant, p *Principal) 
 }
 
 func (s *Service) principal(ctx context.Context, tenantID, identifier string) (*Principal, error) {
-	raw, err := s.store.GetRecord(ctx, store.KindPrincipal, principalID(tenantID, identifier))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrKeyNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	var p Principal
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return nil, fmt.Errorf("decode principal: %w", err)
-	}
-	return &p, nil
+	return getRecord[Principal](ctx, s.store, store.KindPrincipal, principalID(tenantID, identifier), ErrKeyNotFound)
 }
 
 // SetPrincipalSecret gives the principal a new secret, returned once; the previous one stops

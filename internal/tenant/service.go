@@ -117,16 +117,9 @@ func (s *Service) lookup(ctx context.Context, id string) (*APIKey, *Tenant, erro
 	if ok && now.Before(c.expires) {
 		return c.key, c.tenant, nil
 	}
-	raw, err := s.store.GetRecord(ctx, store.KindAPIKey, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, ErrUnauthenticated
-	}
+	k, err := getRecord[APIKey](ctx, s.store, store.KindAPIKey, id, ErrUnauthenticated)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read API key: %w", err)
-	}
-	var k APIKey
-	if err := json.Unmarshal(raw, &k); err != nil {
-		return nil, nil, fmt.Errorf("decode API key: %w", err)
+		return nil, nil, err
 	}
 	t, err := getTenant(ctx, s.store, k.Tenant)
 	if errors.Is(err, ErrNotFound) {
@@ -139,9 +132,9 @@ func (s *Service) lookup(ctx context.Context, id string) (*APIKey, *Tenant, erro
 	if len(s.cache) > 10000 {
 		clear(s.cache)
 	}
-	s.cache[id] = cachedKey{key: &k, tenant: t, expires: now.Add(s.cacheTTL)}
+	s.cache[id] = cachedKey{key: k, tenant: t, expires: now.Add(s.cacheTTL)}
 	s.mu.Unlock()
-	return &k, t, nil
+	return k, t, nil
 }
 
 // Tenant returns a tenant.

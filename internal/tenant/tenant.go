@@ -84,16 +84,21 @@ func Allows(allowed []string, v string) bool {
 }
 
 func getTenant(ctx context.Context, s Store, id string) (*Tenant, error) {
-	raw, err := s.GetRecord(ctx, store.KindTenant, id)
+	return getRecord[Tenant](ctx, s, store.KindTenant, id, ErrNotFound)
+}
+
+// getRecord reads and decodes the record kind/id, answering notFound when there is none.
+func getRecord[T any](ctx context.Context, s Store, kind, id string, notFound error) (*T, error) {
+	raw, err := s.GetRecord(ctx, kind, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNotFound
+		return nil, notFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	var t Tenant
-	if err := json.Unmarshal(raw, &t); err != nil {
-		return nil, fmt.Errorf("decode tenant %q: %w", id, err)
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("decode %s record: %w", kind, err)
 	}
-	return &t, nil
+	return &v, nil
 }
