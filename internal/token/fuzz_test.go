@@ -11,7 +11,7 @@ import (
 // FuzzVerify feeds arbitrary strings to VerifyToken: it must never panic, never answer active for
 // anything but a token the authority issued, and fail only with ErrInvalidArgument.
 func FuzzVerify(f *testing.F) {
-	fx := newFixture(&testing.T{})
+	fx := newFixture(f)
 	p, err := fx.svc.Issue(context.Background(), token.IssueRequest{Tenant: fx.tenant, Subject: "alice"})
 	if err != nil {
 		f.Fatal(err)
@@ -39,7 +39,7 @@ func FuzzVerify(f *testing.F) {
 
 // FuzzRefresh feeds arbitrary strings to RefreshToken: only the issued refresh token may succeed.
 func FuzzRefresh(f *testing.F) {
-	fx := newFixture(&testing.T{})
+	fx := newFixture(f)
 	p, err := fx.svc.Issue(context.Background(), token.IssueRequest{Tenant: fx.tenant, Subject: "alice"})
 	if err != nil {
 		f.Fatal(err)
@@ -61,7 +61,7 @@ func FuzzRefresh(f *testing.F) {
 // FuzzIssueValidation feeds arbitrary subjects, scopes and audiences: Issue either succeeds or
 // refuses with ErrInvalidArgument, and never panics.
 func FuzzIssueValidation(f *testing.F) {
-	fx := newFixture(&testing.T{})
+	fx := newFixture(f)
 	f.Add("alice", "read", "orders", "k")
 	f.Add("", "a b", "", "sub")
 	f.Add("\xff", "\x00", "\xfe", "scope")
