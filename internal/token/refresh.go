@@ -36,7 +36,7 @@ func (s *Service) parseRefresh(ctx context.Context, t *tenant.Tenant, raw string
 		return nil, err
 	}
 	dot := strings.LastIndexByte(raw, '.')
-	if dot < 0 || !strings.HasPrefix(raw, refreshHeader+".") {
+	if dot < 0 || !compactShape(raw) || !strings.HasPrefix(raw, refreshHeader+".") {
 		return nil, ErrInvalidRefreshToken
 	}
 	sig, err := b64.DecodeString(raw[dot+1:])

@@ -74,6 +74,15 @@ type RotateResult struct {
 	Session *Session
 }
 
+// EndedBy reports whether a session created at created is ended by the cut-off (zero: none). A
+// cut-off ends every session created at or before it: cut-offs and creation times are kept in
+// milliseconds, and a session opened in the same millisecond as a revocation may have been opened
+// before it, so it is ended too (a session opened just after, in that millisecond, is as well: the
+// safe side).
+func EndedBy(created, cutoff time.Time) bool {
+	return !cutoff.IsZero() && !created.After(cutoff)
+}
+
 // AccessState is what the store knows about an access token's session, read in one round trip.
 type AccessState struct {
 	// SessionFound is false when the session is unknown, expired, ended, or of another tenant.
@@ -119,7 +128,8 @@ type Store interface {
 	RevokeToken(ctx context.Context, tenant, sessionID, jti string, until time.Time) error
 	// DeleteSession ends a session of the tenant. It reports whether one was deleted.
 	DeleteSession(ctx context.Context, tenant, sessionID string) (bool, error)
-	// SetSubjectCutoff records that no session of the subject created before at is valid. The mark
+	// SetSubjectCutoff records that no session of the subject created at or before at is valid
+	// (EndedBy). The mark
 	// expires after ttl (by then every such session has expired anyway). A later cut-off wins; an
 	// earlier one never moves it back.
 	SetSubjectCutoff(ctx context.Context, tenant, subject string, at time.Time, ttl time.Duration) error

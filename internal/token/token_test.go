@@ -338,6 +338,14 @@ func TestVerifyReasons(t *testing.T) {
 			}
 			return p.AccessToken, nil
 		}, token.ReasonCutOff},
+		{"subject cut-off in the session's own millisecond", func(t *testing.T, f *fixture) (string, func(*token.VerifyRequest)) {
+			// No clock advance: the revocation lands in the millisecond the session was opened.
+			p := f.issue(t, nil)
+			if _, err := f.svc.RevokeSubject(ctx, f.tenant, "alice"); err != nil {
+				t.Fatal(err)
+			}
+			return p.AccessToken, nil
+		}, token.ReasonCutOff},
 		{"tenant cut-off", func(t *testing.T, f *fixture) (string, func(*token.VerifyRequest)) {
 			p := f.issue(t, nil)
 			f.clock.Advance(time.Millisecond)

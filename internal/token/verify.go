@@ -124,7 +124,24 @@ type inactiveError Reason
 
 func (e inactiveError) Error() string { return Reason(e).String() }
 
-var accessParser = jwt.NewParser(jwt.WithoutClaimsValidation())
+// accessParser decodes base64url strictly, so that a token has one spelling only.
+var accessParser = jwt.NewParser(jwt.WithoutClaimsValidation(), jwt.WithStrictDecoding())
+
+// compactShape reports whether tok is three dot-separated segments of base64url characters.
+// Anything else (white space included, which base64 decoders skip) is malformed.
+func compactShape(tok string) bool {
+	dots := 0
+	for i := 0; i < len(tok); i++ {
+		switch c := tok[i]; {
+		case c == '.':
+			dots++
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return dots == 2
+}
 
 // allowedAlgorithms is the algorithm allow-list; a key's own algorithm must also match.
 var allowedAlgorithms = map[string]bool{"EdDSA": true, "ES256": true, "RS256": true, "HS256": true}
@@ -136,7 +153,7 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*Verification,
 	if err := checkTokenField("token", req.Token); err != nil {
 		return nil, err
 	}
-	if strings.Count(req.Token, ".") != 2 {
+	if !compactShape(req.Token) {
 		return inactive(ReasonMalformed), nil
 	}
 	t := req.Tenant
@@ -172,7 +189,7 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*Verification,
 		return inactive(ReasonSessionEnded), nil
 	case st.TokenRevoked:
 		return inactive(ReasonRevoked), nil
-	case st.SessionCreatedAt.Before(st.SubjectCutoff), st.SessionCreatedAt.Before(st.TenantCutoff):
+	case EndedBy(st.SessionCreatedAt, st.SubjectCutoff), EndedBy(st.SessionCreatedAt, st.TenantCutoff):
 		return inactive(ReasonCutOff), nil
 	}
 	for _, want := range req.RequiredScopes {
@@ -189,6 +206,11 @@ func (s *Service) verifySignature(ctx context.Context, t *tenant.Tenant, raw str
 	var keyErr error
 	claims := jwt.MapClaims{}
 	tok, err := accessParser.ParseWithClaims(raw, claims, func(tok *jwt.Token) (any, error) {
+		// The authority writes no critical extensions, and one it does not know must be refused
+		// (RFC 7515, section 4.1.11).
+		if _, ok := tok.Header["crit"]; ok {
+			return nil, inactiveError(ReasonMalformed)
+		}
 		alg, _ := tok.Header["alg"].(string)
 		if !allowedAlgorithms[alg] {
 			return nil, inactiveError(ReasonUnsupportedAlgorithm)

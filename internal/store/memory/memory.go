@@ -419,7 +419,7 @@ func (s *Store) cutoff(cuts map[string]cutoff, key string, now int64) time.Time 
 // ended reports whether the subject's or the tenant's cut-off ended sess. The caller holds s.mu.
 func (s *Store) ended(sess *session, tag string, now int64) bool {
 	created := fromMillis(sess.created)
-	return created.Before(s.cutoff(s.subjCuts, tag, now)) || created.Before(s.cutoff(s.tenCuts, sess.tenant, now))
+	return token.EndedBy(created, s.cutoff(s.subjCuts, tag, now)) || token.EndedBy(created, s.cutoff(s.tenCuts, sess.tenant, now))
 }
 
 // wrote counts a write and sweeps expired entries every sweepEvery writes. The caller holds s.mu.

@@ -222,7 +222,7 @@ func readRotate(sessionID string, rotate *goredis.Cmd, tenantCut *goredis.String
 	if err != nil {
 		return invalid, err
 	}
-	if sess.CreatedAt.Before(cut) {
+	if token.EndedBy(sess.CreatedAt, cut) {
 		return invalid, nil
 	}
 	return token.RotateResult{Outcome: outcome, Session: sess}, nil
@@ -406,7 +406,7 @@ func readCutoffs(subject, tenant *goredis.StringCmd) (cutoffs, error) {
 
 // ended reports whether a cut-off ended sess.
 func (c cutoffs) ended(sess *token.Session) bool {
-	return sess.CreatedAt.Before(c.subject) || sess.CreatedAt.Before(c.tenant)
+	return token.EndedBy(sess.CreatedAt, c.subject) || token.EndedBy(sess.CreatedAt, c.tenant)
 }
 
 // encodeStrings returns the JSON array of v ("null" for nil, so that nil survives a round trip).

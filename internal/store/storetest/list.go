@@ -118,11 +118,16 @@ func testListSkipsEnded(t *testing.T, f *fixture) {
 			return f.t0
 		}, []int{2, 0}},
 		{"SubjectCutoff", func(t *testing.T, f *fixture, tenantID string, s []*token.Session) time.Time {
-			f.subjectCutoff(t, tenantID, alice, s[1].CreatedAt, time.Hour)
+			f.subjectCutoff(t, tenantID, alice, s[1].CreatedAt.Add(-time.Millisecond), time.Hour)
 			return f.t0
 		}, []int{2, 1}},
 		{"TenantCutoff", func(t *testing.T, f *fixture, tenantID string, s []*token.Session) time.Time {
-			f.tenantCutoff(t, tenantID, s[2].CreatedAt, time.Hour)
+			f.tenantCutoff(t, tenantID, s[2].CreatedAt.Add(-time.Millisecond), time.Hour)
+			return f.t0
+		}, []int{2}},
+		{"CutoffInTheCreationMillisecond", func(t *testing.T, f *fixture, tenantID string, s []*token.Session) time.Time {
+			// A session created in the cut-off's own millisecond is ended (token.EndedBy).
+			f.subjectCutoff(t, tenantID, alice, s[1].CreatedAt, time.Hour)
 			return f.t0
 		}, []int{2}},
 		{"EndedBeforeNow", func(_ *testing.T, _ *fixture, _ string, s []*token.Session) time.Time {

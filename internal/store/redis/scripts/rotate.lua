@@ -9,7 +9,8 @@ if s[1] ~= ARGV[1] then
   return {0}
 end
 local cut = redis.call('GET', KEYS[3])
-if cut and tonumber(s[2]) < tonumber(cut) then
+-- A cut-off ends every session created at or before it (token.EndedBy).
+if cut and tonumber(s[2]) <= tonumber(cut) then
   return {0}
 end
 local g = tonumber(s[3])
