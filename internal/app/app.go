@@ -44,7 +44,7 @@ type App struct {
 	ready   atomic.Bool
 	// booted is set once the bootstrap (key check, development tenant) has run against the store.
 	booted atomic.Bool
-	// Now is the clock of every component.
+	// now is the clock of every component.
 	now func() time.Time
 }
 
@@ -69,6 +69,7 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 		// A retired key stays published while a token it signed can still be valid.
 		keys.WithRetention(cfg.MaxAccessTTL+token.DefaultLeeway+time.Minute))
 	if err != nil {
+		a.close()
 		return nil, err
 	}
 	a.keys = km
@@ -88,6 +89,7 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.grpc, err = grpcserver.New(grpcserver.Config{Tokens: tokens, Keys: km, Tenants: a.tenants, Logger: log, Registerer: reg})
 	if err != nil {
+		a.close()
 		return nil, err
 	}
 	a.http = &http.Server{
