@@ -72,10 +72,14 @@ func accessPayload(c *accessClaims, extra []byte) ([]byte, error) {
 	return out, nil
 }
 
-// refreshClaims are a refresh token's claims. Every field is derived from the session, so the
-// token of a given generation can be made again, byte for byte.
+// refreshClaims are a refresh token's claims, written and read by the authority alone. Every field
+// is derived from the session, so the token of a given generation can be made again, byte for
+// byte.
 type refreshClaims struct {
-	jwt.RegisteredClaims
+	Issuer     string `json:"iss"`
+	Subject    string `json:"sub"`
+	ExpiresAt  int64  `json:"exp"`
+	IssuedAt   int64  `json:"iat"`
 	SessionID  string `json:"sid"`
 	Generation uint64 `json:"gen"`
 }
@@ -83,12 +87,10 @@ type refreshClaims struct {
 // refreshToken returns the refresh token of s's current generation.
 func refreshToken(key []byte, issuer string, s *Session) (string, error) {
 	c := refreshClaims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    issuer,
-			Subject:   s.Subject,
-			IssuedAt:  jwt.NewNumericDate(s.RotatedAt),
-			ExpiresAt: jwt.NewNumericDate(s.ExpiresAt),
-		},
+		Issuer:     issuer,
+		Subject:    s.Subject,
+		ExpiresAt:  s.ExpiresAt.Unix(),
+		IssuedAt:   s.RotatedAt.Unix(),
 		SessionID:  s.ID,
 		Generation: s.Generation,
 	}

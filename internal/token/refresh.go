@@ -17,24 +17,11 @@ import (
 // own format, so anything else is not one.
 var refreshHeader = b64.EncodeToString([]byte(`{"alg":"HS256","kid":"` + refreshKID + `","typ":"` + TypeRefresh + `"}`))
 
-// refreshPayload is the decoded payload of a refresh token.
-type refreshPayload struct {
-	Issuer     string `json:"iss"`
-	Subject    string `json:"sub"`
-	ExpiresAt  int64  `json:"exp"`
-	IssuedAt   int64  `json:"iat"`
-	SessionID  string `json:"sid"`
-	Generation uint64 `json:"gen"`
-}
-
-// parseRefresh verifies a refresh token of tenant t and returns its claims. The header must be
-// exactly the one the authority writes, and the signature is checked before the payload is
-// decoded. Every failure is ErrInvalidRefreshToken, without saying which check failed.
-func (s *Service) parseRefresh(ctx context.Context, t *tenant.Tenant, raw string) (*refreshPayload, error) {
-	key, err := s.cfg.Keys.RefreshKey(ctx, t.ID)
-	if err != nil {
-		return nil, err
-	}
+// parseRefresh verifies a refresh token of tenant t, whose refresh key is key, and returns its
+// claims. The header must be exactly the one the authority writes, and the signature is checked
+// before the payload is decoded. Every failure is ErrInvalidRefreshToken, without saying which
+// check failed.
+func (s *Service) parseRefresh(t *tenant.Tenant, key []byte, raw string) (*refreshClaims, error) {
 	dot := strings.LastIndexByte(raw, '.')
 	if dot < 0 || !compactShape(raw) || !strings.HasPrefix(raw, refreshHeader+".") {
 		return nil, ErrInvalidRefreshToken
@@ -52,7 +39,7 @@ func (s *Service) parseRefresh(ctx context.Context, t *tenant.Tenant, raw string
 	if err != nil {
 		return nil, ErrInvalidRefreshToken
 	}
-	var c refreshPayload
+	var c refreshClaims
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, ErrInvalidRefreshToken
 	}
@@ -70,11 +57,11 @@ func (s *Service) Refresh(ctx context.Context, t *tenant.Tenant, raw string) (*P
 	if err := checkTokenField("refresh_token", raw); err != nil {
 		return nil, err
 	}
-	c, err := s.parseRefresh(ctx, t, raw)
+	key, signer, err := s.signingKeys(ctx, t.ID)
 	if err != nil {
 		return nil, err
 	}
-	key, signer, err := s.signingKeys(ctx, t.ID)
+	c, err := s.parseRefresh(t, key, raw)
 	if err != nil {
 		return nil, err
 	}

@@ -47,7 +47,11 @@ func (s *Service) Revoke(ctx context.Context, t *tenant.Tenant, target RevokeTar
 
 func (s *Service) revokeToken(ctx context.Context, t *tenant.Tenant, raw string) error {
 	// A refresh token revokes its whole session (RFC 7009 section 2.1).
-	if c, err := s.parseRefresh(ctx, t, raw); err == nil {
+	key, err := s.cfg.Keys.RefreshKey(ctx, t.ID)
+	if err != nil {
+		return err
+	}
+	if c, err := s.parseRefresh(t, key, raw); err == nil {
 		return s.endSession(ctx, t, c.SessionID)
 	}
 	v, err := s.Verify(ctx, VerifyRequest{Tenant: t, Token: raw})

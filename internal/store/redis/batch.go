@@ -97,11 +97,11 @@ func (s *Store) execBatch(ctx context.Context, batch []*batchCall) {
 		start = ends[i]
 	}
 	if len(retry) > 0 {
-		s.exec(ctx, func(p goredis.Pipeliner, _ bool) {
+		s.exec(ctx, func(p goredis.Pipeliner) {
 			for _, c := range retry {
 				c.queue(p, false)
 			}
-		}, false)
+		})
 	}
 }
 

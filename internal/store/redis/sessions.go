@@ -132,7 +132,7 @@ func (s *Store) GetSession(ctx context.Context, tenantID, sessionID string) (*to
 		fields                *goredis.MapStringStringCmd
 		subjectCut, tenantCut *goredis.StringCmd
 	)
-	err := s.pipelined(ctx, func(p goredis.Pipeliner, _ bool) {
+	err := s.pipelined(ctx, func(p goredis.Pipeliner) {
 		fields = p.HGetAll(ctx, sessionKey(tag, sessionID))
 		subjectCut = p.Get(ctx, subjectCutoffKey(tag))
 		tenantCut = p.Get(ctx, tenantCutoffKey(tenantID))
@@ -294,7 +294,7 @@ func (s *Store) ListSessions(ctx context.Context, tenantID, subject string, now 
 	}
 	tag := token.SubjectTag(tenantID, subject)
 	var subjectCut, tenantCut *goredis.StringCmd
-	err = s.pipelined(ctx, func(p goredis.Pipeliner, _ bool) {
+	err = s.pipelined(ctx, func(p goredis.Pipeliner) {
 		subjectCut = p.Get(ctx, subjectCutoffKey(tag))
 		tenantCut = p.Get(ctx, tenantCutoffKey(tenantID))
 	})
@@ -362,7 +362,7 @@ func (s *Store) readSessions(ctx context.Context, tag string, ids []string) ([]*
 		return nil, nil, nil
 	}
 	cmds := make([]*goredis.MapStringStringCmd, len(ids))
-	err := s.pipelined(ctx, func(p goredis.Pipeliner, _ bool) {
+	err := s.pipelined(ctx, func(p goredis.Pipeliner) {
 		for i, id := range ids {
 			cmds[i] = p.HGetAll(ctx, sessionKey(tag, id))
 		}

@@ -97,28 +97,17 @@ func runScript(ctx context.Context, p goredis.Pipeliner, script *goredis.Script,
 	return script.Eval(ctx, p, keys, args...)
 }
 
-// pipelined runs the commands that queue adds in one pipeline (one round trip). queue runs scripts
-// with runScript; when Redis has lost a script (after a restart or SCRIPT FLUSH), the pipeline is
-// sent again with the scripts' source, which also caches them. Every command must be safe to
-// repeat after a NOSCRIPT: an EVALSHA that failed so did nothing. Per-command errors, redis.Nil
-// included, are left for the caller to read from its commands.
-func (s *Store) pipelined(ctx context.Context, queue func(p goredis.Pipeliner, byDigest bool)) error {
-	cmds := s.exec(ctx, queue, true)
-	if lostScript(cmds) {
-		cmds = s.exec(ctx, queue, false)
-	}
-	for _, c := range cmds {
-		if err := c.Err(); err != nil && !errors.Is(err, goredis.Nil) {
-			return err
-		}
-	}
-	return nil
+// pipelined sends the plain commands that queue adds in one pipeline (one round trip) and returns
+// the first failure, a missing key (redis.Nil) not counting; the commands carry their results.
+// Scripts go through the batcher, which handles a script that Redis has lost.
+func (s *Store) pipelined(ctx context.Context, queue func(p goredis.Pipeliner)) error {
+	return cmdErr(s.exec(ctx, queue)...)
 }
 
 // exec sends one pipeline of the commands that queue adds.
-func (s *Store) exec(ctx context.Context, queue func(p goredis.Pipeliner, byDigest bool), byDigest bool) []goredis.Cmder {
+func (s *Store) exec(ctx context.Context, queue func(p goredis.Pipeliner)) []goredis.Cmder {
 	p := s.client.Pipeline()
-	queue(p, byDigest)
+	queue(p)
 	cmds, _ := p.Exec(ctx) // Every command carries its own error.
 	return cmds
 }
