@@ -19,6 +19,7 @@ import (
 	"github.com/tokenauthority/tokenauthority/internal/grpcserver"
 	"github.com/tokenauthority/tokenauthority/internal/httpserver"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/store/memory"
 	redisstore "github.com/tokenauthority/tokenauthority/internal/store/redis"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
@@ -41,6 +42,7 @@ type App struct {
 	tenants *tenant.Service
 	grpc    *grpcserver.Server
 	http    *http.Server
+	hub     *revocation.Hub
 	ready   atomic.Bool
 	// booted is set once the bootstrap (key check, development tenant) has run against the store.
 	booted atomic.Bool
@@ -51,8 +53,12 @@ type App struct {
 // New builds the authority from cfg; its secrets must be resolved.
 func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 	a := &App{cfg: cfg, log: log, now: time.Now}
+	// Revocation events are kept while a token they cover can still be valid.
+	retention := revocation.Retention(cfg.MaxAccessTTL, token.DefaultLeeway)
+	var events revocation.Log
 	if cfg.RedisURL == "" {
 		a.store = memory.New(a.now)
+		events = memory.NewEvents(a.now, retention, 0)
 		log.Info("using the in-memory store (development default): sessions do not survive a restart")
 	} else {
 		client, err := newRedisClient(cfg.RedisURL)
@@ -62,6 +68,7 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 		// go-redis has one process-wide logger.
 		redis.SetLogger(redisLogger{log: log})
 		a.store = redisstore.New(client)
+		events = redisstore.NewEvents(client, a.now, retention, 0)
 		a.closers = append(a.closers, client.Close)
 	}
 	km, err := keys.NewManager(a.store, cfg.KeyEncryptionKey, a.now,
@@ -84,10 +91,13 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 		MaxRefreshTTL: cfg.MaxRefreshTTL,
 		RefreshGrace:  cfg.RefreshGrace,
 		Audit:         log.With(slog.String("log", "audit")),
+		Events:        events,
 	})
+	a.hub = revocation.NewHub(events, 0)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.grpc, err = grpcserver.New(grpcserver.Config{Tokens: tokens, Keys: km, Tenants: a.tenants, Logger: log, Registerer: reg})
+	a.grpc, err = grpcserver.New(grpcserver.Config{Tokens: tokens, Keys: km, Tenants: a.tenants, Logger: log, Registerer: reg,
+		Revocations: a.hub})
 	if err != nil {
 		a.close()
 		return nil, err
@@ -143,6 +153,10 @@ func (a *App) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	g.Go(func() error { return a.watchStore(gctx) })
 	g.Go(func() error { return a.refreshKeys(gctx) })
 	g.Go(func() error {
+		a.hub.Run(gctx)
+		return nil
+	})
+	g.Go(func() error {
 		<-gctx.Done()
 		a.shutdown()
 		return nil
@@ -159,6 +173,9 @@ func (a *App) shutdown() {
 	a.log.Info("shutting down", slog.Duration("timeout", a.cfg.ShutdownTimeout))
 	a.ready.Store(false)
 	a.grpc.SetServing(false)
+	// Revocation streams never end on their own: end them first, so that their watchers reconnect
+	// to another replica and GracefulStop waits only for the unary calls in flight.
+	a.hub.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	done := make(chan struct{})
@@ -214,14 +231,27 @@ func (a *App) refreshKeys(ctx context.Context) error {
 	}
 }
 
+// bootstrapLost reports whether the store has lost what the bootstrap made (in development, the
+// development tenant), as a Redis restarted without its data has. A failed read reports nothing
+// lost: the next probe looks again.
+func (a *App) bootstrapLost(ctx context.Context) bool {
+	if a.cfg.Production() {
+		return false
+	}
+	_, err := a.tenants.Tenant(ctx, DevTenant)
+	return errors.Is(err, tenant.ErrNotFound)
+}
+
 // checkReady pings the store, runs the bootstrap once it answers, and updates readiness. Only a
 // fatal problem (keys that cannot be opened) is returned.
 func (a *App) checkReady(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	ok := a.store.Ping(pctx) == nil
-	// Bootstrap again whenever the store comes back: it may have come back empty.
-	if ok && (!a.booted.Load() || !a.ready.Load()) {
+	// Bootstrap again whenever the store comes back, since it may have come back empty, and
+	// whenever what the bootstrap made is gone: a store restarted empty between two probes never
+	// looked unreachable.
+	if ok && (!a.booted.Load() || !a.ready.Load() || a.bootstrapLost(pctx)) {
 		if err := a.bootstrap(pctx); err != nil {
 			if errors.Is(err, keys.ErrWrongKEK) {
 				return fmt.Errorf("%w: check TOKENAUTHORITY_KEY_ENCRYPTION_KEY", err)

@@ -13,6 +13,7 @@ import (
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
@@ -385,6 +386,12 @@ func (s *adminService) RotateSigningKey(ctx context.Context, req *tokenauthority
 	}
 	s.log.LogAttrs(ctx, slog.LevelWarn, "signing key rotated", slog.String("audit", "key_rotated"), slog.String("tenant", t.ID),
 		slog.String("kid", k.ID), slog.Time("activates_at", k.ActivatesAt))
+	// Not reported to the caller, whose retry would rotate again: interceptors that miss the
+	// announcement fetch the key when they first see its kid.
+	if err := s.tokens.AnnounceKey(ctx, t, revocation.KindKeyPublished, k.ID); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "the published key could not be announced to watchers", slog.String("tenant", t.ID),
+			slog.String("kid", k.ID), slog.String("error", err.Error()))
+	}
 	return &tokenauthorityv1.RotateSigningKeyResponse{Key: signingKeyToProto(k)}, nil
 }
 
@@ -400,5 +407,11 @@ func (s *adminService) WithdrawSigningKey(ctx context.Context, req *tokenauthori
 		return nil, toStatus(ctx, s.log, err)
 	}
 	s.log.LogAttrs(ctx, slog.LevelWarn, "signing key withdrawn", slog.String("audit", "key_withdrawn"), slog.String("tenant", t.ID), slog.String("kid", req.GetKid()))
+	if err := s.tokens.AnnounceKey(ctx, t, revocation.KindKeyWithdrawn, req.GetKid()); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "the withdrawn key could not be announced to watchers", slog.String("tenant", t.ID),
+			slog.String("kid", req.GetKid()), slog.String("error", err.Error()))
+		return nil, status.Error(codes.Unavailable, "the key is withdrawn, but interceptors in local mode were not told: "+
+			"they reject its tokens only after their next key refresh")
+	}
 	return &tokenauthorityv1.WithdrawSigningKeyResponse{}, nil
 }

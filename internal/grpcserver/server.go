@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
@@ -31,6 +32,11 @@ type Config struct {
 	Logger  *slog.Logger
 	// Registerer receives the RPC metrics; none are recorded when nil.
 	Registerer prometheus.Registerer
+	// Revocations serves WatchRevocations; the method is Unimplemented when nil.
+	Revocations *revocation.Hub
+	// MaxWatchesPerKey bounds the open WatchRevocations streams of one API key
+	// (DefaultMaxWatchesPerKey when zero).
+	MaxWatchesPerKey int
 }
 
 // Server is the gRPC server and its health service.
@@ -86,7 +92,12 @@ func New(cfg Config) (*Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
 	)
-	tokenauthorityv1.RegisterTokenServiceServer(srv, &tokenService{tokens: cfg.Tokens, keys: cfg.Keys, tenants: cfg.Tenants, log: log})
+	maxWatches := cfg.MaxWatchesPerKey
+	if maxWatches <= 0 {
+		maxWatches = DefaultMaxWatchesPerKey
+	}
+	tokenauthorityv1.RegisterTokenServiceServer(srv, &tokenService{tokens: cfg.Tokens, keys: cfg.Keys, tenants: cfg.Tenants,
+		hub: cfg.Revocations, watches: &watchLimiter{max: maxWatches}, log: log})
 	tokenauthorityv1.RegisterAdminServiceServer(srv, &adminService{tenants: cfg.Tenants, keys: cfg.Keys, tokens: cfg.Tokens, log: log})
 	hs := health.NewServer()
 	for _, name := range Services {

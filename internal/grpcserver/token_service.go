@@ -15,6 +15,7 @@ import (
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
@@ -30,6 +31,8 @@ type tokenService struct {
 	tokens  *token.Service
 	keys    PublicKeys
 	tenants TenantAdmin
+	hub     *revocation.Hub
+	watches *watchLimiter
 	log     *slog.Logger
 }
 

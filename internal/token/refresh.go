@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
 
@@ -97,6 +98,14 @@ func (s *Service) Refresh(ctx context.Context, t *tenant.Tenant, raw string) (*P
 	case RotateReuse:
 		s.audit.LogAttrs(ctx, slog.LevelWarn, "refresh token reuse detected; session revoked",
 			auditAttrs("refresh_reuse", t.ID, sess)...)
+		// A retry would find no session, and so no reuse to announce: report a failed
+		// announcement in the log rather than to a caller who cannot repair it.
+		if err := s.announce(ctx, t, revocation.Event{Kind: revocation.KindSession, Value: sess.ID,
+			ExpiresAt: s.accessHorizon(t, now)}); err != nil {
+			s.audit.LogAttrs(ctx, slog.LevelError, "the revoked session could not be announced to watchers",
+				slog.String("audit", "announce_failed"), slog.String("tenant", t.ID),
+				slog.String("session_id", sess.ID), slog.String("error", err.Error()))
+		}
 		return nil, ErrRefreshReuse
 	default:
 		return nil, ErrInvalidRefreshToken

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
 
@@ -34,7 +35,7 @@ func (s *Service) Revoke(ctx context.Context, t *tenant.Tenant, target RevokeTar
 			return nil
 		}
 		// The token's exp is unknown here; the longest access lifetime covers it.
-		until := s.now().Add(bound(t.MaxAccessTTL, s.cfg.MaxAccessTTL) + s.cfg.Leeway)
+		until := s.accessHorizon(t, s.now())
 		return s.markRevoked(ctx, t, sid, target.JTI, until)
 	case target.SessionID != "":
 		if len(target.SessionID) > 128 {
@@ -72,9 +73,11 @@ func (s *Service) markRevoked(ctx context.Context, t *tenant.Tenant, sid, jti st
 	}
 	s.audit.LogAttrs(ctx, auditLevel, "token revoked", slog.String("audit", "token_revoked"),
 		slog.String("tenant", t.ID), slog.String("session_id", sid), slog.String("jti", jti))
-	return nil
+	return s.announce(ctx, t, revocation.Event{Kind: revocation.KindToken, Value: jti, ExpiresAt: until})
 }
 
+// endSession deletes a session and announces it. The announcement is made even for a session the
+// store no longer has: a retry after a failed announcement must still reach the watchers.
 func (s *Service) endSession(ctx context.Context, t *tenant.Tenant, sid string) error {
 	ended, err := s.cfg.Store.DeleteSession(ctx, t.ID, sid)
 	if err != nil {
@@ -83,6 +86,32 @@ func (s *Service) endSession(ctx context.Context, t *tenant.Tenant, sid string) 
 	if ended {
 		s.audit.LogAttrs(ctx, auditLevel, "session revoked", slog.String("audit", "session_revoked"),
 			slog.String("tenant", t.ID), slog.String("session_id", sid))
+	}
+	if !ValidSessionID(sid) {
+		return nil // Names no session this service made: nothing to announce.
+	}
+	return s.announce(ctx, t, revocation.Event{Kind: revocation.KindSession, Value: sid, ExpiresAt: s.accessHorizon(t, s.now())})
+}
+
+// AnnounceKey tells the watchers that a signing key of t was published or withdrawn (kind is
+// revocation.KindKeyPublished or revocation.KindKeyWithdrawn).
+func (s *Service) AnnounceKey(ctx context.Context, t *tenant.Tenant, kind revocation.Kind, kid string) error {
+	return s.announce(ctx, t, revocation.Event{Kind: kind, Value: kid, ExpiresAt: s.accessHorizon(t, s.now())})
+}
+
+// accessHorizon is when every access token issued by t up to at has expired (leeway included).
+func (s *Service) accessHorizon(t *tenant.Tenant, at time.Time) time.Time {
+	return at.Add(bound(t.MaxAccessTTL, s.cfg.MaxAccessTTL) + s.cfg.Leeway)
+}
+
+// announce appends a revocation event for the watchers. The revocation itself is already recorded
+// when it fails: the caller gets Unavailable and retries, as revocations are idempotent.
+func (s *Service) announce(ctx context.Context, t *tenant.Tenant, ev revocation.Event) error {
+	if s.cfg.Events == nil {
+		return nil
+	}
+	if err := s.cfg.Events.Append(ctx, t.ID, ev); err != nil {
+		return fmt.Errorf("announce the revocation (it is recorded; retry to announce it): %w", err)
 	}
 	return nil
 }
@@ -98,7 +127,8 @@ func (s *Service) RevokeSubject(ctx context.Context, t *tenant.Tenant, subject s
 	}
 	s.audit.LogAttrs(ctx, slog.LevelWarn, "subject sessions revoked", slog.String("audit", "subject_cutoff"),
 		slog.String("tenant", t.ID), slog.String("subject", subject), slog.Time("cutoff", at))
-	return at, nil
+	return at, s.announce(ctx, t, revocation.Event{Kind: revocation.KindSubjectCutoff, Value: subject, Cutoff: at,
+		ExpiresAt: s.accessHorizon(t, at)})
 }
 
 // RevokeTenant ends every session of tenant t opened before now, in O(1): the emergency switch.
@@ -109,7 +139,7 @@ func (s *Service) RevokeTenant(ctx context.Context, t *tenant.Tenant) (time.Time
 	}
 	s.audit.LogAttrs(ctx, slog.LevelWarn, "tenant sessions revoked", slog.String("audit", "tenant_cutoff"),
 		slog.String("tenant", t.ID), slog.Time("cutoff", at))
-	return at, nil
+	return at, s.announce(ctx, t, revocation.Event{Kind: revocation.KindTenantCutoff, Cutoff: at, ExpiresAt: s.accessHorizon(t, at)})
 }
 
 // cutoffTTL is how long a cut-off must be kept: until every session it covers has expired.

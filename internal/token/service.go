@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/revocation"
 )
 
 // Keys is what the domain needs of the key manager.
@@ -35,6 +36,9 @@ type Config struct {
 	Leeway time.Duration
 	// Audit receives audit events; slog.Default when nil.
 	Audit *slog.Logger
+	// Events receives a revocation event for each revocation, for WatchRevocations; none are
+	// announced when nil.
+	Events revocation.Log
 }
 
 // Service implements the token lifecycle.

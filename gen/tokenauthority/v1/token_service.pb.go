@@ -125,15 +125,17 @@ func (InactiveReason) EnumDescriptor() ([]byte, []int) {
 type RevocationKind int32
 
 const (
-	// Unused.
+	// Not an event: a marker that the stream is caught up and alive, or a resync order.
 	RevocationKind_REVOCATION_KIND_UNSPECIFIED RevocationKind = 0
 	// One access token, by `jti`.
 	RevocationKind_REVOCATION_KIND_TOKEN RevocationKind = 1
 	// One session, by `sid`.
 	RevocationKind_REVOCATION_KIND_SESSION RevocationKind = 2
-	// Every session of a subject issued before `cutoff_time`.
+	// Every session of a subject opened at or before `cutoff_time`. A local verifier, which does not
+	// know when a token's session opened, rejects the subject's tokens with `iat` at or before the
+	// cut-off's second.
 	RevocationKind_REVOCATION_KIND_SUBJECT_CUTOFF RevocationKind = 3
-	// Every session of the tenant issued before `cutoff_time`.
+	// Every session of the tenant opened at or before `cutoff_time`; the same rule for every token.
 	RevocationKind_REVOCATION_KIND_TENANT_CUTOFF RevocationKind = 4
 	// A signing key was withdrawn: every token it signed is inactive.
 	RevocationKind_REVOCATION_KIND_KEY_WITHDRAWN RevocationKind = 5
@@ -1618,7 +1620,8 @@ func (x *ListPublicKeysResponse) GetKeys() []*JsonWebKey {
 // WatchRevocationsRequest opens a revocation stream.
 type WatchRevocationsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Resume after this cursor; empty to start from now.
+	// Resume after this cursor: the `cursor` of a message received earlier. Empty starts from now;
+	// "0" replays every retained event first (every event that still matters).
 	Cursor        string `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1680,7 +1683,9 @@ type WatchRevocationsResponse struct {
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// The cursor to resume after this event.
 	Cursor string `protobuf:"bytes,8,opt,name=cursor,proto3" json:"cursor,omitempty"`
-	// True when the watcher fell too far behind: it must drop its state and resynchronise.
+	// True when events after the requested cursor may have been lost (the watcher fell too far
+	// behind, or the store lost its data): the watcher must drop what it derived from earlier events.
+	// The stream goes on with a replay of every retained event.
 	Resync        bool `protobuf:"varint,9,opt,name=resync,proto3" json:"resync,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -57,7 +57,9 @@ type TokenServiceClient interface {
 	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsResponse, error)
 	// ListPublicKeys returns the tenant's JSON Web Key Set (public keys only).
 	ListPublicKeys(ctx context.Context, in *ListPublicKeysRequest, opts ...grpc.CallOption) (*ListPublicKeysResponse, error)
-	// WatchRevocations streams the tenant's revocation events from a resume cursor.
+	// WatchRevocations streams the tenant's revocation events from a resume cursor. Once caught up,
+	// and then about every second while idle, it sends a marker (kind UNSPECIFIED) with the current
+	// cursor, so that a watcher can tell a quiet stream from a dead one.
 	WatchRevocations(ctx context.Context, in *WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRevocationsResponse], error)
 }
 
@@ -186,7 +188,9 @@ type TokenServiceServer interface {
 	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error)
 	// ListPublicKeys returns the tenant's JSON Web Key Set (public keys only).
 	ListPublicKeys(context.Context, *ListPublicKeysRequest) (*ListPublicKeysResponse, error)
-	// WatchRevocations streams the tenant's revocation events from a resume cursor.
+	// WatchRevocations streams the tenant's revocation events from a resume cursor. Once caught up,
+	// and then about every second while idle, it sends a marker (kind UNSPECIFIED) with the current
+	// cursor, so that a watcher can tell a quiet stream from a dead one.
 	WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[WatchRevocationsResponse]) error
 	mustEmbedUnimplementedTokenServiceServer()
 }

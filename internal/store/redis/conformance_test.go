@@ -8,6 +8,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
+	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/store/storetest"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
@@ -49,4 +50,15 @@ func (s inspected) SubjectCutoffTTL(ctx context.Context, tenantID, subject strin
 
 func (s inspected) TenantCutoffTTL(ctx context.Context, tenantID string) (time.Duration, error) {
 	return s.client.PTTL(ctx, tenantCutoffKey(tenantID)).Result()
+}
+
+func TestEventsConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client(t)
+	storetest.RunEvents(t, func(t *testing.T, clock *storetest.Clock) revocation.Log {
+		if err := client.FlushDB(context.Background()).Err(); err != nil {
+			t.Fatalf("FLUSHDB: %v", err)
+		}
+		return NewEvents(client, clock.Now, storetest.EventsRetention, storetest.EventsCap)
+	})
 }

@@ -32,6 +32,10 @@ package redis
 // Tenant-wide state has the tag "t:<tenant>":
 //
 //	ta:{t:<tenant>}:cut  STRING  tenant cut-off, unix ms; same rules as the subject cut-off
+//	ta:{t:<tenant>}:ev   STREAM  revocation events (fields k kind, v value, c cut-off unix ms,
+//	                             e expires unix ms); trimmed by age and length; expires when
+//	                             nothing was appended for the retention
+//	ta:{t:<tenant>}:evf  STRING  the stream's floor: entries below it may be missing; same expiry
 //
 // Records have the tag "r:<kind>" and are the documented exception to "every key expires": they
 // live until deleted.
@@ -54,6 +58,10 @@ func revokedKey(tag, jti string) string { return "ta:{" + tag + "}:j:" + jti }
 func subjectCutoffKey(tag string) string { return "ta:{" + tag + "}:cut" }
 
 func tenantCutoffKey(tenant string) string { return "ta:{t:" + tenant + "}:cut" }
+
+func eventsKey(tenant string) string { return "ta:{t:" + tenant + "}:ev" }
+
+func eventsFloorKey(tenant string) string { return "ta:{t:" + tenant + "}:evf" }
 
 func recordKey(kind, id string) string { return recordKeyPrefix + kind + "}:" + id }
 

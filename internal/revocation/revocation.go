@@ -1,0 +1,148 @@
+// Package revocation carries revocation events from the replica that records a revocation to every
+// watcher of WatchRevocations, on any replica. Events live in one bounded, ordered log per tenant,
+// shared through the store (a Redis stream, or memory for the dev default); a best-effort
+// notification wakes the watchers of a tenant as soon as an event is appended, and a poll every
+// second covers a lost notification.
+//
+// A log keeps every event at least until it stops mattering (Retention, which covers the longest
+// access-token lifetime), so a watcher that reconnects with its last cursor misses nothing still
+// relevant. When the log cannot prove that, because entries after the cursor were trimmed or the
+// log itself was lost, the watcher is told to resynchronise: drop what it derived from events and
+// replay the log from its oldest entry.
+package revocation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Kind says what an event covers. The values match the RevocationKind enum of the API.
+type Kind int
+
+// The kinds of events.
+const (
+	// KindToken revokes one access token: Value is its jti.
+	KindToken Kind = iota + 1
+	// KindSession ends one session: Value is the session id.
+	KindSession
+	// KindSubjectCutoff ends every session of a subject opened at or before Cutoff: Value is the
+	// subject.
+	KindSubjectCutoff
+	// KindTenantCutoff ends every session of the tenant opened at or before Cutoff.
+	KindTenantCutoff
+	// KindKeyWithdrawn withdraws a signing key: Value is its kid.
+	KindKeyWithdrawn
+	// KindKeyPublished publishes a signing key: Value is its kid.
+	KindKeyPublished
+)
+
+// Valid reports whether k is one of the kinds above.
+func (k Kind) Valid() bool { return k >= KindToken && k <= KindKeyPublished }
+
+// Event is one entry of a tenant's log.
+type Event struct {
+	// Cursor is the event's position, set by the log.
+	Cursor string
+	Kind   Kind
+	// Value is the jti, session id, subject or kid, by Kind; empty for KindTenantCutoff.
+	Value string
+	// Cutoff is set for the cut-off kinds.
+	Cutoff time.Time
+	// ExpiresAt is when the event stops mattering: every token it covers has expired by then.
+	ExpiresAt time.Time
+}
+
+// Log is the tenants' event logs. Implementations are shared by every replica of the service.
+type Log interface {
+	// Append adds ev to the tenant's log. Entries older than the log's retention and, beyond its
+	// cap, the oldest entries are trimmed.
+	Append(ctx context.Context, tenant string, ev Event) error
+	// Read returns at most limit events after the cursor (Start for the oldest retained entry),
+	// oldest first. resync is true, with no events, when entries after the cursor may have been
+	// lost: trimmed, or the log was lost (or never existed, for a cursor other than Start).
+	Read(ctx context.Context, tenant, after string, limit int) (events []Event, resync bool, err error)
+	// Head returns the cursor of the tenant's newest entry, Start when the log is empty.
+	Head(ctx context.Context, tenant string) (string, error)
+	// Notifications delivers, best effort, the tenants whose logs have grown, until ctx ends.
+	Notifications(ctx context.Context) <-chan string
+}
+
+// Start is the cursor before every entry: reading after it replays the whole retained log.
+const Start = "0"
+
+// DefaultCap bounds a tenant's log. Beyond it, the oldest entries are trimmed even when they still
+// matter, and watchers behind them are told to resynchronise.
+const DefaultCap = 100_000
+
+// ErrBadCursor is returned for a cursor that no log hands out.
+var ErrBadCursor = errors.New("not a cursor this service returned")
+
+// ID is a parsed cursor: the position of an entry, ordered by (MS, Seq). Cursors are Redis stream
+// entry ids, "<unix ms>-<sequence>", for both backends.
+type ID struct {
+	MS, Seq uint64
+}
+
+// maxCursorLen bounds a cursor: two 20-digit numbers and a dash.
+const maxCursorLen = 41
+
+// ParseCursor parses a cursor from outside: Start or "<ms>-<seq>" in decimal without signs or
+// leading zeros.
+func ParseCursor(s string) (ID, error) {
+	if s == Start {
+		return ID{}, nil
+	}
+	if len(s) > maxCursorLen {
+		return ID{}, ErrBadCursor
+	}
+	ms, seq, ok := strings.Cut(s, "-")
+	if !ok {
+		return ID{}, ErrBadCursor
+	}
+	a, err1 := parseDecimal(ms)
+	b, err2 := parseDecimal(seq)
+	if err1 != nil || err2 != nil || a == 0 && b == 0 {
+		return ID{}, ErrBadCursor // "0-0" is Start, which is spelt "0".
+	}
+	return ID{MS: a, Seq: b}, nil
+}
+
+func parseDecimal(s string) (uint64, error) {
+	if s == "" || (len(s) > 1 && s[0] == '0') || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, ErrBadCursor
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// String formats the id as a cursor.
+func (id ID) String() string {
+	if id == (ID{}) {
+		return Start
+	}
+	return fmt.Sprintf("%d-%d", id.MS, id.Seq)
+}
+
+// Compare orders ids: -1, 0 or +1.
+func (id ID) Compare(o ID) int {
+	switch {
+	case id.MS < o.MS:
+		return -1
+	case id.MS > o.MS:
+		return 1
+	case id.Seq < o.Seq:
+		return -1
+	case id.Seq > o.Seq:
+		return 1
+	}
+	return 0
+}
+
+// Retention is how long a log must keep an event so that a reconnecting watcher misses nothing
+// still relevant: the longest access-token lifetime plus the verification leeway and a margin.
+func Retention(maxAccessTTL, leeway time.Duration) time.Duration {
+	return maxAccessTTL + leeway + time.Minute
+}
