@@ -44,7 +44,7 @@ type command struct {
 var commands = []*command{
 	{
 		name:     "tenant create",
-		synopsis: "-id ID -issuer URL [-alg EdDSA|ES256|RS256|HS256] [-max-access-ttl D] [-max-refresh-ttl D] [-audience a,b] [-scopes x,y]",
+		synopsis: "-id ID -issuer URL [-alg EdDSA|ES256|RS256|HS256] [-max-access-ttl D] [-max-refresh-ttl D] [-audience a,b] [-scopes x,y] [-issue-rate N [-issue-burst N]] [-refresh-rate N [-refresh-burst N]]",
 		summary:  "Create a tenant and print its first admin API key.",
 		details:  "The admin API key is printed once: store it at once, it is not shown again.",
 		bind:     bindTenantCreate,
@@ -210,6 +210,10 @@ func bindTenantCreate(fs *flag.FlagSet) prepareFunc {
 	maxRefresh := fs.Duration("max-refresh-ttl", 0, "longest session lifetime callers may request, e.g. 720h (server bound when unset)")
 	audience := listVar(fs, "audience", "comma-separated `list` of audiences callers may request (any when unset)")
 	scopes := listVar(fs, "scopes", "comma-separated `list` of scopes callers may request (any when unset)")
+	issueRate := fs.Float64("issue-rate", 0, "IssueToken calls per second per API key and replica (server default when unset)")
+	issueBurst := fs.Uint("issue-burst", 0, "IssueToken burst per API key and replica (twice the rate when unset)")
+	refreshRate := fs.Float64("refresh-rate", 0, "RefreshToken calls per second per API key and replica (server default when unset)")
+	refreshBurst := fs.Uint("refresh-burst", 0, "RefreshToken burst per API key and replica (twice the rate when unset)")
 	return func() (callFunc, error) {
 		if err := required("id", *id); err != nil {
 			return nil, err
@@ -237,6 +241,8 @@ func bindTenantCreate(fs *flag.FlagSet) prepareFunc {
 			MaxRefreshTtl:    rt,
 			AllowedAudiences: *audience,
 			AllowedScopes:    *scopes,
+			IssueRateLimit:   rateLimit(*issueRate, *issueBurst),
+			RefreshRateLimit: rateLimit(*refreshRate, *refreshBurst),
 		}}
 		return func(ctx context.Context, c *clients, p *printer) error {
 			resp, err := c.admin.CreateTenant(ctx, req)
@@ -617,4 +623,16 @@ func bindVerify(fs *flag.FlagSet) prepareFunc {
 			return p.print(resp, func(w io.Writer) { writeVerify(w, resp) })
 		}, nil
 	}
+}
+
+// rateLimit is the limit of the flags: none when the rate is unset (the server validates the rest);
+// the burst defaults to twice the rate.
+func rateLimit(perSecond float64, burst uint) *tokenauthorityv1.RateLimit {
+	if perSecond == 0 && burst == 0 {
+		return nil
+	}
+	if burst == 0 {
+		burst = uint(max(1, 2*perSecond))
+	}
+	return &tokenauthorityv1.RateLimit{PerSecond: perSecond, Burst: uint32(min(burst, 1<<31))}
 }

@@ -329,7 +329,8 @@ var requestCases = []requestCase{
 	{
 		name: "tenant create with every flag",
 		args: []string{"tenant", "create", "-id", "acme", "-issuer", "https://auth.acme.test", "-alg", "es256",
-			"-max-access-ttl", "30m", "-max-refresh-ttl", "240h", "-audience", "api, web", "-scopes", "read,write"},
+			"-max-access-ttl", "30m", "-max-refresh-ttl", "240h", "-audience", "api, web", "-scopes", "read,write",
+			"-issue-rate", "5", "-refresh-rate", "0.5", "-refresh-burst", "3"},
 		method: "CreateTenant",
 		want: &tokenauthorityv1.CreateTenantRequest{Tenant: &tokenauthorityv1.Tenant{
 			TenantId:         "acme",
@@ -339,6 +340,8 @@ var requestCases = []requestCase{
 			MaxRefreshTtl:    durationpb.New(240 * time.Hour),
 			AllowedAudiences: []string{"api", "web"},
 			AllowedScopes:    []string{"read", "write"},
+			IssueRateLimit:   &tokenauthorityv1.RateLimit{PerSecond: 5, Burst: 10},
+			RefreshRateLimit: &tokenauthorityv1.RateLimit{PerSecond: 0.5, Burst: 3},
 		}},
 		wantOut: []string{"Tenant:", "acme", "ES256", "30m0s", "Admin API key:", newAdminKey, warnKey},
 	},

@@ -78,7 +78,16 @@ func writeTenant(w io.Writer, t *tokenauthorityv1.Tenant) {
 	fmt.Fprintf(w, "Max refresh TTL:\t%s\n", formatDuration(t.GetMaxRefreshTtl(), "server bound"))
 	fmt.Fprintf(w, "Allowed audiences:\t%s\n", formatList(t.GetAllowedAudiences(), "any"))
 	fmt.Fprintf(w, "Allowed scopes:\t%s\n", formatList(t.GetAllowedScopes(), "any"))
+	fmt.Fprintf(w, "Issue rate limit:\t%s\n", formatRateLimit(t.GetIssueRateLimit()))
+	fmt.Fprintf(w, "Refresh rate limit:\t%s\n", formatRateLimit(t.GetRefreshRateLimit()))
 	fmt.Fprintf(w, "Created:\t%s\n", formatTime(t.GetCreateTime()))
+}
+
+func formatRateLimit(l *tokenauthorityv1.RateLimit) string {
+	if l == nil {
+		return "server default"
+	}
+	return fmt.Sprintf("%g/s per API key and replica, bursts of %d", l.GetPerSecond(), l.GetBurst())
 }
 
 func writeTenantList(w io.Writer, resp *tokenauthorityv1.ListTenantsResponse) {

@@ -116,7 +116,23 @@ func tenantToProto(t *tenant.Tenant) *tokenauthorityv1.Tenant {
 		AllowedAudiences: t.AllowedAudiences,
 		AllowedScopes:    t.AllowedScopes,
 		CreateTime:       timestamppb.New(t.CreatedAt),
+		IssueRateLimit:   rateLimitToProto(t.IssueLimit),
+		RefreshRateLimit: rateLimitToProto(t.RefreshLimit),
 	}
+}
+
+func rateLimitToProto(l *tenant.RateLimit) *tokenauthorityv1.RateLimit {
+	if l == nil {
+		return nil
+	}
+	return &tokenauthorityv1.RateLimit{PerSecond: l.PerSecond, Burst: uint32(l.Burst)}
+}
+
+func rateLimitFromProto(l *tokenauthorityv1.RateLimit) *tenant.RateLimit {
+	if l == nil {
+		return nil
+	}
+	return &tenant.RateLimit{PerSecond: l.GetPerSecond(), Burst: int(min(l.GetBurst(), 1<<30))}
 }
 
 func durationOrNil(d time.Duration) *durationpb.Duration {
@@ -163,6 +179,8 @@ func (s *adminService) CreateTenant(ctx context.Context, req *tokenauthorityv1.C
 		MaxRefreshTTL:    in.GetMaxRefreshTtl().AsDuration(),
 		AllowedAudiences: in.GetAllowedAudiences(),
 		AllowedScopes:    in.GetAllowedScopes(),
+		IssueLimit:       rateLimitFromProto(in.GetIssueRateLimit()),
+		RefreshLimit:     rateLimitFromProto(in.GetRefreshRateLimit()),
 	}
 	if err := s.tenants.CreateTenant(ctx, t); err != nil {
 		return nil, toStatus(ctx, s.log, err)

@@ -34,6 +34,8 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Revocations serves WatchRevocations; the method is Unimplemented when nil.
 	Revocations *revocation.Hub
+	// Now is the clock of the rate limits; time.Now when nil.
+	Now func() time.Time
 	// MaxWatchesPerKey bounds the open WatchRevocations streams of one API key
 	// (DefaultMaxWatchesPerKey when zero).
 	MaxWatchesPerKey int
@@ -97,7 +99,7 @@ func New(cfg Config) (*Server, error) {
 		maxWatches = DefaultMaxWatchesPerKey
 	}
 	tokenauthorityv1.RegisterTokenServiceServer(srv, &tokenService{tokens: cfg.Tokens, keys: cfg.Keys, tenants: cfg.Tenants,
-		hub: cfg.Revocations, watches: &watchLimiter{max: maxWatches}, log: log})
+		hub: cfg.Revocations, watches: &watchLimiter{max: maxWatches}, limits: newLimiter(cfg.Now), log: log})
 	tokenauthorityv1.RegisterAdminServiceServer(srv, &adminService{tenants: cfg.Tenants, keys: cfg.Keys, tokens: cfg.Tokens, log: log})
 	hs := health.NewServer()
 	for _, name := range Services {

@@ -33,6 +33,7 @@ type tokenService struct {
 	tenants TenantAdmin
 	hub     *revocation.Hub
 	watches *watchLimiter
+	limits  *limiter
 	log     *slog.Logger
 }
 
@@ -45,8 +46,22 @@ func tenantOf(ctx context.Context) (*tenant.Tenant, error) {
 	return c.Tenant, nil
 }
 
-func (s *tokenService) IssueToken(ctx context.Context, req *tokenauthorityv1.IssueTokenRequest) (*tokenauthorityv1.IssueTokenResponse, error) {
+// tenantWithin returns the caller's tenant after taking one call of method from the caller's rate
+// limit.
+func (s *tokenService) tenantWithin(ctx context.Context, method string, limit func(*tenant.Tenant) *tenant.RateLimit) (*tenant.Tenant, error) {
 	t, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, _ := CallerFrom(ctx)
+	if err := s.limits.allow(c.KeyID, method, limit(t).OrDefault()); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (s *tokenService) IssueToken(ctx context.Context, req *tokenauthorityv1.IssueTokenRequest) (*tokenauthorityv1.IssueTokenResponse, error) {
+	t, err := s.tenantWithin(ctx, "issue", func(t *tenant.Tenant) *tenant.RateLimit { return t.IssueLimit })
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +149,7 @@ func within(field string, requested, granted []string) ([]string, error) {
 }
 
 func (s *tokenService) RefreshToken(ctx context.Context, req *tokenauthorityv1.RefreshTokenRequest) (*tokenauthorityv1.RefreshTokenResponse, error) {
-	t, err := tenantOf(ctx)
+	t, err := s.tenantWithin(ctx, "refresh", func(t *tenant.Tenant) *tenant.RateLimit { return t.RefreshLimit })
 	if err != nil {
 		return nil, err
 	}

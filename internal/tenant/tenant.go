@@ -38,6 +38,44 @@ type Tenant struct {
 	AllowedAudiences []string  `json:"auds,omitempty"`
 	AllowedScopes    []string  `json:"scopes,omitempty"`
 	CreatedAt        time.Time `json:"created"`
+	// IssueLimit and RefreshLimit bound the IssueToken and RefreshToken calls of each API key on
+	// each replica; nil means DefaultRateLimit.
+	IssueLimit   *RateLimit `json:"issue_limit,omitempty"`
+	RefreshLimit *RateLimit `json:"refresh_limit,omitempty"`
+}
+
+// RateLimit is a token bucket: PerSecond sustained, Burst at once.
+type RateLimit struct {
+	PerSecond float64 `json:"rate"`
+	Burst     int     `json:"burst"`
+}
+
+// DefaultRateLimit applies when a tenant sets no limit.
+var DefaultRateLimit = RateLimit{PerSecond: 1000, Burst: 2000}
+
+// Bounds of a RateLimit.
+const (
+	minRate  = 0.01
+	maxRate  = 100_000
+	maxBurst = 100_000
+)
+
+func (l *RateLimit) validate(name string) error {
+	if l == nil {
+		return nil
+	}
+	if !(l.PerSecond >= minRate && l.PerSecond <= maxRate) || l.Burst < 1 || l.Burst > maxBurst {
+		return fmt.Errorf("%s: per_second must be %g-%d and burst 1-%d", name, minRate, maxRate, maxBurst)
+	}
+	return nil
+}
+
+// OrDefault returns the limit, or DefaultRateLimit when l is nil.
+func (l *RateLimit) OrDefault() RateLimit {
+	if l == nil {
+		return DefaultRateLimit
+	}
+	return *l
 }
 
 var (
@@ -63,6 +101,12 @@ func (t *Tenant) Validate() error {
 	}
 	if t.MaxAccessTTL < 0 || t.MaxRefreshTTL < 0 {
 		errs = append(errs, errors.New("TTL bounds must not be negative"))
+	}
+	if err := t.IssueLimit.validate("issue_rate_limit"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := t.RefreshLimit.validate("refresh_rate_limit"); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)

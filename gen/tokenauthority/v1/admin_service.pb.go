@@ -163,9 +163,15 @@ type Tenant struct {
 	// Scopes that may be requested; any when empty.
 	AllowedScopes []string `protobuf:"bytes,7,rep,name=allowed_scopes,json=allowedScopes,proto3" json:"allowed_scopes,omitempty"`
 	// When the tenant was created.
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// The rate of IssueToken calls each API key of the tenant may make on each replica; the server
+	// default (1000 per second, bursts of 2000) when unset.
+	IssueRateLimit *RateLimit `protobuf:"bytes,9,opt,name=issue_rate_limit,json=issueRateLimit,proto3" json:"issue_rate_limit,omitempty"`
+	// The rate of RefreshToken calls each API key of the tenant may make on each replica; the server
+	// default (1000 per second, bursts of 2000) when unset.
+	RefreshRateLimit *RateLimit `protobuf:"bytes,10,opt,name=refresh_rate_limit,json=refreshRateLimit,proto3" json:"refresh_rate_limit,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
@@ -254,6 +260,75 @@ func (x *Tenant) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Tenant) GetIssueRateLimit() *RateLimit {
+	if x != nil {
+		return x.IssueRateLimit
+	}
+	return nil
+}
+
+func (x *Tenant) GetRefreshRateLimit() *RateLimit {
+	if x != nil {
+		return x.RefreshRateLimit
+	}
+	return nil
+}
+
+// RateLimit is a token bucket: calls beyond it fail with RESOURCE_EXHAUSTED.
+type RateLimit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Calls per second, sustained: 0.01 to 100000.
+	PerSecond float64 `protobuf:"fixed64,1,opt,name=per_second,json=perSecond,proto3" json:"per_second,omitempty"`
+	// Calls allowed at once after a quiet period: 1 to 100000.
+	Burst         uint32 `protobuf:"varint,2,opt,name=burst,proto3" json:"burst,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateLimit) Reset() {
+	*x = RateLimit{}
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimit) ProtoMessage() {}
+
+func (x *RateLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimit.ProtoReflect.Descriptor instead.
+func (*RateLimit) Descriptor() ([]byte, []int) {
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RateLimit) GetPerSecond() float64 {
+	if x != nil {
+		return x.PerSecond
+	}
+	return 0
+}
+
+func (x *RateLimit) GetBurst() uint32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
 // CreateTenantRequest describes the new tenant.
 type CreateTenantRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -265,7 +340,7 @@ type CreateTenantRequest struct {
 
 func (x *CreateTenantRequest) Reset() {
 	*x = CreateTenantRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[1]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -277,7 +352,7 @@ func (x *CreateTenantRequest) String() string {
 func (*CreateTenantRequest) ProtoMessage() {}
 
 func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[1]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -290,7 +365,7 @@ func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantRequest.ProtoReflect.Descriptor instead.
 func (*CreateTenantRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{1}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreateTenantRequest) GetTenant() *Tenant {
@@ -313,7 +388,7 @@ type CreateTenantResponse struct {
 
 func (x *CreateTenantResponse) Reset() {
 	*x = CreateTenantResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[2]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -325,7 +400,7 @@ func (x *CreateTenantResponse) String() string {
 func (*CreateTenantResponse) ProtoMessage() {}
 
 func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[2]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -338,7 +413,7 @@ func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantResponse.ProtoReflect.Descriptor instead.
 func (*CreateTenantResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{2}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateTenantResponse) GetTenant() *Tenant {
@@ -366,7 +441,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[3]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +453,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[3]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +466,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{3}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetTenantRequest) GetTenantId() string {
@@ -412,7 +487,7 @@ type GetTenantResponse struct {
 
 func (x *GetTenantResponse) Reset() {
 	*x = GetTenantResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[4]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +499,7 @@ func (x *GetTenantResponse) String() string {
 func (*GetTenantResponse) ProtoMessage() {}
 
 func (x *GetTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[4]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +512,7 @@ func (x *GetTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantResponse.ProtoReflect.Descriptor instead.
 func (*GetTenantResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{4}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetTenantResponse) GetTenant() *Tenant {
@@ -460,7 +535,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[5]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +547,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[5]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +560,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{5}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListTenantsRequest) GetPageSize() int32 {
@@ -515,7 +590,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[6]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -527,7 +602,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[6]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -540,7 +615,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{6}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*Tenant {
@@ -568,7 +643,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[7]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +655,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[7]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +668,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{7}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteTenantRequest) GetTenantId() string {
@@ -612,7 +687,7 @@ type DeleteTenantResponse struct {
 
 func (x *DeleteTenantResponse) Reset() {
 	*x = DeleteTenantResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[8]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +699,7 @@ func (x *DeleteTenantResponse) String() string {
 func (*DeleteTenantResponse) ProtoMessage() {}
 
 func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[8]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +712,7 @@ func (x *DeleteTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTenantResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{8}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{9}
 }
 
 // ApiKey describes an API key; its value is never shown again after creation.
@@ -661,7 +736,7 @@ type ApiKey struct {
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[9]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -673,7 +748,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[9]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -686,7 +761,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{9}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ApiKey) GetKeyId() string {
@@ -746,7 +821,7 @@ type CreateApiKeyRequest struct {
 
 func (x *CreateApiKeyRequest) Reset() {
 	*x = CreateApiKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[10]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +833,7 @@ func (x *CreateApiKeyRequest) String() string {
 func (*CreateApiKeyRequest) ProtoMessage() {}
 
 func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[10]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +846,7 @@ func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{10}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateApiKeyRequest) GetTenantId() string {
@@ -808,7 +883,7 @@ type CreateApiKeyResponse struct {
 
 func (x *CreateApiKeyResponse) Reset() {
 	*x = CreateApiKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[11]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +895,7 @@ func (x *CreateApiKeyResponse) String() string {
 func (*CreateApiKeyResponse) ProtoMessage() {}
 
 func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[11]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +908,7 @@ func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{11}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateApiKeyResponse) GetApiKey() *ApiKey {
@@ -861,7 +936,7 @@ type ListApiKeysRequest struct {
 
 func (x *ListApiKeysRequest) Reset() {
 	*x = ListApiKeysRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[12]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +948,7 @@ func (x *ListApiKeysRequest) String() string {
 func (*ListApiKeysRequest) ProtoMessage() {}
 
 func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[12]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +961,7 @@ func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{12}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListApiKeysRequest) GetTenantId() string {
@@ -907,7 +982,7 @@ type ListApiKeysResponse struct {
 
 func (x *ListApiKeysResponse) Reset() {
 	*x = ListApiKeysResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[13]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +994,7 @@ func (x *ListApiKeysResponse) String() string {
 func (*ListApiKeysResponse) ProtoMessage() {}
 
 func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[13]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1007,7 @@ func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{13}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
@@ -955,7 +1030,7 @@ type RotateApiKeyRequest struct {
 
 func (x *RotateApiKeyRequest) Reset() {
 	*x = RotateApiKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[14]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1042,7 @@ func (x *RotateApiKeyRequest) String() string {
 func (*RotateApiKeyRequest) ProtoMessage() {}
 
 func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[14]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1055,7 @@ func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{14}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RotateApiKeyRequest) GetKeyId() string {
@@ -1010,7 +1085,7 @@ type RotateApiKeyResponse struct {
 
 func (x *RotateApiKeyResponse) Reset() {
 	*x = RotateApiKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[15]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1097,7 @@ func (x *RotateApiKeyResponse) String() string {
 func (*RotateApiKeyResponse) ProtoMessage() {}
 
 func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[15]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1110,7 @@ func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{15}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RotateApiKeyResponse) GetApiKey() *ApiKey {
@@ -1063,7 +1138,7 @@ type DeleteApiKeyRequest struct {
 
 func (x *DeleteApiKeyRequest) Reset() {
 	*x = DeleteApiKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[16]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1150,7 @@ func (x *DeleteApiKeyRequest) String() string {
 func (*DeleteApiKeyRequest) ProtoMessage() {}
 
 func (x *DeleteApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[16]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1163,7 @@ func (x *DeleteApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*DeleteApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{16}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteApiKeyRequest) GetKeyId() string {
@@ -1107,7 +1182,7 @@ type DeleteApiKeyResponse struct {
 
 func (x *DeleteApiKeyResponse) Reset() {
 	*x = DeleteApiKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[17]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1194,7 @@ func (x *DeleteApiKeyResponse) String() string {
 func (*DeleteApiKeyResponse) ProtoMessage() {}
 
 func (x *DeleteApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[17]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1207,7 @@ func (x *DeleteApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*DeleteApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{17}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{18}
 }
 
 // Principal is a user or service account that may obtain tokens with its own secret.
@@ -1158,7 +1233,7 @@ type Principal struct {
 
 func (x *Principal) Reset() {
 	*x = Principal{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[18]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1245,7 @@ func (x *Principal) String() string {
 func (*Principal) ProtoMessage() {}
 
 func (x *Principal) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[18]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1258,7 @@ func (x *Principal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Principal.ProtoReflect.Descriptor instead.
 func (*Principal) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{18}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Principal) GetIdentifier() string {
@@ -1246,7 +1321,7 @@ type CreatePrincipalRequest struct {
 
 func (x *CreatePrincipalRequest) Reset() {
 	*x = CreatePrincipalRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[19]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1333,7 @@ func (x *CreatePrincipalRequest) String() string {
 func (*CreatePrincipalRequest) ProtoMessage() {}
 
 func (x *CreatePrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[19]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1346,7 @@ func (x *CreatePrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePrincipalRequest.ProtoReflect.Descriptor instead.
 func (*CreatePrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{19}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreatePrincipalRequest) GetPrincipal() *Principal {
@@ -1292,7 +1367,7 @@ type CreatePrincipalResponse struct {
 
 func (x *CreatePrincipalResponse) Reset() {
 	*x = CreatePrincipalResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[20]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1304,7 +1379,7 @@ func (x *CreatePrincipalResponse) String() string {
 func (*CreatePrincipalResponse) ProtoMessage() {}
 
 func (x *CreatePrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[20]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1317,7 +1392,7 @@ func (x *CreatePrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePrincipalResponse.ProtoReflect.Descriptor instead.
 func (*CreatePrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{20}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreatePrincipalResponse) GetPrincipal() *Principal {
@@ -1338,7 +1413,7 @@ type SetPrincipalSecretRequest struct {
 
 func (x *SetPrincipalSecretRequest) Reset() {
 	*x = SetPrincipalSecretRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[21]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1425,7 @@ func (x *SetPrincipalSecretRequest) String() string {
 func (*SetPrincipalSecretRequest) ProtoMessage() {}
 
 func (x *SetPrincipalSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[21]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1438,7 @@ func (x *SetPrincipalSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPrincipalSecretRequest.ProtoReflect.Descriptor instead.
 func (*SetPrincipalSecretRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{21}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SetPrincipalSecretRequest) GetIdentifier() string {
@@ -1384,7 +1459,7 @@ type SetPrincipalSecretResponse struct {
 
 func (x *SetPrincipalSecretResponse) Reset() {
 	*x = SetPrincipalSecretResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[22]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1471,7 @@ func (x *SetPrincipalSecretResponse) String() string {
 func (*SetPrincipalSecretResponse) ProtoMessage() {}
 
 func (x *SetPrincipalSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[22]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1484,7 @@ func (x *SetPrincipalSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPrincipalSecretResponse.ProtoReflect.Descriptor instead.
 func (*SetPrincipalSecretResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{22}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetPrincipalSecretResponse) GetSecret() string {
@@ -1430,7 +1505,7 @@ type DeletePrincipalRequest struct {
 
 func (x *DeletePrincipalRequest) Reset() {
 	*x = DeletePrincipalRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[23]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1517,7 @@ func (x *DeletePrincipalRequest) String() string {
 func (*DeletePrincipalRequest) ProtoMessage() {}
 
 func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[23]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1530,7 @@ func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalRequest.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{23}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeletePrincipalRequest) GetIdentifier() string {
@@ -1474,7 +1549,7 @@ type DeletePrincipalResponse struct {
 
 func (x *DeletePrincipalResponse) Reset() {
 	*x = DeletePrincipalResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[24]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1486,7 +1561,7 @@ func (x *DeletePrincipalResponse) String() string {
 func (*DeletePrincipalResponse) ProtoMessage() {}
 
 func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[24]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1499,7 +1574,7 @@ func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalResponse.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{24}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{25}
 }
 
 // SigningKey describes a signing key (never its private part).
@@ -1521,7 +1596,7 @@ type SigningKey struct {
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[25]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1608,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[25]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1621,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{25}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SigningKey) GetKid() string {
@@ -1597,7 +1672,7 @@ type RotateSigningKeyRequest struct {
 
 func (x *RotateSigningKeyRequest) Reset() {
 	*x = RotateSigningKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1684,7 @@ func (x *RotateSigningKeyRequest) String() string {
 func (*RotateSigningKeyRequest) ProtoMessage() {}
 
 func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1697,7 @@ func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateSigningKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{26}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RotateSigningKeyRequest) GetTenantId() string {
@@ -1650,7 +1725,7 @@ type RotateSigningKeyResponse struct {
 
 func (x *RotateSigningKeyResponse) Reset() {
 	*x = RotateSigningKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1662,7 +1737,7 @@ func (x *RotateSigningKeyResponse) String() string {
 func (*RotateSigningKeyResponse) ProtoMessage() {}
 
 func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1675,7 +1750,7 @@ func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateSigningKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{27}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RotateSigningKeyResponse) GetKey() *SigningKey {
@@ -1698,7 +1773,7 @@ type WithdrawSigningKeyRequest struct {
 
 func (x *WithdrawSigningKeyRequest) Reset() {
 	*x = WithdrawSigningKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1785,7 @@ func (x *WithdrawSigningKeyRequest) String() string {
 func (*WithdrawSigningKeyRequest) ProtoMessage() {}
 
 func (x *WithdrawSigningKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1798,7 @@ func (x *WithdrawSigningKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawSigningKeyRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawSigningKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{28}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WithdrawSigningKeyRequest) GetTenantId() string {
@@ -1749,7 +1824,7 @@ type WithdrawSigningKeyResponse struct {
 
 func (x *WithdrawSigningKeyResponse) Reset() {
 	*x = WithdrawSigningKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +1836,7 @@ func (x *WithdrawSigningKeyResponse) String() string {
 func (*WithdrawSigningKeyResponse) ProtoMessage() {}
 
 func (x *WithdrawSigningKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,14 +1849,14 @@ func (x *WithdrawSigningKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawSigningKeyResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawSigningKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{29}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{30}
 }
 
 var File_tokenauthority_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
-	"%tokenauthority/v1/admin_service.proto\x12\x11tokenauthority.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x03\n" +
+	"%tokenauthority/v1/admin_service.proto\x12\x11tokenauthority.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x04\n" +
 	"\x06Tenant\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x16\n" +
 	"\x06issuer\x18\x02 \x01(\tR\x06issuer\x12A\n" +
@@ -1791,7 +1866,14 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\x11allowed_audiences\x18\x06 \x03(\tR\x10allowedAudiences\x12%\n" +
 	"\x0eallowed_scopes\x18\a \x03(\tR\rallowedScopes\x12;\n" +
 	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"H\n" +
+	"createTime\x12F\n" +
+	"\x10issue_rate_limit\x18\t \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x0eissueRateLimit\x12J\n" +
+	"\x12refresh_rate_limit\x18\n" +
+	" \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x10refreshRateLimit\"@\n" +
+	"\tRateLimit\x12\x1d\n" +
+	"\n" +
+	"per_second\x18\x01 \x01(\x01R\tperSecond\x12\x14\n" +
+	"\x05burst\x18\x02 \x01(\rR\x05burst\"H\n" +
 	"\x13CreateTenantRequest\x121\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x19.tokenauthority.v1.TenantR\x06tenant\"m\n" +
 	"\x14CreateTenantResponse\x121\n" +
@@ -1927,100 +2009,103 @@ func file_tokenauthority_v1_admin_service_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenauthority_v1_admin_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tokenauthority_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_tokenauthority_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_tokenauthority_v1_admin_service_proto_goTypes = []any{
 	(SigningAlgorithm)(0),              // 0: tokenauthority.v1.SigningAlgorithm
 	(Role)(0),                          // 1: tokenauthority.v1.Role
 	(*Tenant)(nil),                     // 2: tokenauthority.v1.Tenant
-	(*CreateTenantRequest)(nil),        // 3: tokenauthority.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),       // 4: tokenauthority.v1.CreateTenantResponse
-	(*GetTenantRequest)(nil),           // 5: tokenauthority.v1.GetTenantRequest
-	(*GetTenantResponse)(nil),          // 6: tokenauthority.v1.GetTenantResponse
-	(*ListTenantsRequest)(nil),         // 7: tokenauthority.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),        // 8: tokenauthority.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),        // 9: tokenauthority.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),       // 10: tokenauthority.v1.DeleteTenantResponse
-	(*ApiKey)(nil),                     // 11: tokenauthority.v1.ApiKey
-	(*CreateApiKeyRequest)(nil),        // 12: tokenauthority.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),       // 13: tokenauthority.v1.CreateApiKeyResponse
-	(*ListApiKeysRequest)(nil),         // 14: tokenauthority.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),        // 15: tokenauthority.v1.ListApiKeysResponse
-	(*RotateApiKeyRequest)(nil),        // 16: tokenauthority.v1.RotateApiKeyRequest
-	(*RotateApiKeyResponse)(nil),       // 17: tokenauthority.v1.RotateApiKeyResponse
-	(*DeleteApiKeyRequest)(nil),        // 18: tokenauthority.v1.DeleteApiKeyRequest
-	(*DeleteApiKeyResponse)(nil),       // 19: tokenauthority.v1.DeleteApiKeyResponse
-	(*Principal)(nil),                  // 20: tokenauthority.v1.Principal
-	(*CreatePrincipalRequest)(nil),     // 21: tokenauthority.v1.CreatePrincipalRequest
-	(*CreatePrincipalResponse)(nil),    // 22: tokenauthority.v1.CreatePrincipalResponse
-	(*SetPrincipalSecretRequest)(nil),  // 23: tokenauthority.v1.SetPrincipalSecretRequest
-	(*SetPrincipalSecretResponse)(nil), // 24: tokenauthority.v1.SetPrincipalSecretResponse
-	(*DeletePrincipalRequest)(nil),     // 25: tokenauthority.v1.DeletePrincipalRequest
-	(*DeletePrincipalResponse)(nil),    // 26: tokenauthority.v1.DeletePrincipalResponse
-	(*SigningKey)(nil),                 // 27: tokenauthority.v1.SigningKey
-	(*RotateSigningKeyRequest)(nil),    // 28: tokenauthority.v1.RotateSigningKeyRequest
-	(*RotateSigningKeyResponse)(nil),   // 29: tokenauthority.v1.RotateSigningKeyResponse
-	(*WithdrawSigningKeyRequest)(nil),  // 30: tokenauthority.v1.WithdrawSigningKeyRequest
-	(*WithdrawSigningKeyResponse)(nil), // 31: tokenauthority.v1.WithdrawSigningKeyResponse
-	(*durationpb.Duration)(nil),        // 32: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 33: google.protobuf.Timestamp
+	(*RateLimit)(nil),                  // 3: tokenauthority.v1.RateLimit
+	(*CreateTenantRequest)(nil),        // 4: tokenauthority.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),       // 5: tokenauthority.v1.CreateTenantResponse
+	(*GetTenantRequest)(nil),           // 6: tokenauthority.v1.GetTenantRequest
+	(*GetTenantResponse)(nil),          // 7: tokenauthority.v1.GetTenantResponse
+	(*ListTenantsRequest)(nil),         // 8: tokenauthority.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),        // 9: tokenauthority.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),        // 10: tokenauthority.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),       // 11: tokenauthority.v1.DeleteTenantResponse
+	(*ApiKey)(nil),                     // 12: tokenauthority.v1.ApiKey
+	(*CreateApiKeyRequest)(nil),        // 13: tokenauthority.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),       // 14: tokenauthority.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),         // 15: tokenauthority.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),        // 16: tokenauthority.v1.ListApiKeysResponse
+	(*RotateApiKeyRequest)(nil),        // 17: tokenauthority.v1.RotateApiKeyRequest
+	(*RotateApiKeyResponse)(nil),       // 18: tokenauthority.v1.RotateApiKeyResponse
+	(*DeleteApiKeyRequest)(nil),        // 19: tokenauthority.v1.DeleteApiKeyRequest
+	(*DeleteApiKeyResponse)(nil),       // 20: tokenauthority.v1.DeleteApiKeyResponse
+	(*Principal)(nil),                  // 21: tokenauthority.v1.Principal
+	(*CreatePrincipalRequest)(nil),     // 22: tokenauthority.v1.CreatePrincipalRequest
+	(*CreatePrincipalResponse)(nil),    // 23: tokenauthority.v1.CreatePrincipalResponse
+	(*SetPrincipalSecretRequest)(nil),  // 24: tokenauthority.v1.SetPrincipalSecretRequest
+	(*SetPrincipalSecretResponse)(nil), // 25: tokenauthority.v1.SetPrincipalSecretResponse
+	(*DeletePrincipalRequest)(nil),     // 26: tokenauthority.v1.DeletePrincipalRequest
+	(*DeletePrincipalResponse)(nil),    // 27: tokenauthority.v1.DeletePrincipalResponse
+	(*SigningKey)(nil),                 // 28: tokenauthority.v1.SigningKey
+	(*RotateSigningKeyRequest)(nil),    // 29: tokenauthority.v1.RotateSigningKeyRequest
+	(*RotateSigningKeyResponse)(nil),   // 30: tokenauthority.v1.RotateSigningKeyResponse
+	(*WithdrawSigningKeyRequest)(nil),  // 31: tokenauthority.v1.WithdrawSigningKeyRequest
+	(*WithdrawSigningKeyResponse)(nil), // 32: tokenauthority.v1.WithdrawSigningKeyResponse
+	(*durationpb.Duration)(nil),        // 33: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 34: google.protobuf.Timestamp
 }
 var file_tokenauthority_v1_admin_service_proto_depIdxs = []int32{
 	0,  // 0: tokenauthority.v1.Tenant.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	32, // 1: tokenauthority.v1.Tenant.max_access_ttl:type_name -> google.protobuf.Duration
-	32, // 2: tokenauthority.v1.Tenant.max_refresh_ttl:type_name -> google.protobuf.Duration
-	33, // 3: tokenauthority.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	2,  // 4: tokenauthority.v1.CreateTenantRequest.tenant:type_name -> tokenauthority.v1.Tenant
-	2,  // 5: tokenauthority.v1.CreateTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
-	2,  // 6: tokenauthority.v1.GetTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
-	2,  // 7: tokenauthority.v1.ListTenantsResponse.tenants:type_name -> tokenauthority.v1.Tenant
-	1,  // 8: tokenauthority.v1.ApiKey.roles:type_name -> tokenauthority.v1.Role
-	33, // 9: tokenauthority.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	33, // 10: tokenauthority.v1.ApiKey.previous_value_expire_time:type_name -> google.protobuf.Timestamp
-	1,  // 11: tokenauthority.v1.CreateApiKeyRequest.roles:type_name -> tokenauthority.v1.Role
-	11, // 12: tokenauthority.v1.CreateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
-	11, // 13: tokenauthority.v1.ListApiKeysResponse.api_keys:type_name -> tokenauthority.v1.ApiKey
-	32, // 14: tokenauthority.v1.RotateApiKeyRequest.overlap:type_name -> google.protobuf.Duration
-	11, // 15: tokenauthority.v1.RotateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
-	33, // 16: tokenauthority.v1.Principal.create_time:type_name -> google.protobuf.Timestamp
-	20, // 17: tokenauthority.v1.CreatePrincipalRequest.principal:type_name -> tokenauthority.v1.Principal
-	20, // 18: tokenauthority.v1.CreatePrincipalResponse.principal:type_name -> tokenauthority.v1.Principal
-	0,  // 19: tokenauthority.v1.SigningKey.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	33, // 20: tokenauthority.v1.SigningKey.publish_time:type_name -> google.protobuf.Timestamp
-	33, // 21: tokenauthority.v1.SigningKey.activate_time:type_name -> google.protobuf.Timestamp
-	33, // 22: tokenauthority.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
-	0,  // 23: tokenauthority.v1.RotateSigningKeyRequest.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	27, // 24: tokenauthority.v1.RotateSigningKeyResponse.key:type_name -> tokenauthority.v1.SigningKey
-	3,  // 25: tokenauthority.v1.AdminService.CreateTenant:input_type -> tokenauthority.v1.CreateTenantRequest
-	5,  // 26: tokenauthority.v1.AdminService.GetTenant:input_type -> tokenauthority.v1.GetTenantRequest
-	7,  // 27: tokenauthority.v1.AdminService.ListTenants:input_type -> tokenauthority.v1.ListTenantsRequest
-	9,  // 28: tokenauthority.v1.AdminService.DeleteTenant:input_type -> tokenauthority.v1.DeleteTenantRequest
-	12, // 29: tokenauthority.v1.AdminService.CreateApiKey:input_type -> tokenauthority.v1.CreateApiKeyRequest
-	14, // 30: tokenauthority.v1.AdminService.ListApiKeys:input_type -> tokenauthority.v1.ListApiKeysRequest
-	16, // 31: tokenauthority.v1.AdminService.RotateApiKey:input_type -> tokenauthority.v1.RotateApiKeyRequest
-	18, // 32: tokenauthority.v1.AdminService.DeleteApiKey:input_type -> tokenauthority.v1.DeleteApiKeyRequest
-	21, // 33: tokenauthority.v1.AdminService.CreatePrincipal:input_type -> tokenauthority.v1.CreatePrincipalRequest
-	23, // 34: tokenauthority.v1.AdminService.SetPrincipalSecret:input_type -> tokenauthority.v1.SetPrincipalSecretRequest
-	25, // 35: tokenauthority.v1.AdminService.DeletePrincipal:input_type -> tokenauthority.v1.DeletePrincipalRequest
-	28, // 36: tokenauthority.v1.AdminService.RotateSigningKey:input_type -> tokenauthority.v1.RotateSigningKeyRequest
-	30, // 37: tokenauthority.v1.AdminService.WithdrawSigningKey:input_type -> tokenauthority.v1.WithdrawSigningKeyRequest
-	4,  // 38: tokenauthority.v1.AdminService.CreateTenant:output_type -> tokenauthority.v1.CreateTenantResponse
-	6,  // 39: tokenauthority.v1.AdminService.GetTenant:output_type -> tokenauthority.v1.GetTenantResponse
-	8,  // 40: tokenauthority.v1.AdminService.ListTenants:output_type -> tokenauthority.v1.ListTenantsResponse
-	10, // 41: tokenauthority.v1.AdminService.DeleteTenant:output_type -> tokenauthority.v1.DeleteTenantResponse
-	13, // 42: tokenauthority.v1.AdminService.CreateApiKey:output_type -> tokenauthority.v1.CreateApiKeyResponse
-	15, // 43: tokenauthority.v1.AdminService.ListApiKeys:output_type -> tokenauthority.v1.ListApiKeysResponse
-	17, // 44: tokenauthority.v1.AdminService.RotateApiKey:output_type -> tokenauthority.v1.RotateApiKeyResponse
-	19, // 45: tokenauthority.v1.AdminService.DeleteApiKey:output_type -> tokenauthority.v1.DeleteApiKeyResponse
-	22, // 46: tokenauthority.v1.AdminService.CreatePrincipal:output_type -> tokenauthority.v1.CreatePrincipalResponse
-	24, // 47: tokenauthority.v1.AdminService.SetPrincipalSecret:output_type -> tokenauthority.v1.SetPrincipalSecretResponse
-	26, // 48: tokenauthority.v1.AdminService.DeletePrincipal:output_type -> tokenauthority.v1.DeletePrincipalResponse
-	29, // 49: tokenauthority.v1.AdminService.RotateSigningKey:output_type -> tokenauthority.v1.RotateSigningKeyResponse
-	31, // 50: tokenauthority.v1.AdminService.WithdrawSigningKey:output_type -> tokenauthority.v1.WithdrawSigningKeyResponse
-	38, // [38:51] is the sub-list for method output_type
-	25, // [25:38] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	33, // 1: tokenauthority.v1.Tenant.max_access_ttl:type_name -> google.protobuf.Duration
+	33, // 2: tokenauthority.v1.Tenant.max_refresh_ttl:type_name -> google.protobuf.Duration
+	34, // 3: tokenauthority.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	3,  // 4: tokenauthority.v1.Tenant.issue_rate_limit:type_name -> tokenauthority.v1.RateLimit
+	3,  // 5: tokenauthority.v1.Tenant.refresh_rate_limit:type_name -> tokenauthority.v1.RateLimit
+	2,  // 6: tokenauthority.v1.CreateTenantRequest.tenant:type_name -> tokenauthority.v1.Tenant
+	2,  // 7: tokenauthority.v1.CreateTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
+	2,  // 8: tokenauthority.v1.GetTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
+	2,  // 9: tokenauthority.v1.ListTenantsResponse.tenants:type_name -> tokenauthority.v1.Tenant
+	1,  // 10: tokenauthority.v1.ApiKey.roles:type_name -> tokenauthority.v1.Role
+	34, // 11: tokenauthority.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	34, // 12: tokenauthority.v1.ApiKey.previous_value_expire_time:type_name -> google.protobuf.Timestamp
+	1,  // 13: tokenauthority.v1.CreateApiKeyRequest.roles:type_name -> tokenauthority.v1.Role
+	12, // 14: tokenauthority.v1.CreateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
+	12, // 15: tokenauthority.v1.ListApiKeysResponse.api_keys:type_name -> tokenauthority.v1.ApiKey
+	33, // 16: tokenauthority.v1.RotateApiKeyRequest.overlap:type_name -> google.protobuf.Duration
+	12, // 17: tokenauthority.v1.RotateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
+	34, // 18: tokenauthority.v1.Principal.create_time:type_name -> google.protobuf.Timestamp
+	21, // 19: tokenauthority.v1.CreatePrincipalRequest.principal:type_name -> tokenauthority.v1.Principal
+	21, // 20: tokenauthority.v1.CreatePrincipalResponse.principal:type_name -> tokenauthority.v1.Principal
+	0,  // 21: tokenauthority.v1.SigningKey.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
+	34, // 22: tokenauthority.v1.SigningKey.publish_time:type_name -> google.protobuf.Timestamp
+	34, // 23: tokenauthority.v1.SigningKey.activate_time:type_name -> google.protobuf.Timestamp
+	34, // 24: tokenauthority.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
+	0,  // 25: tokenauthority.v1.RotateSigningKeyRequest.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
+	28, // 26: tokenauthority.v1.RotateSigningKeyResponse.key:type_name -> tokenauthority.v1.SigningKey
+	4,  // 27: tokenauthority.v1.AdminService.CreateTenant:input_type -> tokenauthority.v1.CreateTenantRequest
+	6,  // 28: tokenauthority.v1.AdminService.GetTenant:input_type -> tokenauthority.v1.GetTenantRequest
+	8,  // 29: tokenauthority.v1.AdminService.ListTenants:input_type -> tokenauthority.v1.ListTenantsRequest
+	10, // 30: tokenauthority.v1.AdminService.DeleteTenant:input_type -> tokenauthority.v1.DeleteTenantRequest
+	13, // 31: tokenauthority.v1.AdminService.CreateApiKey:input_type -> tokenauthority.v1.CreateApiKeyRequest
+	15, // 32: tokenauthority.v1.AdminService.ListApiKeys:input_type -> tokenauthority.v1.ListApiKeysRequest
+	17, // 33: tokenauthority.v1.AdminService.RotateApiKey:input_type -> tokenauthority.v1.RotateApiKeyRequest
+	19, // 34: tokenauthority.v1.AdminService.DeleteApiKey:input_type -> tokenauthority.v1.DeleteApiKeyRequest
+	22, // 35: tokenauthority.v1.AdminService.CreatePrincipal:input_type -> tokenauthority.v1.CreatePrincipalRequest
+	24, // 36: tokenauthority.v1.AdminService.SetPrincipalSecret:input_type -> tokenauthority.v1.SetPrincipalSecretRequest
+	26, // 37: tokenauthority.v1.AdminService.DeletePrincipal:input_type -> tokenauthority.v1.DeletePrincipalRequest
+	29, // 38: tokenauthority.v1.AdminService.RotateSigningKey:input_type -> tokenauthority.v1.RotateSigningKeyRequest
+	31, // 39: tokenauthority.v1.AdminService.WithdrawSigningKey:input_type -> tokenauthority.v1.WithdrawSigningKeyRequest
+	5,  // 40: tokenauthority.v1.AdminService.CreateTenant:output_type -> tokenauthority.v1.CreateTenantResponse
+	7,  // 41: tokenauthority.v1.AdminService.GetTenant:output_type -> tokenauthority.v1.GetTenantResponse
+	9,  // 42: tokenauthority.v1.AdminService.ListTenants:output_type -> tokenauthority.v1.ListTenantsResponse
+	11, // 43: tokenauthority.v1.AdminService.DeleteTenant:output_type -> tokenauthority.v1.DeleteTenantResponse
+	14, // 44: tokenauthority.v1.AdminService.CreateApiKey:output_type -> tokenauthority.v1.CreateApiKeyResponse
+	16, // 45: tokenauthority.v1.AdminService.ListApiKeys:output_type -> tokenauthority.v1.ListApiKeysResponse
+	18, // 46: tokenauthority.v1.AdminService.RotateApiKey:output_type -> tokenauthority.v1.RotateApiKeyResponse
+	20, // 47: tokenauthority.v1.AdminService.DeleteApiKey:output_type -> tokenauthority.v1.DeleteApiKeyResponse
+	23, // 48: tokenauthority.v1.AdminService.CreatePrincipal:output_type -> tokenauthority.v1.CreatePrincipalResponse
+	25, // 49: tokenauthority.v1.AdminService.SetPrincipalSecret:output_type -> tokenauthority.v1.SetPrincipalSecretResponse
+	27, // 50: tokenauthority.v1.AdminService.DeletePrincipal:output_type -> tokenauthority.v1.DeletePrincipalResponse
+	30, // 51: tokenauthority.v1.AdminService.RotateSigningKey:output_type -> tokenauthority.v1.RotateSigningKeyResponse
+	32, // 52: tokenauthority.v1.AdminService.WithdrawSigningKey:output_type -> tokenauthority.v1.WithdrawSigningKeyResponse
+	40, // [40:53] is the sub-list for method output_type
+	27, // [27:40] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_tokenauthority_v1_admin_service_proto_init() }
@@ -2034,7 +2119,7 @@ func file_tokenauthority_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenauthority_v1_admin_service_proto_rawDesc), len(file_tokenauthority_v1_admin_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
