@@ -1,0 +1,61 @@
+package authn
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// Claims are a verified access token's claims.
+//
+// A verifier may hand the same Claims to every call that presents the same token (the remote
+// cache does), so treat them as read-only.
+type Claims struct {
+	// Issuer is the tenant's issuer (iss).
+	Issuer string
+	// Subject is who the token speaks for (sub).
+	Subject string
+	// Audience lists the services the token is meant for (aud).
+	Audience []string
+	// ExpiresAt, NotBefore and IssuedAt are exp, nbf and iat; NotBefore is zero when absent.
+	ExpiresAt, NotBefore, IssuedAt time.Time
+	// JTI identifies the token (jti), for revocation.
+	JTI string
+	// SessionID is the session the token belongs to (sid).
+	SessionID string
+	// Scopes is the space-separated scope claim, split.
+	Scopes []string
+	// Extra holds the claims given at issue beyond the registered ones; nil when there are none.
+	Extra map[string]any
+}
+
+// HasScope reports whether the token carries scope.
+func (c *Claims) HasScope(scope string) bool { return slices.Contains(c.Scopes, scope) }
+
+// HasAllScopes reports whether the token carries every one of scopes.
+func (c *Claims) HasAllScopes(scopes ...string) bool {
+	for _, s := range scopes {
+		if !c.HasScope(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// HasAudience reports whether the token is meant for audience.
+func (c *Claims) HasAudience(audience string) bool { return slices.Contains(c.Audience, audience) }
+
+type claimsKey struct{}
+
+// ContextWithClaims returns a copy of ctx carrying c. The AuthFunc calls it; tests of handlers
+// can call it to stand in for the interceptor.
+func ContextWithClaims(ctx context.Context, c *Claims) context.Context {
+	return context.WithValue(ctx, claimsKey{}, c)
+}
+
+// ClaimsFromContext returns the claims the AuthFunc placed in ctx, and false when there are none
+// (no interceptor ran, or the method is public).
+func ClaimsFromContext(ctx context.Context) (*Claims, bool) {
+	c, ok := ctx.Value(claimsKey{}).(*Claims)
+	return c, ok && c != nil
+}

@@ -1,0 +1,474 @@
+package authn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/sync/singleflight"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+)
+
+// accessType is the typ header of access tokens.
+const accessType = "at+jwt"
+
+// pruneInterval is how often, by the clock, expired deny entries are dropped.
+const pruneInterval = 30 * time.Second
+
+// Local verifies tokens in-process: signatures against the tenant's public keys, then a deny-set
+// fed by the revocation stream. It is safe for concurrent use.
+//
+// It fails closed: while the revocation stream has not caught up since the start or a resync, or
+// has been silent longer than the staleness bound, every Verify returns ErrStale (Unavailable).
+type Local struct {
+	cfg    *config
+	client tokenauthorityv1.TokenServiceClient // nil for a static verifier
+	apiKey string
+	parser *jwt.Parser
+
+	keys    atomic.Pointer[keySet]
+	keysMu  sync.Mutex // orders key-set replacements
+	keysSeq uint64     // sequence of the fetch behind the current set; under keysMu
+	fetchNo atomic.Uint64
+
+	// lastFetch is the clock's time (Unix nanoseconds) of the last fetch started for an
+	// unknown kid; such fetches happen at most once per keyRefresh.
+	lastFetch atomic.Int64
+	fetches   singleflight.Group
+	refreshCh chan struct{}
+
+	deny      *denySet
+	lastPrune time.Time // watcher goroutine only
+	watch     *watcher  // nil for a static verifier
+
+	ctx       context.Context // carries x-api-key; ends at Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// NewLocal returns a verifier that checks tokens in-process. It fetches the tenant's public keys
+// with ListPublicKeys (failing with ErrNoUsableKeys when none can verify, as for HS256 tenants),
+// opens WatchRevocations from the oldest retained event, and returns once the stream has caught up,
+// or fails when ctx ends first. ctx bounds the start only; Close stops the verifier.
+//
+// conn reaches the authority; apiKey is an API key of the tenant with role verify. WithIssuer and
+// WithAudience (or WithAnyAudience) are required.
+func NewLocal(ctx context.Context, conn grpc.ClientConnInterface, apiKey string, opts ...Option) (*Local, error) {
+	cfg := newConfig(opts)
+	if err := errors.Join(cfg.validate(modeLocal), checkConn(conn, apiKey)); err != nil {
+		return nil, fmt.Errorf("authn: NewLocal: %w", err)
+	}
+	l := newLocal(cfg)
+	l.client, l.apiKey = tokenauthorityv1.NewTokenServiceClient(conn), apiKey
+	l.ctx, l.cancel = context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "x-api-key", apiKey))
+	if err := l.initialKeys(ctx); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("authn: NewLocal: %w", err)
+	}
+	l.watch = startWatcher(l.client, apiKey, l, cfg)
+	l.wg.Add(1)
+	go l.refresher()
+	if err := l.watch.waitLive(ctx); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("authn: NewLocal: the revocation stream did not catch up: %w", err)
+	}
+	return l, nil
+}
+
+// NewStatic returns a local verifier over a fixed key set, with no authority and no revocation:
+// for tests (see the authntest package) and for tools that check tokens offline. WithIssuer and
+// WithAudience (or WithAnyAudience) are required.
+func NewStatic(keys []*tokenauthorityv1.JsonWebKey, opts ...Option) (*Local, error) {
+	cfg := newConfig(opts)
+	if err := cfg.validate(modeStatic); err != nil {
+		return nil, fmt.Errorf("authn: NewStatic: %w", err)
+	}
+	l := newLocal(cfg)
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	ks, problems := newKeySet(keys, nil)
+	if len(ks.byKid) == 0 {
+		l.Close()
+		return nil, fmt.Errorf("authn: NewStatic: %w", errors.Join(append([]error{ErrNoUsableKeys}, problems...)...))
+	}
+	l.keys.Store(ks)
+	return l, nil
+}
+
+func newLocal(cfg *config) *Local {
+	return &Local{
+		cfg: cfg,
+		// Claims are checked by hand, with the injected clock and precise reasons.
+		parser:    jwt.NewParser(jwt.WithoutClaimsValidation(), jwt.WithStrictDecoding()),
+		deny:      newDenySet(),
+		refreshCh: make(chan struct{}, 1),
+	}
+}
+
+func checkConn(conn grpc.ClientConnInterface, apiKey string) error {
+	var errs []error
+	if conn == nil {
+		errs = append(errs, errors.New("nil connection to the authority"))
+	}
+	if apiKey == "" {
+		errs = append(errs, errors.New("empty API key"))
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops the revocation watcher and the key refresher. Verify keeps working on a closed
+// static verifier, and fails closed (ErrStale) on a closed remote-fed one once the staleness bound
+// has passed.
+func (l *Local) Close() {
+	l.closeOnce.Do(func() {
+		l.cancel()
+		if l.watch != nil {
+			l.watch.close()
+		}
+		l.wg.Wait()
+	})
+}
+
+// Live reports whether the verifier currently accepts tokens: always for a static verifier;
+// otherwise when the revocation stream has caught up and has not been silent longer than the
+// staleness bound. Suited to a readiness probe.
+func (l *Local) Live() bool { return l.watch == nil || l.watch.fresh(l.cfg.now()) }
+
+// WaitLive returns once Live is true, or ctx's error.
+func (l *Local) WaitLive(ctx context.Context) error {
+	if l.watch == nil {
+		return nil
+	}
+	return l.watch.waitLive(ctx)
+}
+
+// Verify checks token's signature, type, times, issuer, audience and revocation, and returns its
+// claims.
+func (l *Local) Verify(ctx context.Context, token string) (*Claims, error) {
+	now := l.cfg.now()
+	if l.watch != nil && !l.watch.fresh(now) {
+		return nil, ErrStale
+	}
+	if token == "" || len(token) > maxTokenLen {
+		return nil, ErrMalformed
+	}
+	var kid string
+	var keyErr error
+	mc := jwt.MapClaims{}
+	_, err := l.parser.ParseWithClaims(token, mc, func(t *jwt.Token) (any, error) {
+		k, err := l.keyFor(ctx, t)
+		if err != nil {
+			keyErr = err
+			return nil, err
+		}
+		kid = k.kid
+		return k.key, nil
+	})
+	switch {
+	case keyErr != nil:
+		return nil, keyErr
+	case err != nil:
+		return nil, parseError(err)
+	}
+	c, ok := claimsFromMap(mc)
+	if !ok {
+		return nil, ErrMalformed
+	}
+	leeway := l.cfg.leeway
+	if !now.Before(c.ExpiresAt.Add(leeway)) {
+		return nil, ErrExpired
+	}
+	if skewed := now.Add(leeway); skewed.Before(c.IssuedAt) || skewed.Before(c.NotBefore) {
+		return nil, ErrNotYetValid
+	}
+	if c.Issuer != l.cfg.issuer {
+		return nil, ErrWrongIssuer
+	}
+	if l.cfg.audience != "" && !c.HasAudience(l.cfg.audience) {
+		return nil, ErrWrongAudience
+	}
+	if l.deny.denied(kid, c.JTI, c.SessionID, c.Subject, c.IssuedAt.Unix()) {
+		return nil, ErrRevoked
+	}
+	return c, nil
+}
+
+// keyFor checks the header and returns the key that must have signed the token.
+func (l *Local) keyFor(ctx context.Context, t *jwt.Token) (*verifyKey, error) {
+	// Checked first: a refresh token is refused before any key lookup or fetch.
+	if typ, _ := t.Header["typ"].(string); typ != accessType {
+		return nil, ErrWrongType
+	}
+	// The authority writes no critical extensions; one it does not know must be refused
+	// (RFC 7515, section 4.1.11).
+	if _, crit := t.Header["crit"]; crit {
+		return nil, ErrMalformed
+	}
+	kid, _ := t.Header["kid"].(string)
+	if kid == "" || len(kid) > 128 {
+		return nil, ErrUnknownKey
+	}
+	k := l.keys.Load().byKid[kid]
+	if k == nil {
+		var err error
+		if k, err = l.fetchForKid(ctx, kid); err != nil {
+			return nil, err
+		}
+	}
+	// The key fixes the algorithm: a token naming another (HS256 over a public key, say) is
+	// refused before any signature is computed.
+	if alg, _ := t.Header["alg"].(string); alg != k.alg || t.Method == nil || t.Method.Alg() != k.alg {
+		return nil, ErrUnsupportedAlgorithm
+	}
+	return k, nil
+}
+
+// fetchForKid fetches the keys again for an unknown kid, at most once per keyRefresh; concurrent
+// misses share one fetch.
+func (l *Local) fetchForKid(ctx context.Context, kid string) (*verifyKey, error) {
+	if l.client == nil {
+		return nil, ErrUnknownKey
+	}
+	if l.deny.kidWithdrawn(kid) {
+		return nil, ErrRevoked
+	}
+	ch := l.fetches.DoChan("miss", func() (any, error) {
+		now := l.cfg.now().UnixNano()
+		if last := l.lastFetch.Load(); last != 0 && now-last < int64(l.cfg.keyRefresh) {
+			return nil, nil // fetched recently: the kid is unknown
+		}
+		l.lastFetch.Store(now)
+		return nil, l.fetchKeys(l.ctx)
+	})
+	select {
+	case <-ctx.Done():
+		return nil, unavailable(ctx.Err())
+	case r := <-ch:
+		if r.Err != nil {
+			// The kid may be new; without the authority there is no telling.
+			return nil, r.Err
+		}
+	}
+	if k := l.keys.Load().byKid[kid]; k != nil {
+		return k, nil
+	}
+	if l.deny.kidWithdrawn(kid) {
+		return nil, ErrRevoked
+	}
+	return nil, ErrUnknownKey
+}
+
+// initialKeys fetches the key set at start; it fails unless a key is usable.
+func (l *Local) initialKeys(ctx context.Context) error {
+	if err := l.fetchKeys(metadata.AppendToOutgoingContext(ctx, "x-api-key", l.apiKey)); err != nil {
+		return err
+	}
+	if len(l.keys.Load().byKid) == 0 {
+		return ErrNoUsableKeys
+	}
+	return nil
+}
+
+// fetchKeys calls ListPublicKeys and installs the usable keys that were not withdrawn.
+func (l *Local) fetchKeys(ctx context.Context) error {
+	seq := l.fetchNo.Add(1)
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.callTimeout)
+	defer cancel()
+	resp, err := l.client.ListPublicKeys(ctx, &tokenauthorityv1.ListPublicKeysRequest{})
+	if err != nil {
+		return unavailable(fmt.Errorf("list public keys: %w", err))
+	}
+	ks, problems := newKeySet(resp.GetKeys(), l.deny.kidWithdrawn)
+	for _, p := range problems {
+		l.cfg.logger.DebugContext(ctx, "authn: skipping a key", "err", p)
+	}
+	l.keysMu.Lock()
+	defer l.keysMu.Unlock()
+	if seq > l.keysSeq {
+		l.keysSeq = seq
+		l.keys.Store(ks)
+	}
+	return nil
+}
+
+// refresher fetches the keys when an event says they changed, coalescing bursts.
+func (l *Local) refresher() {
+	defer l.wg.Done()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-l.refreshCh:
+		}
+		r := <-l.fetches.DoChan("event", func() (any, error) { return nil, l.fetchKeys(l.ctx) })
+		if r.Err != nil && l.ctx.Err() == nil {
+			l.cfg.logger.WarnContext(l.ctx, "authn: refreshing the keys after an event failed", "err", r.Err)
+		}
+	}
+}
+
+func (l *Local) requestKeyRefresh() {
+	select {
+	case l.refreshCh <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// apply implements revocationSink.
+func (l *Local) apply(ev *tokenauthorityv1.WatchRevocationsResponse) {
+	exp := ev.GetExpireTime().AsTime()
+	if ev.GetExpireTime() == nil {
+		exp = time.Time{}
+	}
+	switch ev.GetKind() {
+	case tokenauthorityv1.RevocationKind_REVOCATION_KIND_TOKEN:
+		if ev.GetJti() != "" {
+			l.deny.addJTI(ev.GetJti(), exp)
+		}
+	case tokenauthorityv1.RevocationKind_REVOCATION_KIND_SESSION:
+		if ev.GetSessionId() != "" {
+			l.deny.addSession(ev.GetSessionId(), exp)
+		}
+	case tokenauthorityv1.RevocationKind_REVOCATION_KIND_SUBJECT_CUTOFF:
+		if ev.GetSubject() != "" && ev.GetCutoffTime() != nil {
+			l.deny.addSubjectCutoff(ev.GetSubject(), cutoff{unix: ev.GetCutoffTime().AsTime().Unix(), expire: exp})
+		}
+	case tokenauthorityv1.RevocationKind_REVOCATION_KIND_TENANT_CUTOFF:
+		if ev.GetCutoffTime() != nil {
+			l.deny.addTenantCutoff(cutoff{unix: ev.GetCutoffTime().AsTime().Unix(), expire: exp})
+		}
+	case tokenauthorityv1.RevocationKind_REVOCATION_KIND_KEY_WITHDRAWN:
+		if kid := ev.GetKid(); kid != "" {
+			l.deny.addKid(kid, exp)
+			l.keysMu.Lock()
+			l.keys.Store(l.keys.Load().without(kid))
+			l.keysMu.Unlock()
+		}
+	case tokenauthorityv1.RevocationKind_REVOCATION_KIND_KEY_PUBLISHED:
+		l.requestKeyRefresh()
+	default:
+		l.cfg.logger.Warn("authn: ignoring a revocation event of an unknown kind", "kind", ev.GetKind())
+	}
+}
+
+// resync implements revocationSink.
+func (l *Local) resync() {
+	l.deny.clear()
+	l.requestKeyRefresh()
+}
+
+// tick implements revocationSink.
+func (l *Local) tick(now time.Time) {
+	if now.Sub(l.lastPrune) >= pruneInterval {
+		l.lastPrune = now
+		l.deny.prune(now, l.cfg.leeway)
+	}
+}
+
+// parseError maps a golang-jwt error (the key function's errors are handled before).
+func parseError(err error) error {
+	switch {
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return ErrBadSignature
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		// golang-jwt knows no such algorithm.
+		return ErrUnsupportedAlgorithm
+	}
+	return ErrMalformed
+}
+
+// registered lists the claims the authority sets itself; the others are Extra.
+var registered = map[string]bool{
+	"iss": true, "sub": true, "aud": true, "exp": true, "nbf": true, "iat": true,
+	"jti": true, "sid": true, "scope": true, "typ": true, "cnf": true, "client_id": true,
+}
+
+// claimsFromMap extracts typed claims; false when a required claim is missing or of the wrong
+// JSON type. exp, iat, iss, sub and jti are required.
+func claimsFromMap(m jwt.MapClaims) (*Claims, bool) {
+	c := &Claims{}
+	var ok bool
+	if c.ExpiresAt, ok = numericDate(m["exp"]); !ok {
+		return nil, false
+	}
+	if c.IssuedAt, ok = numericDate(m["iat"]); !ok {
+		return nil, false
+	}
+	if v, present := m["nbf"]; present {
+		if c.NotBefore, ok = numericDate(v); !ok {
+			return nil, false
+		}
+	}
+	if c.Issuer, ok = m["iss"].(string); !ok {
+		return nil, false
+	}
+	if c.Subject, ok = m["sub"].(string); !ok {
+		return nil, false
+	}
+	if c.JTI, ok = m["jti"].(string); !ok || c.JTI == "" {
+		return nil, false
+	}
+	if v, present := m["sid"]; present {
+		if c.SessionID, ok = v.(string); !ok {
+			return nil, false
+		}
+	}
+	if c.Audience, ok = audience(m["aud"]); !ok {
+		return nil, false
+	}
+	if v, present := m["scope"]; present {
+		s, ok := v.(string)
+		if !ok {
+			return nil, false
+		}
+		c.Scopes = strings.Fields(s)
+	}
+	for name, v := range m {
+		if !registered[name] {
+			if c.Extra == nil {
+				c.Extra = map[string]any{}
+			}
+			c.Extra[name] = v
+		}
+	}
+	return c, true
+}
+
+// numericDate reads a JSON number of whole seconds.
+func numericDate(v any) (time.Time, bool) {
+	f, ok := v.(float64)
+	if !ok || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(f), 0).UTC(), true
+}
+
+// audience reads aud: absent, a string, or an array of strings.
+func audience(v any) ([]string, bool) {
+	switch a := v.(type) {
+	case nil:
+		return nil, true
+	case string:
+		return []string{a}, true
+	case []any:
+		out := make([]string, len(a))
+		for i, e := range a {
+			s, ok := e.(string)
+			if !ok {
+				return nil, false
+			}
+			out[i] = s
+		}
+		return out, true
+	}
+	return nil, false
+}
