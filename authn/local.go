@@ -353,6 +353,8 @@ func (l *Local) apply(ev *tokenauthorityv1.WatchRevocationsResponse) {
 			l.keys.Store(l.keys.Load().without(kid))
 			l.keysMu.Unlock()
 		}
+		// Withdrawing the signing key publishes a replacement that signs at once.
+		l.requestKeyRefresh()
 	case tokenauthorityv1.RevocationKind_REVOCATION_KIND_KEY_PUBLISHED:
 		l.requestKeyRefresh()
 	default:

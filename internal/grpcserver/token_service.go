@@ -23,6 +23,8 @@ import (
 // PublicKeys lists a tenant's published keys.
 type PublicKeys interface {
 	PublicKeys(ctx context.Context, tenant string) ([]*keys.Key, error)
+	// CurrentPublicKeys reads them from the store, bypassing the cache.
+	CurrentPublicKeys(ctx context.Context, tenant string) ([]*keys.Key, error)
 }
 
 // tokenService implements tokenauthority.v1.TokenService.
@@ -260,7 +262,7 @@ func (s *tokenService) ListPublicKeys(ctx context.Context, _ *tokenauthorityv1.L
 	if err != nil {
 		return nil, err
 	}
-	ks, err := s.keys.PublicKeys(ctx, t.ID)
+	ks, err := s.keys.CurrentPublicKeys(ctx, t.ID)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}

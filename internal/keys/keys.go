@@ -293,6 +293,20 @@ func (m *Manager) PublicKeys(ctx context.Context, tenant string) ([]*Key, error)
 	if err != nil {
 		return nil, err
 	}
+	return m.published(ks), nil
+}
+
+// CurrentPublicKeys is PublicKeys read from the store rather than the cache, which may be up to a
+// refresh interval old: for a verifier that has just been told that the keys changed.
+func (m *Manager) CurrentPublicKeys(ctx context.Context, tenant string) ([]*Key, error) {
+	ks, err := m.load(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	return m.published(ks), nil
+}
+
+func (m *Manager) published(ks *keyset) []*Key {
 	now := m.now()
 	signer := ks.signer(now)
 	out := make([]*Key, 0, len(ks.keys))
@@ -302,7 +316,7 @@ func (m *Manager) PublicKeys(ctx context.Context, tenant string) ([]*Key, error)
 			out = append(out, k)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // forget drops a tenant's cached key set.
