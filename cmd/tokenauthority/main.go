@@ -1,5 +1,8 @@
 // Command tokenauthority runs the token authority: a gRPC server for issuing, refreshing,
 // verifying and revoking JWTs, and an HTTP server for health, metrics and JWKS.
+//
+// "tokenauthority healthcheck" instead asks a running server whether it is serving, through the
+// gRPC health protocol, for container images that have no shell or curl.
 package main
 
 import (
@@ -7,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -20,16 +24,25 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:])
 	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitCode returns the exit status for the result of run, reporting an error on stderr: 0 for
+// success or help, 1 for anything else.
+func exitCode(err error, stderr io.Writer) int {
 	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
 	default:
-		fmt.Fprintln(os.Stderr, "tokenauthority:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "tokenauthority:", err)
+		return 1
 	}
 }
 
 func run(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == healthcheckCommand {
+		return healthcheck(ctx, args[1:], os.Getenv, os.Stderr)
+	}
 	cfg, err := config.Parse(args, os.Getenv, os.Stderr)
 	if err != nil {
 		return err

@@ -78,6 +78,21 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 			t.Fatalf("not serving after 20s:\n%s", log.String())
 		}
 	}
+	// The health-check mode of the same binary, as a container's HEALTHCHECK runs it.
+	for _, hc := range []struct {
+		env  string
+		want int
+	}{
+		{env: "TOKENAUTHORITY_GRPC_ADDR=" + grpcAddr, want: 0},
+		{env: "TOKENAUTHORITY_GRPC_ADDR=" + httpAddr, want: 1}, // not a gRPC server
+	} {
+		check := exec.Command(bin, "healthcheck", "-timeout", "3s")
+		check.Env = []string{hc.env}
+		out, err := check.CombinedOutput()
+		if got := check.ProcessState.ExitCode(); got != hc.want {
+			t.Errorf("healthcheck with %s: exit code %d (%v), want %d\n%s", hc.env, got, err, hc.want, out)
+		}
+	}
 	key, err := os.ReadFile(filepath.Join(dir, "data", "dev-api-key"))
 	if err != nil {
 		t.Fatal(err)
