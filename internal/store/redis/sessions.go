@@ -26,7 +26,10 @@ const (
 var errUnexpectedReply = errors.New("unexpected script reply")
 
 // CreateSession stores a new session, expiring at sess.ExpiresAt, and indexes it under its
-// subject, in one script call (sent in a pipeline shared with concurrent calls, see batcher). It returns store.ErrExists when a live session has the same id.
+// subject, in one script call (sent in a pipeline shared with concurrent calls, see batcher). It
+// returns store.ErrExists when a live session has the same id, unless that session has sess's
+// refresh hash: then it is this call's own, created by an attempt whose reply was lost before the
+// client sent the script again.
 func (s *Store) CreateSession(ctx context.Context, sess *token.Session) error {
 	tag, ok := token.SessionTag(sess.ID)
 	if !ok || tag != token.SubjectTag(sess.Tenant, sess.Subject) {
