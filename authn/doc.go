@@ -37,6 +37,17 @@
 // wrapping the interceptor in a selector with Policy.Matcher; UnaryServerInterceptor and
 // StreamServerInterceptor do that wiring.
 //
+// The interceptors check a stream's token when the stream opens. A long-lived stream outlives
+// revocations and expiry unless its handler verifies again from time to time (cmd/demo-orders
+// does it every second with the same Verifier).
+//
+// # Connecting to the authority
+//
+// NewLocal takes the tenant's issuer from ListPublicKeys unless WithIssuer sets it. Its revocation
+// stream reconnects on its own schedule (WithReconnectBackoff) and resets a *grpc.ClientConn's
+// connection backoff before each attempt, so that a returning authority is found within that
+// schedule rather than grpc's own (up to two minutes).
+//
 // # Calling protected methods
 //
 // A TokenSource is a credentials.PerRPCCredentials: it obtains a token with IssueToken (for a

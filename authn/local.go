@@ -38,6 +38,8 @@ type Local struct {
 	keys    atomic.Pointer[keySet]
 	keysMu  sync.Mutex // orders key-set replacements
 	keysSeq uint64     // sequence of the fetch behind the current set; under keysMu
+	// namedIssuer is the issuer the authority named with the current set; under keysMu.
+	namedIssuer string
 	fetchNo atomic.Uint64
 
 	// lastFetch is the clock's time (Unix nanoseconds) of the last fetch started for an
@@ -75,7 +77,7 @@ func NewLocal(ctx context.Context, conn grpc.ClientConnInterface, apiKey string,
 		l.Close()
 		return nil, fmt.Errorf("authn: NewLocal: %w", err)
 	}
-	l.watch = startWatcher(l.client, apiKey, l, cfg)
+	l.watch = startWatcher(conn, apiKey, l, cfg)
 	l.wg.Add(1)
 	go l.refresher()
 	if err := l.watch.waitLive(ctx); err != nil {
@@ -275,6 +277,15 @@ func (l *Local) initialKeys(ctx context.Context) error {
 	if len(l.keys.Load().byKid) == 0 {
 		return ErrNoUsableKeys
 	}
+	if l.cfg.issuer == "" {
+		// Set before the verifier is handed out or the watcher starts: no reader races it.
+		l.keysMu.Lock()
+		l.cfg.issuer = l.namedIssuer
+		l.keysMu.Unlock()
+		if l.cfg.issuer == "" {
+			return errors.New("the authority names no issuer with its keys: pass WithIssuer")
+		}
+	}
 	return nil
 }
 
@@ -296,6 +307,7 @@ func (l *Local) fetchKeys(ctx context.Context) error {
 	if seq > l.keysSeq {
 		l.keysSeq = seq
 		l.keys.Store(ks)
+		l.namedIssuer = resp.GetIssuer()
 	}
 	return nil
 }

@@ -101,8 +101,8 @@ func (c *config) validate(m mode) error {
 	if c.audience == "" && !c.anyAudience {
 		errs = append(errs, errors.New("no audience: pass WithAudience (or WithAnyAudience to accept tokens for any service of the tenant)"))
 	}
-	if m != modeRemote && c.issuer == "" {
-		errs = append(errs, errors.New("no issuer: local verification needs WithIssuer (the tenant's issuer)"))
+	if m == modeStatic && c.issuer == "" {
+		errs = append(errs, errors.New("no issuer: NewStatic needs WithIssuer (the tenant's issuer)"))
 	}
 	if c.now == nil {
 		errs = append(errs, errors.New("WithClock: nil clock"))
@@ -149,7 +149,8 @@ func WithAnyAudience() Option {
 	return verifierOption(func(c *config) { c.audience, c.anyAudience = "", true })
 }
 
-// WithIssuer sets the tenant's issuer, which a token's iss must equal. Required by NewLocal and
+// WithIssuer sets the tenant's issuer, which a token's iss must equal. NewLocal takes the one the
+// authority names with the keys when it is not set. Required by
 // NewStatic; NewRemote checks it too when set.
 func WithIssuer(issuer string) Option {
 	return verifierOption(func(c *config) { c.issuer = issuer })

@@ -46,7 +46,7 @@ func NewRemote(conn grpc.ClientConnInterface, apiKey string, opts ...Option) (*R
 		r.cache = newAnswerCache(cfg.cacheSize)
 	}
 	if cfg.watch {
-		r.watch = startWatcher(r.client, apiKey, r, cfg)
+		r.watch = startWatcher(conn, apiKey, r, cfg)
 	}
 	return r, nil
 }

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
@@ -33,6 +34,7 @@ const (
 // sink, and records when it was last known to be caught up, for the staleness bound.
 type watcher struct {
 	client      tokenauthorityv1.TokenServiceClient
+	conn        grpc.ClientConnInterface
 	apiKey      string
 	sink        revocationSink
 	cfg         *config
@@ -52,9 +54,9 @@ type watcher struct {
 	done   chan struct{}
 }
 
-func startWatcher(client tokenauthorityv1.TokenServiceClient, apiKey string, sink revocationSink, cfg *config) *watcher {
+func startWatcher(conn grpc.ClientConnInterface, apiKey string, sink revocationSink, cfg *config) *watcher {
 	w := &watcher{
-		client: client, apiKey: apiKey, sink: sink, cfg: cfg,
+		client: tokenauthorityv1.NewTokenServiceClient(conn), conn: conn, apiKey: apiKey, sink: sink, cfg: cfg,
 		// A silent stream is reopened well before it turns stale, but not on every lost heartbeat.
 		idleTimeout: min(max(cfg.staleness/2, minIdleTimeout), maxIdleTimeout),
 		liveCh:      make(chan struct{}),
@@ -125,6 +127,12 @@ func (w *watcher) run(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C:
+		}
+		// A *grpc.ClientConn waits out its own connection backoff (up to two minutes) before it
+		// dials the authority again, failing every call meanwhile: the watcher's own, shorter
+		// schedule decides instead.
+		if cc, ok := w.conn.(interface{ ResetConnectBackoff() }); ok {
+			cc.ResetConnectBackoff()
 		}
 		backoff = min(backoff*2, w.cfg.backoffMax)
 	}

@@ -1575,7 +1575,9 @@ func (x *JsonWebKey) GetE() string {
 type ListPublicKeysResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The published keys.
-	Keys          []*JsonWebKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Keys []*JsonWebKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// The issuer (`iss`) of the tenant's tokens, which a verifier must check.
+	Issuer        string `protobuf:"bytes,2,opt,name=issuer,proto3" json:"issuer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1615,6 +1617,13 @@ func (x *ListPublicKeysResponse) GetKeys() []*JsonWebKey {
 		return x.Keys
 	}
 	return nil
+}
+
+func (x *ListPublicKeysResponse) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
 }
 
 // WatchRevocationsRequest opens a revocation stream.
@@ -1901,9 +1910,10 @@ const file_tokenauthority_v1_token_service_proto_rawDesc = "" +
 	"\x01x\x18\x06 \x01(\tR\x01x\x12\f\n" +
 	"\x01y\x18\a \x01(\tR\x01y\x12\f\n" +
 	"\x01n\x18\b \x01(\tR\x01n\x12\f\n" +
-	"\x01e\x18\t \x01(\tR\x01e\"K\n" +
+	"\x01e\x18\t \x01(\tR\x01e\"c\n" +
 	"\x16ListPublicKeysResponse\x121\n" +
-	"\x04keys\x18\x01 \x03(\v2\x1d.tokenauthority.v1.JsonWebKeyR\x04keys\"1\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1d.tokenauthority.v1.JsonWebKeyR\x04keys\x12\x16\n" +
+	"\x06issuer\x18\x02 \x01(\tR\x06issuer\"1\n" +
 	"\x17WatchRevocationsRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\"\xd8\x02\n" +
 	"\x18WatchRevocationsResponse\x125\n" +
