@@ -40,7 +40,7 @@ type Local struct {
 	keysSeq uint64     // sequence of the fetch behind the current set; under keysMu
 	// namedIssuer is the issuer the authority named with the current set; under keysMu.
 	namedIssuer string
-	fetchNo atomic.Uint64
+	fetchNo     atomic.Uint64
 
 	// lastFetch is the clock's time (Unix nanoseconds) of the last fetch started for an
 	// unknown kid; such fetches happen at most once per keyRefresh.
