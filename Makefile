@@ -20,6 +20,8 @@ GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 GO_TEST_FLAGS ?= -race -count=1
 FUZZ_TIME     ?= 30s
 BENCH_TIME    ?= 10s
+SOAK_TIME     ?= 60s
+SOAK_RATE     ?= 500
 
 .PHONY: help
 help: ## list the targets
@@ -29,17 +31,26 @@ help: ## list the targets
 run: build ## run the service on the embedded default (in-memory store, dev keys in .data/)
 	$(BIN)/tokenauthority
 
+.PHONY: demo
+demo: ## run the demo orders service against `make run` (start that first; see cmd/demo-orders/README.md)
+	go build -o $(BIN)/demo-orders ./cmd/demo-orders
+	$(BIN)/demo-orders
+
 .PHONY: build
 build: ## build bin/tokenauthority
 	go build -o $(BIN)/tokenauthority ./cmd/tokenauthority
 
 .PHONY: test
-test: redis-server ## run every test with -race, including those against a real redis-server
-	go test $(GO_TEST_FLAGS) ./...
+test: redis-server $(GRPCURL) ## run every test with -race, including those against a real redis-server
+	GRPCURL=$(GRPCURL) go test $(GO_TEST_FLAGS) ./...
+	@# The manifests test has no concurrency to race-check, and a -race build of the Kubernetes
+	@# packages takes minutes.
+	cd deploy && go test -count=1 ./...
 
 .PHONY: check
 check: tools ## vet, lint (golangci-lint, buf), format check and generated-code check
 	go vet ./...
+	cd deploy && go vet ./...
 	$(GOLANGCI_LINT) run ./...
 	$(BUF) lint
 	$(BUF) format -d --exit-code
@@ -60,8 +71,12 @@ breaking: $(BUF) ## check proto/ for breaking changes against the main branch
 
 .PHONY: bench
 bench: redis-server $(GHZ) ## Go benchmarks and the ghz throughput ratios against a local server
-	go test -run '^$$' -bench . -benchmem -benchtime 2s ./internal/...
+	go test -run '^$$' -bench . -benchmem -benchtime 2s ./internal/... ./authn/...
 	TOKENAUTHORITY_BENCH=1 GHZ=$(GHZ) BENCH_TIME=$(BENCH_TIME) go test -run TestPerformanceRatios -count=1 -v -timeout 30m ./internal/app/ | grep -v "^=== "
+
+.PHONY: soak
+soak: redis-server ## drive an issue/verify/refresh/revoke mix at SOAK_RATE req/s for SOAK_TIME: errors, latency, memory
+	TOKENAUTHORITY_SOAK=1 SOAK_TIME=$(SOAK_TIME) SOAK_RATE=$(SOAK_RATE) go test -run TestSoak -count=1 -v -timeout 30m ./internal/app/
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZ_TIME each

@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/stats"
 
 	"github.com/tokenauthority/tokenauthority/internal/config"
 	"github.com/tokenauthority/tokenauthority/internal/grpcserver"
@@ -22,6 +24,7 @@ import (
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/store/memory"
 	redisstore "github.com/tokenauthority/tokenauthority/internal/store/redis"
+	"github.com/tokenauthority/tokenauthority/internal/telemetry"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
@@ -52,17 +55,43 @@ type App struct {
 
 // New builds the authority from cfg; its secrets must be resolved.
 func New(cfg *config.Config, log *slog.Logger) (*App, error) {
+	return newApp(cfg, log, nil)
+}
+
+// tracingShutdownTimeout bounds the sending of the spans still buffered at shutdown.
+const tracingShutdownTimeout = 5 * time.Second
+
+// newApp is New with the processor of the spans when tracing is on: nil sends them to the OTLP
+// collector; tests pass an in-memory one.
+func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) (*App, error) {
 	a := &App{cfg: cfg, log: log, now: time.Now}
+	// Nothing of OpenTelemetry is made, let alone installed on a hot path, unless tracing is on.
+	var tracing *telemetry.Tracing
+	if cfg.Tracing == config.TracingOTLP {
+		var err error
+		if tracing, err = newTracing(spans); err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), tracingShutdownTimeout)
+			defer cancel()
+			return tracing.Shutdown(ctx)
+		})
+		log.Info("tracing RPCs and Redis calls over OTLP")
+	}
 	// Revocation events are kept while a token they cover can still be valid.
 	retention := revocation.Retention(cfg.MaxAccessTTL, token.DefaultLeeway)
 	var events revocation.Log
+	var client redis.UniversalClient
 	if cfg.RedisURL == "" {
 		a.store = memory.New(a.now)
 		events = memory.NewEvents(a.now, retention, 0)
 		log.Info("using the in-memory store (development default): sessions do not survive a restart")
 	} else {
-		client, err := newRedisClient(cfg.RedisURL)
+		var err error
+		client, err = newRedisClient(cfg.RedisURL)
 		if err != nil {
+			a.close()
 			return nil, err
 		}
 		// go-redis has one process-wide logger.
@@ -81,6 +110,27 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 	}
 	a.keys = km
 	a.tenants = tenant.NewService(a.store, cfg.MasterKey.Reveal(), a.now)
+	a.hub = revocation.NewHub(events, 0)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := telemetry.NewMetrics(reg, telemetry.Sources{Watches: a.hub.Watches, SigningKeyAges: km.SigningKeyAges})
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	var statsHandler stats.Handler // none unless tracing: a handler is called on every RPC
+	if tracing != nil {
+		statsHandler = tracing.ServerHandler()
+	}
+	if client != nil {
+		client.AddHook(metrics.RedisHook())
+		if tracing != nil {
+			if err := tracing.InstrumentRedis(client); err != nil {
+				a.close()
+				return nil, fmt.Errorf("trace Redis calls: %w", err)
+			}
+		}
+	}
 	tokens := token.New(token.Config{
 		Store:         a.store,
 		Keys:          km,
@@ -92,12 +142,10 @@ func New(cfg *config.Config, log *slog.Logger) (*App, error) {
 		RefreshGrace:  cfg.RefreshGrace,
 		Audit:         log.With(slog.String("log", "audit")),
 		Events:        events,
+		Observer:      metrics,
 	})
-	a.hub = revocation.NewHub(events, 0)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.grpc, err = grpcserver.New(grpcserver.Config{Tokens: tokens, Keys: km, Tenants: a.tenants, Logger: log, Registerer: reg,
-		Revocations: a.hub})
+		Revocations: a.hub, StatsHandler: statsHandler, WatchObserver: metrics, Now: a.now})
 	if err != nil {
 		a.close()
 		return nil, err
@@ -190,6 +238,24 @@ func (a *App) shutdown() {
 		a.log.Warn("shutdown timeout reached; cancelling the remaining calls")
 		a.grpc.GRPC.Stop()
 	}
+}
+
+// newTracing starts tracing to spans, or to the OTLP collector when spans is nil.
+func newTracing(spans sdktrace.SpanProcessor) (*telemetry.Tracing, error) {
+	ctx := context.Background()
+	if spans == nil {
+		exp, err := telemetry.NewOTLPExporter(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("TOKENAUTHORITY_TRACING: %w", err)
+		}
+		spans = sdktrace.NewBatchSpanProcessor(exp)
+	}
+	t, err := telemetry.NewTracing(ctx, spans)
+	if err != nil {
+		_ = spans.Shutdown(ctx)
+		return nil, fmt.Errorf("TOKENAUTHORITY_TRACING: %w", err)
+	}
+	return t, nil
 }
 
 func (a *App) close() {

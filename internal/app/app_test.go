@@ -57,7 +57,7 @@ type running struct {
 	done   chan error
 }
 
-func testConfig(t *testing.T, redisURL string) *config.Config {
+func testConfig(t testing.TB, redisURL string) *config.Config {
 	t.Helper()
 	env := map[string]string{
 		"TOKENAUTHORITY_DATA_DIR":  t.TempDir(),
@@ -75,14 +75,14 @@ func testConfig(t *testing.T, redisURL string) *config.Config {
 	return cfg
 }
 
-func start(t *testing.T, cfg *config.Config) *running {
+func start(t testing.TB, cfg *config.Config) *running {
 	t.Helper()
 	return startLogging(t, cfg, nil)
 }
 
 // startLogging is start with the server's log also written to w (when not nil) instead of only
 // to the buffer that the secret checks read.
-func startLogging(t *testing.T, cfg *config.Config, w io.Writer) *running {
+func startLogging(t testing.TB, cfg *config.Config, w io.Writer) *running {
 	t.Helper()
 	logs := &syncBuffer{}
 	var out io.Writer = logs
@@ -122,7 +122,7 @@ func startLogging(t *testing.T, cfg *config.Config, w io.Writer) *running {
 	return r
 }
 
-func (r *running) stop(t *testing.T) {
+func (r *running) stop(t testing.TB) {
 	r.cancel()
 	select {
 	case err := <-r.done:
@@ -136,7 +136,7 @@ func (r *running) stop(t *testing.T) {
 }
 
 // waitServing polls the health service until it reports want (bounded; the probe runs each second).
-func (r *running) waitServing(t *testing.T, want healthpb.HealthCheckResponse_ServingStatus) {
+func (r *running) waitServing(t testing.TB, want healthpb.HealthCheckResponse_ServingStatus) {
 	t.Helper()
 	hc := healthpb.NewHealthClient(r.conn)
 	deadline := time.Now().Add(15 * time.Second)

@@ -85,16 +85,15 @@ func TestInterceptorLocalModeAcrossReplicas(t *testing.T) {
 	const staleness = 2 * time.Second
 	ts := tokenauthorityv1.NewTokenServiceClient(r1.conn)
 	issuer := withKey(r1.devKey)
-	iss := claimOf(t, must(ts.IssueToken(issuer, &tokenauthorityv1.IssueTokenRequest{Subject: "x"})).GetAccessToken(), "iss")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	v, err := authn.NewLocal(ctx, conn, r2.devKey, authn.WithAudience("orders"), authn.WithIssuer(iss), authn.WithStalenessBound(staleness),
+	v, err := authn.NewLocal(ctx, conn, r2.devKey, authn.WithAudience("orders"), authn.WithStalenessBound(staleness),
 		authn.WithReconnectBackoff(20*time.Millisecond, 200*time.Millisecond))
 	if err != nil {
 		t.Fatalf("NewLocal: %v", err)
 	}
 	t.Cleanup(v.Close)
-	svc := serveProtected(t, v)
+	svc := serveProtected(t, v) // No WithIssuer: the verifier takes the one ListPublicKeys names.
 	issue := func(subject string, scopes ...string) *tokenauthorityv1.IssueTokenResponse {
 		return must(ts.IssueToken(issuer, &tokenauthorityv1.IssueTokenRequest{Subject: subject, Audience: []string{"orders"}, Scopes: scopes}))
 	}

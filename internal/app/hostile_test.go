@@ -19,9 +19,11 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
@@ -603,4 +605,60 @@ func TestHostileInputCatalogue(t *testing.T) {
 		t.Error("a handler panicked")
 	}
 	assertNoSecretsLogged(t, r, e.secrets...)
+}
+
+// field encodes a length-delimited protobuf field.
+func field(num int, b []byte) []byte {
+	return append(protowire.AppendTag(nil, protowire.Number(num), protowire.BytesType), append(protowire.AppendVarint(nil, uint64(len(b))), b...)...)
+}
+
+// TestMalformedRequests: requests that no proto library would marshal (invalid UTF-8 in strings,
+// broken wire format) are refused with InvalidArgument, on unary and streaming methods, before or
+// after authentication alike; the server keeps serving.
+func TestMalformedRequests(t *testing.T) {
+	r := start(t, testConfig(t, ""))
+	ctx := withKey(r.devKey)
+	badUTF8 := []byte("al\xffice")
+	extra := field(1, append(field(1, []byte("role")), field(2, field(3, badUTF8))...)) // Struct{fields: {"role": Value{string_value: bad}}}
+	cases := []struct {
+		name   string
+		method string
+		body   []byte
+		ctx    context.Context
+	}{
+		{"token with invalid UTF-8", tokenauthorityv1.TokenService_VerifyToken_FullMethodName, field(1, []byte("ey\xc3\x28.x.y")), ctx},
+		{"audience with invalid UTF-8", tokenauthorityv1.TokenService_VerifyToken_FullMethodName, append(field(1, []byte("a.b.c")), field(2, badUTF8)...), ctx},
+		{"subject with invalid UTF-8", tokenauthorityv1.TokenService_IssueToken_FullMethodName, field(1, badUTF8), ctx},
+		{"extra claim with invalid UTF-8", tokenauthorityv1.TokenService_IssueToken_FullMethodName, append(field(1, []byte("alice")), field(4, extra)...), ctx},
+		{"refresh token with invalid UTF-8", tokenauthorityv1.TokenService_RefreshToken_FullMethodName, field(1, badUTF8), ctx},
+		{"tenant id with invalid UTF-8", tokenauthorityv1.AdminService_GetTenant_FullMethodName, field(1, badUTF8), withKey(r.master)},
+		{"truncated field", tokenauthorityv1.TokenService_VerifyToken_FullMethodName, []byte{0x0a, 0x10, 'a'}, ctx},
+		{"invalid wire type", tokenauthorityv1.TokenService_VerifyToken_FullMethodName, []byte{0x0f}, ctx},
+		{"without credentials", tokenauthorityv1.TokenService_VerifyToken_FullMethodName, field(1, badUTF8), context.Background()},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var out []byte
+			err := r.conn.Invoke(c.ctx, c.method, c.body, &out, grpc.ForceCodecV2(bytesCodec{}))
+			wantCode(t, c.name, err, codes.InvalidArgument)
+		})
+	}
+	t.Run("stream", func(t *testing.T) {
+		desc := &grpc.StreamDesc{ServerStreams: true}
+		cs, err := r.conn.NewStream(ctx, desc, tokenauthorityv1.TokenService_WatchRevocations_FullMethodName, grpc.ForceCodecV2(bytesCodec{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cs.SendMsg(field(1, badUTF8)); err != nil {
+			t.Fatal(err)
+		}
+		_ = cs.CloseSend()
+		var out []byte
+		wantCode(t, "cursor with invalid UTF-8", cs.RecvMsg(&out), codes.InvalidArgument)
+	})
+	// Still serving, and a well-formed request is decoded as before.
+	v := must(tokenauthorityv1.NewTokenServiceClient(r.conn).VerifyToken(ctx, &tokenauthorityv1.VerifyTokenRequest{Token: "a.b.c"}))
+	if v.GetActive() {
+		t.Fatal("a malformed token is active")
+	}
 }

@@ -34,6 +34,15 @@ const (
 	logFormatJSON = "json"
 )
 
+// Tracing modes.
+const (
+	// TracingOff, the default, installs nothing of OpenTelemetry.
+	TracingOff = "off"
+	// TracingOTLP sends spans of RPCs and Redis calls over OTLP/gRPC, to the collector that the
+	// standard OTEL_EXPORTER_OTLP_* variables name (localhost:4317 by default).
+	TracingOTLP = "otlp"
+)
+
 // envPrefix starts the name of every environment variable; fileSuffix ends the variable naming
 // the file that holds a secret.
 const (
@@ -59,6 +68,7 @@ const (
 	varKeyPrePublish    = envPrefix + "KEY_PREPUBLISH"
 	varLogLevel         = envPrefix + "LOG_LEVEL"
 	varLogFormat        = envPrefix + "LOG_FORMAT"
+	varTracing          = envPrefix + "TRACING"
 )
 
 // Defaults that do not depend on the environment.
@@ -104,6 +114,7 @@ var settings = []setting{
 	{env: varKeyPrePublish, arg: "duration", help: "how long a rotated signing key is published before it signs (JWKS caches refresh in that time), from 0s to 24h", devDef: defaultKeyPrePublish.String()},
 	{env: varLogLevel, arg: "level", help: "log level: debug, info, warn or error", devDef: "info"},
 	{env: varLogFormat, arg: "format", help: "log format: text or json", devDef: logFormatText, prodDef: logFormatJSON},
+	{env: varTracing, arg: "mode", help: "OpenTelemetry tracing of RPCs and Redis calls: off, or otlp (to the collector named by the standard OTEL_EXPORTER_OTLP_* variables)", devDef: TracingOff},
 }
 
 // flagName returns the flag of an environment variable: TOKENAUTHORITY_GRPC_ADDR -> grpc-addr.
@@ -142,6 +153,8 @@ type Config struct {
 	LogLevel slog.Level
 	// LogFormat is "text" or "json".
 	LogFormat string
+	// Tracing is TracingOff or TracingOTLP.
+	Tracing string
 
 	// MasterKey is resolved by ResolveSecrets.
 	MasterKey Secret
@@ -239,6 +252,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 
 	c.LogLevel = p.logLevel()
 	c.LogFormat = p.oneOf(varLogFormat, pick(prod, logFormatJSON, logFormatText), logFormatText, logFormatJSON)
+	c.Tracing = p.oneOf(varTracing, TracingOff, TracingOff, TracingOTLP)
 
 	if err := errors.Join(p.errs...); err != nil {
 		return nil, err
@@ -474,6 +488,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.Duration("key_prepublish", c.KeyPrePublish),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
+		slog.String("tracing", c.Tracing),
 		slog.String("master_key", redacted),
 		slog.String("key_encryption_key", redacted),
 	}

@@ -52,6 +52,8 @@ type adminService struct {
 	keys    KeyAdmin
 	tokens  *token.Service
 	log     *slog.Logger
+	// audit is log marked log=audit, as the token service's audit events are.
+	audit *slog.Logger
 }
 
 // targetTenant returns the tenant an admin call acts on: the caller's own, which a request may
@@ -198,7 +200,7 @@ func (s *adminService) CreateTenant(ctx context.Context, req *tokenauthorityv1.C
 	if err != nil {
 		return nil, undo(err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "tenant created", slog.String("audit", "tenant_created"), slog.String("tenant", t.ID))
+	s.audit.LogAttrs(ctx, slog.LevelInfo, "tenant created", slog.String("audit", "tenant_created"), slog.String("tenant", t.ID))
 	return &tokenauthorityv1.CreateTenantResponse{Tenant: tenantToProto(t), AdminApiKey: value}, nil
 }
 
@@ -260,7 +262,7 @@ func (s *adminService) DeleteTenant(ctx context.Context, req *tokenauthorityv1.D
 	if err := s.keys.Delete(ctx, t.ID); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelWarn, "tenant deleted", slog.String("audit", "tenant_deleted"), slog.String("tenant", t.ID))
+	s.audit.LogAttrs(ctx, slog.LevelWarn, "tenant deleted", slog.String("audit", "tenant_deleted"), slog.String("tenant", t.ID))
 	return &tokenauthorityv1.DeleteTenantResponse{}, nil
 }
 
@@ -277,7 +279,7 @@ func (s *adminService) CreateApiKey(ctx context.Context, req *tokenauthorityv1.C
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "API key created", slog.String("audit", "api_key_created"), slog.String("tenant", t.ID), slog.String("key_id", k.ID))
+	s.audit.LogAttrs(ctx, slog.LevelInfo, "API key created", slog.String("audit", "api_key_created"), slog.String("tenant", t.ID), slog.String("key_id", k.ID))
 	return &tokenauthorityv1.CreateApiKeyResponse{ApiKey: apiKeyToProto(k), Secret: value}, nil
 }
 
@@ -309,7 +311,7 @@ func (s *adminService) RotateApiKey(ctx context.Context, req *tokenauthorityv1.R
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "API key rotated", slog.String("audit", "api_key_rotated"), slog.String("tenant", t.ID), slog.String("key_id", k.ID))
+	s.audit.LogAttrs(ctx, slog.LevelInfo, "API key rotated", slog.String("audit", "api_key_rotated"), slog.String("tenant", t.ID), slog.String("key_id", k.ID))
 	return &tokenauthorityv1.RotateApiKeyResponse{ApiKey: apiKeyToProto(k), Secret: value}, nil
 }
 
@@ -321,7 +323,7 @@ func (s *adminService) DeleteApiKey(ctx context.Context, req *tokenauthorityv1.D
 	if err := s.tenants.DeleteAPIKey(ctx, t.ID, req.GetKeyId()); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "API key deleted", slog.String("audit", "api_key_deleted"), slog.String("tenant", t.ID), slog.String("key_id", req.GetKeyId()))
+	s.audit.LogAttrs(ctx, slog.LevelInfo, "API key deleted", slog.String("audit", "api_key_deleted"), slog.String("tenant", t.ID), slog.String("key_id", req.GetKeyId()))
 	return &tokenauthorityv1.DeleteApiKeyResponse{}, nil
 }
 
@@ -345,6 +347,7 @@ func (s *adminService) CreatePrincipal(ctx context.Context, req *tokenauthorityv
 	if err := s.tenants.CreatePrincipal(ctx, t, p); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
+	s.audit.LogAttrs(ctx, slog.LevelInfo, "principal created", slog.String("audit", "principal_created"), slog.String("tenant", t.ID), slog.String("principal", p.Identifier))
 	return &tokenauthorityv1.CreatePrincipalResponse{Principal: principalToProto(p)}, nil
 }
 
@@ -357,7 +360,7 @@ func (s *adminService) SetPrincipalSecret(ctx context.Context, req *tokenauthori
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "principal secret set", slog.String("audit", "principal_secret_set"), slog.String("tenant", t.ID), slog.String("principal", req.GetIdentifier()))
+	s.audit.LogAttrs(ctx, slog.LevelInfo, "principal secret set", slog.String("audit", "principal_secret_set"), slog.String("tenant", t.ID), slog.String("principal", req.GetIdentifier()))
 	return &tokenauthorityv1.SetPrincipalSecretResponse{Secret: secret}, nil
 }
 
@@ -369,6 +372,7 @@ func (s *adminService) DeletePrincipal(ctx context.Context, req *tokenauthorityv
 	if err := s.tenants.DeletePrincipal(ctx, t.ID, req.GetIdentifier()); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
+	s.audit.LogAttrs(ctx, slog.LevelInfo, "principal deleted", slog.String("audit", "principal_deleted"), slog.String("tenant", t.ID), slog.String("principal", req.GetIdentifier()))
 	return &tokenauthorityv1.DeletePrincipalResponse{}, nil
 }
 
@@ -402,7 +406,7 @@ func (s *adminService) RotateSigningKey(ctx context.Context, req *tokenauthority
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelWarn, "signing key rotated", slog.String("audit", "key_rotated"), slog.String("tenant", t.ID),
+	s.audit.LogAttrs(ctx, slog.LevelWarn, "signing key rotated", slog.String("audit", "key_rotated"), slog.String("tenant", t.ID),
 		slog.String("kid", k.ID), slog.Time("activates_at", k.ActivatesAt))
 	// Not reported to the caller, whose retry would rotate again: interceptors that miss the
 	// announcement fetch the key when they first see its kid.
@@ -424,7 +428,7 @@ func (s *adminService) WithdrawSigningKey(ctx context.Context, req *tokenauthori
 	if err := s.keys.Withdraw(ctx, t.ID, req.GetKid()); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelWarn, "signing key withdrawn", slog.String("audit", "key_withdrawn"), slog.String("tenant", t.ID), slog.String("kid", req.GetKid()))
+	s.audit.LogAttrs(ctx, slog.LevelWarn, "signing key withdrawn", slog.String("audit", "key_withdrawn"), slog.String("tenant", t.ID), slog.String("kid", req.GetKid()))
 	if err := s.tokens.AnnounceKey(ctx, t, revocation.KindKeyWithdrawn, req.GetKid()); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "the withdrawn key could not be announced to watchers", slog.String("tenant", t.ID),
 			slog.String("kid", req.GetKid()), slog.String("error", err.Error()))

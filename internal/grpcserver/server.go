@@ -17,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
@@ -34,11 +35,17 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Revocations serves WatchRevocations; the method is Unimplemented when nil.
 	Revocations *revocation.Hub
-	// Now is the clock of the rate limits; time.Now when nil.
+	// Now is the clock of the rate limits and of the revocation lag; time.Now when nil.
 	Now func() time.Time
 	// MaxWatchesPerKey bounds the open WatchRevocations streams of one API key
 	// (DefaultMaxWatchesPerKey when zero).
 	MaxWatchesPerKey int
+	// StatsHandler, when not nil, sees every call (the tracing of RPCs); none is installed when
+	// nil, so that tracing that is off costs nothing.
+	StatsHandler stats.Handler
+	// WatchObserver is told how late each revocation event reaches its watcher; nothing is
+	// reported when nil.
+	WatchObserver WatchObserver
 }
 
 // Server is the gRPC server and its health service.
@@ -83,24 +90,38 @@ func New(cfg Config) (*Server, error) {
 		return status.Error(codes.Internal, "internal error")
 	})
 	authUnary, authStream := authInterceptors(cfg.Tenants, log)
-	unary = append(unary, logging.UnaryServerInterceptor(logger, logOpts...), recovery.UnaryServerInterceptor(recoverOpt), authUnary)
-	stream = append(stream, logging.StreamServerInterceptor(logger, logOpts...), recovery.StreamServerInterceptor(recoverOpt), authStream)
+	codec := newRequestCodec()
+	unary = append(unary, logging.UnaryServerInterceptor(logger, logOpts...), recovery.UnaryServerInterceptor(recoverOpt),
+		codec.unaryInterceptor, authUnary)
+	stream = append(stream, logging.StreamServerInterceptor(logger, logOpts...), recovery.StreamServerInterceptor(recoverOpt),
+		codec.streamInterceptor, authStream)
 
-	srv := grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		grpc.ForceServerCodecV2(codec),
 		grpc.MaxConcurrentStreams(1024),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
-	)
+	}
+	if cfg.StatsHandler != nil {
+		opts = append(opts, grpc.StatsHandler(cfg.StatsHandler))
+	}
+	srv := grpc.NewServer(opts...)
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
 	maxWatches := cfg.MaxWatchesPerKey
 	if maxWatches <= 0 {
 		maxWatches = DefaultMaxWatchesPerKey
 	}
 	tokenauthorityv1.RegisterTokenServiceServer(srv, &tokenService{tokens: cfg.Tokens, keys: cfg.Keys, tenants: cfg.Tenants,
-		hub: cfg.Revocations, watches: &watchLimiter{max: maxWatches}, limits: newLimiter(cfg.Now), log: log})
-	tokenauthorityv1.RegisterAdminServiceServer(srv, &adminService{tenants: cfg.Tenants, keys: cfg.Keys, tokens: cfg.Tokens, log: log})
+		hub: cfg.Revocations, watches: &watchLimiter{max: maxWatches}, limits: newLimiter(cfg.Now), log: log,
+		watchObs: cfg.WatchObserver, now: now})
+	tokenauthorityv1.RegisterAdminServiceServer(srv, &adminService{tenants: cfg.Tenants, keys: cfg.Keys, tokens: cfg.Tokens, log: log,
+		audit: log.With(slog.String("log", "audit"))})
 	hs := health.NewServer()
 	for _, name := range Services {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)

@@ -37,6 +37,9 @@ type tokenService struct {
 	watches *watchLimiter
 	limits  *limiter
 	log     *slog.Logger
+	// watchObs, when not nil, is told the lag of each event sent to a watcher; now is its clock.
+	watchObs WatchObserver
+	now      func() time.Time
 }
 
 // tenantOf returns the tenant of the authenticated API key.
@@ -266,7 +269,7 @@ func (s *tokenService) ListPublicKeys(ctx context.Context, _ *tokenauthorityv1.L
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	out := &tokenauthorityv1.ListPublicKeysResponse{}
+	out := &tokenauthorityv1.ListPublicKeysResponse{Issuer: t.Issuer}
 	for _, j := range keys.ToJWKS(ks).Keys {
 		out.Keys = append(out.Keys, &tokenauthorityv1.JsonWebKey{
 			Kty: j.Kty, Kid: j.Kid, Use: j.Use, Alg: j.Alg, Crv: j.Crv, X: j.X, Y: j.Y, N: j.N, E: j.E,

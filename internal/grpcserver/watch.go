@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -16,6 +17,12 @@ import (
 // DefaultMaxWatchesPerKey bounds the concurrent WatchRevocations streams of one API key on one
 // replica. An interceptor needs one; a fleet of services sharing a key needs one each.
 const DefaultMaxWatchesPerKey = 256
+
+// WatchObserver is told how long after its append each revocation event reached a live watcher,
+// for metrics. It is called on the stream's goroutine, so it must be cheap.
+type WatchObserver interface {
+	RevocationDelivered(lag time.Duration)
+}
 
 // watchLimiter counts the open streams of each API key.
 type watchLimiter struct {
@@ -59,9 +66,11 @@ func (s *tokenService) WatchRevocations(req *tokenauthorityv1.WatchRevocationsRe
 		return status.Errorf(codes.ResourceExhausted, "this API key already has %d open revocation streams on this server", s.watches.max)
 	}
 	defer s.watches.release(c.KeyID)
-	err = s.hub.Watch(ctx, t.ID, req.GetCursor(), func(m revocation.Message) error {
-		return stream.Send(messageToProto(m))
-	})
+	send := func(m revocation.Message) error { return stream.Send(messageToProto(m)) }
+	if s.watchObs != nil {
+		send = s.observeLag(send)
+	}
+	err = s.hub.Watch(ctx, t.ID, req.GetCursor(), send)
 	switch {
 	case errors.Is(err, revocation.ErrBadCursor):
 		return status.Error(codes.InvalidArgument, "cursor: not a cursor this service returned; use \"\" (from now) or \"0\" (every retained event)")
@@ -76,6 +85,30 @@ func (s *tokenService) WatchRevocations(req *tokenauthorityv1.WatchRevocationsRe
 		return err // From stream.Send: the stream is already broken.
 	}
 	return toStatus(ctx, s.log, err)
+}
+
+// observeLag wraps a watch's send so that each event sent once the watch has caught up reports its
+// lag: the time since its append, which its cursor records in milliseconds. Events replayed from
+// an older cursor, or after a resynchronisation, are not lag but history, and are left out: the
+// watch is live from its first marker (an empty event) until a resynchronisation.
+func (s *tokenService) observeLag(send func(revocation.Message) error) func(revocation.Message) error {
+	live := false
+	return func(m revocation.Message) error {
+		if err := send(m); err != nil {
+			return err
+		}
+		switch {
+		case m.Resync:
+			live = false
+		case m.Event.Kind == 0:
+			live = true
+		case live:
+			if id, err := revocation.ParseCursor(m.Event.Cursor); err == nil && id.MS > 0 {
+				s.watchObs.RevocationDelivered(s.now().Sub(time.UnixMilli(int64(id.MS))))
+			}
+		}
+		return nil
+	}
 }
 
 func messageToProto(m revocation.Message) *tokenauthorityv1.WatchRevocationsResponse {

@@ -99,6 +99,7 @@ func (s *Service) Issue(ctx context.Context, req IssueRequest) (*Pair, error) {
 	if err := s.cfg.Store.CreateSession(ctx, sess); err != nil {
 		return nil, fmt.Errorf("create session: %w", err)
 	}
+	s.obs.Issued()
 	s.audit.LogAttrs(ctx, auditLevel, "token issued", auditAttrs("issued", t.ID, sess)...)
 	return &Pair{AccessToken: at, RefreshToken: rt, AccessExpiresAt: atExp, RefreshExpiresAt: sess.ExpiresAt, SessionID: sess.ID}, nil
 }

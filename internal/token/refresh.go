@@ -64,6 +64,7 @@ func (s *Service) Refresh(ctx context.Context, t *tenant.Tenant, raw string) (*P
 	}
 	c, err := s.parseRefresh(t, key, raw)
 	if err != nil {
+		s.obs.Refreshed(RotateInvalid)
 		return nil, err
 	}
 	now := time.UnixMilli(s.now().UnixMilli())
@@ -86,6 +87,7 @@ func (s *Service) Refresh(ctx context.Context, t *tenant.Tenant, raw string) (*P
 	if err != nil {
 		return nil, fmt.Errorf("rotate refresh token: %w", err)
 	}
+	s.obs.Refreshed(res.Outcome)
 	sess := res.Session
 	switch res.Outcome {
 	case Rotated:
@@ -96,6 +98,7 @@ func (s *Service) Refresh(ctx context.Context, t *tenant.Tenant, raw string) (*P
 			return nil, err
 		}
 	case RotateReuse:
+		s.obs.Revoked(revocation.KindSession)
 		s.audit.LogAttrs(ctx, slog.LevelWarn, "refresh token reuse detected; session revoked",
 			auditAttrs("refresh_reuse", t.ID, sess)...)
 		// A retry would find no session, and so no reuse to announce: report a failed

@@ -55,7 +55,8 @@ func (s *Service) revokeToken(ctx context.Context, t *tenant.Tenant, raw string)
 	if c, err := s.parseRefresh(t, key, raw); err == nil {
 		return s.endSession(ctx, t, c.SessionID)
 	}
-	v, err := s.Verify(ctx, VerifyRequest{Tenant: t, Token: raw})
+	// Not Verify: the check is part of a revocation, not a verification to count.
+	v, err := s.verify(ctx, VerifyRequest{Tenant: t, Token: raw})
 	if err != nil {
 		return err
 	}
@@ -71,6 +72,7 @@ func (s *Service) markRevoked(ctx context.Context, t *tenant.Tenant, sid, jti st
 	if err := s.cfg.Store.RevokeToken(ctx, t.ID, sid, jti, until); err != nil {
 		return fmt.Errorf("revoke token: %w", err)
 	}
+	s.obs.Revoked(revocation.KindToken)
 	s.audit.LogAttrs(ctx, auditLevel, "token revoked", slog.String("audit", "token_revoked"),
 		slog.String("tenant", t.ID), slog.String("session_id", sid), slog.String("jti", jti))
 	return s.announce(ctx, t, revocation.Event{Kind: revocation.KindToken, Value: jti, ExpiresAt: until})
@@ -84,6 +86,7 @@ func (s *Service) endSession(ctx context.Context, t *tenant.Tenant, sid string) 
 		return fmt.Errorf("end session: %w", err)
 	}
 	if ended {
+		s.obs.Revoked(revocation.KindSession)
 		s.audit.LogAttrs(ctx, auditLevel, "session revoked", slog.String("audit", "session_revoked"),
 			slog.String("tenant", t.ID), slog.String("session_id", sid))
 	}
@@ -96,6 +99,7 @@ func (s *Service) endSession(ctx context.Context, t *tenant.Tenant, sid string) 
 // AnnounceKey tells the watchers that a signing key of t was published or withdrawn (kind is
 // revocation.KindKeyPublished or revocation.KindKeyWithdrawn).
 func (s *Service) AnnounceKey(ctx context.Context, t *tenant.Tenant, kind revocation.Kind, kid string) error {
+	s.obs.Revoked(kind)
 	return s.announce(ctx, t, revocation.Event{Kind: kind, Value: kid, ExpiresAt: s.accessHorizon(t, s.now())})
 }
 
@@ -125,6 +129,7 @@ func (s *Service) RevokeSubject(ctx context.Context, t *tenant.Tenant, subject s
 	if err := s.cfg.Store.SetSubjectCutoff(ctx, t.ID, subject, at, s.cutoffTTL(t)); err != nil {
 		return time.Time{}, fmt.Errorf("set subject cut-off: %w", err)
 	}
+	s.obs.Revoked(revocation.KindSubjectCutoff)
 	s.audit.LogAttrs(ctx, slog.LevelWarn, "subject sessions revoked", slog.String("audit", "subject_cutoff"),
 		slog.String("tenant", t.ID), slog.String("subject", subject), slog.Time("cutoff", at))
 	return at, s.announce(ctx, t, revocation.Event{Kind: revocation.KindSubjectCutoff, Value: subject, Cutoff: at,
@@ -137,6 +142,7 @@ func (s *Service) RevokeTenant(ctx context.Context, t *tenant.Tenant) (time.Time
 	if err := s.cfg.Store.SetTenantCutoff(ctx, t.ID, at, s.cutoffTTL(t)); err != nil {
 		return time.Time{}, fmt.Errorf("set tenant cut-off: %w", err)
 	}
+	s.obs.Revoked(revocation.KindTenantCutoff)
 	s.audit.LogAttrs(ctx, slog.LevelWarn, "tenant sessions revoked", slog.String("audit", "tenant_cutoff"),
 		slog.String("tenant", t.ID), slog.Time("cutoff", at))
 	return at, s.announce(ctx, t, revocation.Event{Kind: revocation.KindTenantCutoff, Cutoff: at, ExpiresAt: s.accessHorizon(t, at)})

@@ -39,6 +39,8 @@ type Config struct {
 	// Events receives a revocation event for each revocation, for WatchRevocations; none are
 	// announced when nil.
 	Events revocation.Log
+	// Observer is told the outcome of each operation, for metrics; nothing is reported when nil.
+	Observer Observer
 }
 
 // Service implements the token lifecycle.
@@ -47,6 +49,7 @@ type Service struct {
 	now   func() time.Time
 	audit *slog.Logger
 	cache *verifyCache
+	obs   Observer
 }
 
 // DefaultLeeway is the clock-skew tolerance on time claims.
@@ -57,7 +60,10 @@ const MaxTokenSize = 8 << 10
 
 // New returns a Service.
 func New(cfg Config) *Service {
-	s := &Service{cfg: cfg, now: cfg.Now, audit: cfg.Audit, cache: newVerifyCache(defaultVerifyCacheSize)}
+	s := &Service{cfg: cfg, now: cfg.Now, audit: cfg.Audit, cache: newVerifyCache(defaultVerifyCacheSize), obs: cfg.Observer}
+	if s.obs == nil {
+		s.obs = nopObserver{}
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -41,6 +41,16 @@ var reasonNames = [...]string{
 	"cut_off", "insufficient_scope",
 }
 
+// Reasons returns every reason a token can be inactive for (ReasonNone excluded), in the order
+// the checks run.
+func Reasons() []Reason {
+	out := make([]Reason, 0, len(reasonNames)-1)
+	for r := ReasonMalformed; int(r) < len(reasonNames); r++ {
+		out = append(out, r)
+	}
+	return out
+}
+
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {
 		return reasonNames[r]
@@ -150,6 +160,15 @@ var allowedAlgorithms = map[string]bool{"EdDSA": true, "ES256": true, "RS256": t
 // returns an error only when the call itself fails: an empty or oversized token, or a store that
 // cannot answer (never an active answer then).
 func (s *Service) Verify(ctx context.Context, req VerifyRequest) (*Verification, error) {
+	v, err := s.verify(ctx, req)
+	if err == nil {
+		s.obs.Verified(v.Reason)
+	}
+	return v, err
+}
+
+// verify is Verify without reporting the answer to the Observer.
+func (s *Service) verify(ctx context.Context, req VerifyRequest) (*Verification, error) {
 	if err := checkTokenField("token", req.Token); err != nil {
 		return nil, err
 	}
