@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -100,6 +101,7 @@ var settings = []setting{
 	{env: varGRPCAddr, arg: "host:port", help: "listen address of the gRPC server", devDef: "127.0.0.1:50051", prodDef: ":50051"},
 	{env: varHTTPAddr, arg: "host:port", help: "listen address of the HTTP server", devDef: "127.0.0.1:8081", prodDef: ":8081"},
 	{env: varRedisURL, arg: "url", help: "Redis URL (redis:// or rediss://); empty in development selects the in-memory store; required in production"},
+	{env: varRedisURL + fileSuffix, arg: "path", help: "file holding the Redis URL, for a URL with a password"},
 	{env: varDataDir, arg: "path", help: "directory that keeps the secrets generated in development", devDef: defaultDataDir},
 	{env: varMasterKey, arg: "secret", help: "master key, at least 32 characters; generated in development when unset (prefer -master-key-file)"},
 	{env: varMasterKey + fileSuffix, arg: "path", help: "file holding the master key"},
@@ -355,10 +357,28 @@ func (p *parser) addr(env, def string) (string, bool) {
 // redisURL returns the Redis URL, checking only what is needed to report mistakes early: that it
 // parses and names a Redis scheme. Messages never contain the URL, which may hold a password.
 func (p *parser) redisURL(prod bool) string {
-	in := p.lookup(varRedisURL)
+	fileEnv := varRedisURL + fileSuffix
+	fromFlags := p.given[flagName(varRedisURL)] || p.given[flagName(fileEnv)]
+	in, file := p.lookupFrom(varRedisURL, fromFlags), p.lookupFrom(fileEnv, fromFlags)
+	switch {
+	case in.value != "" && file.value != "":
+		p.errs = append(p.errs, fmt.Errorf("%s and %s are both set: set only one", in.name, file.name))
+		return ""
+	case file.value != "":
+		b, err := os.ReadFile(file.value)
+		if err != nil {
+			p.errorf(file, "cannot read the file: %v", errors.Unwrap(err))
+			return ""
+		}
+		in = input{name: file.name, value: strings.TrimSpace(string(b))}
+		if in.value == "" {
+			p.errorf(file, "the file is empty")
+			return ""
+		}
+	}
 	if in.value == "" {
 		if prod {
-			p.errs = append(p.errs, errors.New(varRedisURL+" must be set in production"))
+			p.errs = append(p.errs, errors.New(varRedisURL+" (or "+fileEnv+") must be set in production"))
 		}
 		return ""
 	}

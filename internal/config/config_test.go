@@ -5,7 +5,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -257,8 +260,12 @@ func TestParseInvalid(t *testing.T) {
 		{name: "redis scheme", env: map[string]string{varRedisURL: "http://user:pw-in-url@host"}, want: []string{varRedisURL + ": scheme must be redis:// or rediss://"}, leak: "pw-in-url"},
 		{name: "redis without scheme", env: map[string]string{varRedisURL: "user:pw-in-url@host:6379"}, want: []string{varRedisURL + ": scheme"}, leak: "pw-in-url"},
 		{name: "redis unparsable", env: map[string]string{varRedisURL: "redis://user:pw-in-url@host:6379/%zz"}, want: []string{varRedisURL + ": not a valid URL"}, leak: "pw-in-url"},
-		{name: "redis missing in production", env: production(map[string]string{varRedisURL: ""}), want: []string{varRedisURL + " must be set in production"}},
-		{name: "redis empty flag in production", env: production(nil), args: []string{"-redis-url="}, want: []string{varRedisURL + " must be set in production"}},
+		{name: "redis URL and its file", env: map[string]string{varRedisURL: "redis://a:6379", varRedisURL + fileSuffix: "/run/secrets/redis-url"},
+			want: []string{varRedisURL + " and " + varRedisURL + fileSuffix + " are both set"}},
+		{name: "redis URL file missing", env: map[string]string{varRedisURL + fileSuffix: "/nonexistent/redis-url"},
+			want: []string{varRedisURL + fileSuffix + ": cannot read the file"}},
+		{name: "redis missing in production", env: production(map[string]string{varRedisURL: ""}), want: []string{varRedisURL + " (or " + varRedisURL + fileSuffix + ") must be set in production"}},
+		{name: "redis empty flag in production", env: production(nil), args: []string{"-redis-url="}, want: []string{varRedisURL + " (or " + varRedisURL + fileSuffix + ") must be set in production"}},
 		{name: "master key too short", env: map[string]string{varMasterKey: "short-master-key-value"}, want: []string{varMasterKey + ": must be at least 32 characters"}, leak: "short-master-key-value"},
 		{name: "master key flag too short", args: []string{"-master-key", "short-master-key-value"}, want: []string{"-master-key (" + varMasterKey + "): must be at least 32 characters"}, leak: "short-master-key-value"},
 		{name: "key-encryption key not base64", env: map[string]string{varKeyEncryptionKey: "not-base64-kek-value!"}, want: []string{varKeyEncryptionKey + ": must be standard base64"}, leak: "not-base64-kek-value!"},
@@ -367,7 +374,7 @@ func TestParseProductionNothingSet(t *testing.T) {
 			for _, want := range []string{
 				"TOKENAUTHORITY_MASTER_KEY (or TOKENAUTHORITY_MASTER_KEY_FILE) must be set in production",
 				"TOKENAUTHORITY_KEY_ENCRYPTION_KEY (or TOKENAUTHORITY_KEY_ENCRYPTION_KEY_FILE) must be set in production",
-				"TOKENAUTHORITY_REDIS_URL must be set in production",
+				"TOKENAUTHORITY_REDIS_URL (or TOKENAUTHORITY_REDIS_URL_FILE) must be set in production",
 			} {
 				if err == nil || !strings.Contains(err.Error(), want) {
 					t.Errorf("error does not contain %q:\n%v", want, err)
@@ -479,4 +486,23 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("incomplete production configuration accepted: %v", c)
 		}
 	})
+}
+
+func TestRedisURLFromFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "redis-url")
+	const url = "redis://:s3cret-password@redis:6379/0"
+	if err := os.WriteFile(path, []byte(url+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{varRedisURL + fileSuffix: path}
+	cfg, err := Parse(nil, func(k string) string { return env[k] }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RedisURL != url {
+		t.Errorf("RedisURL = %q, want the file's content without the newline", cfg.RedisURL)
+	}
+	if strings.Contains(fmt.Sprint(cfg), "s3cret-password") {
+		t.Error("the printed configuration shows the password of the URL read from the file")
+	}
 }
