@@ -140,7 +140,7 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 		MaxAccessTTL:  cfg.MaxAccessTTL,
 		MaxRefreshTTL: cfg.MaxRefreshTTL,
 		RefreshGrace:  cfg.RefreshGrace,
-		Audit:         log.With(slog.String("log", "audit")),
+		Audit:         grpcserver.AuditLogger(log),
 		Events:        events,
 		Observer:      metrics,
 	})

@@ -106,6 +106,10 @@ func TestAuditEvents(t *testing.T) {
 		if rec["tenant"] != "audited" {
 			t.Errorf("audit event %q names tenant %v, want audited", event, rec["tenant"])
 		}
+		// And the caller: an API key by its id, or the master credential.
+		if id, _ := rec["caller_key_id"].(string); id == "" && rec["caller"] != "master" {
+			t.Errorf("audit event %q names no caller: %v", event, rec)
+		}
 	}
 	for _, event := range auditEvents {
 		if seen[event] == 0 {

@@ -121,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 		hub: cfg.Revocations, watches: &watchLimiter{max: maxWatches}, limits: newLimiter(cfg.Now), log: log,
 		watchObs: cfg.WatchObserver, now: now})
 	tokenauthorityv1.RegisterAdminServiceServer(srv, &adminService{tenants: cfg.Tenants, keys: cfg.Keys, tokens: cfg.Tokens, log: log,
-		audit: log.With(slog.String("log", "audit"))})
+		audit: AuditLogger(log)})
 	hs := health.NewServer()
 	for _, name := range Services {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
