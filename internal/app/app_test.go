@@ -84,13 +84,21 @@ func start(t testing.TB, cfg *config.Config) *running {
 // to the buffer that the secret checks read.
 func startLogging(t testing.TB, cfg *config.Config, w io.Writer) *running {
 	t.Helper()
+	r, _ := startWith(t, cfg, w, func(log *slog.Logger) (*App, error) { return New(cfg, log) })
+	return r
+}
+
+// startWith starts the app that build makes from the test's logger (writing to w when not nil,
+// else to the buffer that the secret checks read), waits until it serves, and returns it with the
+// address of its HTTP server.
+func startWith(t testing.TB, cfg *config.Config, w io.Writer, build func(log *slog.Logger) (*App, error)) (*running, string) {
+	t.Helper()
 	logs := &syncBuffer{}
 	var out io.Writer = logs
 	if w != nil {
 		out = w
 	}
-	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	a, err := New(cfg, log)
+	a, err := build(slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: cfg.LogLevel})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +127,7 @@ func startLogging(t testing.TB, cfg *config.Config, w io.Writer) *running {
 		t.Fatal(err)
 	}
 	r.devKey = strings.TrimSpace(string(raw))
-	return r
+	return r, hl.Addr().String()
 }
 
 func (r *running) stop(t testing.TB) {

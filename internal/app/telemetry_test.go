@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,51 +13,11 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 	"github.com/tokenauthority/tokenauthority/internal/config"
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
 )
-
-// startBuilt is start for an app that build makes from the test's logger, and it also returns the
-// address of the HTTP server.
-func startBuilt(t *testing.T, cfg *config.Config, build func(log *slog.Logger) (*App, error)) (*running, string) {
-	t.Helper()
-	logs := &syncBuffer{}
-	a, err := build(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: cfg.LogLevel})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{app: a, logs: logs, cancel: cancel, done: make(chan error, 1), master: cfg.MasterKey.Reveal()}
-	go func() { r.done <- a.Serve(ctx, gl, hl) }()
-	r.conn, err = grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		r.conn.Close()
-		r.stop(t)
-	})
-	r.waitServing(t, healthpb.HealthCheckResponse_SERVING)
-	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, DevAPIKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.devKey = strings.TrimSpace(string(raw))
-	return r, hl.Addr().String()
-}
 
 // scrape returns the text exposition of /metrics.
 func scrape(t *testing.T, httpAddr string) string {
@@ -82,7 +39,7 @@ func scrape(t *testing.T, httpAddr string) string {
 func TestMetricsExposed(t *testing.T) {
 	srv := redistest.Start(t)
 	cfg := testConfig(t, srv.URL())
-	r, httpAddr := startBuilt(t, cfg, func(log *slog.Logger) (*App, error) { return New(cfg, log) })
+	r, httpAddr := startWith(t, cfg, nil, func(log *slog.Logger) (*App, error) { return New(cfg, log) })
 	ts := tokenauthorityv1.NewTokenServiceClient(r.conn)
 	ctx := withKey(r.devKey)
 
@@ -183,7 +140,7 @@ func TestTracing(t *testing.T) {
 			cfg := testConfig(t, srv.URL())
 			cfg.Tracing = mode
 			exp := tracetest.NewInMemoryExporter()
-			r, _ := startBuilt(t, cfg, func(log *slog.Logger) (*App, error) {
+			r, _ := startWith(t, cfg, nil, func(log *slog.Logger) (*App, error) {
 				return newApp(cfg, log, sdktrace.NewSimpleSpanProcessor(exp))
 			})
 			ts := tokenauthorityv1.NewTokenServiceClient(r.conn)

@@ -98,21 +98,8 @@ func (n *node) addr() string {
 
 // launch starts redis-server with argv and waits until it answers PING.
 func (n *node) launch(argv []string) error {
-	out := &lockedBuffer{}
-	//nolint:gosec // G204: the binary is redis-server from PATH; every argument is the harness's own.
-	cmd := exec.Command(n.bin, argv...)
-	cmd.Stdout = out
-	cmd.Stderr = out
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	p := &process{cmd: cmd, done: make(chan struct{}), output: out}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	if err := waitReady(n.addr(), p); err != nil {
-		p.kill()
+	p, err := startProcess(n.bin, n.addr(), argv)
+	if err != nil {
 		return err
 	}
 	n.mu.Lock()

@@ -195,9 +195,7 @@ func roundTrip(addr string, timeout time.Duration, args ...string) (string, erro
 
 // launch starts redis-server on s.port and waits until it answers PING.
 func (s *Server) launch() error {
-	out := &lockedBuffer{}
-	//nolint:gosec // G204: the binary is redis-server from PATH; every argument is the harness's own.
-	cmd := exec.Command(s.bin,
+	p, err := startProcess(s.bin, s.Addr(), []string{
 		"--bind", "127.0.0.1",
 		"--port", strconv.Itoa(s.port),
 		"--save", "",
@@ -205,25 +203,37 @@ func (s *Server) launch() error {
 		"--dir", s.dir,
 		"--daemonize", "no",
 		"--loglevel", "warning",
-	)
-	cmd.Stdout = out
-	cmd.Stderr = out
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	p := &process{cmd: cmd, done: make(chan struct{}), output: out}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	if err := waitReady(s.Addr(), p); err != nil {
-		p.kill()
+	})
+	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	s.proc = p
 	s.mu.Unlock()
 	return nil
+}
+
+// startProcess runs bin with argv, its output kept for error reports, and waits until the server
+// answers PING at addr.
+func startProcess(bin, addr string, argv []string) (*process, error) {
+	out := &lockedBuffer{}
+	//nolint:gosec // G204: the binary is redis-server from PATH; every argument is the harness's own.
+	cmd := exec.Command(bin, argv...)
+	cmd.Stdout = out
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &process{cmd: cmd, done: make(chan struct{}), output: out}
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	if err := waitReady(addr, p); err != nil {
+		p.kill()
+		return nil, err
+	}
+	return p, nil
 }
 
 // kill stops the running process, if any, and waits for it to exit.
