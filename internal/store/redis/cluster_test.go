@@ -37,7 +37,7 @@ func TestClusterConformance(t *testing.T) {
 	t.Run("Store", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T, clock *storetest.Clock) storetest.Backend {
 			flushCluster(t, client)
-			return cmdInspected{Store: New(client, WithClock(clock.Now)), client: client}
+			return inspected{Store: New(client, WithClock(clock.Now)), client: client}
 		})
 	})
 	t.Run("Events", func(t *testing.T) {
@@ -185,33 +185,6 @@ func flushCluster(t *testing.T, c *goredis.ClusterClient) {
 	if err != nil {
 		t.Fatalf("FLUSHDB: %v", err)
 	}
-}
-
-// cmdInspected is inspected for any client, a cluster client included.
-type cmdInspected struct {
-	*Store
-	client goredis.Cmdable
-}
-
-var _ storetest.TTLInspector = cmdInspected{}
-
-func (s cmdInspected) SessionTTL(ctx context.Context, sessionID string) (time.Duration, error) {
-	tag, _ := token.SessionTag(sessionID)
-	return s.client.PTTL(ctx, sessionKey(tag, sessionID)).Result()
-}
-
-func (s cmdInspected) RevocationTTL(ctx context.Context, jti string) (time.Duration, error) {
-	sid, _ := token.SessionOfJTI(jti)
-	tag, _ := token.SessionTag(sid)
-	return s.client.PTTL(ctx, revokedKey(tag, jti)).Result()
-}
-
-func (s cmdInspected) SubjectCutoffTTL(ctx context.Context, tenantID, subject string) (time.Duration, error) {
-	return s.client.PTTL(ctx, subjectCutoffKey(token.SubjectTag(tenantID, subject))).Result()
-}
-
-func (s cmdInspected) TenantCutoffTTL(ctx context.Context, tenantID string) (time.Duration, error) {
-	return s.client.PTTL(ctx, tenantCutoffKey(tenantID)).Result()
 }
 
 // scriptCalls is a go-redis hook that records the digest and keys of every script call.
