@@ -15,6 +15,7 @@ func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
 var sessionTests = []test{
 	{"CreateAndGet", testCreateAndGet},
 	{"CreateExisting", testCreateExisting},
+	{"CreateRetried", testCreateRetried},
 	{"CreateForeignID", testCreateForeignID},
 	{"TenantIsolation", testTenantIsolation},
 	{"MalformedIDs", testMalformedIDs},
@@ -69,6 +70,16 @@ func testCreateExisting(t *testing.T, f *fixture) {
 		t.Errorf("CreateSession of an existing id: err = %v, want store.ErrExists", err)
 	}
 	checkSession(t, "GetSession after the failed create", f.get(t, acme, s.ID), s)
+}
+
+// testCreateRetried: the same session created again, as a client does when it lost the reply, is
+// the same call's: it succeeds and changes nothing.
+func testCreateRetried(t *testing.T, f *fixture) {
+	s := f.create(t, acme, alice)
+	if err := f.store.CreateSession(f.ctx, s); err != nil {
+		t.Errorf("CreateSession of the same session again: %v", err)
+	}
+	checkSession(t, "GetSession after the retry", f.get(t, acme, s.ID), s)
 }
 
 func testCreateForeignID(t *testing.T, f *fixture) {
