@@ -327,19 +327,29 @@ func (s *soak) fillLocked(ctx context.Context, sl *soakSlot, i int) error {
 // the last tokens verified, about 1 KiB each, and grows until full.
 const soakCacheFill = 20_000
 
-// fillVerifyCache issues and verifies soakCacheFill tokens as fast as the service goes, on a tenant
-// without rate limits, so that the warm-up ends in the steady state that the heap rule is about
-// rather than while the bounded cache is still filling.
+// fillVerifyCache issues and verifies soakCacheFill tokens as fast as the service goes, so that the
+// warm-up ends in the steady state that the heap rule is about rather than while the bounded cache
+// is still filling. The tokens have the soak's shape (issuer, audience, scope, subject length), so
+// that the soak's own tokens replace them without changing the cache's size; they come from a
+// tenant without rate limits, as the fill goes faster than the default limits allow.
 func fillVerifyCache(t *testing.T, r *running) {
 	t.Helper()
-	ctx := withKey(unlimitedKey(t, r))
 	ts := tokenauthorityv1.NewTokenServiceClient(r.conn)
+	dev := must(ts.IssueToken(withKey(r.devKey), &tokenauthorityv1.IssueTokenRequest{Subject: "soak-0"}))
+	admin := tokenauthorityv1.NewAdminServiceClient(r.conn)
+	most := &tokenauthorityv1.RateLimit{PerSecond: 100_000, Burst: 100_000}
+	created := must(admin.CreateTenant(withKey(r.master), &tokenauthorityv1.CreateTenantRequest{Tenant: &tokenauthorityv1.Tenant{
+		TenantId: "fil", Issuer: claimOf(t, dev.GetAccessToken(), "iss"), IssueRateLimit: most, RefreshRateLimit: most}}))
+	key := must(admin.CreateApiKey(withKey(created.GetAdminApiKey()), &tokenauthorityv1.CreateApiKeyRequest{Name: "fill",
+		Roles: []tokenauthorityv1.Role{tokenauthorityv1.Role_ROLE_ISSUE, tokenauthorityv1.Role_ROLE_VERIFY}})).GetSecret()
+	ctx := withKey(key)
 	began := time.Now()
 	var g errgroup.Group
 	g.SetLimit(8)
 	for i := range soakCacheFill {
 		g.Go(func() error {
-			p, err := ts.IssueToken(ctx, &tokenauthorityv1.IssueTokenRequest{Subject: "fill-" + strconv.Itoa(i%64)})
+			p, err := ts.IssueToken(ctx, &tokenauthorityv1.IssueTokenRequest{Subject: "soak-" + strconv.Itoa(i%soakSlots),
+				Audience: []string{"orders"}, Scopes: []string{"read"}})
 			if err != nil {
 				return err
 			}
