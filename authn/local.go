@@ -195,11 +195,13 @@ func (l *Local) Verify(ctx context.Context, token string) (*Claims, error) {
 	if c.Issuer != l.cfg.issuer {
 		return nil, ErrWrongIssuer
 	}
-	if l.cfg.audience != "" && !c.HasAudience(l.cfg.audience) {
-		return nil, ErrWrongAudience
-	}
+	// Before the audience: a revoked token is Unauthenticated wherever it is presented, not
+	// PermissionDenied where it was not meant to go.
 	if l.deny.denied(kid, c.JTI, c.SessionID, c.Subject, c.IssuedAt.Unix()) {
 		return nil, ErrRevoked
+	}
+	if l.cfg.audience != "" && !c.HasAudience(l.cfg.audience) {
+		return nil, ErrWrongAudience
 	}
 	return c, nil
 }

@@ -543,3 +543,20 @@ func TestLocalCloseFailsClosed(t *testing.T) {
 		t.Fatalf("got %v, want ErrStale", err)
 	}
 }
+
+// TestLocalRevokedBeforeAudience: a revoked token is refused as revoked (Unauthenticated) even
+// where its audience is wrong (which alone would be PermissionDenied).
+func TestLocalRevokedBeforeAudience(t *testing.T) {
+	clock := newFakeClock()
+	f := newFakeAuthority(t, clock)
+	l := startLocal(t, f)
+	elsewhere := f.issuer.Token(authntest.Subject("alice"), authntest.SessionID("sid-9"), authntest.Audience("billing"))
+	if _, err := l.Verify(t.Context(), elsewhere); !errors.Is(err, authn.ErrWrongAudience) {
+		t.Fatalf("before the revocation: %v, want ErrWrongAudience", err)
+	}
+	f.publish(&tokenauthorityv1.WatchRevocationsResponse{Kind: tokenauthorityv1.RevocationKind_REVOCATION_KIND_SESSION, SessionId: "sid-9"})
+	eventually(t, "the revocation to apply", func() bool {
+		_, err := l.Verify(t.Context(), elsewhere)
+		return errors.Is(err, authn.ErrRevoked)
+	})
+}
