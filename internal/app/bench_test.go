@@ -22,6 +22,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+	"github.com/tokenauthority/tokenauthority/internal/config"
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
 )
 
@@ -44,17 +45,9 @@ func TestPerformanceRatios(t *testing.T) {
 		// The same server on the in-memory store: what the store round trip costs.
 		storeURL = ""
 	}
-	cfg := testConfig(t, storeURL)
-	cfg.LogLevel = slog.LevelInfo // as in production: audit events on, per-call debug lines off
-	// As in production, the log goes to a file descriptor, not to a buffer growing in memory.
-	logFile, err := os.Create(filepath.Join(t.TempDir(), "server.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	r := startLogging(t, cfg, logFile)
+	r := startAsInProduction(t, testConfig(t, storeURL))
 	// The load is far above the default per-key rate limits: measure on a tenant without them.
-	r.devKey = unlimitedKey(t, r)
+	r.devKey = unlimitedKey(t, r, "bench", "https://bench.example")
 	addr := r.conn.Target()
 	ts := tokenauthorityv1.NewTokenServiceClient(r.conn)
 	ctx := withKey(r.devKey)
@@ -220,15 +213,29 @@ func TestPerformanceRatios(t *testing.T) {
 	}
 }
 
+// startAsInProduction starts the service logging as in production, for measurements: at info
+// level (audit events on, per-call debug lines off), to a file rather than to a buffer growing in
+// the measured process.
+func startAsInProduction(t *testing.T, cfg *config.Config) *running {
+	t.Helper()
+	cfg.LogLevel = slog.LevelInfo
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "server.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = logFile.Close() })
+	return startLogging(t, cfg, logFile)
+}
+
 // unlimitedKey creates a tenant whose rate limits are the highest allowed and returns an API key
 // of it with every role.
-func unlimitedKey(t *testing.T, r *running) string {
+func unlimitedKey(t *testing.T, r *running, id, issuer string) string {
 	t.Helper()
 	admin := tokenauthorityv1.NewAdminServiceClient(r.conn)
 	most := &tokenauthorityv1.RateLimit{PerSecond: 100_000, Burst: 100_000}
 	created := must(admin.CreateTenant(withKey(r.master), &tokenauthorityv1.CreateTenantRequest{Tenant: &tokenauthorityv1.Tenant{
-		TenantId: "bench", Issuer: "https://bench.example", IssueRateLimit: most, RefreshRateLimit: most}}))
-	return must(admin.CreateApiKey(withKey(created.GetAdminApiKey()), &tokenauthorityv1.CreateApiKeyRequest{Name: "bench",
+		TenantId: id, Issuer: issuer, IssueRateLimit: most, RefreshRateLimit: most}}))
+	return must(admin.CreateApiKey(withKey(created.GetAdminApiKey()), &tokenauthorityv1.CreateApiKeyRequest{Name: id,
 		Roles: []tokenauthorityv1.Role{tokenauthorityv1.Role_ROLE_ISSUE, tokenauthorityv1.Role_ROLE_VERIFY,
 			tokenauthorityv1.Role_ROLE_REVOKE, tokenauthorityv1.Role_ROLE_ADMIN}})).GetSecret()
 }

@@ -3,11 +3,9 @@ package app
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -75,15 +73,7 @@ func TestSoak(t *testing.T) {
 	}
 
 	srv := redistest.Start(t)
-	cfg := testConfig(t, srv.URL())
-	cfg.LogLevel = slog.LevelInfo // as in production: audit events on, per-call debug lines off
-	// As in production, the log goes to a file, not to a buffer growing in the heap measured.
-	logFile, err := os.Create(filepath.Join(t.TempDir(), "server.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	r := startLogging(t, cfg, logFile)
+	r := startAsInProduction(t, testConfig(t, srv.URL()))
 	s := &soak{ts: tokenauthorityv1.NewTokenServiceClient(r.conn), ctx: withKey(r.devKey)}
 	for i := range s.slots {
 		if err := s.fill(s.ctx, i); err != nil {
@@ -336,13 +326,8 @@ func fillVerifyCache(t *testing.T, r *running) {
 	t.Helper()
 	ts := tokenauthorityv1.NewTokenServiceClient(r.conn)
 	dev := must(ts.IssueToken(withKey(r.devKey), &tokenauthorityv1.IssueTokenRequest{Subject: "soak-0"}))
-	admin := tokenauthorityv1.NewAdminServiceClient(r.conn)
-	most := &tokenauthorityv1.RateLimit{PerSecond: 100_000, Burst: 100_000}
-	created := must(admin.CreateTenant(withKey(r.master), &tokenauthorityv1.CreateTenantRequest{Tenant: &tokenauthorityv1.Tenant{
-		TenantId: "fil", Issuer: claimOf(t, dev.GetAccessToken(), "iss"), IssueRateLimit: most, RefreshRateLimit: most}}))
-	key := must(admin.CreateApiKey(withKey(created.GetAdminApiKey()), &tokenauthorityv1.CreateApiKeyRequest{Name: "fill",
-		Roles: []tokenauthorityv1.Role{tokenauthorityv1.Role_ROLE_ISSUE, tokenauthorityv1.Role_ROLE_VERIFY}})).GetSecret()
-	ctx := withKey(key)
+	// "fil" as long as "dev", the issuer of dev: the cache keys and claims have the soak's size.
+	ctx := withKey(unlimitedKey(t, r, "fil", claimOf(t, dev.GetAccessToken(), "iss")))
 	began := time.Now()
 	var g errgroup.Group
 	g.SetLimit(8)

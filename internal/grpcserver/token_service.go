@@ -42,11 +42,13 @@ type tokenService struct {
 	now      func() time.Time
 }
 
+var errNoTenant = status.Error(codes.PermissionDenied, "this method needs an API key of a tenant")
+
 // tenantOf returns the tenant of the authenticated API key.
 func tenantOf(ctx context.Context) (*tenant.Tenant, error) {
 	c, ok := CallerFrom(ctx)
 	if !ok || c.Tenant == nil {
-		return nil, status.Error(codes.PermissionDenied, "this method needs an API key of a tenant")
+		return nil, errNoTenant
 	}
 	return c.Tenant, nil
 }
@@ -54,15 +56,14 @@ func tenantOf(ctx context.Context) (*tenant.Tenant, error) {
 // tenantWithin returns the caller's tenant after taking one call of method from the caller's rate
 // limit.
 func (s *tokenService) tenantWithin(ctx context.Context, method string, limit func(*tenant.Tenant) *tenant.RateLimit) (*tenant.Tenant, error) {
-	t, err := tenantOf(ctx)
-	if err != nil {
+	c, ok := CallerFrom(ctx)
+	if !ok || c.Tenant == nil {
+		return nil, errNoTenant
+	}
+	if err := s.limits.allow(c.KeyID, method, limit(c.Tenant).OrDefault()); err != nil {
 		return nil, err
 	}
-	c, _ := CallerFrom(ctx)
-	if err := s.limits.allow(c.KeyID, method, limit(t).OrDefault()); err != nil {
-		return nil, err
-	}
-	return t, nil
+	return c.Tenant, nil
 }
 
 func (s *tokenService) IssueToken(ctx context.Context, req *tokenauthorityv1.IssueTokenRequest) (*tokenauthorityv1.IssueTokenResponse, error) {
