@@ -23,7 +23,9 @@ var (
 const (
 	// defaultPageSize is the page size of ListSessions when the caller sets none.
 	defaultPageSize = 50
-	// sweepEvery is the number of writes between two sweeps of expired entries.
+	// sweepEvery is the least number of writes between two sweeps of expired entries; a store with
+	// more entries waits for half as many writes as it has entries, so that a sweep, which visits
+	// every entry, costs each write at most two visits however many sessions are live.
 	sweepEvery = 512
 )
 
@@ -425,10 +427,12 @@ func (s *Store) ended(sess *session, tag string, now int64) bool {
 	return token.EndedBy(created, s.cutoff(s.subjCuts, tag, now)) || token.EndedBy(created, s.cutoff(s.tenCuts, sess.tenant, now))
 }
 
-// wrote counts a write and sweeps expired entries every sweepEvery writes. The caller holds s.mu.
+// wrote counts a write and sweeps expired entries every sweepEvery writes, or every
+// entries/2 writes when there are more entries. The caller holds s.mu.
 func (s *Store) wrote(now int64) {
 	s.writes++
-	if s.writes < sweepEvery {
+	entries := len(s.sessions) + len(s.revoked) + len(s.subjCuts) + len(s.tenCuts)
+	if s.writes < max(sweepEvery, entries/2) {
 		return
 	}
 	s.writes = 0
