@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,9 +31,12 @@ import (
 
 // TestPerformanceRatios measures, in one run on one server backed by a real redis-server, the
 // throughput of VerifyToken, IssueToken and RefreshToken as fractions of a no-op RPC
-// (grpc.health.v1.Health/Check), the Redis commands each call costs, and Redis memory per live
-// session. It prints figures and asserts only the command counts, since timings on shared
-// machines are noise: run it with `make bench` (TOKENAUTHORITY_BENCH=1).
+// (grpc.health.v1.Health/Check), the CPU each call costs this process and redis-server, the Redis
+// commands each call costs, and Redis memory per live session. Then it measures the same server on
+// the in-memory store, which does no I/O: the ratios any store could reach on this machine, and
+// what one Ed25519 signature costs next to a no-op call. It prints figures and asserts only the
+// command counts, since timings on shared machines are noise: run it with `make bench`
+// (TOKENAUTHORITY_BENCH=1).
 func TestPerformanceRatios(t *testing.T) {
 	if os.Getenv("TOKENAUTHORITY_BENCH") == "" {
 		t.Skip("set TOKENAUTHORITY_BENCH=1 (make bench) to measure")
@@ -40,15 +46,9 @@ func TestPerformanceRatios(t *testing.T) {
 		dur = d
 	}
 	srv := redistest.Start(t)
-	storeURL := srv.URL()
-	if os.Getenv("BENCH_STORE") == "memory" {
-		// The same server on the in-memory store: what the store round trip costs.
-		storeURL = ""
-	}
-	r := startAsInProduction(t, testConfig(t, storeURL))
+	r := startAsInProduction(t, testConfig(t, srv.URL()))
 	// The load is far above the default per-key rate limits: measure on a tenant without them.
 	r.devKey = unlimitedKey(t, r, "bench", "https://bench.example")
-	addr := r.conn.Target()
 	ts := tokenauthorityv1.NewTokenServiceClient(r.conn)
 	ctx := withKey(r.devKey)
 
@@ -94,18 +94,84 @@ func TestPerformanceRatios(t *testing.T) {
 	// Redis counts the commands a script runs as well as the script. Every call is one round trip
 	// (internal/store/redis TestRoundTrips checks the pipelines on the client side).
 	for name, cmds := range map[string]map[string]int64{"issue": issueCmds, "refresh": refreshCmds} {
-		if storeURL != "" && cmds["evalsha"] != 1 {
+		if cmds["evalsha"] != 1 {
 			t.Errorf("%s: %v, want exactly one script call", name, cmds)
 		}
 	}
-	if storeURL != "" && (verifyCmds["hmget"] != 1 || verifyCmds["exists"] != 1 || verifyCmds["get"] != 2 || verifyCmds["evalsha"] != 0) {
+	if verifyCmds["hmget"] != 1 || verifyCmds["exists"] != 1 || verifyCmds["get"] != 2 || verifyCmds["evalsha"] != 0 {
 		t.Errorf("verify: %v, want hmget 1, exists 1, get 2", verifyCmds)
 	}
 
-	// Throughput: the same concurrency and connections for every RPC.
+	rows := throughput(t, r, dur, func() float64 { return srv.CPUSeconds(t) })
+	t.Log("on redis-server (cpu/call: this process, load generator included; redis/call: redis-server):\n" + rows.String())
+	ghz := os.Getenv("GHZ")
+	if ghz != "" {
+		runGHZ(t, ghz, "on redis-server", r, issued.GetAccessToken(), dur)
+	}
+	if os.Getenv("BENCH_SKIP_CEILING") == "" {
+		// The same server on the in-memory store: a store that costs no I/O at all.
+		mem := startAsInProduction(t, testConfig(t, ""))
+		mem.devKey = unlimitedKey(t, mem, "bench", "https://bench.example")
+		memRows := throughput(t, mem, dur, nil)
+		t.Log("the same server on the in-memory store (no store I/O):\n" + memRows.String())
+		if ghz != "" {
+			memIssued := must(tokenauthorityv1.NewTokenServiceClient(mem.conn).IssueToken(withKey(mem.devKey),
+				&tokenauthorityv1.IssueTokenRequest{Subject: "bench", Audience: []string{"orders"}, Scopes: []string{"read"}}))
+			runGHZ(t, ghz, "on the in-memory store", mem, memIssued.GetAccessToken(), dur)
+		}
+		if len(rows) > 0 && len(memRows) > 0 {
+			sign := signingCost(t, issued.GetAccessToken())
+			t.Logf("one Ed25519 signature of the issued access token: %s of CPU, %.2f of a no-op call's %s (on Redis) and %.2f of its %s (in-memory)",
+				sign.Round(100*time.Nanosecond), sign.Seconds()/rows[0].procCPU.Seconds(), rows[0].procCPU.Round(100*time.Nanosecond),
+				sign.Seconds()/memRows[0].procCPU.Seconds(), memRows[0].procCPU.Round(100*time.Nanosecond))
+		}
+	}
+
+	// Redis memory per live session, over 100k sessions written through the store.
+	if os.Getenv("BENCH_SKIP_MEMORY") == "" {
+		sessionMemory(t, srv, r)
+	}
+}
+
+// benchRow is one RPC's figures in a throughput run.
+type benchRow struct {
+	name     string
+	rps      float64
+	p50, p99 time.Duration
+	// CPU per call, of this process (load generator and server) and of redis-server.
+	procCPU, redisCPU time.Duration
+}
+
+type benchRows []benchRow
+
+// String formats the rows as a table, with each RPC's throughput as a fraction of the first's.
+func (rows benchRows) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-22s %10s %8s %10s %10s %12s %12s\n", "rpc", "req/s", "ratio", "p50", "p99", "cpu/call", "redis/call")
+	for _, rw := range rows {
+		fmt.Fprintf(&b, "%-22s %10.0f %8.2f %10s %10s %12s %12s\n", rw.name, rw.rps, rw.rps/max(rows[0].rps, 1),
+			rw.p50.Round(time.Microsecond), rw.p99.Round(time.Microsecond),
+			rw.procCPU.Round(100*time.Nanosecond), rw.redisCPU.Round(100*time.Nanosecond))
+	}
+	return b.String()
+}
+
+// throughput drives the no-op RPC, VerifyToken, IssueToken and RefreshToken on r for dur each, with
+// the same in-process load generator (32 workers on 4 connections), and returns their figures, the
+// no-op first. redisCPU, when not nil, reads redis-server's CPU seconds. BENCH_ONLY=<name> runs
+// only the RPCs whose name contains it.
+func throughput(t *testing.T, r *running, dur time.Duration, redisCPU func() float64) benchRows {
+	t.Helper()
+	ctx := withKey(r.devKey)
+	ts := tokenauthorityv1.NewTokenServiceClient(r.conn)
+	issued, err := ts.IssueToken(ctx, &tokenauthorityv1.IssueTokenRequest{Subject: "bench", Audience: []string{"orders"}, Scopes: []string{"read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyReq := &tokenauthorityv1.VerifyTokenRequest{Token: issued.GetAccessToken()}
 	conns := make([]*grpc.ClientConn, 4)
 	for i := range conns {
-		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		c, err := grpc.NewClient(r.conn.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,12 +246,10 @@ func TestPerformanceRatios(t *testing.T) {
 		}
 		return err
 	}
-	type row struct {
-		name     string
-		rps      float64
-		p50, p99 time.Duration
+	if redisCPU == nil {
+		redisCPU = func() float64 { return 0 }
 	}
-	var rows []row
+	var rows benchRows
 	for _, wl := range []struct {
 		name string
 		call func(*grpc.ClientConn, int) error
@@ -193,24 +257,39 @@ func TestPerformanceRatios(t *testing.T) {
 		if only := os.Getenv("BENCH_ONLY"); only != "" && !strings.Contains(wl.name, only) {
 			continue
 		}
+		proc0, redis0 := processCPU(t), redisCPU()
 		rps, p50, p99 := measure(wl.call)
-		rows = append(rows, row{wl.name, rps, p50, p99})
+		calls := max(rps*dur.Seconds(), 1)
+		perCall := func(seconds float64) time.Duration { return time.Duration(seconds / calls * float64(time.Second)) }
+		rows = append(rows, benchRow{wl.name, rps, p50, p99, perCall(processCPU(t) - proc0), perCall(redisCPU() - redis0)})
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n%-22s %10s %8s %10s %10s\n", "rpc", "req/s", "ratio", "p50", "p99")
-	for _, rw := range rows {
-		fmt.Fprintf(&b, "%-22s %10.0f %8.2f %10s %10s\n", rw.name, rw.rps, rw.rps/max(rows[0].rps, 1), rw.p50.Round(time.Microsecond), rw.p99.Round(time.Microsecond))
-	}
-	t.Log(b.String())
+	return rows
+}
 
-	// Redis memory per live session, over 100k sessions written through the store.
-	if os.Getenv("BENCH_SKIP_MEMORY") == "" {
-		sessionMemory(t, srv, r)
+// signingCost returns the CPU time of one Ed25519 signature over the signing input of token (its
+// header and payload), with a fresh key: what every IssueToken and RefreshToken pays at least once.
+func signingCost(t *testing.T, token string) time.Duration {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
 	}
+	input := []byte(token[:strings.LastIndexByte(token, '.')])
+	res := testing.Benchmark(func(b *testing.B) {
+		for b.Loop() {
+			ed25519.Sign(key, input)
+		}
+	})
+	return time.Duration(res.NsPerOp())
+}
 
-	if ghz := os.Getenv("GHZ"); ghz != "" {
-		runGHZ(t, ghz, addr, r, issued.GetAccessToken(), dur)
+// processCPU returns the CPU time (user and system) this process has used so far.
+func processCPU(t *testing.T) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
 	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // startAsInProduction starts the service logging as in production, for measurements: at info
@@ -288,8 +367,8 @@ func sessionMemory(t *testing.T, srv *redistest.Server, r *running) {
 }
 
 // runGHZ drives the same server with ghz, the standard gRPC load tool, for a second opinion.
-func runGHZ(t *testing.T, ghz, addr string, r *running, accessToken string, dur time.Duration) {
-	key := r.devKey
+func runGHZ(t *testing.T, ghz, label string, r *running, accessToken string, dur time.Duration) {
+	key, addr := r.devKey, r.conn.Target()
 	// A fixed number of requests, not a duration: ghz cancels what is in flight when a duration ends.
 	count := int(dur.Seconds() * 6000)
 	n := strconv.Itoa(count)
@@ -344,6 +423,6 @@ func runGHZ(t *testing.T, ghz, addr string, r *running, accessToken string, dur 
 		t.Fatal(err)
 	}
 	refresh := run("tokenauthority.v1.TokenService/RefreshToken", "@"+file, true)
-	t.Logf("ghz: Health/Check %.0f req/s; VerifyToken %.0f (%.2fx); IssueToken %.0f (%.2fx); RefreshToken %.0f (%.2fx)",
-		noop, verify, verify/noop, issue, issue/noop, refresh, refresh/noop)
+	t.Logf("ghz %s: Health/Check %.0f req/s; VerifyToken %.0f (%.2fx); IssueToken %.0f (%.2fx); RefreshToken %.0f (%.2fx)",
+		label, noop, verify, verify/noop, issue, issue/noop, refresh, refresh/noop)
 }

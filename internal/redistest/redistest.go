@@ -140,6 +140,29 @@ func (s *Server) CommandStats(tb testing.TB) map[string]int64 {
 	return stats
 }
 
+// CPUSeconds returns the CPU time (user and system) the server has used since it started, from
+// INFO cpu: what a measurement charges to Redis.
+func (s *Server) CPUSeconds(tb testing.TB) float64 {
+	tb.Helper()
+	info, err := roundTrip(s.Addr(), 5*time.Second, "INFO", "cpu")
+	if err != nil {
+		tb.Fatalf("redistest: INFO cpu: %v", err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "used_cpu_sys" && name != "used_cpu_user") {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			tb.Fatalf("redistest: INFO cpu: %s: %v", line, err)
+		}
+		total += f
+	}
+	return total
+}
+
 // ResetStats resets the server's statistics (CONFIG RESETSTAT).
 func (s *Server) ResetStats(tb testing.TB) {
 	tb.Helper()
