@@ -372,7 +372,13 @@ func runGHZ(t *testing.T, ghz, label string, r *running, accessToken string, dur
 	// A fixed number of requests, not a duration: ghz cancels what is in flight when a duration ends.
 	count := int(dur.Seconds() * 6000)
 	n := strconv.Itoa(count)
-	run := func(call, data string, meta bool) float64 {
+	// Each run reports its throughput, and the CPU per call of ghz and of this process (the
+	// server's: the in-process generator is idle meanwhile).
+	type ghzRun struct {
+		rps               float64
+		ghzCPU, serverCPU time.Duration
+	}
+	run := func(call, data string, meta bool) ghzRun {
 		args := []string{"--insecure", "--call", call, "-n", n, "-c", "32", "--connections", "4", "-O", "json"}
 		if strings.HasPrefix(data, "@") {
 			args = append(args, "-D", data[1:])
@@ -382,10 +388,14 @@ func runGHZ(t *testing.T, ghz, label string, r *running, accessToken string, dur
 		if meta {
 			args = append(args, "-m", `{"x-api-key":"`+key+`"}`)
 		}
-		out, err := exec.Command(ghz, append(args, addr)...).Output()
+		cmd := exec.Command(ghz, append(args, addr)...)
+		proc0 := processCPU(t)
+		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("ghz %s: %v", call, err)
 		}
+		serverCPU := time.Duration((processCPU(t) - proc0) / float64(count) * float64(time.Second))
+		ghzCPU := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()) / time.Duration(count)
 		var rep struct {
 			RPS          float64        `json:"rps"`
 			StatusCodeDn map[string]int `json:"statusCodeDistribution"`
@@ -399,7 +409,7 @@ func runGHZ(t *testing.T, ghz, label string, r *running, accessToken string, dur
 				t.Errorf("ghz %s: %d calls ended %s: %v", call, n, code, rep.ErrorDn)
 			}
 		}
-		return rep.RPS
+		return ghzRun{rep.RPS, ghzCPU, serverCPU}
 	}
 	noop := run("grpc.health.v1.Health/Check", `{}`, false)
 	verify := run("tokenauthority.v1.TokenService/VerifyToken", `{"token":"`+accessToken+`"}`, true)
@@ -423,6 +433,14 @@ func runGHZ(t *testing.T, ghz, label string, r *running, accessToken string, dur
 		t.Fatal(err)
 	}
 	refresh := run("tokenauthority.v1.TokenService/RefreshToken", "@"+file, true)
-	t.Logf("ghz %s: Health/Check %.0f req/s; VerifyToken %.0f (%.2fx); IssueToken %.0f (%.2fx); RefreshToken %.0f (%.2fx)",
-		label, noop, verify, verify/noop, issue, issue/noop, refresh, refresh/noop)
+	var b strings.Builder
+	fmt.Fprintf(&b, "ghz %s:\n%-22s %10s %8s %12s %12s\n", label, "rpc", "req/s", "ratio", "ghz cpu/call", "cpu/call")
+	for _, row := range []struct {
+		name string
+		run  ghzRun
+	}{{"Health/Check (no-op)", noop}, {"VerifyToken", verify}, {"IssueToken", issue}, {"RefreshToken", refresh}} {
+		fmt.Fprintf(&b, "%-22s %10.0f %8.2f %12s %12s\n", row.name, row.run.rps, row.run.rps/max(noop.rps, 1),
+			row.run.ghzCPU.Round(100*time.Nanosecond), row.run.serverCPU.Round(100*time.Nanosecond))
+	}
+	t.Log(b.String())
 }
