@@ -10,7 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -135,30 +135,33 @@ func TestPerformanceRatios(t *testing.T) {
 
 // benchRow is one RPC's figures in a throughput run.
 type benchRow struct {
-	name     string
-	rps      float64
-	p50, p99 time.Duration
+	name string
+	rps  float64
+	// ratio is the median over the rounds of the throughput as a fraction of the first RPC's in
+	// the same round; minRatio and maxRatio are the extremes.
+	ratio, minRatio, maxRatio float64
+	p50, p99                  time.Duration
 	// CPU per call, of this process (load generator and server) and of redis-server.
 	procCPU, redisCPU time.Duration
 }
 
 type benchRows []benchRow
 
-// String formats the rows as a table, with each RPC's throughput as a fraction of the first's.
+// String formats the rows as a table.
 func (rows benchRows) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-22s %10s %8s %10s %10s %12s %12s\n", "rpc", "req/s", "ratio", "p50", "p99", "cpu/call", "redis/call")
+	fmt.Fprintf(&b, "%-22s %10s %8s %12s %10s %10s %12s %12s\n", "rpc", "req/s", "ratio", "(rounds)", "p50", "p99", "cpu/call", "redis/call")
 	for _, rw := range rows {
-		fmt.Fprintf(&b, "%-22s %10.0f %8.2f %10s %10s %12s %12s\n", rw.name, rw.rps, rw.rps/max(rows[0].rps, 1),
-			rw.p50.Round(time.Microsecond), rw.p99.Round(time.Microsecond),
+		fmt.Fprintf(&b, "%-22s %10.0f %8.2f %12s %10s %10s %12s %12s\n", rw.name, rw.rps, rw.ratio,
+			fmt.Sprintf("%.2f-%.2f", rw.minRatio, rw.maxRatio), rw.p50.Round(time.Microsecond), rw.p99.Round(time.Microsecond),
 			rw.procCPU.Round(100*time.Nanosecond), rw.redisCPU.Round(100*time.Nanosecond))
 	}
 	return b.String()
 }
 
-// throughput drives the no-op RPC, VerifyToken, IssueToken and RefreshToken on r for dur each, with
-// the same in-process load generator (32 workers on 4 connections), and returns their figures, the
-// no-op first. redisCPU, when not nil, reads redis-server's CPU seconds. BENCH_ONLY=<name> runs
+// throughput drives the no-op RPC, VerifyToken, IssueToken and RefreshToken on r for dur each, in
+// turns of dur/BENCH_ROUNDS (5 by default), with the same in-process load generator (32 workers on
+// 4 connections), and returns their figures, the no-op first. redisCPU, when not nil, reads redis-server's CPU seconds. BENCH_ONLY=<name> runs
 // only the RPCs whose name contains it.
 func throughput(t *testing.T, r *running, dur time.Duration, redisCPU func() float64) benchRows {
 	t.Helper()
@@ -179,11 +182,11 @@ func throughput(t *testing.T, r *running, dur time.Duration, redisCPU func() flo
 		conns[i] = c
 	}
 	const workers = 32
-	measure := func(call func(cc *grpc.ClientConn, worker int) error) (float64, time.Duration, time.Duration) {
-		var ops, errs atomic.Int64
+	measure := func(call func(cc *grpc.ClientConn, worker int) error, d time.Duration) []time.Duration {
+		var errs atomic.Int64
 		var mu sync.Mutex
 		var lat []time.Duration
-		deadline := time.Now().Add(dur)
+		deadline := time.Now().Add(d)
 		var wg sync.WaitGroup
 		for w := range workers {
 			wg.Add(1)
@@ -198,7 +201,6 @@ func throughput(t *testing.T, r *running, dur time.Duration, redisCPU func() flo
 						continue
 					}
 					local = append(local, time.Since(t0))
-					ops.Add(1)
 				}
 				mu.Lock()
 				lat = append(lat, local...)
@@ -209,11 +211,7 @@ func throughput(t *testing.T, r *running, dur time.Duration, redisCPU func() flo
 		if errs.Load() > 0 {
 			t.Errorf("%d calls failed", errs.Load())
 		}
-		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-		if len(lat) == 0 {
-			return 0, 0, 0
-		}
-		return float64(ops.Load()) / dur.Seconds(), lat[len(lat)/2], lat[len(lat)*99/100]
+		return lat
 	}
 	noop := func(cc *grpc.ClientConn, _ int) error {
 		_, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{})
@@ -249,19 +247,53 @@ func throughput(t *testing.T, r *running, dur time.Duration, redisCPU func() flo
 	if redisCPU == nil {
 		redisCPU = func() float64 { return 0 }
 	}
-	var rows benchRows
-	for _, wl := range []struct {
+	type workload struct {
 		name string
 		call func(*grpc.ClientConn, int) error
-	}{{"Health/Check (no-op)", noop}, {"VerifyToken", verify}, {"IssueToken", issue}, {"RefreshToken", refresh}} {
-		if only := os.Getenv("BENCH_ONLY"); only != "" && !strings.Contains(wl.name, only) {
-			continue
+	}
+	workloads := []workload{{"Health/Check (no-op)", noop}, {"VerifyToken", verify}, {"IssueToken", issue}, {"RefreshToken", refresh}}
+	if only := os.Getenv("BENCH_ONLY"); only != "" {
+		workloads = slices.DeleteFunc(workloads, func(wl workload) bool { return !strings.Contains(wl.name, only) })
+	}
+	// The machine's speed drifts during a run: the RPCs take turns in short rounds, and each
+	// ratio is the median of the rounds' ratios, each to the same round's first RPC.
+	rounds := 5
+	if n, err := strconv.Atoi(os.Getenv("BENCH_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	slice := dur / time.Duration(rounds)
+	lats := make([][]time.Duration, len(workloads))
+	ratios := make([][]float64, len(workloads))
+	procCPU := make([]float64, len(workloads))
+	storeCPU := make([]float64, len(workloads))
+	for range rounds {
+		var first float64
+		for i, wl := range workloads {
+			proc0, redis0 := processCPU(t), redisCPU()
+			lat := measure(wl.call, slice)
+			procCPU[i] += processCPU(t) - proc0
+			storeCPU[i] += redisCPU() - redis0
+			lats[i] = append(lats[i], lat...)
+			rps := float64(len(lat)) / slice.Seconds()
+			if i == 0 {
+				first = max(rps, 1)
+			}
+			ratios[i] = append(ratios[i], rps/first)
 		}
-		proc0, redis0 := processCPU(t), redisCPU()
-		rps, p50, p99 := measure(wl.call)
-		calls := max(rps*dur.Seconds(), 1)
+	}
+	rows := make(benchRows, len(workloads))
+	for i, wl := range workloads {
+		lat := lats[i]
+		calls := float64(max(len(lat), 1))
 		perCall := func(seconds float64) time.Duration { return time.Duration(seconds / calls * float64(time.Second)) }
-		rows = append(rows, benchRow{wl.name, rps, p50, p99, perCall(processCPU(t) - proc0), perCall(redisCPU() - redis0)})
+		slices.Sort(lat)
+		slices.Sort(ratios[i])
+		rows[i] = benchRow{name: wl.name, rps: float64(len(lat)) / (slice * time.Duration(rounds)).Seconds(),
+			ratio: ratios[i][len(ratios[i])/2], minRatio: ratios[i][0], maxRatio: ratios[i][len(ratios[i])-1],
+			procCPU: perCall(procCPU[i]), redisCPU: perCall(storeCPU[i])}
+		if len(lat) > 0 {
+			rows[i].p50, rows[i].p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+		}
 	}
 	return rows
 }
