@@ -161,8 +161,8 @@ func (rows benchRows) String() string {
 
 // throughput drives the no-op RPC, VerifyToken, IssueToken and RefreshToken on r for dur each, in
 // turns of dur/BENCH_ROUNDS (5 by default), with the same in-process load generator (32 workers on
-// 4 connections), and returns their figures, the no-op first. redisCPU, when not nil, reads redis-server's CPU seconds. BENCH_ONLY=<name> runs
-// only the RPCs whose name contains it.
+// 4 connections), and returns their figures, the no-op first. redisCPU, when not nil, reads
+// redis-server's CPU seconds. BENCH_ONLY=<name> runs only the RPCs whose name contains it.
 func throughput(t *testing.T, r *running, dur time.Duration, redisCPU func() float64) benchRows {
 	t.Helper()
 	ctx := withKey(r.devKey)
