@@ -52,10 +52,7 @@ func TestPerformanceRatios(t *testing.T) {
 	ts := tokenauthorityv1.NewTokenServiceClient(r.conn)
 	ctx := withKey(r.devKey)
 
-	issued, err := ts.IssueToken(ctx, &tokenauthorityv1.IssueTokenRequest{Subject: "bench", Audience: []string{"orders"}, Scopes: []string{"read"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	issued := benchPair(t, r)
 
 	// Commands per call, from INFO commandstats.
 	perCall := func(name string, call func() error) map[string]int64 {
@@ -106,7 +103,7 @@ func TestPerformanceRatios(t *testing.T) {
 	t.Log("on redis-server (cpu/call: this process, load generator included; redis/call: redis-server):\n" + rows.String())
 	ghz := os.Getenv("GHZ")
 	if ghz != "" {
-		runGHZ(t, ghz, "on redis-server", r, issued.GetAccessToken(), dur)
+		runGHZ(t, ghz, "on redis-server", r, dur)
 	}
 	if os.Getenv("BENCH_SKIP_CEILING") == "" {
 		// The same server on the in-memory store: a store that costs no I/O at all.
@@ -115,9 +112,7 @@ func TestPerformanceRatios(t *testing.T) {
 		memRows := throughput(t, mem, dur, nil)
 		t.Log("the same server on the in-memory store (no store I/O):\n" + memRows.String())
 		if ghz != "" {
-			memIssued := must(tokenauthorityv1.NewTokenServiceClient(mem.conn).IssueToken(withKey(mem.devKey),
-				&tokenauthorityv1.IssueTokenRequest{Subject: "bench", Audience: []string{"orders"}, Scopes: []string{"read"}}))
-			runGHZ(t, ghz, "on the in-memory store", mem, memIssued.GetAccessToken(), dur)
+			runGHZ(t, ghz, "on the in-memory store", mem, dur)
 		}
 		if len(rows) > 0 && len(memRows) > 0 {
 			sign := signingCost(t, issued.GetAccessToken())
@@ -167,11 +162,7 @@ func throughput(t *testing.T, r *running, dur time.Duration, redisCPU func() flo
 	t.Helper()
 	ctx := withKey(r.devKey)
 	ts := tokenauthorityv1.NewTokenServiceClient(r.conn)
-	issued, err := ts.IssueToken(ctx, &tokenauthorityv1.IssueTokenRequest{Subject: "bench", Audience: []string{"orders"}, Scopes: []string{"read"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifyReq := &tokenauthorityv1.VerifyTokenRequest{Token: issued.GetAccessToken()}
+	verifyReq := &tokenauthorityv1.VerifyTokenRequest{Token: benchPair(t, r).GetAccessToken()}
 	conns := make([]*grpc.ClientConn, 4)
 	for i := range conns {
 		c, err := grpc.NewClient(r.conn.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -298,6 +289,13 @@ func throughput(t *testing.T, r *running, dur time.Duration, redisCPU func() flo
 	return rows
 }
 
+// benchPair opens the session whose access token the Verify phases present.
+func benchPair(t *testing.T, r *running) *tokenauthorityv1.IssueTokenResponse {
+	t.Helper()
+	return must(tokenauthorityv1.NewTokenServiceClient(r.conn).IssueToken(withKey(r.devKey),
+		&tokenauthorityv1.IssueTokenRequest{Subject: "bench", Audience: []string{"orders"}, Scopes: []string{"read"}}))
+}
+
 // signingCost returns the CPU time of one Ed25519 signature over the signing input of token (its
 // header and payload), with a fresh key: what every IssueToken and RefreshToken pays at least once.
 func signingCost(t *testing.T, token string) time.Duration {
@@ -399,8 +397,9 @@ func sessionMemory(t *testing.T, srv *redistest.Server, r *running) {
 }
 
 // runGHZ drives the same server with ghz, the standard gRPC load tool, for a second opinion.
-func runGHZ(t *testing.T, ghz, label string, r *running, accessToken string, dur time.Duration) {
+func runGHZ(t *testing.T, ghz, label string, r *running, dur time.Duration) {
 	key, addr := r.devKey, r.conn.Target()
+	accessToken := benchPair(t, r).GetAccessToken()
 	// A fixed number of requests, not a duration: ghz cancels what is in flight when a duration ends.
 	count := int(dur.Seconds() * 6000)
 	n := strconv.Itoa(count)
