@@ -46,6 +46,9 @@ func TestAuthFunc(t *testing.T) {
 		{"scope missing", methodPut, false, read, codes.PermissionDenied, `lacks scope "items:write"`},
 		{"all scopes present", methodPut, false, iss.Token(authntest.Subject("alice"), authntest.Scopes("items:write", "items:read")), codes.OK, ""},
 		{"no scopes", methodGet, false, iss.Token(), codes.PermissionDenied, "items:read"},
+		// Only U+0020 separates scopes: one scope joined by another white space grants neither part.
+		{"scopes joined by NBSP", methodGet, false, iss.Token(authntest.Scopes("items:write\u00a0items:read")), codes.PermissionDenied, "items:read"},
+		{"scopes joined by a tab", methodGet, false, iss.Token(authntest.Scopes("items:write\titems:read")), codes.PermissionDenied, "items:read"},
 		{"authenticate only", methodWatch, true, iss.Token(authntest.Subject("alice")), codes.OK, ""},
 		{"public without token", methodPing, false, "", codes.OK, ""},
 		{"public with garbage token", methodPing, false, "garbage", codes.OK, ""},

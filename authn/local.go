@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,8 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 )
 
 // accessType is the typ header of access tokens.
@@ -402,12 +403,6 @@ func parseError(err error) error {
 	return ErrMalformed
 }
 
-// registered lists the claims the authority sets itself; the others are Extra.
-var registered = map[string]bool{
-	"iss": true, "sub": true, "aud": true, "exp": true, "nbf": true, "iat": true,
-	"jti": true, "sid": true, "scope": true, "typ": true, "cnf": true, "client_id": true,
-}
-
 // claimsFromMap extracts typed claims; false when a required claim is missing or of the wrong
 // JSON type. exp, iat, iss, sub and jti are required.
 func claimsFromMap(m jwt.MapClaims) (*Claims, bool) {
@@ -446,10 +441,10 @@ func claimsFromMap(m jwt.MapClaims) (*Claims, bool) {
 		if !ok {
 			return nil, false
 		}
-		c.Scopes = strings.Fields(s)
+		c.Scopes = accesstoken.ParseScope(s)
 	}
 	for name, v := range m {
-		if !registered[name] {
+		if !accesstoken.IsRegistered(name) {
 			if c.Extra == nil {
 				c.Extra = map[string]any{}
 			}

@@ -11,6 +11,8 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
+
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 )
 
 // Unlisted says what the AuthFunc does with a method that a Policy neither makes public nor gives
@@ -97,8 +99,8 @@ func (p Policy) Validate() error {
 			errs = append(errs, fmt.Errorf("method %q is both public and scoped", m))
 		}
 		for _, s := range p.Scopes[m] {
-			if s == "" || strings.ContainsAny(s, " \t\r\n") {
-				errs = append(errs, fmt.Errorf("method %q: scope %q is empty or contains white space", m, s))
+			if !accesstoken.ValidScope(s) {
+				errs = append(errs, fmt.Errorf("method %q: scope %q is not a scope token: %s", m, s, accesstoken.ScopeRule))
 			}
 		}
 	}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/tokenauthority/tokenauthority/authn"
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 )
 
 // Defaults of an Issuer.
@@ -225,11 +227,6 @@ func Extra(name string, value any) TokenOption {
 	}
 }
 
-var registered = map[string]bool{
-	"iss": true, "sub": true, "aud": true, "exp": true, "nbf": true, "iat": true,
-	"jti": true, "sid": true, "scope": true, "typ": true, "cnf": true, "client_id": true,
-}
-
 // Token mints a token. It panics if an extra claim is registered or not JSON.
 func (i *Issuer) Token(opts ...TokenOption) string {
 	s := &tokenSpec{typ: TypeAccess, kid: i.kid, ttl: i.ttl, issuedAt: i.now()}
@@ -251,7 +248,7 @@ func (i *Issuer) Token(opts ...TokenOption) string {
 	}
 	if len(s.extra) > 0 {
 		for name := range s.extra {
-			if registered[name] {
+			if accesstoken.IsReservedName(name) {
 				panic(fmt.Sprintf("authntest: extra claim %q is registered", name))
 			}
 		}

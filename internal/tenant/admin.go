@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
@@ -187,18 +187,18 @@ func principalID(tenantID, identifier string) string { return tenantID + "/" + i
 // validatePrincipal reports what is wrong with p's definition.
 func validatePrincipal(p *Principal) error {
 	var problems []string
-	if p.Identifier == "" || len(p.Identifier) > 256 || !utf8.ValidString(p.Identifier) || strings.ContainsAny(p.Identifier, "/\x00") {
-		problems = append(problems, "identifier must be 1-256 bytes of UTF-8 without '/'")
+	if p.Identifier == "" || len(p.Identifier) > 256 || !printable(p.Identifier) || strings.Contains(p.Identifier, "/") {
+		problems = append(problems, "identifier must be 1-256 bytes of UTF-8 without '/' or control characters")
 	}
-	if len(p.DisplayName) > 256 {
-		problems = append(problems, "display_name is at most 256 bytes")
+	if len(p.DisplayName) > 256 || !printable(p.DisplayName) {
+		problems = append(problems, "display_name must be at most 256 bytes of UTF-8 without control characters")
 	}
 	if len(p.Scopes) > 64 || len(p.Audience) > 16 {
 		problems = append(problems, "at most 64 scopes and 16 audiences")
 	}
 	for _, sc := range p.Scopes {
-		if sc == "" || strings.ContainsAny(sc, " \t\r\n\"\\") {
-			problems = append(problems, "scopes must be non-empty without spaces, quotes or backslashes")
+		if !accesstoken.ValidScope(sc) {
+			problems = append(problems, "each scope must be "+accesstoken.ScopeRule)
 			break
 		}
 	}

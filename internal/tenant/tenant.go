@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
@@ -96,8 +99,22 @@ func (t *Tenant) Validate() error {
 	if !ValidID(t.ID) {
 		errs = append(errs, errors.New("tenant id must be 1-63 lower-case letters, digits or dashes"))
 	}
-	if t.Issuer == "" || len(t.Issuer) > 256 {
-		errs = append(errs, errors.New("issuer must be 1-256 characters"))
+	if t.Issuer == "" || len(t.Issuer) > 256 || !printable(t.Issuer) {
+		// The issuer is written into every token and compared byte for byte by every consumer; a
+		// NUL or a line break in it breaks logs, headers and consumers' configuration files.
+		errs = append(errs, errors.New("issuer must be 1-256 bytes of UTF-8 without control characters"))
+	}
+	for _, sc := range t.AllowedScopes {
+		if len(sc) > 256 || !accesstoken.ValidScope(sc) {
+			errs = append(errs, fmt.Errorf("allowed_scopes: each scope must be 1-256 bytes of %s", accesstoken.ScopeRule))
+			break
+		}
+	}
+	for _, a := range t.AllowedAudiences {
+		if a == "" || len(a) > 256 || !printable(a) {
+			errs = append(errs, errors.New("allowed_audiences: each audience must be 1-256 bytes of UTF-8 without control characters"))
+			break
+		}
 	}
 	if t.MaxAccessTTL < 0 || t.MaxRefreshTTL < 0 {
 		errs = append(errs, errors.New("TTL bounds must not be negative"))
@@ -112,6 +129,20 @@ func (t *Tenant) Validate() error {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
+}
+
+// printable reports whether s is valid UTF-8 without control characters (C0, DEL, C1) or Unicode
+// line and paragraph separators.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return false
+		}
+	}
+	return true
 }
 
 // Allows reports whether v may be requested under the list allowed (empty allows any).

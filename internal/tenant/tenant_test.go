@@ -95,6 +95,17 @@ func TestTenantValidate(t *testing.T) {
 		{"Issuer257Long", func(tt *tenant.Tenant) { tt.Issuer = strings.Repeat("i", 257) }, true},
 		{"NegativeAccessTTL", func(tt *tenant.Tenant) { tt.MaxAccessTTL = -time.Second }, true},
 		{"NegativeRefreshTTL", func(tt *tenant.Tenant) { tt.MaxRefreshTTL = -time.Second }, true},
+		{"IssuerWithNUL", func(tt *tenant.Tenant) { tt.Issuer = "https://acme.example\x00" }, true},
+		{"IssuerWithCRLF", func(tt *tenant.Tenant) { tt.Issuer = "https://acme.example\r\nX-Evil: 1" }, true},
+		{"IssuerWithLineSeparator", func(tt *tenant.Tenant) { tt.Issuer = "https://acme.example\u2028" }, true},
+		{"IssuerNotUTF8", func(tt *tenant.Tenant) { tt.Issuer = "https://acme.example/\xff" }, true},
+		{"IssuerUnicode", func(tt *tenant.Tenant) { tt.Issuer = "https://acmé.example" }, false},
+		{"AllowedScopes", func(tt *tenant.Tenant) { tt.AllowedScopes = []string{"orders.read", "orders:write"} }, false},
+		{"AllowedScopeWithNBSP", func(tt *tenant.Tenant) { tt.AllowedScopes = []string{"orders.read\u00a0orders.write"} }, true},
+		{"AllowedScopeWithSpace", func(tt *tenant.Tenant) { tt.AllowedScopes = []string{"a b"} }, true},
+		{"AllowedScopeEmpty", func(tt *tenant.Tenant) { tt.AllowedScopes = []string{""} }, true},
+		{"AllowedAudienceWithNewline", func(tt *tenant.Tenant) { tt.AllowedAudiences = []string{"orders\n"} }, true},
+		{"AllowedAudienceEmpty", func(tt *tenant.Tenant) { tt.AllowedAudiences = []string{""} }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -439,4 +450,38 @@ func FuzzAuthenticate(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestCreatePrincipalValidatesIdentifier(t *testing.T) {
+	e := newEnv(t, "")
+	tn, err := e.svc.Tenant(e.ctx, tenantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		id, name string
+		ok       bool
+	}{
+		{"svc-billing", "Billing", true},
+		{"alice@example.com", "", true},
+		{"zoë", "Zoë", true},
+		{"", "", false},
+		{"a/b", "", false},
+		{"svc\x00", "", false},
+		{"svc\r\nforged: line", "", false},
+		{"svc\x1b[31m", "", false}, // a terminal escape in an operator's listing
+		{"svc\u2028", "", false},
+		{"svc\xff", "", false},
+		{"svc-ok", "name\nwith newline", false},
+		{strings.Repeat("p", 257), "", false},
+	}
+	for _, c := range cases {
+		err := e.svc.CreatePrincipal(e.ctx, tn, &tenant.Principal{Identifier: c.id, DisplayName: c.name})
+		if c.ok && err != nil {
+			t.Errorf("CreatePrincipal(%q, %q) = %v, want nil", c.id, c.name, err)
+		}
+		if !c.ok && !errors.Is(err, tenant.ErrInvalid) {
+			t.Errorf("CreatePrincipal(%q, %q) = %v, want ErrInvalid", c.id, c.name, err)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
@@ -73,7 +74,7 @@ func FuzzIssueValidation(f *testing.F) {
 		if err != nil && !errors.Is(err, token.ErrInvalidArgument) {
 			t.Fatalf("unexpected error: %v", err)
 		}
-		if err == nil && token.IsRegisteredClaim(extraKey) {
+		if err == nil && accesstoken.IsReservedName(extraKey) {
 			t.Fatalf("extra claim %q overrode a registered claim", extraKey)
 		}
 	})

@@ -33,9 +33,12 @@ func NewSessionID(tenant, subject string) string {
 	return SubjectTag(tenant, subject) + randomString(16)
 }
 
-// newJTI returns a fresh jti for a token of the session.
-func newJTI(sessionID string) string {
-	return sessionID + "." + randomString(12)
+// generationJTI returns the jti of the access token of the session generation whose refresh token
+// is rt: its session id, a dot, and 12 bytes of a hash of rt. The refresh token is random to anyone
+// without the tenant's refresh key, and so is the jti; the access token does not reveal rt.
+func generationJTI(sessionID, rt string) string {
+	h := sha256.Sum256([]byte("jti\x00" + rt))
+	return sessionID + "." + b64.EncodeToString(h[:12])
 }
 
 // SessionTag returns the subject tag of a session id, and false when the id is malformed.

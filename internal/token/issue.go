@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
@@ -92,9 +93,14 @@ func (s *Service) Issue(ctx context.Context, req IssueRequest) (*Pair, error) {
 		return nil, err
 	}
 	sess.RefreshHash = hashToken(rt)
-	at, atExp, err := s.accessToken(signer, t, sess, now)
+	at, atExp, err := s.accessToken(signer, t, sess, rt)
 	if err != nil {
 		return nil, err
+	}
+	if len(at) > MaxTokenSize {
+		// Every check of this token (VerifyToken, RevokeToken, authn) would refuse it.
+		return nil, fmt.Errorf("%w: the access token would be %d bytes, above the %d-byte limit of VerifyToken: request fewer or shorter audiences, scopes or extra claims",
+			ErrInvalidArgument, len(at), MaxTokenSize)
 	}
 	if err := s.cfg.Store.CreateSession(ctx, sess); err != nil {
 		return nil, fmt.Errorf("create session: %w", err)
@@ -117,9 +123,14 @@ func (s *Service) signingKeys(ctx context.Context, tenantID string) ([]byte, *ke
 	return refreshKey, signer, nil
 }
 
-// accessToken signs a new access token of sess, expiring with it at the latest.
-func (s *Service) accessToken(k *keys.Key, t *tenant.Tenant, sess *Session, now time.Time) (string, time.Time, error) {
-	exp := now.Add(sess.AccessTTL)
+// accessToken signs the access token of sess's current generation, whose refresh token is rt. The
+// token is a function of the generation: issued at its rotation time, with a jti derived from its
+// refresh token, so a retried refresh within the grace window gets the same token back (the same
+// bytes, with a deterministic signature: EdDSA, RS256, HS256; the same claims and jti with ES256) and
+// a grace window mints one access token however often it is retried.
+func (s *Service) accessToken(k *keys.Key, t *tenant.Tenant, sess *Session, rt string) (string, time.Time, error) {
+	iat := sess.RotatedAt
+	exp := iat.Add(sess.AccessTTL)
 	if exp.After(sess.ExpiresAt) {
 		exp = sess.ExpiresAt
 	}
@@ -128,11 +139,11 @@ func (s *Service) accessToken(k *keys.Key, t *tenant.Tenant, sess *Session, now 
 		Subject:   sess.Subject,
 		Audience:  sess.Audience,
 		ExpiresAt: exp.Unix(),
-		NotBefore: now.Unix(),
-		IssuedAt:  now.Unix(),
-		JTI:       newJTI(sess.ID),
+		NotBefore: iat.Unix(),
+		IssuedAt:  iat.Unix(),
+		JTI:       generationJTI(sess.ID, rt),
 		SessionID: sess.ID,
-		Scope:     strings.Join(sess.Scopes, " "),
+		Scope:     accesstoken.JoinScope(sess.Scopes),
 	}, sess.Extra)
 	if err != nil {
 		return "", time.Time{}, err
@@ -165,8 +176,8 @@ func (s *Service) validateIssue(req IssueRequest) error {
 		problems = append(problems, fmt.Sprintf("at most %d scopes", maxScopes))
 	}
 	for _, sc := range req.Scopes {
-		if sc == "" || len(sc) > maxItemLen || strings.ContainsAny(sc, " \t\r\n\"\\") || !utf8.ValidString(sc) {
-			problems = append(problems, "each scope must be 1-256 bytes without spaces, quotes or backslashes")
+		if len(sc) > maxItemLen || !accesstoken.ValidScope(sc) {
+			problems = append(problems, fmt.Sprintf("each scope must be 1-%d bytes of %s", maxItemLen, accesstoken.ScopeRule))
 			break
 		}
 		if !tenant.Allows(req.Tenant.AllowedScopes, sc) {
@@ -174,8 +185,8 @@ func (s *Service) validateIssue(req IssueRequest) error {
 		}
 	}
 	for name := range req.Extra {
-		if IsRegisteredClaim(name) {
-			problems = append(problems, fmt.Sprintf("extra_claims cannot set the registered claim %q", name))
+		if accesstoken.IsReservedName(name) {
+			problems = append(problems, fmt.Sprintf("extra_claims cannot set %q: it is, or matches under case folding, a registered claim", name))
 		}
 	}
 	m := req.Metadata

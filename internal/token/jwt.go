@@ -16,15 +16,6 @@ const (
 // refreshKID names the refresh key in refresh tokens' headers.
 const refreshKID = "rt"
 
-// registered lists the claims that callers' extra claims cannot set.
-var registered = map[string]bool{
-	"iss": true, "sub": true, "aud": true, "exp": true, "nbf": true, "iat": true,
-	"jti": true, "sid": true, "scope": true, "typ": true, "cnf": true, "client_id": true,
-}
-
-// IsRegisteredClaim reports whether name is a claim that the authority sets itself.
-func IsRegisteredClaim(name string) bool { return registered[name] }
-
 type header struct {
 	Alg string `json:"alg"`
 	Kid string `json:"kid"`

@@ -113,7 +113,7 @@ func (s *Service) Refresh(ctx context.Context, t *tenant.Tenant, raw string) (*P
 	default:
 		return nil, ErrInvalidRefreshToken
 	}
-	at, atExp, err := s.accessToken(signer, t, sess, now)
+	at, atExp, err := s.accessToken(signer, t, sess, nextRT)
 	if err != nil {
 		return nil, err
 	}

@@ -183,7 +183,30 @@ func TestIssueRefusesBadRequests(t *testing.T) {
 		{"negative ttl", func(r *token.IssueRequest) { r.AccessTTL = -time.Second }},
 		{"extra overrides sub", func(r *token.IssueRequest) { r.Extra = map[string]any{"sub": "root"} }},
 		{"extra overrides scope", func(r *token.IssueRequest) { r.Extra = map[string]any{"scope": "admin"} }},
+		// encoding/json matches struct fields case-insensitively (with Unicode folding), so each of
+		// these would replace the registered claim for a consumer decoding into a struct.
+		{"extra Sub", func(r *token.IssueRequest) { r.Extra = map[string]any{"Sub": "root"} }},
+		{"extra SUB", func(r *token.IssueRequest) { r.Extra = map[string]any{"SUB": "root"} }},
+		{"extra long s ub", func(r *token.IssueRequest) { r.Extra = map[string]any{"\u017fub": "root"} }},
+		{"extra Exp", func(r *token.IssueRequest) { r.Extra = map[string]any{"Exp": 4102444800} }},
+		{"extra Aud", func(r *token.IssueRequest) { r.Extra = map[string]any{"Aud": "admin"} }},
+		{"extra Iss", func(r *token.IssueRequest) { r.Extra = map[string]any{"Iss": "https://evil.example"} }},
+		{"extra Scope", func(r *token.IssueRequest) { r.Extra = map[string]any{"Scope": "admin"} }},
+		{"extra cnf", func(r *token.IssueRequest) { r.Extra = map[string]any{"cnf": map[string]any{"x5t#S256": "x"}} }},
+		{"extra act", func(r *token.IssueRequest) { r.Extra = map[string]any{"act": map[string]any{"sub": "svc"}} }},
 		{"scope with space", func(r *token.IssueRequest) { r.Scopes = []string{"a b"} }},
+		{"scope with NBSP", func(r *token.IssueRequest) { r.Scopes = []string{"orders.read\u00a0orders.write"} }},
+		{"scope with tab", func(r *token.IssueRequest) { r.Scopes = []string{"a\tb"} }},
+		{"scope not ASCII", func(r *token.IssueRequest) { r.Scopes = []string{"caf\u00e9"} }},
+		{"token over the verify limit", func(r *token.IssueRequest) {
+			// Every field within its own limit, the token above what VerifyToken accepts.
+			for i := range 16 {
+				r.Audience = append(r.Audience, strings.Repeat(string(rune('a'+i)), 256))
+			}
+			for i := range 20 {
+				r.Scopes = append(r.Scopes, strings.Repeat(string(rune('a'+i)), 256))
+			}
+		}},
 		{"empty audience", func(r *token.IssueRequest) { r.Audience = []string{""} }},
 		{"huge extra", func(r *token.IssueRequest) { r.Extra = map[string]any{"blob": strings.Repeat("x", 5000)} }},
 		{"audience not allowed", func(r *token.IssueRequest) {
@@ -453,15 +476,28 @@ func TestRefreshConcurrentSameToken(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	distinct := map[string]bool{}
+	distinct, distinctAccess := map[string]bool{}, map[string]bool{}
 	for i := range n {
 		if errs[i] != nil {
 			t.Fatalf("refresh %d: %v", i, errs[i])
 		}
 		distinct[results[i].RefreshToken] = true
+		distinctAccess[results[i].AccessToken] = true
 	}
 	if len(distinct) != 1 {
 		t.Fatalf("%d distinct new refresh tokens among %d successes, want 1", len(distinct), n)
+	}
+	// A retry gets the same pair back, access token included: a grace window mints one.
+	if len(distinctAccess) != 1 {
+		t.Fatalf("%d distinct new access tokens among %d successes, want 1", len(distinctAccess), n)
+	}
+	f.clock.Advance(grace - time.Second)
+	late, err := f.svc.Refresh(ctx, f.tenant, p.RefreshToken)
+	if err != nil {
+		t.Fatalf("retry late in the grace window: %v", err)
+	}
+	if late.AccessToken != results[0].AccessToken || late.RefreshToken != results[0].RefreshToken || !late.AccessExpiresAt.Equal(results[0].AccessExpiresAt) {
+		t.Fatal("a retry late in the grace window got a different pair")
 	}
 	if v := f.verify(t, results[0].AccessToken, nil); !v.Active {
 		t.Fatalf("session not alive after concurrent refresh: %v", v.Reason)

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
@@ -110,14 +110,14 @@ func claimsFrom(m jwt.MapClaims) (*Claims, bool) {
 		}
 	}
 	if v, present := m["scope"]; present {
-		scope, ok := v.(string)
+		claim, ok := v.(string)
 		if !ok {
 			return nil, false
 		}
-		c.Scopes = strings.Fields(scope)
+		c.Scopes = accesstoken.ParseScope(claim)
 	}
 	for name, v := range m {
-		if !registered[name] {
+		if !accesstoken.IsRegistered(name) {
 			if c.Extra == nil {
 				c.Extra = map[string]any{}
 			}
