@@ -51,6 +51,10 @@ var (
 	// ErrStale: the revocation stream has been down longer than the staleness bound, or has not
 	// caught up yet.
 	ErrStale = classed("revocation stream not live", ErrUnavailable)
+	// ErrCredentialsRejected: the authority refused this service's own API key (unknown, deleted,
+	// or without the role the call needs), so no token can be checked. Retrying does not help: fix
+	// the key.
+	ErrCredentialsRejected = classed("the authority refused this service's API key", ErrUnavailable)
 )
 
 // classedError is a sentinel that also matches its class. Sentinels are returned as they are on
@@ -104,4 +108,10 @@ func StatusError(ctx context.Context, err error) error {
 	}
 	// ErrUnavailable and anything unexpected: fail closed, reveal nothing.
 	return status.Error(codes.Unavailable, "token verification unavailable; retry later")
+}
+
+// rejected reports whether the authority refused the caller's own credentials.
+func rejected(err error) bool {
+	c := status.Code(err)
+	return c == codes.Unauthenticated || c == codes.PermissionDenied
 }

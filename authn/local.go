@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 
@@ -61,11 +63,15 @@ type Local struct {
 
 // NewLocal returns a verifier that checks tokens in-process. It fetches the tenant's public keys
 // with ListPublicKeys (failing with ErrNoUsableKeys when none can verify, as for HS256 tenants),
-// opens WatchRevocations from the oldest retained event, and returns once the stream has caught up,
-// or fails when ctx ends first. ctx bounds the start only; Close stops the verifier.
+// opens WatchRevocations from the oldest retained event, and returns once the stream has caught up.
+// While the authority cannot be reached (not started yet, restarting) it keeps trying, on the
+// WithReconnectBackoff schedule, until ctx ends, and then fails with ctx's error and the last
+// cause; when the authority refuses apiKey it fails at once with ErrCredentialsRejected. ctx bounds
+// the start only; Close stops the verifier.
 //
-// conn reaches the authority; apiKey is an API key of the tenant with role verify. WithIssuer and
-// WithAudience (or WithAnyAudience) are required.
+// conn reaches the authority; apiKey is an API key of the tenant with role verify. WithAudience (or
+// WithAnyAudience) is required. The issuer is the one the authority names with its keys, unless
+// WithIssuer sets it.
 func NewLocal(ctx context.Context, conn grpc.ClientConnInterface, apiKey string, opts ...Option) (*Local, error) {
 	cfg := newConfig(opts)
 	if err := errors.Join(cfg.validate(modeLocal), checkConn(conn, apiKey)); err != nil {
@@ -74,7 +80,7 @@ func NewLocal(ctx context.Context, conn grpc.ClientConnInterface, apiKey string,
 	l := newLocal(cfg)
 	l.client, l.apiKey = tokenauthorityv1.NewTokenServiceClient(conn), apiKey
 	l.ctx, l.cancel = context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "x-api-key", apiKey))
-	if err := l.initialKeys(ctx); err != nil {
+	if err := l.initialKeys(ctx, conn); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("authn: NewLocal: %w", err)
 	}
@@ -273,8 +279,8 @@ func (l *Local) fetchForKid(ctx context.Context, kid string) (*verifyKey, error)
 }
 
 // initialKeys fetches the key set at start; it fails unless a key is usable.
-func (l *Local) initialKeys(ctx context.Context) error {
-	if err := l.fetchKeys(metadata.AppendToOutgoingContext(ctx, "x-api-key", l.apiKey)); err != nil {
+func (l *Local) initialKeys(ctx context.Context, conn grpc.ClientConnInterface) error {
+	if err := l.fetchUntilAnswered(ctx, conn); err != nil {
 		return err
 	}
 	if len(l.keys.Load().byKid) == 0 {
@@ -292,6 +298,34 @@ func (l *Local) initialKeys(ctx context.Context) error {
 	return nil
 }
 
+// fetchUntilAnswered fetches the keys, retrying on the reconnect backoff while the authority cannot
+// be reached, until ctx ends: a service started before the authority (or during its restart) waits
+// for it instead of failing at once. A refusal of the API key is final.
+func (l *Local) fetchUntilAnswered(ctx context.Context, conn grpc.ClientConnInterface) error {
+	md := metadata.AppendToOutgoingContext(ctx, "x-api-key", l.apiKey)
+	backoff := l.cfg.backoffMin
+	for {
+		err := l.fetchKeys(md)
+		if err == nil || errors.Is(err, ErrCredentialsRejected) {
+			return err
+		}
+		wait := backoff/2 + rand.N(backoff/2+1) //nolint:gosec // G404: jitter needs no secrecy
+		l.cfg.logger.WarnContext(ctx, "authn: the authority did not answer; retrying", "err", err, "in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+		// As the watcher does: our schedule, not the connection's own (up to two minutes).
+		if cc, ok := conn.(interface{ ResetConnectBackoff() }); ok {
+			cc.ResetConnectBackoff()
+		}
+		backoff = min(backoff*2, l.cfg.backoffMax)
+	}
+}
+
 // fetchKeys calls ListPublicKeys and installs the usable keys that were not withdrawn.
 func (l *Local) fetchKeys(ctx context.Context) error {
 	seq := l.fetchNo.Add(1)
@@ -299,6 +333,9 @@ func (l *Local) fetchKeys(ctx context.Context) error {
 	defer cancel()
 	resp, err := l.client.ListPublicKeys(ctx, &tokenauthorityv1.ListPublicKeysRequest{})
 	if err != nil {
+		if rejected(err) {
+			return fmt.Errorf("%w: %s", ErrCredentialsRejected, status.Convert(err).Message())
+		}
 		return unavailable(fmt.Errorf("list public keys: %w", err))
 	}
 	ks, problems := newKeySet(resp.GetKeys(), l.deny.kidWithdrawn)

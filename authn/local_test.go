@@ -4,13 +4,17 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -217,16 +221,99 @@ func TestLocalStartFailures(t *testing.T) {
 	clock := newFakeClock()
 	f := newFakeAuthority(t, clock)
 	conn := f.serve(t)
-	if _, err := authn.NewLocal(t.Context(), conn, "wrong-key", authn.WithIssuer("i"), authn.WithAnyAudience()); status.Code(err) != codes.Unauthenticated {
-		t.Fatalf("wrong API key: %v", err)
+	// A wrong API key is final and said as such, however long the context would allow.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	_, err := authn.NewLocal(ctx, conn, "wrong-key", authn.WithIssuer("i"), authn.WithAnyAudience())
+	if !errors.Is(err, authn.ErrCredentialsRejected) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wrong API key: %v, want ErrCredentialsRejected at once", err)
+	}
+	if strings.Contains(err.Error(), "wrong-key") {
+		t.Fatalf("the error shows the API key: %v", err)
 	}
 	f.setDown(true)
-	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	ctx, cancel = context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	if _, err := authn.NewLocal(ctx, conn, testAPIKey, authn.WithIssuer("i"), authn.WithAnyAudience()); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("without a stream: %v", err)
 	}
 }
+
+// TestLocalWaitsForTheAuthority starts a service before its authority: NewLocal keeps trying
+// (connection refused) until the authority listens, within its context.
+func TestLocalWaitsForTheAuthority(t *testing.T) {
+	clock := newFakeClock()
+	f := newFakeAuthority(t, clock)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	_ = lis.Close() // nothing listens there yet: connections are refused
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+
+	refused := make(chan struct{})
+	var once sync.Once
+	logger := slog.New(signalHandler{on: "authn: the authority did not answer; retrying", fn: func() { once.Do(func() { close(refused) }) }})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		l, err := authn.NewLocal(ctx, conn, testAPIKey, authn.WithIssuer(f.issuer.Issuer()), authn.WithAnyAudience(),
+			authn.WithReconnectBackoff(5*time.Millisecond, 50*time.Millisecond), authn.WithLogger(logger), clock.option())
+		if l != nil {
+			l.Close()
+		}
+		done <- err
+	}()
+	select {
+	case <-refused:
+	case err := <-done:
+		t.Fatalf("NewLocal returned before the authority was up: %v", err)
+	}
+	lis, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	srv := grpc.NewServer()
+	tokenauthorityv1.RegisterTokenServiceServer(srv, f)
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	if err := <-done; err != nil {
+		t.Fatalf("NewLocal once the authority is up: %v", err)
+	}
+
+	// A context that ends while the authority is still away: the error says why it could not start.
+	_ = lis.Close()
+	srv.Stop()
+	short, cancelShort := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancelShort()
+	_, err = authn.NewLocal(short, conn, testAPIKey, authn.WithIssuer("i"), authn.WithAnyAudience(),
+		authn.WithReconnectBackoff(5*time.Millisecond, 50*time.Millisecond))
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, authn.ErrUnavailable) {
+		t.Fatalf("authority away until the context ended: %v, want DeadlineExceeded with the last cause", err)
+	}
+}
+
+// signalHandler is a slog handler that calls fn for every record whose message is on.
+type signalHandler struct {
+	on string
+	fn func()
+}
+
+func (h signalHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h signalHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.on {
+		h.fn()
+	}
+	return nil
+}
+func (h signalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h signalHandler) WithGroup(string) slog.Handler      { return h }
 
 func TestLocalRevocationKinds(t *testing.T) {
 	type tokens map[string]string

@@ -121,6 +121,9 @@ func (r *Remote) introspect(token string) (answer, time.Duration) {
 			// Not a passing outage: the verifier's API key or setup is wrong.
 			r.cfg.logger.ErrorContext(ctx, "authn: the authority refused VerifyToken", "err", err)
 		}
+		if rejected(err) {
+			return answer{err: fmt.Errorf("%w: %s", ErrCredentialsRejected, status.Convert(err).Message())}, 0
+		}
 		return answer{err: unavailable(fmt.Errorf("verify token: %w", err))}, 0
 	}
 	if !resp.GetActive() {

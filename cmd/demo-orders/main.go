@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tokenauthority/tokenauthority/authn"
+	ordersv1 "github.com/tokenauthority/tokenauthority/gen/demo/orders/v1"
 )
 
 func main() {
@@ -107,7 +108,7 @@ func run(ctx context.Context, cfg config, lis net.Listener) error {
 	log.Info("serving", slog.String("addr", lis.Addr().String()))
 	g.Go(func() error { return srv.Serve(lis) })
 	g.Go(func() error {
-		reportHealth(gctx, hs, v.Live, time.Second)
+		authn.KeepHealth(gctx, hs, v, time.Second, ordersv1.OrderService_ServiceDesc.ServiceName)
 		return nil
 	})
 	g.Go(func() error {

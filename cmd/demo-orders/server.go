@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
-	"time"
+	"slices"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -36,13 +36,10 @@ func policy() authn.Policy {
 	return authn.Policy{
 		// Probes and grpcurl need no token. Health/List is public like the other health methods:
 		// it reveals service names, which reflection reveals anyway.
-		Public: []string{
-			healthpb.Health_Check_FullMethodName,
-			healthpb.Health_Watch_FullMethodName,
-			healthpb.Health_List_FullMethodName,
+		Public: append(slices.Clone(authn.HealthMethods),
 			reflectionv1.ServerReflection_ServerReflectionInfo_FullMethodName,
 			reflectionV1AlphaMethod,
-		},
+		),
 		Scopes: map[string][]string{
 			ordersv1.OrderService_CreateOrder_FullMethodName: {scopeWrite},
 			ordersv1.OrderService_GetOrder_FullMethodName:    {scopeRead},
@@ -87,29 +84,4 @@ func interceptorLogger(l *slog.Logger) logging.Logger {
 	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		l.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
-}
-
-// reportHealth keeps the health service in step with live (the verifier's revocation stream)
-// until ctx ends: while the verifier fails closed, the service reports NOT_SERVING, so that a
-// load balancer sends the calls elsewhere.
-func reportHealth(ctx context.Context, hs *health.Server, live func() bool, every time.Duration) {
-	set := func() {
-		st := healthpb.HealthCheckResponse_NOT_SERVING
-		if live() {
-			st = healthpb.HealthCheckResponse_SERVING
-		}
-		hs.SetServingStatus("", st)
-		hs.SetServingStatus(ordersv1.OrderService_ServiceDesc.ServiceName, st)
-	}
-	set()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			set()
-		}
-	}
 }
