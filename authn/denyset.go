@@ -5,15 +5,17 @@ import (
 	"time"
 )
 
-// cutoff denies the tokens issued at or before unix (whole seconds, as iat is).
+// cutoff denies the tokens issued at or before ms (Unix milliseconds). A token's issue time is its
+// iat_ms claim; a token without one counts as issued at the start of its iat second, so that every
+// token that may predate the cut-off is denied.
 type cutoff struct {
-	unix   int64
+	ms     int64
 	expire time.Time
 }
 
 // merge keeps the later cut-off for the longer time: both deny at least what either did, as long.
 func (c cutoff) merge(o cutoff) cutoff {
-	c.unix = max(c.unix, o.unix)
+	c.ms = max(c.ms, o.ms)
 	if c.expire.IsZero() || o.expire.IsZero() {
 		c.expire = time.Time{}
 	} else if o.expire.After(c.expire) {
@@ -107,8 +109,8 @@ func (d *denySet) kidWithdrawn(kid string) bool {
 	return ok
 }
 
-// denied reports whether a token with these claims is revoked.
-func (d *denySet) denied(kid, jti, sid, subject string, iat int64) bool {
+// denied reports whether a token with these claims, issued at iatMS (Unix milliseconds), is revoked.
+func (d *denySet) denied(kid, jti, sid, subject string, iatMS int64) bool {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if _, ok := d.jtis[jti]; ok {
@@ -120,10 +122,10 @@ func (d *denySet) denied(kid, jti, sid, subject string, iat int64) bool {
 	if _, ok := d.kids[kid]; ok {
 		return true
 	}
-	if c, ok := d.subjects[subject]; ok && iat <= c.unix {
+	if c, ok := d.subjects[subject]; ok && iatMS <= c.ms {
 		return true
 	}
-	return d.hasTenant && iat <= d.tenant.unix
+	return d.hasTenant && iatMS <= d.tenant.ms
 }
 
 // prune drops the entries that stopped mattering before now minus leeway.

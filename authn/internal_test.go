@@ -12,8 +12,8 @@ func TestDenySetPrune(t *testing.T) {
 	d.addJTI("j", t0)
 	d.addSession("s", t0.Add(time.Hour))
 	d.addKid("k", time.Time{}) // no expiry: kept until a resync
-	d.addSubjectCutoff("alice", cutoff{unix: t0.Unix(), expire: t0})
-	d.addTenantCutoff(cutoff{unix: t0.Unix(), expire: t0})
+	d.addSubjectCutoff("alice", cutoff{ms: t0.UnixMilli(), expire: t0})
+	d.addTenantCutoff(cutoff{ms: t0.UnixMilli(), expire: t0})
 	cases := []struct {
 		at   time.Time
 		size int
@@ -44,10 +44,10 @@ func TestDenySetMerge(t *testing.T) {
 	// A repeated or overlapping event never shortens nor narrows what is denied.
 	d.addJTI("j", t0.Add(time.Hour))
 	d.addJTI("j", t0)
-	d.addSubjectCutoff("alice", cutoff{unix: 200, expire: t0})
-	d.addSubjectCutoff("alice", cutoff{unix: 100, expire: t0.Add(time.Hour)})
-	d.addTenantCutoff(cutoff{unix: 50, expire: time.Time{}})
-	d.addTenantCutoff(cutoff{unix: 10, expire: t0})
+	d.addSubjectCutoff("alice", cutoff{ms: 200, expire: t0})
+	d.addSubjectCutoff("alice", cutoff{ms: 100, expire: t0.Add(time.Hour)})
+	d.addTenantCutoff(cutoff{ms: 50, expire: time.Time{}})
+	d.addTenantCutoff(cutoff{ms: 10, expire: t0})
 	d.prune(t0.Add(time.Minute), 0)
 	switch {
 	case !d.denied("", "j", "", "", 0):
@@ -56,6 +56,28 @@ func TestDenySetMerge(t *testing.T) {
 		t.Fatal("subject cut-off not the later one")
 	case !d.denied("", "", "", "bob", 50) || d.denied("", "", "", "bob", 51):
 		t.Fatal("tenant cut-off not the later one, kept forever")
+	}
+}
+
+// TestDenySetCutoffMilliseconds: a cut-off denies what was issued at or before its millisecond. A
+// token without iat_ms counts as issued at the start of its iat second (verify passes
+// IssuedAt.UnixMilli()), so every token that may predate the cut-off is denied.
+func TestDenySetCutoffMilliseconds(t *testing.T) {
+	d := newDenySet()
+	const cut = 1_900_000_000_500 // x.500 s
+	d.addSubjectCutoff("alice", cutoff{ms: cut})
+	cases := []struct {
+		iatMS  int64
+		denied bool
+	}{
+		{cut - 1, true}, {cut, true}, {cut + 1, false},
+		{1_900_000_000_000, true},  // no iat_ms: the start of the cut-off's second
+		{1_900_000_001_000, false}, // the next second
+	}
+	for _, c := range cases {
+		if got := d.denied("", "", "", "alice", c.iatMS); got != c.denied {
+			t.Errorf("iat %d ms, cut-off %d ms: denied %v, want %v", c.iatMS, int64(cut), got, c.denied)
+		}
 	}
 }
 

@@ -204,7 +204,7 @@ func (l *Local) Verify(ctx context.Context, token string) (*Claims, error) {
 	}
 	// Before the audience: a revoked token is Unauthenticated wherever it is presented, not
 	// PermissionDenied where it was not meant to go.
-	if l.deny.denied(kid, c.JTI, c.SessionID, c.Subject, c.IssuedAt.Unix()) {
+	if l.deny.denied(kid, c.JTI, c.SessionID, c.Subject, c.IssuedAt.UnixMilli()) {
 		return nil, ErrRevoked
 	}
 	if l.cfg.audience != "" && !c.HasAudience(l.cfg.audience) {
@@ -392,11 +392,11 @@ func (l *Local) apply(ev *tokenauthorityv1.WatchRevocationsResponse) {
 		}
 	case tokenauthorityv1.RevocationKind_REVOCATION_KIND_SUBJECT_CUTOFF:
 		if ev.GetSubject() != "" && ev.GetCutoffTime() != nil {
-			l.deny.addSubjectCutoff(ev.GetSubject(), cutoff{unix: ev.GetCutoffTime().AsTime().Unix(), expire: exp})
+			l.deny.addSubjectCutoff(ev.GetSubject(), cutoff{ms: ev.GetCutoffTime().AsTime().UnixMilli(), expire: exp})
 		}
 	case tokenauthorityv1.RevocationKind_REVOCATION_KIND_TENANT_CUTOFF:
 		if ev.GetCutoffTime() != nil {
-			l.deny.addTenantCutoff(cutoff{unix: ev.GetCutoffTime().AsTime().Unix(), expire: exp})
+			l.deny.addTenantCutoff(cutoff{ms: ev.GetCutoffTime().AsTime().UnixMilli(), expire: exp})
 		}
 	case tokenauthorityv1.RevocationKind_REVOCATION_KIND_KEY_WITHDRAWN:
 		if kid := ev.GetKid(); kid != "" {
@@ -450,6 +450,15 @@ func claimsFromMap(m jwt.MapClaims) (*Claims, bool) {
 	}
 	if c.IssuedAt, ok = numericDate(m["iat"]); !ok {
 		return nil, false
+	}
+	if v, present := m["iat_ms"]; present {
+		// The authority's iat in milliseconds, for comparisons with cut-offs: an instant within
+		// iat's second.
+		f, ok := v.(float64)
+		if !ok || f != math.Trunc(f) || f < 0 || f > 1<<53 || int64(f)/1000 != c.IssuedAt.Unix() {
+			return nil, false
+		}
+		c.IssuedAt = time.UnixMilli(int64(f)).UTC()
 	}
 	if v, present := m["nbf"]; present {
 		if c.NotBefore, ok = numericDate(v); !ok {

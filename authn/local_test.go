@@ -113,6 +113,12 @@ func TestLocalVerify(t *testing.T) {
 		{"fractional exp", signRaw(t, jwt.SigningMethodEdDSA, priv, header, with("exp", float64(now.Unix())+60.5)), authn.ErrMalformed},
 		{"string exp", signRaw(t, jwt.SigningMethodEdDSA, priv, header, with("exp", "soon")), authn.ErrMalformed},
 		{"numeric sub", signRaw(t, jwt.SigningMethodEdDSA, priv, header, with("sub", 7)), authn.ErrMalformed},
+		{"iat_ms within iat's second", signRaw(t, jwt.SigningMethodEdDSA, priv, header, with("iat_ms", now.UnixMilli()+999)), nil},
+		{"iat_ms in another second", signRaw(t, jwt.SigningMethodEdDSA, priv, header, with("iat_ms", now.UnixMilli()+1000)), authn.ErrMalformed},
+		{"iat_ms in seconds", signRaw(t, jwt.SigningMethodEdDSA, priv, header, with("iat_ms", now.Unix())), authn.ErrMalformed},
+		{"fractional iat_ms", signRaw(t, jwt.SigningMethodEdDSA, priv, header, with("iat_ms", float64(now.UnixMilli())+0.5)), authn.ErrMalformed},
+		{"string iat_ms", signRaw(t, jwt.SigningMethodEdDSA, priv, header, with("iat_ms", "now")), authn.ErrMalformed},
+		{"negative iat_ms", signRaw(t, jwt.SigningMethodEdDSA, priv, header, with("iat_ms", -1)), authn.ErrMalformed},
 		{"numeric scope", signRaw(t, jwt.SigningMethodEdDSA, priv, header, with("scope", 7)), authn.ErrMalformed},
 		{"numeric audience", signRaw(t, jwt.SigningMethodEdDSA, priv, header, with("aud", []any{7})), authn.ErrMalformed},
 		{"two segments", parts[0] + "." + parts[1], authn.ErrMalformed},
@@ -329,7 +335,7 @@ func TestLocalRevocationKinds(t *testing.T) {
 				return &tokenauthorityv1.WatchRevocationsResponse{Kind: tokenauthorityv1.RevocationKind_REVOCATION_KIND_TOKEN, Jti: "jti-a1"}
 			},
 			revoked: []string{"a1"},
-			live:    []string{"a1b", "a2", "b", "aLater", "k2"},
+			live:    []string{"a1b", "a2", "b", "aLater", "k2", "aBeforeCut", "aAfterCut"},
 		},
 		{
 			name: "session",
@@ -337,16 +343,17 @@ func TestLocalRevocationKinds(t *testing.T) {
 				return &tokenauthorityv1.WatchRevocationsResponse{Kind: tokenauthorityv1.RevocationKind_REVOCATION_KIND_SESSION, SessionId: "sid-1"}
 			},
 			revoked: []string{"a1", "a1b"},
-			live:    []string{"a2", "b", "aLater", "k2"},
+			live:    []string{"a2", "b", "aLater", "k2", "aBeforeCut", "aAfterCut"},
 		},
 		{
 			name: "subject cut-off",
 			event: func(f *fakeAuthority) *tokenauthorityv1.WatchRevocationsResponse {
-				// Sub-second parts are truncated: a token of the same second is cut off.
+				// Cut-offs have millisecond precision, and so has the authority's iat_ms: a token of the
+				// same second is cut off only if it was issued at or before the cut-off.
 				return &tokenauthorityv1.WatchRevocationsResponse{Kind: tokenauthorityv1.RevocationKind_REVOCATION_KIND_SUBJECT_CUTOFF, Subject: "alice", CutoffTime: timestamppb.New(f.clock.Now().Add(500 * time.Millisecond))}
 			},
-			revoked: []string{"a1", "a1b", "a2"},
-			live:    []string{"b", "aLater", "k2"},
+			revoked: []string{"a1", "a1b", "a2", "aBeforeCut"},
+			live:    []string{"b", "aLater", "k2", "aAfterCut"},
 		},
 		{
 			name: "tenant cut-off",
@@ -354,7 +361,7 @@ func TestLocalRevocationKinds(t *testing.T) {
 				return &tokenauthorityv1.WatchRevocationsResponse{Kind: tokenauthorityv1.RevocationKind_REVOCATION_KIND_TENANT_CUTOFF, CutoffTime: timestamppb.New(f.clock.Now())}
 			},
 			revoked: []string{"a1", "a1b", "a2", "b", "k2"},
-			live:    []string{"aLater"},
+			live:    []string{"aLater", "aBeforeCut", "aAfterCut"},
 		},
 		{
 			name: "key withdrawn",
@@ -362,7 +369,7 @@ func TestLocalRevocationKinds(t *testing.T) {
 				return &tokenauthorityv1.WatchRevocationsResponse{Kind: tokenauthorityv1.RevocationKind_REVOCATION_KIND_KEY_WITHDRAWN, Kid: "k2"}
 			},
 			revoked: []string{"k2"},
-			live:    []string{"a1", "a1b", "a2", "b", "aLater"},
+			live:    []string{"a1", "a1b", "a2", "b", "aLater", "aBeforeCut", "aAfterCut"},
 		},
 	}
 	for _, tc := range cases {
@@ -379,7 +386,10 @@ func TestLocalRevocationKinds(t *testing.T) {
 				"a2":     i.Token(authntest.Subject("alice"), authntest.SessionID("sid-2"), authntest.JTI("jti-a2")),
 				"b":      i.Token(authntest.Subject("bob"), authntest.SessionID("sid-3"), authntest.JTI("jti-b")),
 				"aLater": i.Token(authntest.Subject("alice"), authntest.SessionID("sid-4"), authntest.IssuedAt(clock.Now().Add(time.Second))),
-				"k2":     iss2.Token(authntest.Subject("carol")),
+				// In the same second as the subject cut-off (+500ms), before and after it.
+				"aBeforeCut": i.Token(authntest.Subject("alice"), authntest.SessionID("sid-5"), authntest.IssuedAt(clock.Now().Add(400*time.Millisecond))),
+				"aAfterCut":  i.Token(authntest.Subject("alice"), authntest.SessionID("sid-6"), authntest.IssuedAt(clock.Now().Add(600*time.Millisecond))),
+				"k2":         iss2.Token(authntest.Subject("carol")),
 			}
 			for name, tk := range tok {
 				if _, err := l.Verify(t.Context(), tk); err != nil {

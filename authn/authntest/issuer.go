@@ -151,15 +151,16 @@ func (i *Issuer) Verifier(opts ...authn.Option) *authn.Local {
 
 // claims are an access token's claims, written in the authority's order.
 type claims struct {
-	Issuer    string   `json:"iss"`
-	Subject   string   `json:"sub"`
-	Audience  []string `json:"aud,omitempty"`
-	ExpiresAt int64    `json:"exp"`
-	NotBefore int64    `json:"nbf"`
-	IssuedAt  int64    `json:"iat"`
-	JTI       string   `json:"jti"`
-	SessionID string   `json:"sid"`
-	Scope     string   `json:"scope,omitempty"`
+	Issuer     string   `json:"iss"`
+	Subject    string   `json:"sub"`
+	Audience   []string `json:"aud,omitempty"`
+	ExpiresAt  int64    `json:"exp"`
+	NotBefore  int64    `json:"nbf"`
+	IssuedAt   int64    `json:"iat"`
+	IssuedAtMS int64    `json:"iat_ms"`
+	JTI        string   `json:"jti"`
+	SessionID  string   `json:"sid"`
+	Scope      string   `json:"scope,omitempty"`
 }
 
 // tokenSpec is what Token mints.
@@ -242,6 +243,7 @@ func (i *Issuer) Token(opts ...TokenOption) string {
 	}
 	iat := s.issuedAt.Add(s.nbfShift)
 	s.IssuedAt, s.NotBefore, s.ExpiresAt = iat.Unix(), iat.Unix(), iat.Add(s.ttl).Unix()
+	s.IssuedAtMS = iat.UnixMilli()
 	payload, err := json.Marshal(s.claims)
 	if err != nil {
 		panic(fmt.Sprintf("authntest: %v", err))

@@ -6,7 +6,7 @@ import "strings"
 // token format reserve (`cnf` for certificate binding, `act` and `may_act` for delegation).
 var registered = []string{
 	"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "scope", "typ", "cnf", "client_id",
-	"act", "may_act",
+	"act", "may_act", "iat_ms",
 }
 
 // IsRegistered reports whether name is exactly a claim the authority writes or reserves: a verifier

@@ -428,8 +428,11 @@ func TestHostileInputCatalogue(t *testing.T) {
 			return e.req(e.signed(t, e.header(), e.claims("nbf", future)))
 		}, want: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_NOT_YET_VALID)},
 		{name: "iat far in the future", verify: func(t *testing.T) *tokenauthorityv1.VerifyTokenRequest {
-			return e.req(e.signed(t, e.header(), e.claims("iat", future)))
+			return e.req(e.signed(t, e.header(), e.claims("iat", future, "iat_ms", absent)))
 		}, want: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_NOT_YET_VALID)},
+		{name: "iat_ms outside iat's second", verify: func(t *testing.T) *tokenauthorityv1.VerifyTokenRequest {
+			return e.req(e.signed(t, e.header(), e.claims("iat_ms", future*1000)))
+		}, want: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_MALFORMED)},
 		{name: "iat missing", verify: func(t *testing.T) *tokenauthorityv1.VerifyTokenRequest {
 			return e.req(e.signed(t, e.header(), e.claims("iat", absent)))
 		}, want: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_MALFORMED)},

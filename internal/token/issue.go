@@ -135,15 +135,16 @@ func (s *Service) accessToken(k *keys.Key, t *tenant.Tenant, sess *Session, rt s
 		exp = sess.ExpiresAt
 	}
 	payload, err := accessPayload(&accessClaims{
-		Issuer:    t.Issuer,
-		Subject:   sess.Subject,
-		Audience:  sess.Audience,
-		ExpiresAt: exp.Unix(),
-		NotBefore: iat.Unix(),
-		IssuedAt:  iat.Unix(),
-		JTI:       generationJTI(sess.ID, rt),
-		SessionID: sess.ID,
-		Scope:     accesstoken.JoinScope(sess.Scopes),
+		Issuer:     t.Issuer,
+		Subject:    sess.Subject,
+		Audience:   sess.Audience,
+		ExpiresAt:  exp.Unix(),
+		NotBefore:  iat.Unix(),
+		IssuedAt:   iat.Unix(),
+		IssuedAtMS: iat.UnixMilli(),
+		JTI:        generationJTI(sess.ID, rt),
+		SessionID:  sess.ID,
+		Scope:      accesstoken.JoinScope(sess.Scopes),
 	}, sess.Extra)
 	if err != nil {
 		return "", time.Time{}, err

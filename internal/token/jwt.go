@@ -44,9 +44,13 @@ type accessClaims struct {
 	ExpiresAt int64    `json:"exp"`
 	NotBefore int64    `json:"nbf"`
 	IssuedAt  int64    `json:"iat"`
-	JTI       string   `json:"jti"`
-	SessionID string   `json:"sid"`
-	Scope     string   `json:"scope,omitempty"`
+	// IssuedAtMS is iat in milliseconds: a verifier without the store (authn's local mode)
+	// compares it with a cut-off, which has millisecond precision, so that a token issued in the
+	// cut-off's second but after it is not refused (and one issued before it always is).
+	IssuedAtMS int64  `json:"iat_ms"`
+	JTI        string `json:"jti"`
+	SessionID  string `json:"sid"`
+	Scope      string `json:"scope,omitempty"`
 }
 
 // accessPayload encodes c followed by the members of extra, a JSON object whose names were

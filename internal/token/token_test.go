@@ -259,6 +259,16 @@ func TestVerifyReasons(t *testing.T) {
 			s, _ := tok.SignedString([]byte(k.VerifyKey.(ed25519.PublicKey)))
 			return s, nil
 		}, token.ReasonUnsupportedAlgorithm},
+		{"iat_ms outside iat's second", func(t *testing.T, f *fixture) (string, func(*token.VerifyRequest)) {
+			c := decodeSegment(t, f.issue(t, nil).AccessToken, 1)
+			c["iat_ms"] = c["iat"].(float64)*1000 + 1000
+			return f.sign(t, nil, c), nil
+		}, token.ReasonMalformed},
+		{"iat_ms a string", func(t *testing.T, f *fixture) (string, func(*token.VerifyRequest)) {
+			c := decodeSegment(t, f.issue(t, nil).AccessToken, 1)
+			c["iat_ms"] = "now"
+			return f.sign(t, nil, c), nil
+		}, token.ReasonMalformed},
 		{"unknown kid", func(t *testing.T, f *fixture) (string, func(*token.VerifyRequest)) {
 			return f.sign(t, map[string]any{"kid": "nope"}, decodeSegment(t, f.issue(t, nil).AccessToken, 1)), nil
 		}, token.ReasonUnknownKey},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -102,6 +103,13 @@ func claimsFrom(m jwt.MapClaims) (*Claims, bool) {
 	c := &Claims{ExpiresAt: exp.UTC(), IssuedAt: iat.UTC(), Audience: aud}
 	if nbf != nil {
 		c.NotBefore = nbf.UTC()
+	}
+	if v, present := m["iat_ms"]; present {
+		// What authn's local mode compares with cut-offs: an instant within iat's second.
+		f, ok := v.(float64)
+		if !ok || f != math.Trunc(f) || f < 0 || f > 1<<53 || int64(f)/1000 != c.IssuedAt.Unix() {
+			return nil, false
+		}
 	}
 	var ok bool
 	for name, dst := range map[string]*string{"iss": &c.Issuer, "sub": &c.Subject, "jti": &c.JTI, "sid": &c.SessionID} {
