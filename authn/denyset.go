@@ -109,23 +109,27 @@ func (d *denySet) kidWithdrawn(kid string) bool {
 	return ok
 }
 
-// denied reports whether a token with these claims, issued at iatMS (Unix milliseconds), is revoked.
-func (d *denySet) denied(kid, jti, sid, subject string, iatMS int64) bool {
+// denied returns why a token with these claims, issued at iatMS (Unix milliseconds), is refused:
+// ErrRevoked (its jti, session or key), ErrCutOff, or nil.
+func (d *denySet) denied(kid, jti, sid, subject string, iatMS int64) error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if _, ok := d.jtis[jti]; ok {
-		return true
+		return ErrRevoked
 	}
 	if _, ok := d.sids[sid]; ok {
-		return true
+		return ErrRevoked
 	}
 	if _, ok := d.kids[kid]; ok {
-		return true
+		return ErrRevoked
 	}
 	if c, ok := d.subjects[subject]; ok && iatMS <= c.ms {
-		return true
+		return ErrCutOff
 	}
-	return d.hasTenant && iatMS <= d.tenant.ms
+	if d.hasTenant && iatMS <= d.tenant.ms {
+		return ErrCutOff
+	}
+	return nil
 }
 
 // prune drops the entries that stopped mattering before now minus leeway.

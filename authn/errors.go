@@ -44,6 +44,9 @@ var (
 	// ErrRevoked: the token, its session, its subject or its tenant was revoked, or its signing
 	// key was withdrawn.
 	ErrRevoked = classed("token revoked", ErrInvalidToken)
+	// ErrCutOff: the token was issued at or before a cut-off of its subject or tenant ("log
+	// everyone out"). It also matches ErrRevoked.
+	ErrCutOff error = &classedError{msg: "token cut off: every session of its subject or tenant was ended", class: ErrInvalidToken, also: ErrRevoked}
 	// ErrWrongAudience: the token is not meant for this service.
 	ErrWrongAudience = classed("token not issued for this audience", ErrPermissionDenied)
 	// ErrInsufficientScope: the token lacks a scope the method requires.
@@ -62,12 +65,15 @@ var (
 type classedError struct {
 	msg   string
 	class error
+	also  error // a second sentinel it matches, or nil
 }
 
 func classed(msg string, class error) error { return &classedError{msg: msg, class: class} }
 
 func (e *classedError) Error() string        { return e.msg }
-func (e *classedError) Is(target error) bool { return target == e.class }
+func (e *classedError) Is(target error) bool {
+	return target == e.class || (e.also != nil && target == e.also)
+}
 
 // unavailableError wraps the cause of an ErrUnavailable, for logs; the AuthFunc never shows it to
 // the caller.

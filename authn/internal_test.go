@@ -29,7 +29,7 @@ func TestDenySetPrune(t *testing.T) {
 			t.Fatalf("at %v: %d entries, want %d", tc.at.Sub(t0), got, tc.size)
 		}
 	}
-	if !d.denied("k", "", "", "", 0) {
+	if d.denied("k", "", "", "", 0) == nil {
 		t.Fatal("the withdrawn kid was pruned")
 	}
 	d.clear()
@@ -50,11 +50,11 @@ func TestDenySetMerge(t *testing.T) {
 	d.addTenantCutoff(cutoff{ms: 10, expire: t0})
 	d.prune(t0.Add(time.Minute), 0)
 	switch {
-	case !d.denied("", "j", "", "", 0):
+	case d.denied("", "j", "", "", 0) != ErrRevoked:
 		t.Fatal("jti entry shortened")
-	case !d.denied("", "", "", "alice", 200) || d.denied("", "", "", "alice", 201):
+	case d.denied("", "", "", "alice", 200) != ErrCutOff || d.denied("", "", "", "alice", 201) != nil:
 		t.Fatal("subject cut-off not the later one")
-	case !d.denied("", "", "", "bob", 50) || d.denied("", "", "", "bob", 51):
+	case d.denied("", "", "", "bob", 50) != ErrCutOff || d.denied("", "", "", "bob", 51) != nil:
 		t.Fatal("tenant cut-off not the later one, kept forever")
 	}
 }
@@ -75,7 +75,7 @@ func TestDenySetCutoffMilliseconds(t *testing.T) {
 		{1_900_000_001_000, false}, // the next second
 	}
 	for _, c := range cases {
-		if got := d.denied("", "", "", "alice", c.iatMS); got != c.denied {
+		if got := d.denied("", "", "", "alice", c.iatMS) != nil; got != c.denied {
 			t.Errorf("iat %d ms, cut-off %d ms: denied %v, want %v", c.iatMS, int64(cut), got, c.denied)
 		}
 	}

@@ -204,8 +204,8 @@ func (l *Local) Verify(ctx context.Context, token string) (*Claims, error) {
 	}
 	// Before the audience: a revoked token is Unauthenticated wherever it is presented, not
 	// PermissionDenied where it was not meant to go.
-	if l.deny.denied(kid, c.JTI, c.SessionID, c.Subject, c.IssuedAt.UnixMilli()) {
-		return nil, ErrRevoked
+	if err := l.deny.denied(kid, c.JTI, c.SessionID, c.Subject, c.IssuedAt.UnixMilli()); err != nil {
+		return nil, err
 	}
 	if l.cfg.audience != "" && !c.HasAudience(l.cfg.audience) {
 		return nil, ErrWrongAudience

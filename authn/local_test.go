@@ -89,8 +89,9 @@ func TestLocalVerify(t *testing.T) {
 		{"raw valid", signRaw(t, jwt.SigningMethodEdDSA, priv, header, goodClaims()), nil},
 		{"audience as a string", signRaw(t, jwt.SigningMethodEdDSA, priv, header, with("aud", "orders")), nil},
 		{"expired", iss.Token(authntest.Expired()), authn.ErrExpired},
-		{"expired within the leeway", iss.Token(authntest.IssuedAt(now.Add(-time.Minute)), authntest.TTL(57*time.Second)), nil},
-		{"expired at the leeway", iss.Token(authntest.IssuedAt(now.Add(-time.Minute)), authntest.TTL(55*time.Second)), authn.ErrExpired},
+		// The default leeway is the authority's, 30s.
+		{"expired within the leeway", iss.Token(authntest.IssuedAt(now.Add(-2*time.Minute)), authntest.TTL(92*time.Second)), nil},
+		{"expired at the leeway", iss.Token(authntest.IssuedAt(now.Add(-2*time.Minute)), authntest.TTL(90*time.Second)), authn.ErrExpired},
 		{"not yet valid", iss.Token(authntest.NotYetValid()), authn.ErrNotYetValid},
 		{"issued within the leeway ahead", iss.Token(authntest.IssuedAt(now.Add(4 * time.Second))), nil},
 		{"nbf ahead", signRaw(t, jwt.SigningMethodEdDSA, priv, header, with("nbf", now.Add(time.Minute).Unix())), authn.ErrNotYetValid},
@@ -402,8 +403,13 @@ func TestLocalRevocationKinds(t *testing.T) {
 				return errors.Is(err, authn.ErrRevoked)
 			})
 			for _, name := range tc.revoked {
-				if _, err := l.Verify(t.Context(), tok[name]); !errors.Is(err, authn.ErrRevoked) {
+				_, err := l.Verify(t.Context(), tok[name])
+				if !errors.Is(err, authn.ErrRevoked) {
 					t.Errorf("%s: got %v, want ErrRevoked", name, err)
+				}
+				// A cut-off says so, rather than "token revoked".
+				if cut := strings.HasSuffix(tc.name, "cut-off"); cut != errors.Is(err, authn.ErrCutOff) {
+					t.Errorf("%s: got %v; ErrCutOff wanted: %v", name, err, cut)
 				}
 			}
 			for _, name := range tc.live {

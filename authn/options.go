@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 )
 
 // Defaults of the options.
 const (
-	DefaultLeeway             = 5 * time.Second
+	// DefaultLeeway is the authority's own leeway (30s), so that an interceptor and VerifyToken
+	// agree on a token whose times are a few seconds off.
+	DefaultLeeway             = accesstoken.DefaultLeeway
 	DefaultKeyRefreshInterval = 5 * time.Second
 	DefaultStalenessBound     = 10 * time.Second
 	DefaultCacheSize          = 4096

@@ -162,9 +162,10 @@ func reasonError(r tokenauthorityv1.InactiveReason) error {
 	case tokenauthorityv1.InactiveReason_INACTIVE_REASON_WRONG_AUDIENCE:
 		return ErrWrongAudience
 	case tokenauthorityv1.InactiveReason_INACTIVE_REASON_SESSION_ENDED,
-		tokenauthorityv1.InactiveReason_INACTIVE_REASON_REVOKED,
-		tokenauthorityv1.InactiveReason_INACTIVE_REASON_CUT_OFF:
+		tokenauthorityv1.InactiveReason_INACTIVE_REASON_REVOKED:
 		return ErrRevoked
+	case tokenauthorityv1.InactiveReason_INACTIVE_REASON_CUT_OFF:
+		return ErrCutOff
 	case tokenauthorityv1.InactiveReason_INACTIVE_REASON_INSUFFICIENT_SCOPE:
 		return ErrInsufficientScope
 	}

@@ -71,7 +71,7 @@ func TestIssuerOptions(t *testing.T) {
 		{"other kid", []authntest.TokenOption{authntest.KeyID("k2")}, authn.ErrUnknownKey},
 		{"other issuer", []authntest.TokenOption{authntest.IssuerName("x")}, authn.ErrWrongIssuer},
 		{"other audience", []authntest.TokenOption{authntest.Audience("x")}, authn.ErrWrongAudience},
-		{"TTL", []authntest.TokenOption{authntest.IssuedAt(clock.Add(-time.Hour)), authntest.TTL(time.Hour - 10*time.Second)}, authn.ErrExpired},
+		{"TTL", []authntest.TokenOption{authntest.IssuedAt(clock.Add(-time.Hour)), authntest.TTL(time.Hour - 40*time.Second)}, authn.ErrExpired},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

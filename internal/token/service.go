@@ -7,6 +7,8 @@ import (
 
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
+
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 )
 
 // Keys is what the domain needs of the key manager.
@@ -53,7 +55,7 @@ type Service struct {
 }
 
 // DefaultLeeway is the clock-skew tolerance on time claims.
-const DefaultLeeway = 30 * time.Second
+const DefaultLeeway = accesstoken.DefaultLeeway
 
 // MaxTokenSize bounds a presented token (8 KiB).
 const MaxTokenSize = 8 << 10
