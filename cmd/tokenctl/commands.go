@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,6 +39,9 @@ type command struct {
 	details string
 	// bind defines the command's flags on fs and returns the function to call after parsing.
 	bind func(fs *flag.FlagSet) prepareFunc
+	// stream marks a command that runs until it is interrupted or its own flags end it: the
+	// global -timeout does not bound it.
+	stream bool
 }
 
 // commands lists every command in the order of the usage text.
@@ -129,6 +133,22 @@ var commands = []*command{
 		bind:     bindKeys,
 	},
 	{
+		name:     "issue",
+		synopsis: "-subject S | -principal ID -secret-file F|- [-audience a,b] [-scopes x,y] [-access-ttl D] [-refresh-ttl D] [-claims JSON] [-device N] [-user-agent UA] [-ip IP]",
+		summary:  "Open a session and print its access and refresh tokens.",
+		details: "-subject asserts a subject and needs an API key with role issue; -principal presents the\n" +
+			"principal's own secret, and any API key of the tenant may carry the call.",
+		bind: bindIssue,
+	},
+	{
+		name:     "refresh",
+		synopsis: "-refresh-token-file F|- | -refresh-token T",
+		summary:  "Exchange a refresh token for the session's new token pair.",
+		details: "The refresh token presented is used up: keep the new one. A retry within the grace window\n" +
+			"gets the same pair back; a later one is reuse, and ends the session.",
+		bind: bindRefresh,
+	},
+	{
 		name:     "revoke",
 		synopsis: "-token T | -jti J | -session S",
 		summary:  "Revoke one token (by value or jti) or one session.",
@@ -150,7 +170,18 @@ var commands = []*command{
 		name:     "verify",
 		synopsis: "-token T [-audience A] [-scopes a,b]",
 		summary:  "Introspect an access token: active, or inactive with a reason.",
-		bind:     bindVerify,
+		details: "Exit status: 0 when the token is active, 1 when it is inactive (the reason is printed on\n" +
+			"stdout) or the call fails (on stderr), 2 on a usage error; so \"verify ... && ...\" goes\n" +
+			"ahead only with an active token.",
+		bind: bindVerify,
+	},
+	{
+		name:     "watch",
+		synopsis: "[-cursor C] [-until-caught-up] [-for D]",
+		summary:  "Print revocation events as they happen, one line each, until interrupted.",
+		details:  watchDetails,
+		bind:     bindWatch,
+		stream:   true,
 	},
 }
 
@@ -541,7 +572,8 @@ func bindRevoke(fs *flag.FlagSet) prepareFunc {
 		return func(ctx context.Context, c *clients, p *printer) error {
 			resp, err := c.token.RevokeToken(ctx, req)
 			if err != nil {
-				return err
+				// -token may be a refresh token, a credential that errors must not echo.
+				return redactErr(err, *token)
 			}
 			// The token itself is a credential: the text names it without echoing it.
 			return p.print(resp, func(w io.Writer) { fmt.Fprintln(w, what) })
@@ -620,10 +652,20 @@ func bindVerify(fs *flag.FlagSet) prepareFunc {
 			if err != nil {
 				return err
 			}
-			return p.print(resp, func(w io.Writer) { writeVerify(w, resp) })
+			if err := p.print(resp, func(w io.Writer) { writeVerify(w, resp) }); err != nil {
+				return err
+			}
+			if !resp.GetActive() {
+				return errInactive
+			}
+			return nil
 		}, nil
 	}
 }
+
+// errInactive is what verify returns, once it has printed the answer, for a token that is not
+// active; run turns it into exitInactive.
+var errInactive = errors.New("the token is not active")
 
 // rateLimit is the limit of the flags: none when the rate is unset (the server validates the rest);
 // the burst defaults to twice the rate.

@@ -8,6 +8,9 @@
 // Run "tokenctl help" for the list of commands and "tokenctl help <command>" for one command's
 // flags. The API key is taken from -key-file, -key, TOKENCTL_API_KEY or TOKENCTL_API_KEY_FILE and
 // sent as x-api-key metadata; tokenctl never prints it.
+//
+// Exit status: 0 on success, 1 when the call fails (and when verify finds the token inactive),
+// 2 on a usage error.
 package main
 
 import (
@@ -18,7 +21,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -35,6 +40,10 @@ const (
 	exitOK    = 0
 	exitRPC   = 1
 	exitUsage = 2
+	// exitInactive is verify's status for a token that is not active. It is the status of a
+	// failed call on purpose: "tokenctl verify ... && use-the-token" must go ahead on neither, and
+	// the output tells them apart ("inactive: <reason>" on stdout, a failure on stderr).
+	exitInactive = exitRPC
 )
 
 // Environment variables read by tokenctl: names, not credentials.
@@ -60,7 +69,16 @@ const (
 )
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+	// An interrupt cancels the call, which lets watch end cleanly; once it has, signals get their
+	// default effect back, so that a second interrupt ends tokenctl whatever it is doing.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
 }
 
 // globals holds the flags that come before the command.
@@ -86,9 +104,10 @@ func usagef(format string, args ...any) error {
 }
 
 // run executes tokenctl with args (without the program name) and returns the process exit code:
-// exitOK on success, exitRPC when the call (or writing its result) fails and exitUsage when the
-// command line is wrong.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+// exitOK on success, exitRPC when the call (or writing its result) fails, exitInactive when verify
+// finds the token inactive, and exitUsage when the command line is wrong. stdin is read only for a
+// secret whose file is "-".
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	var g globals
 	fs := newGlobalFlagSet(&g, getenv)
 	if err := fs.Parse(args); err != nil {
@@ -120,12 +139,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		printUsage(stderr, getenv)
 		return exitUsage
 	}
-	return runCommand(ctx, &g, cmd, cmdArgs, stdout, stderr, getenv)
+	return runCommand(ctx, &g, cmd, cmdArgs, stdin, stdout, stderr, getenv)
 }
 
 // runCommand parses the command's flags, then makes its call.
 func runCommand(
-	ctx context.Context, g *globals, cmd *command, args []string, stdout, stderr io.Writer, getenv func(string) string,
+	ctx context.Context, g *globals, cmd *command, args []string, stdin io.Reader, stdout, stderr io.Writer,
+	getenv func(string) string,
 ) int {
 	fs := newCommandFlagSet(cmd)
 	prepare := cmd.bind(fs)
@@ -157,19 +177,31 @@ func runCommand(
 	}
 	defer conn.Close()
 
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
+	if !cmd.stream {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.timeout)
+		defer cancel()
+	}
 	ctx = metadata.AppendToOutgoingContext(ctx, apiKeyHeader, key)
 	c := &clients{
 		token: tokenauthorityv1.NewTokenServiceClient(conn),
 		admin: tokenauthorityv1.NewAdminServiceClient(conn),
 	}
-	p := &printer{out: stdout, errOut: stderr, asJSON: g.output == formatJSON}
-	if err := do(ctx, c, p); err != nil {
-		reportError(stderr, err, key)
-		return exitRPC
+	p := &printer{in: stdin, out: stdout, errOut: stderr, asJSON: g.output == formatJSON}
+	err = do(ctx, c, p)
+	var usage *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errInactive):
+		return exitInactive // verify has printed the answer
+	case errors.As(err, &usage):
+		// A secret's file that cannot be read: the command line is wrong, and nothing was sent.
+		fmt.Fprintf(stderr, "tokenctl %s: %v\n", cmd.name, err)
+		return exitUsage
 	}
-	return exitOK
+	reportError(stderr, err, key)
+	return exitRPC
 }
 
 // newGlobalFlagSet defines the global flags on a new FlagSet that reports errors to its caller
@@ -187,7 +219,7 @@ func newGlobalFlagSet(g *globals, getenv func(string) string) *flag.FlagSet {
 	fs.StringVar(&g.key, "key", "", "API key sent as x-api-key (env "+envAPIKey+"; prefer -key-file, argv is visible to other users)")
 	fs.StringVar(&g.keyFile, "key-file", "", "read the API key from `file`, trimmed (env "+envAPIKeyFile+")")
 	fs.BoolVar(&g.tls, "tls", false, "use TLS with the system roots (default plaintext)")
-	fs.DurationVar(&g.timeout, "timeout", defaultTimeout, "deadline of the call")
+	fs.DurationVar(&g.timeout, "timeout", defaultTimeout, "deadline of the call (not of watch, which runs until interrupted)")
 	fs.StringVar(&g.output, "o", formatText, "output `format`: text or json")
 	return fs
 }
@@ -313,7 +345,8 @@ func printUsage(w io.Writer, getenv func(string) string) {
 	fs := newGlobalFlagSet(&g, getenv)
 	fs.SetOutput(w)
 	fs.PrintDefaults()
-	fmt.Fprint(w, "\nExit status: 0 on success, 1 when the call fails, 2 on a usage error.\n")
+	fmt.Fprint(w, "\nExit status: 0 on success, 1 when the call fails or verify finds the token inactive,\n"+
+		"2 on a usage error.\n")
 	fmt.Fprint(w, "Run 'tokenctl help <command>' for the flags of a command.\n")
 }
 

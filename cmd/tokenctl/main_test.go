@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
@@ -34,6 +38,14 @@ const (
 	newAdminKey        = "tak_new-admin-key-value"
 	newAPIKeySecret    = "tak_new-api-key-value"
 	newPrincipalSecret = "ps_new-principal-secret"
+	cannedAccessToken  = "eyJ.canned-access-token.sig"
+	cannedRefreshToken = "eyJ.canned-refresh-token.sig"
+)
+
+// Secrets that tokenctl sends but must never print: in testdata/ for the -*-file flags.
+const (
+	testPrincipalSecret = "tap_test-principal-secret-from-file"
+	testRefreshToken    = "eyJ.test-refresh-token-from-file.sig"
 )
 
 var (
@@ -79,11 +91,25 @@ var (
 		SessionId:  "sid-1",
 		Scopes:     []string{"read", "write"},
 	}
+	// tMilli is a cut-off, which has millisecond precision.
+	tMilli = timestamppb.New(time.Date(2026, 3, 1, 12, 0, 0, 123_000_000, time.UTC))
+	// cannedEvents are what the fake WatchRevocations streams by default: one event of each kind,
+	// then the caught-up marker and a heartbeat marker with the same cursor.
+	cannedEvents = []*tokenauthorityv1.WatchRevocationsResponse{
+		{Kind: tokenauthorityv1.RevocationKind_REVOCATION_KIND_TOKEN, Jti: "jti-1", ExpireTime: t1, Cursor: "100-0"},
+		{Kind: tokenauthorityv1.RevocationKind_REVOCATION_KIND_SESSION, SessionId: "sid-1", ExpireTime: t1, Cursor: "101-0"},
+		{Kind: tokenauthorityv1.RevocationKind_REVOCATION_KIND_SUBJECT_CUTOFF, Subject: "alice smith", CutoffTime: tMilli, ExpireTime: t1, Cursor: "102-0"},
+		{Kind: tokenauthorityv1.RevocationKind_REVOCATION_KIND_TENANT_CUTOFF, CutoffTime: tMilli, ExpireTime: t1, Cursor: "103-0"},
+		{Kind: tokenauthorityv1.RevocationKind_REVOCATION_KIND_KEY_WITHDRAWN, Kid: "kid-1", ExpireTime: t1, Cursor: "104-0"},
+		{Kind: tokenauthorityv1.RevocationKind_REVOCATION_KIND_KEY_PUBLISHED, Kid: "kid-2", Cursor: "105-0"},
+		{Cursor: "105-0"},
+		{Cursor: "105-0"},
+	}
 )
 
 // recorder is the state shared by the fake services of one test server: the requests and the
-// x-api-key values they received, an error to answer with, and responses that replace the canned
-// ones.
+// x-api-key values they received, an error to answer with, responses that replace the canned
+// ones, and what WatchRevocations streams.
 type recorder struct {
 	mu        sync.Mutex
 	calls     int
@@ -91,6 +117,10 @@ type recorder struct {
 	keys      []string
 	err       error
 	overrides map[string]proto.Message
+	// events replace cannedEvents when set; watchEnd, when set, ends the stream after them
+	// (errEndStream: without an error), where the real server would wait for the client to leave.
+	events   []*tokenauthorityv1.WatchRevocationsResponse
+	watchEnd error
 }
 
 func (r *recorder) record(ctx context.Context, method string, req proto.Message) (proto.Message, error) {
@@ -117,6 +147,22 @@ func (r *recorder) override(method string, resp proto.Message) {
 	r.overrides[method] = resp
 }
 
+// script sets what later WatchRevocations calls stream, and how they end.
+func (r *recorder) script(events []*tokenauthorityv1.WatchRevocationsResponse, end error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events, r.watchEnd = events, end
+}
+
+func (r *recorder) watchScript() ([]*tokenauthorityv1.WatchRevocationsResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.events == nil {
+		return cannedEvents, r.watchEnd
+	}
+	return r.events, r.watchEnd
+}
+
 func (r *recorder) snapshot() (calls int, requests map[string]proto.Message, keys []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -139,6 +185,46 @@ func respond[T proto.Message](ctx context.Context, r *recorder, method string, r
 type fakeTokenService struct {
 	tokenauthorityv1.UnimplementedTokenServiceServer
 	rec *recorder
+}
+
+func (f *fakeTokenService) IssueToken(ctx context.Context, req *tokenauthorityv1.IssueTokenRequest) (*tokenauthorityv1.IssueTokenResponse, error) {
+	return respond(ctx, f.rec, "IssueToken", req, &tokenauthorityv1.IssueTokenResponse{
+		AccessToken: cannedAccessToken, RefreshToken: cannedRefreshToken, TokenType: "Bearer",
+		AccessExpiresAt: t0, RefreshExpiresAt: t1, SessionId: "sid-1",
+	})
+}
+
+func (f *fakeTokenService) RefreshToken(ctx context.Context, req *tokenauthorityv1.RefreshTokenRequest) (*tokenauthorityv1.RefreshTokenResponse, error) {
+	return respond(ctx, f.rec, "RefreshToken", req, &tokenauthorityv1.RefreshTokenResponse{
+		AccessToken: cannedAccessToken, RefreshToken: cannedRefreshToken, TokenType: "Bearer",
+		AccessExpiresAt: t0, RefreshExpiresAt: t1, SessionId: "sid-1",
+	})
+}
+
+// errEndStream makes the fake WatchRevocations end its stream without an error.
+var errEndStream = errors.New("end the stream")
+
+// WatchRevocations sends the recorder's events, then ends as its script says or, like the real
+// server, waits for the client to leave.
+func (f *fakeTokenService) WatchRevocations(req *tokenauthorityv1.WatchRevocationsRequest, stream tokenauthorityv1.TokenService_WatchRevocationsServer) error {
+	ctx := stream.Context()
+	if _, err := f.rec.record(ctx, "WatchRevocations", req); err != nil {
+		return err
+	}
+	events, end := f.rec.watchScript()
+	for _, ev := range events {
+		if err := stream.Send(ev); err != nil {
+			return err
+		}
+	}
+	switch {
+	case errors.Is(end, errEndStream):
+		return nil
+	case end != nil:
+		return end
+	}
+	<-ctx.Done()
+	return status.FromContextError(ctx.Err()).Err()
 }
 
 func (f *fakeTokenService) VerifyToken(ctx context.Context, req *tokenauthorityv1.VerifyTokenRequest) (*tokenauthorityv1.VerifyTokenResponse, error) {
@@ -265,7 +351,14 @@ var outputs struct {
 	all []string
 }
 
+// runMainEnv makes the test binary run tokenctl's main instead of the tests, so that a test can
+// run tokenctl as a process and send it signals.
+const runMainEnv = "TOKENCTL_TEST_RUN_MAIN"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+	}
 	code := m.Run()
 	if leaked() {
 		code = 1
@@ -292,13 +385,19 @@ type result struct {
 	stdout, stderr string
 }
 
-// runCLI runs tokenctl with args and env as its environment. It fails the test when the output
-// contains testKey.
+// runCLI runs tokenctl with args and env as its environment, and an empty standard input. It
+// fails the test when the output contains testKey.
 func runCLI(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	return runCLIWithInput(t, env, strings.NewReader(""), args...)
+}
+
+// runCLIWithInput is runCLI with stdin as the standard input.
+func runCLIWithInput(t *testing.T, env map[string]string, stdin io.Reader, args ...string) result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	getenv := func(name string) string { return env[name] }
-	code := run(t.Context(), args, &stdout, &stderr, getenv)
+	code := run(t.Context(), args, stdin, &stdout, &stderr, getenv)
 	r := result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 	if strings.Contains(r.stdout, testKey) || strings.Contains(r.stderr, testKey) {
 		t.Errorf("tokenctl %q printed the API key:\nstdout:\n%s\nstderr:\n%s", args, r.stdout, r.stderr)
@@ -326,6 +425,60 @@ type requestCase struct {
 }
 
 var requestCases = []requestCase{
+	{
+		name: "issue for a subject with every flag",
+		args: []string{"issue", "-subject", "alice", "-audience", "api,web", "-scopes", "read", "-access-ttl", "5m",
+			"-refresh-ttl", "24h", "-claims", `{"plan":"pro","tier":2,"beta":true}`, "-device", "laptop",
+			"-user-agent", "curl/8.0", "-ip", "192.0.2.1"},
+		method: "IssueToken",
+		want: &tokenauthorityv1.IssueTokenRequest{
+			Subject:     "alice",
+			Audience:    []string{"api", "web"},
+			Scopes:      []string{"read"},
+			AccessTtl:   durationpb.New(5 * time.Minute),
+			RefreshTtl:  durationpb.New(24 * time.Hour),
+			ExtraClaims: mustStruct(map[string]any{"plan": "pro", "tier": 2, "beta": true}),
+			Metadata:    &tokenauthorityv1.SessionMetadata{Device: "laptop", UserAgent: "curl/8.0", Ip: "192.0.2.1"},
+		},
+		wantOut: []string{"Access token:", cannedAccessToken, "Refresh token:", cannedRefreshToken,
+			"Refresh expires:", "2026-03-31T12:00:00Z", "Session:", "sid-1"},
+	},
+	{
+		name:   "issue for a subject leaves defaults to the server",
+		args:   []string{"issue", "-subject", "alice"},
+		method: "IssueToken",
+		want:   &tokenauthorityv1.IssueTokenRequest{Subject: "alice"},
+	},
+	{
+		name:   "issue for a principal with its secret from a file",
+		args:   []string{"issue", "-principal", "svc-billing", "-secret-file", "testdata/principal-secret", "-scopes", "read"},
+		method: "IssueToken",
+		want: &tokenauthorityv1.IssueTokenRequest{
+			Scopes:    []string{"read"},
+			Principal: &tokenauthorityv1.PrincipalCredentials{Identifier: "svc-billing", Secret: testPrincipalSecret},
+		},
+		wantOut: []string{cannedAccessToken, cannedRefreshToken},
+	},
+	{
+		name:    "refresh with the token from a file",
+		args:    []string{"refresh", "-refresh-token-file", "testdata/refresh-token"},
+		method:  "RefreshToken",
+		want:    &tokenauthorityv1.RefreshTokenRequest{RefreshToken: testRefreshToken},
+		wantOut: []string{"Access token:", cannedAccessToken, "Refresh token:", cannedRefreshToken, "Session:", "sid-1"},
+	},
+	{
+		name:   "refresh with the token from a flag",
+		args:   []string{"refresh", "-refresh-token", " " + testRefreshToken + "\n"},
+		method: "RefreshToken",
+		want:   &tokenauthorityv1.RefreshTokenRequest{RefreshToken: testRefreshToken},
+	},
+	{
+		name:    "watch replays from a cursor until caught up",
+		args:    []string{"watch", "-cursor", "0", "-until-caught-up"},
+		method:  "WatchRevocations",
+		want:    &tokenauthorityv1.WatchRevocationsRequest{Cursor: "0"},
+		wantOut: []string{"token jti=jti-1 ", "key-published kid=kid-2 cursor=105-0\ncaught-up cursor=105-0\n"},
+	},
 	{
 		name: "tenant create with every flag",
 		args: []string{"tenant", "create", "-id", "acme", "-issuer", "https://auth.acme.test", "-alg", "es256",
@@ -538,6 +691,15 @@ var requestCases = []requestCase{
 	},
 }
 
+// mustStruct converts m, as a JSON object would be.
+func mustStruct(m map[string]any) *structpb.Struct {
+	s, err := structpb.NewStruct(m)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
 func TestCommandsBuildRequests(t *testing.T) {
 	t.Parallel()
 	for _, tc := range requestCases {
@@ -578,18 +740,63 @@ func TestEveryCommandIsCovered(t *testing.T) {
 	}
 }
 
-func TestVerifyInactive(t *testing.T) {
+// TestVerifyExitStatus checks that verify succeeds only for an active token, so that
+// "tokenctl verify ... && use-the-token" stops at a revoked one, and that the output tells an
+// inactive token (stdout) from a failed call (stderr).
+func TestVerifyExitStatus(t *testing.T) {
 	t.Parallel()
-	rec, addr := startFake(t)
-	rec.override("VerifyToken", &tokenauthorityv1.VerifyTokenResponse{
-		Reason: tokenauthorityv1.InactiveReason_INACTIVE_REASON_WRONG_AUDIENCE,
-	})
-	r := runCLI(t, nil, withServer(addr, "verify", "-token", "eyJ.access.token")...)
-	if r.code != exitOK {
-		t.Fatalf("exit code %d, want 0; stderr:\n%s", r.code, r.stderr)
+	inactive := func(r tokenauthorityv1.InactiveReason) *tokenauthorityv1.VerifyTokenResponse {
+		return &tokenauthorityv1.VerifyTokenResponse{Reason: r}
 	}
-	if got, want := r.stdout, "inactive: wrong audience\n"; got != want {
-		t.Errorf("stdout = %q, want %q", got, want)
+	tests := []struct {
+		name       string
+		answer     *tokenauthorityv1.VerifyTokenResponse
+		serverErr  error
+		json       bool
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{name: "active", wantCode: exitOK, wantStdout: "active\nSubject:"},
+		{name: "active, json", json: true, wantCode: exitOK, wantStdout: `"active": true`},
+		{name: "wrong audience", answer: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_WRONG_AUDIENCE),
+			wantCode: exitInactive, wantStdout: "inactive: wrong audience\n"},
+		{name: "revoked", answer: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_REVOKED),
+			wantCode: exitInactive, wantStdout: "inactive: revoked\n"},
+		{name: "session ended", answer: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_SESSION_ENDED),
+			wantCode: exitInactive, wantStdout: "inactive: session ended\n"},
+		{name: "cut off, json", answer: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_CUT_OFF), json: true,
+			wantCode: exitInactive, wantStdout: `"reason": "INACTIVE_REASON_CUT_OFF"`},
+		{name: "no reason given", answer: &tokenauthorityv1.VerifyTokenResponse{},
+			wantCode: exitInactive, wantStdout: "inactive: unspecified\n"},
+		{name: "call fails", serverErr: status.Error(codes.Unavailable, "store unavailable"),
+			wantCode: exitRPC, wantStderr: "tokenctl: Unavailable: store unavailable\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rec, addr := startFake(t)
+			if tc.answer != nil {
+				rec.override("VerifyToken", tc.answer)
+			}
+			rec.fail(tc.serverErr)
+			args := []string{"verify", "-token", "eyJ.access.token"}
+			if tc.json {
+				args = append([]string{"-o", "json"}, args...)
+			}
+			r := runCLI(t, nil, withServer(addr, args...)...)
+			if r.code != tc.wantCode {
+				t.Errorf("exit code %d, want %d", r.code, tc.wantCode)
+			}
+			// protojson may put one or two spaces after a colon.
+			stdout := strings.ReplaceAll(r.stdout, ":  ", ": ")
+			if !strings.Contains(stdout, tc.wantStdout) || (tc.wantStdout == "") != (r.stdout == "") {
+				t.Errorf("stdout = %q, want %q", r.stdout, tc.wantStdout)
+			}
+			if r.stderr != tc.wantStderr {
+				t.Errorf("stderr = %q, want %q", r.stderr, tc.wantStderr)
+			}
+		})
 	}
 }
 
@@ -658,7 +865,7 @@ func TestJSONOutput(t *testing.T) {
 		{
 			name: "tenant get",
 			args: []string{"-o", "json", "tenant", "get", "-id", "acme"},
-			path: []string{"tenant", "tenant_id"},
+			path: []string{"tenant", "tenantId"},
 			want: "acme",
 		},
 		{
@@ -677,7 +884,7 @@ func TestJSONOutput(t *testing.T) {
 		{
 			name: "sessions",
 			args: []string{"-o", "json", "sessions", "-subject", "alice"},
-			path: []string{"next_page_token"},
+			path: []string{"nextPageToken"},
 			want: "cursor-2",
 		},
 		{
@@ -685,6 +892,70 @@ func TestJSONOutput(t *testing.T) {
 			args: []string{"-o", "json", "verify", "-token", "eyJ.access.token"},
 			path: []string{"claims", "subject"},
 			want: "alice",
+		},
+		{
+			name:       "tenant create",
+			args:       []string{"-o", "json", "tenant", "create", "-id", "acme", "-issuer", "https://auth.acme.test"},
+			path:       []string{"adminApiKey"},
+			want:       newAdminKey,
+			wantStderr: warnKey,
+		},
+		{
+			name: "durations",
+			args: []string{"-o", "json", "tenant", "get", "-id", "acme"},
+			path: []string{"tenant", "maxAccessTtl"},
+			want: "1800s",
+		},
+		{
+			name: "apikey rotate",
+			args: []string{"-o", "json", "apikey", "rotate", "-id", "key123"},
+			path: []string{"apiKey", "previousValueExpireTime"},
+			want: "2026-03-31T12:00:00Z",
+		},
+		{
+			name: "apikey list",
+			args: []string{"-o", "json", "apikey", "list"},
+			path: []string{"apiKeys"},
+			want: []any{map[string]any{"keyId": "key123", "tenantId": "acme", "name": "ci",
+				"roles": []any{"ROLE_ISSUE", "ROLE_VERIFY"}, "createTime": "2026-03-01T12:00:00Z"}},
+		},
+		{
+			name: "sessions, with 64-bit integers as strings",
+			args: []string{"-o", "json", "sessions", "-subject", "alice"},
+			path: []string{"sessions"},
+			want: []any{map[string]any{"sessionId": "sid-1", "subject": "alice", "createTime": "2026-03-01T12:00:00Z",
+				"expireTime": "2026-03-31T12:00:00Z", "generation": "7",
+				"metadata": map[string]any{"userAgent": "curl/8.0", "device": "laptop"}}},
+		},
+		{
+			name: "verify claims",
+			args: []string{"-o", "json", "verify", "-token", "eyJ.access.token"},
+			path: []string{"claims", "sessionId"},
+			want: "sid-1",
+		},
+		{
+			name: "revoke-sessions",
+			args: []string{"-o", "json", "revoke-sessions", "-subject", "alice"},
+			path: []string{"cutoffTime"},
+			want: "2026-03-01T12:00:00Z",
+		},
+		{
+			name: "signing-key rotate",
+			args: []string{"-o", "json", "signing-key", "rotate"},
+			path: []string{"key", "activateTime"},
+			want: "2026-03-31T12:00:00Z",
+		},
+		{
+			name: "issue",
+			args: []string{"-o", "json", "issue", "-subject", "alice"},
+			want: map[string]any{"accessToken": cannedAccessToken, "refreshToken": cannedRefreshToken, "tokenType": "Bearer",
+				"accessExpiresAt": "2026-03-01T12:00:00Z", "refreshExpiresAt": "2026-03-31T12:00:00Z", "sessionId": "sid-1"},
+		},
+		{
+			name: "refresh",
+			args: []string{"-o", "json", "refresh", "-refresh-token-file", "testdata/refresh-token"},
+			want: map[string]any{"accessToken": cannedAccessToken, "refreshToken": cannedRefreshToken, "tokenType": "Bearer",
+				"accessExpiresAt": "2026-03-01T12:00:00Z", "refreshExpiresAt": "2026-03-31T12:00:00Z", "sessionId": "sid-1"},
 		},
 		{
 			name: "keys is JSON without -o",
@@ -755,6 +1026,17 @@ var usageCases = []struct {
 	{name: "all-in-tenant without -yes", args: []string{"revoke-sessions", "-all-in-tenant"}, wantErr: "without -yes"},
 	{name: "sessions without subject", args: []string{"sessions"}, wantErr: "-subject is required"},
 	{name: "verify without token", args: []string{"verify"}, wantErr: "-token is required"},
+	{name: "issue for nobody", args: []string{"issue", "-scopes", "read"}, wantErr: "exactly one of -subject or -principal is required"},
+	{name: "issue for a subject and a principal", args: []string{"issue", "-subject", "a", "-principal", "p", "-secret-file", "-"}, wantErr: "exactly one of -subject or -principal is required"},
+	{name: "issue for a principal without its secret", args: []string{"issue", "-principal", "p"}, wantErr: "-principal needs the principal's secret"},
+	{name: "issue for a subject with a secret", args: []string{"issue", "-subject", "a", "-secret", testPrincipalSecret}, wantErr: "go with -principal"},
+	{name: "issue with both secret flags", args: []string{"issue", "-principal", "p", "-secret", testPrincipalSecret, "-secret-file", "-"}, wantErr: "-secret and -secret-file are mutually exclusive"},
+	{name: "issue with broken claims", args: []string{"issue", "-subject", "a", "-claims", `{"plan":`}, wantErr: "-claims must be a JSON object"},
+	{name: "issue with claims not an object", args: []string{"issue", "-subject", "a", "-claims", `["plan"]`}, wantErr: "-claims must be a JSON object"},
+	{name: "issue with a negative ttl", args: []string{"issue", "-subject", "a", "-refresh-ttl", "-1h"}, wantErr: "-refresh-ttl must not be negative"},
+	{name: "refresh without a token", args: []string{"refresh"}, wantErr: "one of -refresh-token-file FILE (- for the standard input) or -refresh-token is required"},
+	{name: "refresh with both token flags", args: []string{"refresh", "-refresh-token", testRefreshToken, "-refresh-token-file", "-"}, wantErr: "-refresh-token and -refresh-token-file are mutually exclusive"},
+	{name: "watch for a negative time", args: []string{"watch", "-for", "-1s"}, wantErr: "-for must not be negative"},
 	{name: "undefined flag", args: []string{"tenant", "get", "-id", "acme", "-bogus"}, wantErr: "flag provided but not defined: -bogus"},
 	{name: "positional argument", args: []string{"tenant", "get", "acme"}, wantErr: "unexpected positional argument"},
 	{name: "bad output format", args: []string{"-o", "yaml", "keys"}, wantErr: `-o must be "text" or "json", got "yaml"`},
@@ -777,6 +1059,9 @@ func TestUsageErrors(t *testing.T) {
 			}
 			if !strings.Contains(r.stderr, "Usage: tokenctl") {
 				t.Errorf("stderr lacks the usage:\n%s", r.stderr)
+			}
+			if strings.Contains(r.stderr, testPrincipalSecret) || strings.Contains(r.stderr, testRefreshToken) {
+				t.Errorf("stderr contains a secret given on the command line:\n%s", r.stderr)
 			}
 			if r.stdout != "" {
 				t.Errorf("stdout = %q, want empty", r.stdout)
@@ -991,4 +1276,66 @@ func TestAPIKeyNeverPrinted(t *testing.T) {
 			t.Fatalf("an output contains the API key:\n%s", out)
 		}
 	}
+}
+
+// grpcurlFieldName is how grpcurl names JSON fields: protojson's lowerCamelCase json_name, which
+// never has an underscore.
+var grpcurlFieldName = regexp.MustCompile(`^[a-z][A-Za-z0-9]*$`)
+
+// TestJSONFieldNamesAreGrpcurls runs every command of requestCases with -o json and checks every
+// field name of its output, so that a recipe that picks fields out of grpcurl's output works on
+// tokenctl's too.
+func TestJSONFieldNamesAreGrpcurls(t *testing.T) {
+	t.Parallel()
+	for _, tc := range requestCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, addr := startFake(t)
+			r := runCLI(t, nil, withServer(addr, append([]string{"-o", "json"}, tc.args...)...)...)
+			if r.code != exitOK {
+				t.Fatalf("exit code %d, want 0; stderr:\n%s", r.code, r.stderr)
+			}
+			// A stream prints one object per line, every other command one object.
+			dec := json.NewDecoder(strings.NewReader(r.stdout))
+			n := 0
+			for ; ; n++ {
+				var v any
+				err := dec.Decode(&v)
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
+				}
+				for _, name := range fieldNames(v) {
+					if !grpcurlFieldName.MatchString(name) {
+						t.Errorf("field %q is not named as grpcurl names it (lowerCamelCase):\n%s", name, r.stdout)
+					}
+				}
+			}
+			if n == 0 {
+				t.Fatal("no JSON output")
+			}
+		})
+	}
+}
+
+// fieldNames returns the names of every object field in v, at any depth, except inside the
+// google.protobuf.Struct fields, whose names are the caller's claims.
+func fieldNames(v any) []string {
+	var names []string
+	switch v := v.(type) {
+	case map[string]any:
+		for k, sub := range v {
+			names = append(names, k)
+			if k != "extra" && k != "extraClaims" {
+				names = append(names, fieldNames(sub)...)
+			}
+		}
+	case []any:
+		for _, sub := range v {
+			names = append(names, fieldNames(sub)...)
+		}
+	}
+	return names
 }

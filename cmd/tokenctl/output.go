@@ -24,11 +24,17 @@ const (
 	warnSecret = "store this secret now: it is not shown again"
 )
 
-// jsonOptions renders results for -o json, with the field names of the .proto files.
-var jsonOptions = protojson.MarshalOptions{UseProtoNames: true, Multiline: true, Indent: "  "}
+// jsonOptions renders results for -o json as grpcurl does: protojson's defaults, so lowerCamelCase
+// field names (accessToken, sessionId), which the README's recipes pick out of either tool's output.
+var jsonOptions = protojson.MarshalOptions{Multiline: true, Indent: "  "}
 
-// printer writes call results in the chosen output format.
+// jsonLineOptions renders one message of a stream per line.
+var jsonLineOptions = protojson.MarshalOptions{}
+
+// printer is a command's terminal: it writes call results in the chosen output format, and in is
+// where a secret whose file is "-" is read from.
 type printer struct {
+	in     io.Reader
 	out    io.Writer
 	errOut io.Writer
 	asJSON bool

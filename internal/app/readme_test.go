@@ -208,10 +208,14 @@ func TestREADMEGrpcurlExamples(t *testing.T) {
 	script.WriteString("set -o pipefail\n")
 	for i, c := range cmds {
 		text := strings.ReplaceAll(c.text, readmeAddr, addr)
+		open, closing := "{", "}"
 		if c.dryRun {
-			text = "TOKENCTL_ADDR=" + closedAddr + " " + text
+			// In a subshell, so that the closed port reaches tokenctl in a pipeline or a command
+			// substitution too, and nothing that follows.
+			text = "export TOKENCTL_ADDR=" + closedAddr + "\n" + text
+			open, closing = "(", ")"
 		}
-		fmt.Fprintf(&script, "# README.md:%d\n{ %s\n} >%q 2>%q </dev/null\n", c.line, text,
+		fmt.Fprintf(&script, "# README.md:%d\n%s %s\n%s >%q 2>%q </dev/null\n", c.line, open, text, closing,
 			filepath.Join(out, fmt.Sprintf("%d.out", i)), filepath.Join(out, fmt.Sprintf("%d.err", i)))
 		fmt.Fprintf(&script, "readme_rc=$?; echo $readme_rc >%q\n", filepath.Join(out, fmt.Sprintf("%d.rc", i)))
 		if c.expect == codes.OK && !c.dryRun {
