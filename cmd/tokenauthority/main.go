@@ -55,6 +55,8 @@ func run(ctx context.Context, args []string) error {
 	for _, n := range notes {
 		log.Info(n)
 	}
+	// What this process runs with, secrets and the Redis password redacted (Config.LogValue).
+	log.Info("configuration", slog.Any("config", cfg))
 	a, err := app.New(cfg, log)
 	if err != nil {
 		return err
@@ -63,9 +65,23 @@ func run(ctx context.Context, args []string) error {
 }
 
 func newLogger(cfg *config.Config) *slog.Logger {
+	return newLoggerTo(os.Stderr, cfg)
+}
+
+func newLoggerTo(w io.Writer, cfg *config.Config) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		opts.ReplaceAttr = durationsAsText
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// durationsAsText writes durations as Go duration strings ("1.5s", "250ms"), as the text format
+// and the configuration do, instead of the JSON handler's integer nanoseconds.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }

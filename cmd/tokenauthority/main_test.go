@@ -122,6 +122,19 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 	if strings.Contains(log.String(), strings.TrimSpace(string(key))) {
 		t.Fatal("the dev API key was logged")
 	}
+	// The effective configuration is logged at start, its secrets redacted.
+	if !strings.Contains(log.String(), "msg=configuration") || !strings.Contains(log.String(), "config.grpc_addr") {
+		t.Errorf("no configuration line in the log:\n%s", log.String())
+	}
+	for _, name := range []string{"master-key", "key-encryption-key"} {
+		secret, err := os.ReadFile(filepath.Join(dir, "data", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(log.String(), strings.TrimSpace(string(secret))) {
+			t.Fatalf("the %s was logged", name)
+		}
+	}
 	if !strings.Contains(log.String(), "dev-api-key") {
 		t.Errorf("the log does not say where the dev API key is:\n%s", log.String())
 	}

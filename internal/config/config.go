@@ -365,6 +365,13 @@ func (p *parser) redisURL(prod bool) string {
 		p.errs = append(p.errs, fmt.Errorf("%s and %s are both set: set only one", in.name, file.name))
 		return ""
 	case file.value != "":
+		if prod {
+			// The URL may hold the Redis password.
+			if err := checkSecretFileMode(file.value); err != nil {
+				p.errs = append(p.errs, fmt.Errorf("%s: %w", file.name, err))
+				return ""
+			}
+		}
 		b, err := os.ReadFile(file.value)
 		if err != nil {
 			p.errorf(file, "cannot read the file: %v", errors.Unwrap(err))

@@ -506,3 +506,28 @@ func TestRedisURLFromFile(t *testing.T) {
 		t.Error("the printed configuration shows the password of the URL read from the file")
 	}
 }
+
+// TestRedisURLFileOpenToOthersInProduction: the URL may hold the Redis password, so production
+// refuses a file that others can read, naming the file and its mode; development accepts it.
+func TestRedisURLFileOpenToOthersInProduction(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "redis-url")
+	const url = "redis://:s3cret-password@redis:6379/0"
+	if err := os.WriteFile(path, []byte(url), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := production(map[string]string{varRedisURL: "", varRedisURL + fileSuffix: path})
+	_, err := Parse(nil, func(k string) string { return env[k] }, nil)
+	if err == nil || !strings.Contains(err.Error(), varRedisURL+fileSuffix) || !strings.Contains(err.Error(), "permissions 0644") {
+		t.Fatalf("production with a redis URL file of mode 0644: %v, want a refusal naming the file and mode", err)
+	}
+	if strings.Contains(err.Error(), "s3cret-password") {
+		t.Fatal("the error shows the password")
+	}
+	dev := map[string]string{varRedisURL + fileSuffix: path}
+	if _, err := Parse(nil, func(k string) string { return dev[k] }, nil); err != nil {
+		t.Fatalf("development: %v", err)
+	}
+}

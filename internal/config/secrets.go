@@ -163,6 +163,11 @@ func (r *resolver) lookup(k *secretKind, src secretSource) (string, error) {
 		return src.value.Reveal(), nil
 	case src.path != "":
 		name := orDefault(src.pathName, fileEnv)
+		if r.c.Env == EnvProduction {
+			if err := checkSecretFileMode(src.path); err != nil {
+				return "", fmt.Errorf("%s: %w", name, err)
+			}
+		}
 		v, err := readSecretFile(src.path)
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", name, err)
@@ -290,6 +295,24 @@ func (r *resolver) loadPersisted(k *secretKind, path string) (v string, found bo
 	}
 	r.notef("using development %s from %s", k.what, path)
 	return v, true, nil
+}
+
+// checkSecretFileMode refuses a secret file that users other than its owner may read or write, as
+// OpenSSH refuses a private key "with permissions too open": a secret in a world-readable file is
+// already leaked to every account on the host.
+func checkSecretFileMode(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("cannot read %q: %w", path, cause(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return nil // readSecretFile says what it is.
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%q has permissions %04o: it is open to group or others; run chmod 600 %q (or 0400)",
+			path, uint32(perm), path)
+	}
+	return nil
 }
 
 // readSecretFile returns the content of the file at path with surrounding white space removed.

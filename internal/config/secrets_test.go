@@ -146,6 +146,9 @@ func TestResolveSecretsFileErrors(t *testing.T) {
 		{name: "short master key", env: varMasterKey + fileSuffix, path: writeFile(t, dir, "short", shortKey), want: []string{"is invalid: must be at least 32 characters"}, content: shortKey},
 		{name: "key-encryption key not base64", env: varKeyEncryptionKey + fileSuffix, path: writeFile(t, dir, "bad", badKEK), want: []string{"is invalid: must be standard base64"}, content: badKEK},
 		{name: "key-encryption key too short", env: varKeyEncryptionKey + fileSuffix, path: writeFile(t, dir, "shortkek", shortKEK), want: []string{"is invalid: must decode to exactly 32 bytes"}, content: shortKEK},
+		// Readable by others: refused in production, naming the file and its mode, as OpenSSH does.
+		{name: "master key readable by others", env: varMasterKey + fileSuffix, path: writeFileMode(t, dir, "open", testMasterKey, 0o644), want: []string{"permissions 0644", "chmod 600"}, content: testMasterKey},
+		{name: "key-encryption key readable by group", env: varKeyEncryptionKey + fileSuffix, path: writeFileMode(t, dir, "group", testKeyEncryptionKey, 0o640), want: []string{"permissions 0640", "open to group or others"}, content: testKeyEncryptionKey},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -405,4 +408,14 @@ func TestCreateFileAtomicKeepsExistingFile(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("directory holds %d entries, want 1", len(entries))
 	}
+}
+
+// writeFileMode writes content to name in dir with mode perm (applied after the umask).
+func writeFileMode(t *testing.T, dir, name, content string, perm os.FileMode) string {
+	t.Helper()
+	p := writeFile(t, dir, name, content)
+	if err := os.Chmod(p, perm); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
