@@ -452,7 +452,7 @@ spec:
         - name: tokenauthority
           env:
             - name: TOKENAUTHORITY_REDIS_URL
-              value: redis://:$(REDIS_PASSWORD)@c0:6379?addr=c1:6379&addr=c2:6379
+              value: redis://default:$(REDIS_PASSWORD)@c0:6379?addr=c1:6379&addr=c2:6379
 `,
 	}
 	for name, content := range files {
