@@ -154,9 +154,13 @@ func writeSigningKey(w io.Writer, k *tokenauthorityv1.SigningKey) {
 }
 
 func writeSessionList(w io.Writer, resp *tokenauthorityv1.ListSessionsResponse) {
-	if len(resp.GetSessions()) == 0 {
+	switch {
+	case len(resp.GetSessions()) == 0 && resp.GetNextPageToken() != "":
+		// The server bounds the work of one call: a page may be empty and still not the last.
+		fmt.Fprintln(w, "no sessions on this page")
+	case len(resp.GetSessions()) == 0:
 		fmt.Fprintln(w, "no sessions")
-	} else {
+	default:
 		fmt.Fprintln(w, "SESSION\tCREATED\tEXPIRES\tGENERATION\tDEVICE/UA")
 		for _, s := range resp.GetSessions() {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n",

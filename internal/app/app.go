@@ -49,6 +49,9 @@ type App struct {
 	ready   atomic.Bool
 	// booted is set once the bootstrap (key check, development tenant) has run against the store.
 	booted atomic.Bool
+	// devMark names the record that marks the development bootstrap done (devBootstrap); set by
+	// the first bootstrap, read by the readiness probe, which runs one at a time.
+	devMark string
 	// now is the clock of every component.
 	now func() time.Time
 }
@@ -297,15 +300,16 @@ func (a *App) refreshKeys(ctx context.Context) error {
 	}
 }
 
-// bootstrapLost reports whether the store has lost what the bootstrap made (in development, the
-// development tenant), as a Redis restarted without its data has. A failed read reports nothing
-// lost: the next probe looks again.
+// bootstrapLost reports whether the store has lost the mark of the development bootstrap, as a
+// Redis restarted without its data has. It looks at the mark, not at the dev tenant or key: those
+// an operator may have deleted, and they must stay deleted. A failed read reports nothing lost:
+// the next probe looks again.
 func (a *App) bootstrapLost(ctx context.Context) bool {
 	if a.cfg.Production() {
 		return false
 	}
-	_, err := a.tenants.Tenant(ctx, DevTenant)
-	return errors.Is(err, tenant.ErrNotFound)
+	done, err := a.devBootstrapped(ctx)
+	return err == nil && !done
 }
 
 // checkReady pings the store, runs the bootstrap once it answers, and updates readiness. Only a
@@ -315,8 +319,8 @@ func (a *App) checkReady(ctx context.Context) error {
 	defer cancel()
 	ok := a.store.Ping(pctx) == nil
 	// Bootstrap again whenever the store comes back, since it may have come back empty, and
-	// whenever what the bootstrap made is gone: a store restarted empty between two probes never
-	// looked unreachable.
+	// whenever the bootstrap's mark is gone: a store restarted empty between two probes never
+	// looked unreachable. The development bootstrap itself runs only where the mark is missing.
 	if ok && (!a.booted.Load() || !a.ready.Load() || a.bootstrapLost(pctx)) {
 		if err := a.bootstrap(pctx); err != nil {
 			if errors.Is(err, keys.ErrWrongKEK) {

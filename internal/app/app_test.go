@@ -27,6 +27,7 @@ import (
 	"github.com/tokenauthority/tokenauthority/internal/config"
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
+	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
 // syncBuffer collects log output from several goroutines.
@@ -327,6 +328,11 @@ func TestRequestValidation(t *testing.T) {
 		}, codes.InvalidArgument},
 		{"list sessions bad page token", func() error {
 			_, err := ts.ListSessions(ctx, &tokenauthorityv1.ListSessionsRequest{Subject: "a", PageToken: "!!!"})
+			return err
+		}, codes.InvalidArgument},
+		{"list sessions page token of another subject", func() error {
+			other := token.Cursor{CreatedMillis: 1, SessionID: token.NewSessionID(DevTenant, "b")}.Encode()
+			_, err := ts.ListSessions(ctx, &tokenauthorityv1.ListSessionsRequest{Subject: "a", PageToken: other})
 			return err
 		}, codes.InvalidArgument},
 	}

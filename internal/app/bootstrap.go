@@ -2,12 +2,16 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/store"
@@ -20,8 +24,11 @@ const DevTenant = "dev"
 // DevAPIKeyFile is the file in the data directory that holds the development API key.
 const DevAPIKeyFile = "dev-api-key" //nolint:gosec // G101: a file name, not a credential
 
-// bootstrap checks that the stored keys open and, in development, makes sure the dev tenant, its
-// keys and its all-roles API key exist. It is idempotent: restarts reuse what is there.
+// devKeyFilePerm is the mode of the development API key file; a looser one is tightened.
+const devKeyFilePerm fs.FileMode = 0o600
+
+// bootstrap checks that the stored keys open and, in development, runs the development bootstrap
+// unless the store says it has run (devBootstrap).
 func (a *App) bootstrap(ctx context.Context) error {
 	if err := a.keys.Check(ctx, a.store); err != nil {
 		return err
@@ -29,7 +36,41 @@ func (a *App) bootstrap(ctx context.Context) error {
 	if a.cfg.Production() {
 		return nil
 	}
-	err := a.tenants.CreateTenant(ctx, &tenant.Tenant{
+	return a.devBootstrap(ctx)
+}
+
+// devBootstrap creates the dev tenant, its signing keys and the all-roles API key of the data
+// directory's key file, once per store and data directory. A record in the store marks it done,
+// named after the key file's key, and is written last, so that an interrupted bootstrap runs
+// again. The rule:
+//
+//   - A store with the mark is never bootstrapped again, after a reconnect, a health recovery
+//     or a restart of the service: an operator who deleted or rotated the dev key, or deleted the
+//     dev tenant, does not see them come back.
+//   - A store without it is new to this data directory and is bootstrapped: the in-memory store
+//     at every start, and a Redis that came back empty, which lost the mark with everything else
+//     (what it lost cannot be told from what was deleted, and nothing of it is left to protect).
+//   - A new key file (deleted by the operator, or another data directory) is a new bootstrap.
+func (a *App) devBootstrap(ctx context.Context) error {
+	path := filepath.Join(a.cfg.DataDir, DevAPIKeyFile)
+	value, created, err := a.loadOrCreateKey(path)
+	if err != nil {
+		return err
+	}
+	a.devMark = devMarkID(value)
+	done, err := a.devBootstrapped(ctx)
+	if err != nil {
+		return err
+	}
+	if done {
+		if !a.booted.Load() {
+			a.log.Info("development bootstrap already done in this store for the key file named here: "+
+				"the dev tenant and API key are not re-created (delete the file to bootstrap again)",
+				slog.String("file", path))
+		}
+		return nil
+	}
+	err = a.tenants.CreateTenant(ctx, &tenant.Tenant{
 		ID:        DevTenant,
 		Issuer:    "urn:tokenauthority:tenant:" + DevTenant,
 		Algorithm: string(keys.EdDSA),
@@ -40,13 +81,12 @@ func (a *App) bootstrap(ctx context.Context) error {
 	if err := a.keys.Ensure(ctx, DevTenant, keys.EdDSA); err != nil {
 		return fmt.Errorf("create development keys: %w", err)
 	}
-	path := filepath.Join(a.cfg.DataDir, DevAPIKeyFile)
-	value, created, err := loadOrCreateKey(path)
-	if err != nil {
-		return err
-	}
 	if _, err := a.tenants.RegisterAPIKey(ctx, DevTenant, "development", tenant.AllRoles, value); err != nil {
 		return fmt.Errorf("register development API key: %w", err)
+	}
+	err = a.store.CreateRecord(ctx, store.KindBootstrap, a.devMark, []byte(a.now().UTC().Format(time.RFC3339)))
+	if err != nil && !errors.Is(err, store.ErrExists) {
+		return fmt.Errorf("mark the development bootstrap done: %w", err)
 	}
 	msg := "development API key (all roles, tenant dev) is in the file named here; present it as x-api-key"
 	if created {
@@ -56,10 +96,48 @@ func (a *App) bootstrap(ctx context.Context) error {
 	return nil
 }
 
-// loadOrCreateKey reads the API key in path, or creates one there (0600, in a 0700 directory).
-func loadOrCreateKey(path string) (value string, created bool, err error) {
-	raw, err := os.ReadFile(path) //nolint:gosec // G304: the operator chooses the data directory
+// devBootstrapped reports whether the store holds the mark of the development bootstrap for the
+// data directory's key.
+func (a *App) devBootstrapped(ctx context.Context) (bool, error) {
+	_, err := a.store.GetRecord(ctx, store.KindBootstrap, a.devMark)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	default:
+		return false, fmt.Errorf("read the development bootstrap mark: %w", err)
+	}
+}
+
+// devMarkID names the bootstrap mark of a development API key: a digest, since record ids are
+// listed and the key is a secret.
+func devMarkID(key string) string {
+	h := sha256.Sum256([]byte("tokenauthority development bootstrap\x00" + key))
+	return "dev-" + hex.EncodeToString(h[:16])
+}
+
+// loadOrCreateKey reads the API key in path, tightening the file's mode to 0600 if it is looser,
+// or creates one there (0600, in a 0700 directory).
+func (a *App) loadOrCreateKey(path string) (value string, created bool, err error) {
+	fi, err := os.Lstat(path)
 	if err == nil {
+		if !fi.Mode().IsRegular() {
+			return "", false, fmt.Errorf("development API key %s is not a regular file", path)
+		}
+		if perm := fi.Mode().Perm(); perm&^devKeyFilePerm != 0 {
+			if err := os.Chmod(path, devKeyFilePerm); err != nil {
+				return "", false, fmt.Errorf("development API key %s has permissions %04o, want %04o: %w",
+					path, uint32(perm), uint32(devKeyFilePerm), err)
+			}
+			a.log.Warn("tightened permissions of the development API key file",
+				slog.String("file", path), slog.String("from", fmt.Sprintf("%04o", uint32(perm))),
+				slog.String("to", fmt.Sprintf("%04o", uint32(devKeyFilePerm))))
+		}
+		raw, err := os.ReadFile(path) //nolint:gosec // G304: the operator chooses the data directory
+		if err != nil {
+			return "", false, fmt.Errorf("read %s: %w", path, err)
+		}
 		return strings.TrimSpace(string(raw)), false, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
@@ -74,7 +152,7 @@ func loadOrCreateKey(path string) (value string, created bool, err error) {
 		return "", false, fmt.Errorf("create %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
+	if err := tmp.Chmod(devKeyFilePerm); err != nil {
 		_ = tmp.Close()
 		return "", false, fmt.Errorf("create %s: %w", path, err)
 	}

@@ -22,6 +22,8 @@ const (
 	KindAPIKey    = "apikey"
 	KindPrincipal = "principal"
 	KindKeyset    = "keyset"
+	// KindBootstrap marks what the development bootstrap did in this store (internal/app).
+	KindBootstrap = "bootstrap"
 )
 
 // Record is one long-lived record and its id.

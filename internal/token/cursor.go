@@ -47,3 +47,17 @@ func DecodeCursor(s string) (*Cursor, error) {
 	}
 	return &Cursor{CreatedMillis: ms, SessionID: id}, nil
 }
+
+// DecodeSubjectCursor is DecodeCursor for the list of subject's sessions in tenant: a token whose
+// session is of another subject or tenant (session ids carry their subject's tag) came from
+// another list and is an error wrapping ErrInvalidArgument, rather than a position in this one.
+func DecodeSubjectCursor(s, tenant, subject string) (*Cursor, error) {
+	c, err := DecodeCursor(s)
+	if err != nil || c == nil {
+		return c, err
+	}
+	if tag, _ := SessionTag(c.SessionID); tag != SubjectTag(tenant, subject) {
+		return nil, fmt.Errorf("%w: page token of another subject's list", ErrInvalidArgument)
+	}
+	return c, nil
+}

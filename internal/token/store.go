@@ -136,7 +136,10 @@ type Store interface {
 	// SetTenantCutoff is SetSubjectCutoff for every subject of the tenant.
 	SetTenantCutoff(ctx context.Context, tenant string, at time.Time, ttl time.Duration) error
 	// ListSessions returns the subject's live sessions newest first, skipping sessions ended by a
-	// subject or tenant cut-off, and the cursor of the next page ("" when there is none).
+	// subject or tenant cut-off, and the cursor of the next page ("" when there is none). A page
+	// may be short, even empty, and have a cursor: a backend bounds the work of one call rather
+	// than read on past sessions that ended. A cursor that this list did not return (malformed, or
+	// of another subject's list: DecodeSubjectCursor) is an error wrapping ErrInvalidArgument.
 	ListSessions(ctx context.Context, tenant, subject string, now time.Time, p Page) ([]*Session, string, error)
 	// Ping checks that the backend answers.
 	Ping(ctx context.Context) error

@@ -265,9 +265,11 @@ func (s *Store) setCutoff(op string, cuts map[string]cutoff, key string, at time
 }
 
 // ListSessions returns the subject's live sessions newest first (ties broken by id, descending),
-// skipping sessions a cut-off ended and sessions that end at or before now.
+// skipping sessions a cut-off ended and sessions that end at or before now. Sessions a cut-off
+// ended leave the subject's index (they stay readable until they expire, for CheckAccess), so
+// that later calls do not visit them again.
 func (s *Store) ListSessions(_ context.Context, tenantID, subject string, now time.Time, page token.Page) ([]*token.Session, string, error) {
-	after, err := token.DecodeCursor(page.After)
+	after, err := token.DecodeSubjectCursor(page.After, tenantID, subject)
 	if err != nil {
 		return nil, "", fmt.Errorf("memory store: list sessions: %w", err)
 	}
@@ -284,15 +286,23 @@ func (s *Store) ListSessions(_ context.Context, tenantID, subject string, now ti
 		sess *session
 	}
 	var entries []entry
-	for id := range s.subjects[tag] {
+	ids := s.subjects[tag]
+	for id := range ids {
 		sess := s.live(id, clock)
-		if sess == nil || sess.tenant != tenantID || sess.expires <= now.UnixMilli() || s.ended(sess, tag, clock) {
+		if sess != nil && s.ended(sess, tag, clock) {
+			delete(ids, id)
+			continue
+		}
+		if sess == nil || sess.tenant != tenantID || sess.expires <= now.UnixMilli() {
 			continue
 		}
 		if after != nil && after.Covers(sess.created, id) {
 			continue
 		}
 		entries = append(entries, entry{id, sess})
+	}
+	if ids != nil && len(ids) == 0 {
+		delete(s.subjects, tag)
 	}
 	slices.SortFunc(entries, func(a, b entry) int {
 		if c := cmp.Compare(b.sess.created, a.sess.created); c != 0 {

@@ -9,7 +9,10 @@ package redis
 //
 //	ta:{<tag>}:s:<sid>   HASH    one session; expires at the session's end (PEXPIREAT e)
 //	ta:{<tag>}:idx       ZSET    the subject's sessions: member sid, score created unix ms;
-//	                             expires with the subject's latest-ending session
+//	                             expires with the subject's latest-ending session. Entries
+//	                             of ended sessions are removed a bounded number at a time:
+//	                             by the subject cut-off (those it ended) and by ListSessions
+//	                             (those a cut-off ended, those whose session hash is gone)
 //	ta:{<tag>}:j:<jti>   STRING  "1": the access token jti is revoked; expires when the token does
 //	ta:{<tag>}:cut       STRING  subject cut-off, unix ms; only ever raised; expires after the
 //	                             longest TTL it was given

@@ -17,6 +17,13 @@ import (
 const (
 	// defaultPageSize is the page size of ListSessions when the caller sets none.
 	defaultPageSize = 50
+	// listScanSlack is how many index entries beyond a page (and the one after it) one
+	// ListSessions call may read: entries of sessions that expired or ended without a cut-off.
+	// It bounds the work of a call, at the price of a short page, when many sit in a row.
+	listScanSlack = 256
+	// listPruneMax bounds how many index entries of sessions ended by a cut-off one ListSessions
+	// call, or one subject cut-off, removes, so that neither blocks Redis for long.
+	listPruneMax = 1000
 	// maxGeneration bounds the refresh generations the scripts compare: Lua numbers are doubles,
 	// exact up to 2^53. A presented generation beyond it cannot be current.
 	maxGeneration = 1 << 53
@@ -263,31 +270,40 @@ func (s *Store) DeleteSession(ctx context.Context, tenantID, sessionID string) (
 	return n == 1, nil
 }
 
-// SetSubjectCutoff raises the subject's cut-off to at and its expiry to at least ttl from now.
+// SetSubjectCutoff raises the subject's cut-off to at and its expiry to at least ttl from now. It
+// also removes up to listPruneMax entries of the sessions the cut-off ended from the subject's
+// index (ListSessions removes any left).
 func (s *Store) SetSubjectCutoff(ctx context.Context, tenantID, subject string, at time.Time, ttl time.Duration) error {
-	return s.setCutoff(ctx, "set subject cut-off", subjectCutoffKey(token.SubjectTag(tenantID, subject)), at, ttl)
+	tag := token.SubjectTag(tenantID, subject)
+	return s.setCutoff(ctx, "set subject cut-off", []string{subjectCutoffKey(tag), indexKey(tag)}, at, ttl)
 }
 
-// SetTenantCutoff raises the tenant's cut-off to at and its expiry to at least ttl from now.
+// SetTenantCutoff raises the tenant's cut-off to at and its expiry to at least ttl from now. The
+// subjects' indexes are in other slots: ListSessions prunes them as it reads them.
 func (s *Store) SetTenantCutoff(ctx context.Context, tenantID string, at time.Time, ttl time.Duration) error {
-	return s.setCutoff(ctx, "set tenant cut-off", tenantCutoffKey(tenantID), at, ttl)
+	return s.setCutoff(ctx, "set tenant cut-off", []string{tenantCutoffKey(tenantID)}, at, ttl)
 }
 
-func (s *Store) setCutoff(ctx context.Context, op, key string, at time.Time, ttl time.Duration) error {
+// setCutoff runs the cut-off script on keys: the cut-off, and for a subject cut-off the index.
+func (s *Store) setCutoff(ctx context.Context, op string, keys []string, at time.Time, ttl time.Duration) error {
 	if ttl <= 0 {
 		return fmt.Errorf("redis store: %s: %w: ttl must be positive", op, token.ErrInvalidArgument)
 	}
 	ttlMillis := max(ttl.Milliseconds(), 1)
-	if err := cutoffScript.Run(ctx, s.client, []string{key}, millis(at), strconv.FormatInt(ttlMillis, 10)).Err(); err != nil {
+	if err := cutoffScript.Run(ctx, s.client, keys, millis(at), strconv.FormatInt(ttlMillis, 10), listPruneMax).Err(); err != nil {
 		return unavailable(op, err)
 	}
 	return nil
 }
 
-// ListSessions pages through the subject's index newest first, reading sessions in pipelined
-// batches. Index entries whose session no longer exists are removed on the way.
+// ListSessions pages through the subject's index newest first from the page's cursor, reading
+// index entries and sessions in batches (one script call and one pipeline each). Its work is
+// bounded whatever the index holds: entries of sessions ended by a cut-off are never read (they
+// score at or below the cut-off) and are removed, up to listPruneMax a call; entries whose session
+// no longer exists are read, then removed; and a call reads at most listScanSlack entries beyond
+// the page, after which it returns the sessions found so far (maybe none) with a cursor to go on.
 func (s *Store) ListSessions(ctx context.Context, tenantID, subject string, now time.Time, page token.Page) ([]*token.Session, string, error) {
-	after, err := token.DecodeCursor(page.After)
+	pos, err := token.DecodeSubjectCursor(page.After, tenantID, subject)
 	if err != nil {
 		return nil, "", fmt.Errorf("redis store: list sessions: %w", err)
 	}
@@ -308,29 +324,30 @@ func (s *Store) ListSessions(ctx context.Context, tenantID, subject string, now 
 	if err != nil {
 		return nil, "", fmt.Errorf("redis store: list sessions: %w", err)
 	}
-
-	// Entries with the cursor's score are read again and skipped up to the cursor's id: within
-	// one score, the index orders ids descending too.
-	maxScore := "+inf"
-	if after != nil {
-		maxScore = strconv.FormatInt(after.CreatedMillis, 10)
+	floor := ""
+	if c := cutoffs.latest(); !c.IsZero() {
+		floor = millis(c)
 	}
-	batch := int64(limit + 1)
+
+	// One session beyond the page tells whether another page follows. The first batch is just
+	// that; later ones, needed only past entries of dead sessions, double.
+	budget := limit + 1 + listScanSlack
+	batch := limit + 1
+	prune := listPruneMax
 	var out []*token.Session
 	var stale []any
-	for offset := int64(0); len(out) <= limit; {
-		entries, err := s.client.ZRevRangeByScoreWithScores(ctx, indexKey(tag),
-			&goredis.ZRangeBy{Min: "-inf", Max: maxScore, Offset: offset, Count: batch}).Result()
+	read, exhausted := 0, false
+	for len(out) <= limit && read < budget {
+		n := min(batch, budget-read)
+		entries, err := s.listFrom(ctx, tag, pos, floor, n, prune)
 		if err != nil {
-			return nil, "", unavailable("list sessions", err)
+			return nil, "", err
 		}
-		offset += int64(len(entries))
-		ids := make([]string, 0, len(entries))
-		for _, e := range entries {
-			id, _ := e.Member.(string)
-			if after == nil || !after.Covers(int64(e.Score), id) {
-				ids = append(ids, id)
-			}
+		prune = 0
+		read += len(entries)
+		ids := make([]string, len(entries))
+		for i, e := range entries {
+			ids[i] = e.SessionID
 		}
 		sessions, missing, err := s.readSessions(ctx, tag, ids)
 		if err != nil {
@@ -342,20 +359,56 @@ func (s *Store) ListSessions(ctx context.Context, tenantID, subject string, now 
 				out = append(out, sess)
 			}
 		}
-		if int64(len(entries)) < batch {
+		if len(entries) > 0 {
+			pos = &entries[len(entries)-1]
+		}
+		if len(entries) < n {
+			exhausted = true
 			break
 		}
+		batch *= 2
 	}
 	if len(stale) > 0 {
 		if err := s.client.ZRem(ctx, indexKey(tag), stale...).Err(); err != nil {
 			return nil, "", unavailable("list sessions", err)
 		}
 	}
-	if len(out) <= limit {
+	switch {
+	case len(out) > limit:
+		last := out[limit-1]
+		return out[:limit], token.Cursor{CreatedMillis: last.CreatedAt.UnixMilli(), SessionID: last.ID}.Encode(), nil
+	case exhausted:
 		return out, "", nil
+	default:
+		// The budget ran out among dead sessions: a short page, and the cursor of the last entry
+		// read, past everything this call looked at.
+		return out, pos.Encode(), nil
 	}
-	last := out[limit-1]
-	return out[:limit], token.Cursor{CreatedMillis: last.CreatedAt.UnixMilli(), SessionID: last.ID}.Encode(), nil
+}
+
+// listFrom runs the list script: up to n index entries after pos (nil: from the newest) that
+// score above floor ("": no cut-off), after removing up to prune entries at or below floor.
+func (s *Store) listFrom(ctx context.Context, tag string, pos *token.Cursor, floor string, n, prune int) ([]token.Cursor, error) {
+	score, member := "", ""
+	if pos != nil {
+		score, member = strconv.FormatInt(pos.CreatedMillis, 10), pos.SessionID
+	}
+	reply, err := listScript.Run(ctx, s.client, []string{indexKey(tag)}, score, member, floor, n, prune).StringSlice()
+	if err != nil {
+		return nil, unavailable("list sessions", err)
+	}
+	if len(reply)%2 != 0 {
+		return nil, fmt.Errorf("redis store: list sessions: %w", errUnexpectedReply)
+	}
+	entries := make([]token.Cursor, 0, len(reply)/2)
+	for i := 0; i < len(reply); i += 2 {
+		ms, err := strconv.ParseFloat(reply[i+1], 64)
+		if err != nil {
+			return nil, fmt.Errorf("redis store: list sessions: %w", errUnexpectedReply)
+		}
+		entries = append(entries, token.Cursor{CreatedMillis: int64(ms), SessionID: reply[i]})
+	}
+	return entries, nil
 }
 
 // readSessions reads sessions of one subject in one pipeline. It returns the sessions that exist,
@@ -405,6 +458,15 @@ func readCutoffs(subject, tenant *goredis.StringCmd) (cutoffs, error) {
 		return c, err
 	}
 	return c, nil
+}
+
+// latest returns the later of the two cut-offs (zero: none): every session created at or before
+// it is ended.
+func (c cutoffs) latest() time.Time {
+	if c.tenant.After(c.subject) {
+		return c.tenant
+	}
+	return c.subject
 }
 
 // ended reports whether a cut-off ended sess.

@@ -41,6 +41,10 @@ var (
 	cutoffSrc    string
 	cutoffScript = goredis.NewScript(cutoffSrc)
 
+	//go:embed scripts/list.lua
+	listSrc    string
+	listScript = goredis.NewScript(listSrc)
+
 	//go:embed scripts/record_create.lua
 	recordCreateSrc    string
 	recordCreateScript = goredis.NewScript(recordCreateSrc)

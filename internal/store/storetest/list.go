@@ -23,7 +23,16 @@ var listTests = []test{
 		}
 	}},
 	{"MalformedCursor", testListMalformedCursor},
+	{"ForeignCursor", testListForeignCursor},
+	{"ManyEndedByCutoff", testListManyEndedByCutoff},
+	{"ManyDeadInARow", testListManyDeadInARow},
+	{"CursorSessionGone", testListCursorSessionGone},
 }
+
+// manyDead is how many dead sessions the cases below put in a subject's list: more than a backend
+// may read in one call (the Redis store reads at most 256 beyond a page), so that a backend that
+// bounds its work must page through them.
+const manyDead = 600
 
 // newestFirst returns the ids of sessions in list order: newest first, ties by id descending.
 func newestFirst(sessions []*token.Session) []string {
@@ -215,5 +224,134 @@ func testListMalformedCursor(t *testing.T, f *fixture) {
 		if !errors.Is(err, token.ErrInvalidArgument) {
 			t.Errorf("ListSessions after %q: err = %v, want token.ErrInvalidArgument", after, err)
 		}
+	}
+}
+
+func testListForeignCursor(t *testing.T, f *fixture) {
+	for range 3 {
+		f.create(t, acme, alice)
+	}
+	for _, other := range [][2]string{{acme, bob}, {globex, alice}} {
+		f.create(t, other[0], other[1])
+	}
+	_, next, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, token.Page{Limit: 1})
+	if err != nil || next == "" {
+		t.Fatalf("ListSessions = %q, %v; want a cursor", next, err)
+	}
+	for _, other := range [][2]string{{acme, bob}, {globex, alice}} {
+		_, _, err := f.store.ListSessions(f.ctx, other[0], other[1], f.t0, token.Page{After: next, Limit: 1})
+		if !errors.Is(err, token.ErrInvalidArgument) {
+			t.Errorf("ListSessions of %s/%s with a cursor of acme/alice: err = %v, want token.ErrInvalidArgument", other[0], other[1], err)
+		}
+	}
+}
+
+// testListManyEndedByCutoff lists a subject whose older sessions a cut-off ended, many of them.
+func testListManyEndedByCutoff(t *testing.T, f *fixture) {
+	tests := []struct {
+		name string
+		cut  func(t *testing.T, f *fixture, tenantID string, at time.Time)
+	}{
+		{"Subject", func(t *testing.T, f *fixture, tenantID string, at time.Time) {
+			f.subjectCutoff(t, tenantID, alice, at, time.Hour)
+		}},
+		{"Tenant", func(t *testing.T, f *fixture, tenantID string, at time.Time) {
+			f.tenantCutoff(t, tenantID, at, time.Hour)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tenantID := acme + "-" + tt.name
+			start := f.t0.Add(-time.Hour)
+			for i := range manyDead {
+				f.mustCreate(t, f.session(tenantID, alice, start.Add(time.Duration(i)*time.Millisecond)))
+			}
+			tt.cut(t, f, tenantID, start.Add(manyDead*time.Millisecond))
+			var live []*token.Session
+			for i := range 3 {
+				s := f.session(tenantID, alice, f.t0.Add(-time.Duration(i)*time.Minute))
+				f.mustCreate(t, s)
+				live = append(live, s)
+			}
+			want := newestFirst(live)
+			for _, limit := range []int{1, 2, 0} {
+				// Twice: the first listing may prune what the cut-off ended, the second must
+				// list the same.
+				for range 2 {
+					got, pages := f.listPages(t, tenantID, alice, f.t0, limit)
+					if !slices.Equal(got, want) {
+						t.Errorf("ListSessions(limit %d):\n got %v\nwant %v", limit, got, want)
+					}
+					// The ended sessions are not in the way: no page is short.
+					if size := pageLimit(limit); pages != (len(want)+size-1)/size {
+						t.Errorf("ListSessions(limit %d) took %d pages for %d sessions", limit, pages, len(want))
+					}
+				}
+			}
+		})
+	}
+}
+
+// testListManyDeadInARow lists a subject whose newest sessions have all ended by the time of
+// listing, with live ones behind them: a backend may return short or empty pages with a cursor on
+// the way, and must still list every live session once, in order.
+func testListManyDeadInARow(t *testing.T, f *fixture) {
+	var live []*token.Session
+	for i := range 2 {
+		s := f.session(acme, alice, f.t0.Add(-time.Hour-time.Duration(i)*time.Second))
+		f.mustCreate(t, s)
+		live = append(live, s)
+	}
+	for i := range manyDead {
+		s := f.session(acme, alice, f.t0.Add(-time.Duration(i)*time.Millisecond))
+		s.ExpiresAt = f.t0.Add(time.Minute)
+		f.mustCreate(t, s)
+	}
+	want := newestFirst(live)
+	for _, limit := range []int{1, 0, 500} {
+		if got := f.listAll(t, acme, alice, f.t0.Add(2*time.Minute), limit); !slices.Equal(got, want) {
+			t.Errorf("ListSessions(limit %d):\n got %v\nwant %v", limit, got, want)
+		}
+	}
+}
+
+// testListCursorSessionGone ends the session a cursor names before the next page is read: the
+// listing goes on where it was, also among sessions of the same millisecond.
+func testListCursorSessionGone(t *testing.T, f *fixture) {
+	var sessions []*token.Session
+	for i := range 12 {
+		created := f.t0.Add(-time.Minute) // Most in one millisecond.
+		if i%4 == 0 {
+			created = f.t0.Add(-time.Duration(i) * time.Second)
+		}
+		s := f.session(acme, alice, created)
+		f.mustCreate(t, s)
+		sessions = append(sessions, s)
+	}
+	want := newestFirst(sessions)
+	var got []string
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > len(want) {
+			t.Fatalf("ListSessions: more than %d pages", len(want))
+		}
+		page, next, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, token.Page{After: after, Limit: 3})
+		if err != nil {
+			t.Fatalf("ListSessions: %v", err)
+		}
+		for _, s := range page {
+			got = append(got, s.ID)
+		}
+		if next == "" {
+			break
+		}
+		last := page[len(page)-1]
+		if deleted, err := f.store.DeleteSession(f.ctx, acme, last.ID); err != nil || !deleted {
+			t.Fatalf("DeleteSession = %v, %v", deleted, err)
+		}
+		after = next
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("sessions listed:\n got %v\nwant %v", got, want)
 	}
 }

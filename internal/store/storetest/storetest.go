@@ -210,13 +210,21 @@ func (f *fixture) tenantCutoff(t *testing.T, tenantID string, at time.Time, ttl 
 }
 
 // listAll pages through a subject's sessions with the given page size and returns their ids in
-// order, failing the test when a page is empty but not the last or larger than the limit.
+// order, failing the test when a page is larger than the limit or a cursor repeats. A page may be
+// short, even empty, and still have a next cursor: a backend bounds the work of one call.
 func (f *fixture) listAll(t *testing.T, tenantID, subject string, now time.Time, limit int) []string {
 	t.Helper()
-	var ids []string
+	ids, _ := f.listPages(t, tenantID, subject, now, limit)
+	return ids
+}
+
+// listPages is listAll that also returns how many calls the listing took.
+func (f *fixture) listPages(t *testing.T, tenantID, subject string, now time.Time, limit int) (ids []string, pages int) {
+	t.Helper()
+	seen := make(map[string]bool)
 	after := ""
-	for page := 0; ; page++ {
-		if page > 1000 {
+	for ; ; pages++ {
+		if pages > 1000 {
 			t.Fatal("ListSessions: no end after 1000 pages")
 		}
 		sessions, next, err := f.store.ListSessions(f.ctx, tenantID, subject, now, token.Page{After: after, Limit: limit})
@@ -230,11 +238,12 @@ func (f *fixture) listAll(t *testing.T, tenantID, subject string, now time.Time,
 			ids = append(ids, s.ID)
 		}
 		if next == "" {
-			return ids
+			return ids, pages + 1
 		}
-		if len(sessions) == 0 {
-			t.Fatal("ListSessions returned an empty page with a next cursor")
+		if seen[next] {
+			t.Fatalf("ListSessions returned the cursor %q twice: the listing does not move on", next)
 		}
+		seen[next] = true
 		after = next
 	}
 }
