@@ -185,7 +185,7 @@ func TestCreateAPIKeyRefusesBeyondMaxAPIKeys(t *testing.T) {
 
 	k, v, err := e.svc.CreateAPIKey(e.ctx, tenantID, "one too many", []tenant.Role{tenant.RoleIssue})
 	if !errors.Is(err, tenant.ErrLimit) || k != nil || v != "" {
-		t.Fatalf("CreateAPIKey beyond the limit = %v, %q, %v; want ErrLimit", k, v, err)
+		t.Fatalf("CreateAPIKey beyond the limit: key returned %v, value returned %v, err %v; want ErrLimit", k != nil, v != "", err)
 	}
 	if want := fmt.Sprintf("at most %d API keys", tenant.MaxAPIKeys); !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q does not say %q", err, want)
