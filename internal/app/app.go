@@ -204,6 +204,10 @@ func (a *App) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	g.Go(func() error { return a.watchStore(gctx) })
 	g.Go(func() error { return a.refreshKeys(gctx) })
 	g.Go(func() error {
+		a.indexAPIKeys(gctx, time.Second)
+		return nil
+	})
+	g.Go(func() error {
 		a.hub.Run(gctx)
 		return nil
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
@@ -33,8 +34,34 @@ func CallerFrom(ctx context.Context) (*tenant.Caller, bool) {
 	return c, ok
 }
 
-// authFunc authenticates the caller and applies the method's policy.
-func authFunc(authn Authenticator, log *slog.Logger) auth.AuthFunc {
+// authGuards is what the authentication interceptor keeps between calls.
+type authGuards struct {
+	// failures bounds the "authentication failed" log lines, which anyone can cause.
+	failures *logThrottle
+	// writes bounds the admin writes of each caller's key (adminWrites).
+	writes *limiter
+}
+
+func newAuthGuards(now func() time.Time) *authGuards {
+	return &authGuards{failures: newLogThrottle(now, authFailureLogRate, authFailureLogBurst), writes: newLimiter(now)}
+}
+
+// logFailure logs a failed authentication unless too many have been logged lately; the next line
+// logged says how many were not.
+func (g *authGuards) logFailure(ctx context.Context, log *slog.Logger, method, why string) {
+	ok, held := g.failures.allow()
+	if !ok {
+		return
+	}
+	attrs := []slog.Attr{slog.String("method", method), slog.String("why", why)}
+	if held > 0 {
+		attrs = append(attrs, slog.Int("suppressed", held))
+	}
+	log.LogAttrs(ctx, slog.LevelInfo, "authentication failed", attrs...)
+}
+
+// authFunc authenticates the caller and applies the method's policy and the admin write limit.
+func authFunc(authn Authenticator, log *slog.Logger, g *authGuards) auth.AuthFunc {
 	return func(ctx context.Context) (context.Context, error) {
 		method, _ := grpc.Method(ctx)
 		p, ok := policies[method]
@@ -44,13 +71,13 @@ func authFunc(authn Authenticator, log *slog.Logger) auth.AuthFunc {
 		md, _ := metadata.FromIncomingContext(ctx)
 		vals := md.Get(APIKeyHeader)
 		if len(vals) != 1 || vals[0] == "" {
-			log.LogAttrs(ctx, slog.LevelInfo, "authentication failed", slog.String("method", method), slog.String("why", "no x-api-key"))
+			g.logFailure(ctx, log, method, "no x-api-key")
 			return nil, status.Error(codes.Unauthenticated, "missing x-api-key metadata")
 		}
 		caller, err := authn.Authenticate(ctx, vals[0])
 		if errors.Is(err, tenant.ErrUnauthenticated) {
 			// Never log the credential, not even a prefix of it.
-			log.LogAttrs(ctx, slog.LevelInfo, "authentication failed", slog.String("method", method), slog.String("why", "invalid x-api-key"))
+			g.logFailure(ctx, log, method, "invalid x-api-key")
 			return nil, status.Error(codes.Unauthenticated, "invalid x-api-key")
 		}
 		if err != nil {
@@ -59,6 +86,11 @@ func authFunc(authn Authenticator, log *slog.Logger) auth.AuthFunc {
 		if !allowed(p, caller) {
 			log.LogAttrs(ctx, slog.LevelInfo, "permission denied", slog.String("method", method), slog.String("key_id", caller.KeyID))
 			return nil, status.Error(codes.PermissionDenied, "the caller's credential lacks a role this method requires")
+		}
+		if adminWrites[method] {
+			if err := g.writes.allow(writerKey(caller), "admin-write", adminWriteLimit); err != nil {
+				return nil, err
+			}
 		}
 		return context.WithValue(ctx, callerKey{}, caller), nil
 	}
@@ -82,8 +114,8 @@ func needsAuth(_ context.Context, c interceptors.CallMeta) bool {
 	return !ok || !p.public
 }
 
-func authInterceptors(authn Authenticator, log *slog.Logger) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
-	af := authFunc(authn, log)
+func authInterceptors(authn Authenticator, log *slog.Logger, now func() time.Time) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	af := authFunc(authn, log, newAuthGuards(now))
 	match := selector.MatchFunc(needsAuth)
 	return selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(af), match),
 		selector.StreamServerInterceptor(auth.StreamServerInterceptor(af), match)

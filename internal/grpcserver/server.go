@@ -35,7 +35,8 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Revocations serves WatchRevocations; the method is Unimplemented when nil.
 	Revocations *revocation.Hub
-	// Now is the clock of the rate limits and of the revocation lag; time.Now when nil.
+	// Now is the clock of the rate limits, of the log throttle and of the revocation lag; time.Now
+	// when nil.
 	Now func() time.Time
 	// MaxWatchesPerKey bounds the open WatchRevocations streams of one API key
 	// (DefaultMaxWatchesPerKey when zero).
@@ -89,7 +90,7 @@ func New(cfg Config) (*Server, error) {
 		log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("type", fmt.Sprintf("%T", p)), slog.String("stack", string(debug.Stack())))
 		return status.Error(codes.Internal, "internal error")
 	})
-	authUnary, authStream := authInterceptors(cfg.Tenants, log)
+	authUnary, authStream := authInterceptors(cfg.Tenants, log, cfg.Now)
 	codec := newRequestCodec()
 	unary = append(unary, logging.UnaryServerInterceptor(logger, logOpts...), recovery.UnaryServerInterceptor(recoverOpt),
 		codec.unaryInterceptor, authUnary)

@@ -166,6 +166,8 @@ type Manager struct {
 
 	// writes serializes this manager's read-modify-write updates (Rotate, Withdraw).
 	writes chan struct{}
+	// newKey generates a key (generate; tests count the calls).
+	newKey func(alg Algorithm, now time.Time) (*Key, error)
 	seq    atomic.Uint64
 
 	mu   sync.RWMutex
@@ -179,7 +181,7 @@ const reloadInterval = time.Second
 // now. The options set the pre-publish delay of Rotate (WithPrePublish) and how long retired keys
 // keep verifying (WithRetention).
 func NewManager(s Store, kek []byte, now func() time.Time, opts ...Option) (*Manager, error) {
-	m := &Manager{store: s, now: now, retention: DefaultRetention, writes: make(chan struct{}, 1), sets: map[string]*keyset{}}
+	m := &Manager{store: s, now: now, retention: DefaultRetention, writes: make(chan struct{}, 1), newKey: generate, sets: map[string]*keyset{}}
 	for _, opt := range opts {
 		opt(m)
 	}
@@ -211,7 +213,7 @@ func (m *Manager) Ensure(ctx context.Context, tenant string, alg Algorithm) erro
 		return err
 	}
 	now := m.now()
-	k, err := generate(alg, now)
+	k, err := m.newKey(alg, now)
 	if err != nil {
 		return err
 	}

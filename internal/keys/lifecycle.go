@@ -34,29 +34,42 @@ func WithRetention(d time.Duration) Option {
 // maxAttempts bounds the read-modify-write attempts of one Rotate or Withdraw.
 const maxAttempts = 3
 
+// MaxKeys bounds the keys of one tenant's set: keys that sign, wait to sign, or verify within the
+// retention. It bounds the JWKS (and the work of every verifier that fetches it) whatever a
+// tenant's admins do; routine rotation keeps a set at two or three keys.
+const MaxKeys = 16
+
+// ErrTooManyKeys reports a rotation refused because the tenant's set holds MaxKeys keys.
+var ErrTooManyKeys = fmt.Errorf("a tenant's key set holds at most %d signing keys: withdraw one, "+
+	"or wait until retired keys leave after the retention", MaxKeys)
+
 // Rotate adds a new key of alg to the tenant's set (the current signer's algorithm when alg is
 // empty). The key is published at once and starts signing after the pre-publish delay; the key it
 // replaces then retires and verifies for the retention. Keys retired longer ago than the retention
 // leave the set. Rotate returns a description of the new key (see Keys), an error wrapping
-// ErrNoKeys for a tenant without keys, or one wrapping ErrConflict when concurrent writers kept
-// overwriting the set.
+// ErrNoKeys for a tenant without keys, ErrTooManyKeys when the set holds MaxKeys keys, or one
+// wrapping ErrConflict when concurrent writers kept overwriting the set.
 func (m *Manager) Rotate(ctx context.Context, tenant string, alg Algorithm) (*Key, error) {
-	cur, err := m.load(ctx, tenant)
-	if err != nil {
-		return nil, err
-	}
-	if alg == "" {
-		alg = cur.signer(m.now()).Algorithm
-	}
-	// Generated once, outside the update: an RSA key takes long enough to widen the window
-	// between reading the set and writing it back.
-	nk, err := generate(alg, m.now())
-	if err != nil {
-		return nil, err
-	}
+	// Generated under the update's lock, once the limit is checked, and once for every attempt:
+	// concurrent rotations take turns instead of generating RSA keys in parallel, and a refused
+	// one generates nothing.
+	var nk *Key
 	updated, err := m.update(ctx, tenant, change{
 		apply: func(ks *keyset, now time.Time) error {
 			m.prune(ks, now)
+			if len(ks.keys) >= MaxKeys {
+				return ErrTooManyKeys
+			}
+			a := alg
+			if a == "" {
+				a = ks.signer(now).Algorithm
+			}
+			if nk == nil || nk.Algorithm != a {
+				var err error
+				if nk, err = m.newKey(a, now); err != nil {
+					return err
+				}
+			}
 			k := *nk
 			k.PublishedAt, k.ActivatesAt = now, now.Add(m.prePublish)
 			ks.keys = append(ks.keys, &k)
@@ -95,7 +108,7 @@ func (m *Manager) Withdraw(ctx context.Context, tenant, kid string) error {
 			}
 			if replacement == nil || replacement.Algorithm != withdrawn.Algorithm {
 				var err error
-				if replacement, err = generate(withdrawn.Algorithm, now); err != nil {
+				if replacement, err = m.newKey(withdrawn.Algorithm, now); err != nil {
 					return err
 				}
 			}

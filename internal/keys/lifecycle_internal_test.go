@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -206,5 +207,72 @@ func TestKeySetSealedBeforeLifecycleTimesOpensAndSigns(t *testing.T) {
 					bytes.Count(plain, []byte(`"retired"`)))
 			}
 		})
+	}
+}
+
+// TestConcurrentRotationsGenerateOneKeyAtATime: RSA rotations of one replica take turns to
+// generate their keys, whatever the tenant, and a rotation refused for a full set generates none.
+func TestConcurrentRotationsGenerateOneKeyAtATime(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	m, err := NewManager(newMapStore(), bytes.Repeat([]byte{0xA1}, 32), func() time.Time { return now })
+	if err != nil {
+		t.Fatalf("NewManager: %v", err)
+	}
+	var mu sync.Mutex
+	inFlight, most, calls := 0, 0, 0
+	m.newKey = func(alg Algorithm, at time.Time) (*Key, error) {
+		mu.Lock()
+		inFlight++
+		calls++
+		most = max(most, inFlight)
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			inFlight--
+			mu.Unlock()
+		}()
+		return generate(alg, at)
+	}
+	tenants := []string{"acme", "globex"}
+	for _, tn := range tenants {
+		if err := m.Ensure(ctx, tn, RS256); err != nil {
+			t.Fatalf("Ensure: %v", err)
+		}
+	}
+	const perTenant = 4
+	var wg sync.WaitGroup
+	errs := make(chan error, perTenant*len(tenants))
+	for _, tn := range tenants {
+		for range perTenant {
+			wg.Go(func() {
+				_, err := m.Rotate(ctx, tn, "")
+				errs <- err
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("Rotate: %v", err)
+		}
+	}
+	if most != 1 {
+		t.Errorf("%d RSA keys were generated at once, want one at a time", most)
+	}
+
+	// Fill acme's set; a refused rotation generates nothing.
+	for range MaxKeys - 1 - perTenant {
+		if _, err := m.Rotate(ctx, "acme", ""); err != nil {
+			t.Fatalf("Rotate: %v", err)
+		}
+	}
+	before := calls
+	if _, err := m.Rotate(ctx, "acme", ""); !errors.Is(err, ErrTooManyKeys) {
+		t.Fatalf("Rotate of a full set: %v, want ErrTooManyKeys", err)
+	}
+	if calls != before {
+		t.Errorf("a refused rotation generated %d keys", calls-before)
 	}
 }

@@ -784,3 +784,43 @@ func TestConcurrentRotateAcrossReplicas(t *testing.T) {
 	}
 	t.Logf("%d keys in the set, %d successful rotations overwritten", present, lost)
 }
+
+// TestRotateRefusesBeyondMaxKeys: a set holds at most MaxKeys keys; a refused rotation changes
+// nothing, and a withdrawal or the end of a retired key's retention makes room again.
+func TestRotateRefusesBeyondMaxKeys(t *testing.T) {
+	e := newLifecycleEnv(t, keys.WithRetention(retention))
+	e.ensure(t, "acme", keys.EdDSA)
+	for range keys.MaxKeys - 1 {
+		e.rotate(t, e.m, "acme", "")
+		e.clock.Advance(time.Second)
+	}
+	full := e.keyList(t, e.m, "acme")
+	if len(full) != keys.MaxKeys {
+		t.Fatalf("%d keys after %d rotations, want %d", len(full), keys.MaxKeys-1, keys.MaxKeys)
+	}
+	rec := e.record(t, "acme")
+	if _, err := e.m.Rotate(e.ctx, "acme", ""); !errors.Is(err, keys.ErrTooManyKeys) {
+		t.Fatalf("Rotate of a full set: %v, want ErrTooManyKeys", err)
+	}
+	if !bytes.Equal(e.record(t, "acme"), rec) {
+		t.Error("a refused Rotate rewrote the stored key set")
+	}
+	if _, err := e.m.Rotate(e.ctx, "acme", keys.RS256); !errors.Is(err, keys.ErrTooManyKeys) {
+		t.Errorf("Rotate of a full set to another algorithm: %v, want ErrTooManyKeys", err)
+	}
+	if _, err := e.m.Rotate(e.ctx, "acme", "none"); !errors.Is(err, keys.ErrTooManyKeys) {
+		t.Errorf("Rotate of a full set with a bad algorithm: %v, want ErrTooManyKeys", err)
+	}
+
+	e.withdraw(t, e.m, "acme", full[0].ID)
+	e.rotate(t, e.m, "acme", "")
+	if _, err := e.m.Rotate(e.ctx, "acme", ""); !errors.Is(err, keys.ErrTooManyKeys) {
+		t.Fatalf("Rotate of a set filled again: %v, want ErrTooManyKeys", err)
+	}
+	// Once the retention has passed, every key but the signer and the pending ones leaves.
+	e.clock.Advance(prePublish + retention + time.Minute)
+	e.rotate(t, e.m, "acme", "")
+	if n := len(e.keyList(t, e.m, "acme")); n > 3 {
+		t.Errorf("%d keys after the retention passed, want the signer and its successors", n)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,14 +45,15 @@ func (s *Service) ListTenants(ctx context.Context, limit int, after string) ([]*
 
 // DeleteTenant deletes a tenant with its API keys and principals. Ending its sessions and
 // dropping its keys is the caller's part (the tenant cut-off must be set first, so that a tenant
-// created again with the same id cannot revive them).
+// created again with the same id cannot revive them). It reads and deletes the tenant's own
+// records only.
 func (s *Service) DeleteTenant(ctx context.Context, id string) error {
-	keys, err := s.ListAPIKeys(ctx, id)
+	keys, err := s.store.ListOwnedRecords(ctx, store.KindAPIKey, id)
 	if err != nil {
 		return err
 	}
 	for _, k := range keys {
-		if _, err := s.store.DeleteRecord(ctx, store.KindAPIKey, k.ID); err != nil {
+		if _, err := s.store.DeleteOwnedRecord(ctx, store.KindAPIKey, id, k.ID); err != nil {
 			return err
 		}
 	}
@@ -74,9 +77,10 @@ func (s *Service) DeleteTenant(ctx context.Context, id string) error {
 	return nil
 }
 
-// ListAPIKeys returns the tenant's API keys (their hashes, never values), ordered by id.
+// ListAPIKeys returns the tenant's API keys (their hashes, never values), ordered by id. It reads
+// the tenant's keys only, however many other tenants hold.
 func (s *Service) ListAPIKeys(ctx context.Context, tenantID string) ([]*APIKey, error) {
-	recs, err := s.store.ListRecords(ctx, store.KindAPIKey, "")
+	recs, err := s.store.ListOwnedRecords(ctx, store.KindAPIKey, tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +95,34 @@ func (s *Service) ListAPIKeys(ctx context.Context, tenantID string) ([]*APIKey, 
 		}
 	}
 	return out, nil
+}
+
+// IndexAPIKeys lists every stored API key under its tenant, for keys stored before ListAPIKeys
+// and DeleteTenant read per-tenant lists (or by a replica of that older version since). It reads
+// every API key once and returns how many it listed and how many records it skipped because they
+// do not decode. Running it again lists nothing twice, and never lists a deleted key.
+func (s *Service) IndexAPIKeys(ctx context.Context) (listed, skipped int, err error) {
+	recs, err := s.store.ListRecords(ctx, store.KindAPIKey, "")
+	if err != nil {
+		return 0, 0, err
+	}
+	byTenant := map[string][]string{}
+	for _, r := range recs {
+		var k APIKey
+		if err := json.Unmarshal(r.Value, &k); err != nil || k.Tenant == "" {
+			skipped++
+			continue
+		}
+		byTenant[k.Tenant] = append(byTenant[k.Tenant], r.ID)
+	}
+	for _, t := range slices.Sorted(maps.Keys(byTenant)) {
+		n, err := s.store.OwnRecords(ctx, store.KindAPIKey, t, byTenant[t])
+		listed += n
+		if err != nil {
+			return listed, skipped, err
+		}
+	}
+	return listed, skipped, nil
 }
 
 // apiKeyOf returns the tenant's key id, or ErrKeyNotFound (also for another tenant's key).
@@ -133,7 +165,7 @@ func (s *Service) DeleteAPIKey(ctx context.Context, tenantID, id string) error {
 	if _, err := s.apiKeyOf(ctx, tenantID, id); err != nil {
 		return err
 	}
-	if _, err := s.store.DeleteRecord(ctx, store.KindAPIKey, id); err != nil {
+	if _, err := s.store.DeleteOwnedRecord(ctx, store.KindAPIKey, tenantID, id); err != nil {
 		return err
 	}
 	s.forgetKey(id)
@@ -145,16 +177,20 @@ func (s *Service) putAPIKey(ctx context.Context, k *APIKey) error {
 	if err != nil {
 		return fmt.Errorf("encode API key: %w", err)
 	}
-	if err := s.store.PutRecord(ctx, store.KindAPIKey, k.ID, raw); err != nil {
+	if err := s.store.PutOwnedRecord(ctx, store.KindAPIKey, k.Tenant, k.ID, raw); err != nil {
 		return err
 	}
 	s.forgetKey(k.ID)
 	return nil
 }
 
+// forgetKey drops what this replica remembers of key id, known or unknown, so that a change made
+// here takes effect here at once.
 func (s *Service) forgetKey(id string) {
 	s.mu.Lock()
 	delete(s.cache, id)
+	delete(s.unknown, id)
+	s.forgets++
 	s.mu.Unlock()
 }
 
@@ -165,6 +201,7 @@ func (s *Service) forgetTenant(id string) {
 			delete(s.cache, k)
 		}
 	}
+	s.forgets++
 	s.mu.Unlock()
 }
 

@@ -58,11 +58,21 @@ func (c *Caller) Has(role Role) bool { return slices.Contains(c.Roles, role) }
 type Service struct {
 	store      Store
 	masterHash []byte
+	// dummyHash stands in for the hash of an unknown key id, so that refusing one costs the same
+	// comparison as refusing a wrong secret.
+	dummyHash  []byte
 	now        func() time.Time
 	cacheTTL   time.Duration
+	unknownTTL time.Duration
 
 	mu    sync.RWMutex
 	cache map[string]cachedKey
+	// unknown holds the ids that did not authenticate (no such key, or its tenant is gone) and
+	// until when that answer stands.
+	unknown map[string]time.Time
+	// forgets counts the entries dropped because a key or tenant changed here: a lookup that ran
+	// across one caches nothing, since it may have read the record before the change.
+	forgets uint64
 }
 
 type cachedKey struct {
@@ -75,9 +85,26 @@ type cachedKey struct {
 // working everywhere within this time.
 const DefaultCacheTTL = 5 * time.Second
 
+// UnknownKeyCacheTTL is how long a replica remembers that a key id does not authenticate, so that
+// repeated attempts with an unknown id are answered from memory, as a wrong secret is, rather than
+// each costing a store read. A key created on this replica works here at once; one created on
+// another replica under an id that this one was shown within this time works here after it.
+const UnknownKeyCacheTTL = 2 * time.Second
+
+// Bounds of the caches: a full cache is emptied, which costs store reads, never a wrong answer.
+const (
+	maxCachedKeys  = 10_000
+	maxUnknownKeys = 10_000
+)
+
+// compareHash compares a presented credential's hash with a stored one in constant time.
+var compareHash = subtle.ConstantTimeCompare
+
 // NewService returns a service over s. masterKey may be empty (no master credential).
 func NewService(s Store, masterKey string, now func() time.Time) *Service {
-	svc := &Service{store: s, now: now, cacheTTL: DefaultCacheTTL, cache: map[string]cachedKey{}}
+	dummy := sha256.Sum256([]byte(randomB64(32)))
+	svc := &Service{store: s, now: now, cacheTTL: DefaultCacheTTL, unknownTTL: UnknownKeyCacheTTL, dummyHash: dummy[:],
+		cache: map[string]cachedKey{}, unknown: map[string]time.Time{}}
 	if masterKey != "" {
 		h := sha256.Sum256([]byte(masterKey))
 		svc.masterHash = h[:]
@@ -85,7 +112,8 @@ func NewService(s Store, masterKey string, now func() time.Time) *Service {
 	return svc
 }
 
-// Authenticate returns the caller presenting credential.
+// Authenticate returns the caller presenting credential. An unknown key id and a wrong secret are
+// refused alike, with the same hashing and comparison, and both from memory once seen.
 func (s *Service) Authenticate(ctx context.Context, credential string) (*Caller, error) {
 	h := sha256.Sum256([]byte(credential))
 	if s.masterHash != nil && subtle.ConstantTimeCompare(h[:], s.masterHash) == 1 {
@@ -96,12 +124,16 @@ func (s *Service) Authenticate(ctx context.Context, credential string) (*Caller,
 		return nil, ErrUnauthenticated
 	}
 	k, t, err := s.lookup(ctx, id)
+	if errors.Is(err, ErrUnauthenticated) {
+		compareHash(h[:], s.dummyHash)
+		return nil, ErrUnauthenticated
+	}
 	if err != nil {
 		return nil, err
 	}
-	match := subtle.ConstantTimeCompare(h[:], k.Hash) == 1
+	match := compareHash(h[:], k.Hash) == 1
 	if !match && k.PrevHash != nil && s.now().Before(k.PrevExpiresAt) {
-		match = subtle.ConstantTimeCompare(h[:], k.PrevHash) == 1
+		match = compareHash(h[:], k.PrevHash) == 1
 	}
 	if !match {
 		return nil, ErrUnauthenticated
@@ -109,14 +141,47 @@ func (s *Service) Authenticate(ctx context.Context, credential string) (*Caller,
 	return &Caller{KeyID: k.ID, Tenant: t, Roles: k.Roles}, nil
 }
 
+// lookup returns the key id and its tenant, from the caches or else the store, or
+// ErrUnauthenticated when there is no such key or its tenant is gone. Store failures are returned
+// and never cached.
 func (s *Service) lookup(ctx context.Context, id string) (*APIKey, *Tenant, error) {
 	now := s.now()
 	s.mu.RLock()
 	c, ok := s.cache[id]
+	unknownUntil, unknown := s.unknown[id]
+	forgets := s.forgets
 	s.mu.RUnlock()
 	if ok && now.Before(c.expires) {
 		return c.key, c.tenant, nil
 	}
+	if unknown && now.Before(unknownUntil) {
+		return nil, nil, ErrUnauthenticated
+	}
+	k, t, err := s.read(ctx, id)
+	if err != nil && !errors.Is(err, ErrUnauthenticated) {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.forgets != forgets {
+		return k, t, err
+	}
+	if err != nil {
+		if len(s.unknown) >= maxUnknownKeys {
+			clear(s.unknown)
+		}
+		s.unknown[id] = now.Add(s.unknownTTL)
+		return nil, nil, err
+	}
+	if len(s.cache) >= maxCachedKeys {
+		clear(s.cache)
+	}
+	s.cache[id] = cachedKey{key: k, tenant: t, expires: now.Add(s.cacheTTL)}
+	return k, t, nil
+}
+
+// read reads the key id and its tenant from the store.
+func (s *Service) read(ctx context.Context, id string) (*APIKey, *Tenant, error) {
 	k, err := getRecord[APIKey](ctx, s.store, store.KindAPIKey, id, ErrUnauthenticated)
 	if err != nil {
 		return nil, nil, err
@@ -128,12 +193,6 @@ func (s *Service) lookup(ctx context.Context, id string) (*APIKey, *Tenant, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	s.mu.Lock()
-	if len(s.cache) > 10000 {
-		clear(s.cache)
-	}
-	s.cache[id] = cachedKey{key: k, tenant: t, expires: now.Add(s.cacheTTL)}
-	s.mu.Unlock()
 	return k, t, nil
 }
 
@@ -157,37 +216,68 @@ func (s *Service) CreateTenant(ctx context.Context, t *Tenant) error {
 	return s.store.CreateRecord(ctx, store.KindTenant, t.ID, raw)
 }
 
+// MaxAPIKeys bounds the API keys of one tenant, so that no tenant's admins can grow the store,
+// and the work of listing or deleting the tenant's keys, without end.
+const MaxAPIKeys = 500
+
 // CreateAPIKey creates a key for tenantID with roles and returns its record and value. The value
-// is returned once and never stored.
+// is returned once and never stored. A tenant holding MaxAPIKeys keys gets an error wrapping
+// ErrLimit.
 func (s *Service) CreateAPIKey(ctx context.Context, tenantID, name string, roles []Role) (*APIKey, string, error) {
 	value := NewAPIKeyValue()
-	k, err := s.RegisterAPIKey(ctx, tenantID, name, roles, value)
-	return k, value, err
+	k, raw, err := s.newAPIKey(tenantID, name, roles, value)
+	if err != nil {
+		return nil, "", err
+	}
+	err = s.store.CreateOwnedRecord(ctx, store.KindAPIKey, tenantID, k.ID, raw, MaxAPIKeys)
+	if errors.Is(err, store.ErrLimit) {
+		return nil, "", fmt.Errorf("%w: a tenant holds at most %d API keys; delete one before creating another", ErrLimit, MaxAPIKeys)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	s.forgetKey(k.ID)
+	return k, value, nil
 }
 
-// RegisterAPIKey stores the hash of an existing key value (the development key persisted on disk).
+// RegisterAPIKey stores the hash of an existing key value (the development key persisted on disk),
+// replacing the key of the same id. MaxAPIKeys does not apply.
 func (s *Service) RegisterAPIKey(ctx context.Context, tenantID, name string, roles []Role, value string) (*APIKey, error) {
+	k, raw, err := s.newAPIKey(tenantID, name, roles, value)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.PutOwnedRecord(ctx, store.KindAPIKey, tenantID, k.ID, raw); err != nil {
+		return nil, err
+	}
+	s.forgetKey(k.ID)
+	return k, nil
+}
+
+// newAPIKey validates a key definition and returns the key of value and its record.
+func (s *Service) newAPIKey(tenantID, name string, roles []Role, value string) (*APIKey, []byte, error) {
 	id, ok := parseAPIKey(value)
 	if !ok {
-		return nil, fmt.Errorf("%w: malformed API key value", ErrInvalid)
+		return nil, nil, fmt.Errorf("%w: malformed API key value", ErrInvalid)
 	}
 	if len(roles) == 0 {
-		return nil, fmt.Errorf("%w: an API key needs at least one role", ErrInvalid)
+		return nil, nil, fmt.Errorf("%w: an API key needs at least one role", ErrInvalid)
 	}
 	for _, r := range roles {
 		if !slices.Contains(AllRoles, r) {
-			return nil, fmt.Errorf("%w: unknown role %q", ErrInvalid, r)
+			return nil, nil, fmt.Errorf("%w: unknown role %q", ErrInvalid, r)
 		}
 	}
 	if len(name) > 256 {
-		return nil, fmt.Errorf("%w: name is at most 256 bytes", ErrInvalid)
+		return nil, nil, fmt.Errorf("%w: name is at most 256 bytes", ErrInvalid)
 	}
 	h := sha256.Sum256([]byte(value))
 	k := &APIKey{ID: id, Tenant: tenantID, Name: name, Roles: roles, Hash: h[:], CreatedAt: s.now()}
-	if err := s.putAPIKey(ctx, k); err != nil {
-		return nil, err
+	raw, err := json.Marshal(k)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode API key: %w", err)
 	}
-	return k, nil
+	return k, raw, nil
 }
 
 // NewAPIKeyValue returns a fresh API key value: the prefix, a 96-bit id and a 256-bit secret.

@@ -19,4 +19,21 @@ type Store interface {
 	DeleteRecord(ctx context.Context, kind, id string) (bool, error)
 	// ListRecords returns every record of kind whose id starts with prefix, ordered by id.
 	ListRecords(ctx context.Context, kind, prefix string) ([]store.Record, error)
+
+	// CreateOwnedRecord is CreateRecord for a record that owner lists, in one atomic step. When
+	// limit > 0 and owner already lists limit records of kind, nothing is stored and the error
+	// wraps store.ErrLimit.
+	CreateOwnedRecord(ctx context.Context, kind, owner, id string, value []byte, limit int) error
+	// PutOwnedRecord is PutRecord for a record that owner lists, in one atomic step.
+	PutOwnedRecord(ctx context.Context, kind, owner, id string, value []byte) error
+	// DeleteOwnedRecord deletes a record and owner's entry of it in one atomic step, and reports
+	// whether the record existed.
+	DeleteOwnedRecord(ctx context.Context, kind, owner, id string) (bool, error)
+	// ListOwnedRecords returns the records of kind that owner lists, ordered by id. It reads those
+	// records only, however many other owners have.
+	ListOwnedRecords(ctx context.Context, kind, owner string) ([]store.Record, error)
+	// OwnRecords lists under owner those of the records kind/ids that exist, for records stored
+	// before owners had lists, and returns how many it added. A record deleted meanwhile is not
+	// listed.
+	OwnRecords(ctx context.Context, kind, owner string, ids []string) (int, error)
 }

@@ -86,6 +86,8 @@ var (
 	ErrInvalid = errors.New("invalid tenant definition")
 	// ErrNotFound reports an unknown tenant.
 	ErrNotFound = errors.New("tenant not found")
+	// ErrLimit reports a credential that was not created because its tenant holds the most it may.
+	ErrLimit = errors.New("limit reached")
 )
 
 var idPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

@@ -40,6 +40,7 @@ type Store struct {
 	subjCuts map[string]cutoff            // subject tag -> cut-off
 	tenCuts  map[string]cutoff            // tenant -> cut-off
 	records  map[string]map[string][]byte // kind -> id -> value
+	owners   map[ownerKey]map[string]bool // kind and owner -> ids the owner lists
 	writes   int                          // since the last sweep
 }
 
@@ -55,6 +56,9 @@ type session struct {
 	hash             []byte
 	rotated          int64
 }
+
+// ownerKey names an owner's list of records of one kind.
+type ownerKey struct{ kind, owner string }
 
 // cutoff is a subject or tenant cut-off, in unix milliseconds.
 type cutoff struct {
@@ -74,6 +78,7 @@ func New(now func() time.Time) *Store {
 		subjCuts: make(map[string]cutoff),
 		tenCuts:  make(map[string]cutoff),
 		records:  make(map[string]map[string][]byte),
+		owners:   make(map[ownerKey]map[string]bool),
 	}
 }
 
@@ -366,14 +371,19 @@ func (s *Store) GetRecord(_ context.Context, kind, id string) ([]byte, error) {
 func (s *Store) DeleteRecord(_ context.Context, kind, id string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.deleteRecord(kind, id), nil
+}
+
+// deleteRecord deletes a record and reports whether it existed. The caller holds s.mu.
+func (s *Store) deleteRecord(kind, id string) bool {
 	if _, ok := s.records[kind][id]; !ok {
-		return false, nil
+		return false
 	}
 	delete(s.records[kind], id)
 	if len(s.records[kind]) == 0 {
 		delete(s.records, kind)
 	}
-	return true, nil
+	return true
 }
 
 // ListRecords returns every record of kind whose id starts with prefix, ordered by id.
@@ -388,6 +398,87 @@ func (s *Store) ListRecords(_ context.Context, kind, prefix string) ([]store.Rec
 	}
 	slices.SortFunc(out, func(a, b store.Record) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
+}
+
+// CreateOwnedRecord stores a record that must not exist yet and lists it under owner, unless
+// owner lists limit records of kind already (limit > 0).
+func (s *Store) CreateOwnedRecord(_ context.Context, kind, owner, id string, value []byte, limit int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.records[kind][id]; ok {
+		return fmt.Errorf("memory store: create %s record: %w", kind, store.ErrExists)
+	}
+	if limit > 0 && len(s.owners[ownerKey{kind, owner}]) >= limit {
+		return fmt.Errorf("memory store: create %s record: %d listed: %w", kind, limit, store.ErrLimit)
+	}
+	s.putRecord(kind, id, value)
+	s.own(kind, owner, id)
+	return nil
+}
+
+// PutOwnedRecord stores a record, replacing any previous value, and lists it under owner.
+func (s *Store) PutOwnedRecord(_ context.Context, kind, owner, id string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.putRecord(kind, id, value)
+	s.own(kind, owner, id)
+	return nil
+}
+
+// own lists kind/id under owner. The caller holds s.mu.
+func (s *Store) own(kind, owner, id string) bool {
+	k := ownerKey{kind, owner}
+	ids := s.owners[k]
+	if ids == nil {
+		ids = make(map[string]bool)
+		s.owners[k] = ids
+	}
+	if ids[id] {
+		return false
+	}
+	ids[id] = true
+	return true
+}
+
+// DeleteOwnedRecord deletes a record and owner's entry of it, and reports whether the record
+// existed.
+func (s *Store) DeleteOwnedRecord(_ context.Context, kind, owner, id string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := ownerKey{kind, owner}
+	delete(s.owners[k], id)
+	if len(s.owners[k]) == 0 {
+		delete(s.owners, k)
+	}
+	return s.deleteRecord(kind, id), nil
+}
+
+// ListOwnedRecords returns the records of kind that owner lists, ordered by id.
+func (s *Store) ListOwnedRecords(_ context.Context, kind, owner string) ([]store.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []store.Record
+	for id := range s.owners[ownerKey{kind, owner}] {
+		if v, ok := s.records[kind][id]; ok {
+			out = append(out, store.Record{ID: id, Value: append([]byte{}, v...)})
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Record) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// OwnRecords lists under owner those of the records kind/ids that exist, and returns how many it
+// added.
+func (s *Store) OwnRecords(_ context.Context, kind, owner string, ids []string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	added := 0
+	for _, id := range ids {
+		if _, ok := s.records[kind][id]; ok && s.own(kind, owner, id) {
+			added++
+		}
+	}
+	return added, nil
 }
 
 func (s *Store) nowMillis() int64 { return s.now().UnixMilli() }

@@ -45,6 +45,10 @@ package redis
 //
 //	ta:{r:<kind>}:<id>   STRING  record value
 //	ta:{r:<kind>}        ZSET    ids of the kind's records, all with score 0 (ZRANGEBYLEX)
+//	ta:{r:<kind>}/<own>  ZSET    ids of the kind's records that owner <own> lists (a tenant's API
+//	                             keys), all with score 0; gone with its last member
+//
+// After the tag, ':' starts a record id and '/' an owner, so the two cannot collide.
 //
 // Tags are base64url and never contain ':', so the prefixes "t:" and "r:" cannot collide with a
 // subject tag.
@@ -69,6 +73,8 @@ func eventsFloorKey(tenant string) string { return "ta:{t:" + tenant + "}:evf" }
 func recordKey(kind, id string) string { return recordKeyPrefix + kind + "}:" + id }
 
 func recordIndexKey(kind string) string { return recordKeyPrefix + kind + "}" }
+
+func ownerIndexKey(kind, owner string) string { return recordKeyPrefix + kind + "}/" + owner }
 
 // Session hash fields.
 const (

@@ -72,6 +72,12 @@ func (s *Store) ListRecords(ctx context.Context, kind, prefix string) ([]store.R
 	if err != nil {
 		return nil, unavailable("list records", err)
 	}
+	return s.readRecords(ctx, kind, ids)
+}
+
+// readRecords returns the records kind/ids that exist, in the order of ids, with MGETs on the
+// kind's slot.
+func (s *Store) readRecords(ctx context.Context, kind string, ids []string) ([]store.Record, error) {
 	var out []store.Record
 	for len(ids) > 0 {
 		n := min(len(ids), mgetBatch)
@@ -92,4 +98,87 @@ func (s *Store) ListRecords(ctx context.Context, kind, prefix string) ([]store.R
 		}
 	}
 	return out, nil
+}
+
+// CreateOwnedRecord stores a record that must not exist yet and lists it under owner, unless
+// owner lists limit records of kind already (limit > 0), in one script call.
+func (s *Store) CreateOwnedRecord(ctx context.Context, kind, owner, id string, value []byte, limit int) error {
+	keys := []string{recordKey(kind, id), recordIndexKey(kind), ownerIndexKey(kind, owner)}
+	n, err := recordCreateOwnedScript.Run(ctx, s.client, keys, id, value, max(limit, 0)).Int()
+	if err != nil {
+		return unavailable("create record", err)
+	}
+	switch n {
+	case 0:
+		return fmt.Errorf("redis store: create %s record: %w", kind, store.ErrExists)
+	case -1:
+		return fmt.Errorf("redis store: create %s record: %d listed: %w", kind, limit, store.ErrLimit)
+	}
+	return nil
+}
+
+// PutOwnedRecord stores a record, replacing any previous value, and lists it under owner in one
+// transaction.
+func (s *Store) PutOwnedRecord(ctx context.Context, kind, owner, id string, value []byte) error {
+	_, err := s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Set(ctx, recordKey(kind, id), value, 0)
+		p.ZAdd(ctx, recordIndexKey(kind), goredis.Z{Member: id})
+		p.ZAdd(ctx, ownerIndexKey(kind, owner), goredis.Z{Member: id})
+		return nil
+	})
+	if err != nil {
+		return unavailable("put record", err)
+	}
+	return nil
+}
+
+// DeleteOwnedRecord deletes a record and its entries in the kind's index and owner's list in one
+// script call.
+func (s *Store) DeleteOwnedRecord(ctx context.Context, kind, owner, id string) (bool, error) {
+	keys := []string{recordKey(kind, id), recordIndexKey(kind), ownerIndexKey(kind, owner)}
+	n, err := recordDeleteOwnedScript.Run(ctx, s.client, keys, id).Int()
+	if err != nil {
+		return false, unavailable("delete record", err)
+	}
+	return n == 1, nil
+}
+
+// ListOwnedRecords returns the records of kind that owner lists, ordered by id: the ids from
+// owner's list, the values from MGETs on the same slot. A record deleted between the two is left
+// out.
+func (s *Store) ListOwnedRecords(ctx context.Context, kind, owner string) ([]store.Record, error) {
+	// All scores are 0, so the rank order is the ids' byte order.
+	ids, err := s.client.ZRange(ctx, ownerIndexKey(kind, owner), 0, -1).Result()
+	if err != nil {
+		return nil, unavailable("list records", err)
+	}
+	return s.readRecords(ctx, kind, ids)
+}
+
+// ownBatch bounds the records of one script call of OwnRecords, so that a long list does not
+// hold Redis for long.
+const ownBatch = 256
+
+// OwnRecords lists under owner those of the records kind/ids that exist, in script calls of up to
+// ownBatch records, and returns how many it added.
+func (s *Store) OwnRecords(ctx context.Context, kind, owner string, ids []string) (int, error) {
+	added := 0
+	for len(ids) > 0 {
+		n := min(len(ids), ownBatch)
+		batch := ids[:n]
+		ids = ids[n:]
+		keys := make([]string, 0, n+1)
+		args := make([]any, 0, n)
+		keys = append(keys, ownerIndexKey(kind, owner))
+		for _, id := range batch {
+			keys = append(keys, recordKey(kind, id))
+			args = append(args, id)
+		}
+		k, err := recordOwnScript.Run(ctx, s.client, keys, args...).Int()
+		if err != nil {
+			return added, unavailable("list records under their owner", err)
+		}
+		added += k
+	}
+	return added, nil
 }

@@ -52,6 +52,18 @@ var (
 	//go:embed scripts/record_delete.lua
 	recordDeleteSrc    string
 	recordDeleteScript = goredis.NewScript(recordDeleteSrc)
+
+	//go:embed scripts/record_create_owned.lua
+	recordCreateOwnedSrc    string
+	recordCreateOwnedScript = goredis.NewScript(recordCreateOwnedSrc)
+
+	//go:embed scripts/record_delete_owned.lua
+	recordDeleteOwnedSrc    string
+	recordDeleteOwnedScript = goredis.NewScript(recordDeleteOwnedSrc)
+
+	//go:embed scripts/record_own.lua
+	recordOwnSrc    string
+	recordOwnScript = goredis.NewScript(recordOwnSrc)
 )
 
 // Store keeps sessions and records in Redis. It is safe for concurrent use.

@@ -3,7 +3,9 @@ package storetest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/tokenauthority/tokenauthority/internal/store"
@@ -12,6 +14,10 @@ import (
 var recordTests = []test{
 	{"Lifecycle", testRecordLifecycle},
 	{"List", testRecordList},
+	{"Owned", testOwnedRecords},
+	{"OwnedLimit", testOwnedRecordLimit},
+	{"OwnedLimitConcurrently", testOwnedRecordLimitConcurrently},
+	{"OwnExisting", testOwnRecords},
 }
 
 func testRecordLifecycle(t *testing.T, f *fixture) {
@@ -114,5 +120,203 @@ func testRecordList(t *testing.T, f *fixture) {
 				t.Errorf("ListRecords(%q) ids = %q, want %q", tt.prefix, ids, tt.want)
 			}
 		})
+	}
+}
+
+// ownedIDs returns the ids that ListOwnedRecords lists for owner, checking each value against
+// want (id -> value).
+func ownedIDs(t *testing.T, f *fixture, owner string, want map[string]string) []string {
+	t.Helper()
+	recs, err := f.store.ListOwnedRecords(f.ctx, store.KindAPIKey, owner)
+	if err != nil {
+		t.Fatalf("ListOwnedRecords(%q): %v", owner, err)
+	}
+	var ids []string
+	for _, r := range recs {
+		ids = append(ids, r.ID)
+		if v, ok := want[r.ID]; ok && string(r.Value) != v {
+			t.Errorf("owned record %q = %q, want %q", r.ID, r.Value, v)
+		}
+	}
+	return ids
+}
+
+func testOwnedRecords(t *testing.T, f *fixture) {
+	const kind = store.KindAPIKey
+	values := map[string]string{"k2": "2", "k1": "1", "k3": "3"}
+	for id, owner := range map[string]string{"k2": acme, "k1": acme, "k3": globex} {
+		if err := f.store.CreateOwnedRecord(f.ctx, kind, owner, id, []byte(values[id]), 0); err != nil {
+			t.Fatalf("CreateOwnedRecord(%s, %s): %v", owner, id, err)
+		}
+	}
+	if err := f.store.CreateOwnedRecord(f.ctx, kind, acme, "k1", []byte("again"), 0); !errors.Is(err, store.ErrExists) {
+		t.Errorf("CreateOwnedRecord of an existing record: err = %v, want store.ErrExists", err)
+	}
+	if err := f.store.CreateOwnedRecord(f.ctx, kind, globex, "k1", []byte("other owner"), 0); !errors.Is(err, store.ErrExists) {
+		t.Errorf("CreateOwnedRecord of another owner's record: err = %v, want store.ErrExists", err)
+	}
+	if got := ownedIDs(t, f, acme, values); !slices.Equal(got, []string{"k1", "k2"}) {
+		t.Errorf("acme lists %q, want [k1 k2]", got)
+	}
+	if got := ownedIDs(t, f, globex, values); !slices.Equal(got, []string{"k3"}) {
+		t.Errorf("globex lists %q, want [k3]", got)
+	}
+	if got := ownedIDs(t, f, "nobody", nil); got != nil {
+		t.Errorf("an owner without records lists %q", got)
+	}
+	// Owned records are records like any other.
+	if v, err := f.store.GetRecord(f.ctx, kind, "k3"); err != nil || string(v) != "3" {
+		t.Errorf("GetRecord of an owned record = %q, %v; want 3", v, err)
+	}
+	all, err := f.store.ListRecords(f.ctx, kind, "")
+	if err != nil || len(all) != 3 {
+		t.Errorf("ListRecords of the kind = %d records, %v; want 3", len(all), err)
+	}
+
+	values["k2"] = "2b"
+	if err := f.store.PutOwnedRecord(f.ctx, kind, acme, "k2", []byte("2b")); err != nil {
+		t.Fatalf("PutOwnedRecord: %v", err)
+	}
+	values["k4"] = "4"
+	if err := f.store.PutOwnedRecord(f.ctx, kind, acme, "k4", []byte("4")); err != nil {
+		t.Fatalf("PutOwnedRecord of a new record: %v", err)
+	}
+	if got := ownedIDs(t, f, acme, values); !slices.Equal(got, []string{"k1", "k2", "k4"}) {
+		t.Errorf("acme lists %q after PutOwnedRecord, want [k1 k2 k4]", got)
+	}
+
+	for i, want := range []bool{true, false} {
+		if deleted, err := f.store.DeleteOwnedRecord(f.ctx, kind, acme, "k1"); err != nil || deleted != want {
+			t.Errorf("DeleteOwnedRecord #%d = %v, %v; want %v, nil", i+1, deleted, err, want)
+		}
+	}
+	if _, err := f.store.GetRecord(f.ctx, kind, "k1"); !isNotFound(err) {
+		t.Errorf("GetRecord of a deleted owned record: err = %v, want store.ErrNotFound", err)
+	}
+	if got := ownedIDs(t, f, acme, values); !slices.Equal(got, []string{"k2", "k4"}) {
+		t.Errorf("acme lists %q after DeleteOwnedRecord, want [k2 k4]", got)
+	}
+	all, err = f.store.ListRecords(f.ctx, kind, "")
+	if err != nil || len(all) != 3 {
+		t.Errorf("ListRecords of the kind after DeleteOwnedRecord = %d records, %v; want 3", len(all), err)
+	}
+	// A record deleted without its owner is left out of the owner's list.
+	if _, err := f.store.DeleteRecord(f.ctx, kind, "k4"); err != nil {
+		t.Fatalf("DeleteRecord: %v", err)
+	}
+	if got := ownedIDs(t, f, acme, values); !slices.Equal(got, []string{"k2"}) {
+		t.Errorf("acme lists %q after DeleteRecord of k4, want [k2]", got)
+	}
+}
+
+func testOwnedRecordLimit(t *testing.T, f *fixture) {
+	const kind, limit = store.KindAPIKey, 3
+	create := func(owner, id string) error {
+		return f.store.CreateOwnedRecord(f.ctx, kind, owner, id, []byte(id), limit)
+	}
+	for i := range limit {
+		if err := create(acme, fmt.Sprintf("a%d", i)); err != nil {
+			t.Fatalf("CreateOwnedRecord #%d within the limit: %v", i+1, err)
+		}
+	}
+	if err := create(acme, "a-over"); !errors.Is(err, store.ErrLimit) {
+		t.Fatalf("CreateOwnedRecord beyond the limit: err = %v, want store.ErrLimit", err)
+	}
+	if _, err := f.store.GetRecord(f.ctx, kind, "a-over"); !isNotFound(err) {
+		t.Errorf("a record refused by the limit was stored: err = %v", err)
+	}
+	if err := create(acme, "a0"); !errors.Is(err, store.ErrExists) {
+		t.Errorf("CreateOwnedRecord of an existing record at the limit: err = %v, want store.ErrExists", err)
+	}
+	if err := create(globex, "g0"); err != nil {
+		t.Errorf("another owner has its own limit: %v", err)
+	}
+	if err := f.store.CreateOwnedRecord(f.ctx, kind, acme, "a-unlimited", nil, 0); err != nil {
+		t.Errorf("CreateOwnedRecord without a limit: %v", err)
+	}
+	if _, err := f.store.DeleteOwnedRecord(f.ctx, kind, acme, "a0"); err != nil {
+		t.Fatalf("DeleteOwnedRecord: %v", err)
+	}
+	if _, err := f.store.DeleteOwnedRecord(f.ctx, kind, acme, "a1"); err != nil {
+		t.Fatalf("DeleteOwnedRecord: %v", err)
+	}
+	if err := create(acme, "a-again"); err != nil {
+		t.Errorf("CreateOwnedRecord after deletions made room: %v", err)
+	}
+	if got := ownedIDs(t, f, acme, nil); !slices.Equal(got, []string{"a-again", "a-unlimited", "a2"}) {
+		t.Errorf("acme lists %q", got)
+	}
+}
+
+// testOwnedRecordLimitConcurrently: concurrent creations never take an owner past the limit.
+func testOwnedRecordLimitConcurrently(t *testing.T, f *fixture) {
+	const kind, limit, writers = store.KindAPIKey, 5, 16
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Go(func() {
+			errs <- f.store.CreateOwnedRecord(f.ctx, kind, acme, fmt.Sprintf("k%02d", i), []byte("v"), limit)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	created := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			created++
+		case !errors.Is(err, store.ErrLimit):
+			t.Errorf("CreateOwnedRecord: %v", err)
+		}
+	}
+	if got := ownedIDs(t, f, acme, nil); created != limit || len(got) != limit {
+		t.Errorf("%d concurrent creations with a limit of %d: %d succeeded, %d listed", writers, limit, created, len(got))
+	}
+	all, err := f.store.ListRecords(f.ctx, kind, "")
+	if err != nil || len(all) != limit {
+		t.Errorf("ListRecords = %d records, %v; want %d", len(all), err, limit)
+	}
+}
+
+// testOwnRecords: records stored before owners had lists join their owner's list once, and only
+// those that still exist.
+func testOwnRecords(t *testing.T, f *fixture) {
+	const kind = store.KindAPIKey
+	// More than one script call's worth on Redis.
+	var ids []string
+	for i := range 300 {
+		id := fmt.Sprintf("old%03d", i)
+		ids = append(ids, id)
+		if err := f.store.PutRecord(f.ctx, kind, id, []byte(id)); err != nil {
+			t.Fatalf("PutRecord: %v", err)
+		}
+	}
+	if err := f.store.CreateRecord(f.ctx, kind, "other", []byte("x")); err != nil {
+		t.Fatalf("CreateRecord: %v", err)
+	}
+	if got := ownedIDs(t, f, acme, nil); got != nil {
+		t.Fatalf("records stored without an owner are listed: %q", got)
+	}
+	if _, err := f.store.DeleteRecord(f.ctx, kind, "old007"); err != nil {
+		t.Fatalf("DeleteRecord: %v", err)
+	}
+	added, err := f.store.OwnRecords(f.ctx, kind, acme, append(ids, "missing"))
+	if err != nil || added != 299 {
+		t.Fatalf("OwnRecords = %d, %v; want 299 (the existing records), nil", added, err)
+	}
+	if added, err := f.store.OwnRecords(f.ctx, kind, acme, ids[:10]); err != nil || added != 0 {
+		t.Errorf("OwnRecords again = %d, %v; want 0, nil", added, err)
+	}
+	if added, err := f.store.OwnRecords(f.ctx, kind, acme, nil); err != nil || added != 0 {
+		t.Errorf("OwnRecords of no ids = %d, %v; want 0, nil", added, err)
+	}
+	got := ownedIDs(t, f, acme, nil)
+	want := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == "old007" })
+	if !slices.Equal(got, want) {
+		t.Errorf("acme lists %d records, want the %d that existed", len(got), len(want))
+	}
+	// Listed records count towards the limit.
+	if err := f.store.CreateOwnedRecord(f.ctx, kind, acme, "new", nil, 299); !errors.Is(err, store.ErrLimit) {
+		t.Errorf("CreateOwnedRecord with 299 records listed and a limit of 299: err = %v, want store.ErrLimit", err)
 	}
 }
