@@ -55,6 +55,10 @@ func TestDevBootstrapOnce(t *testing.T) {
 		tenantGone bool
 	}{
 		{"DevKeyDeleted", func(t *testing.T, r *running) {
+			// As an operator must: another admin key first, since the last one cannot go.
+			if _, _, err := r.app.tenants.CreateAPIKey(context.Background(), DevTenant, "ops", []tenant.Role{tenant.RoleAdmin}); err != nil {
+				t.Fatalf("CreateAPIKey: %v", err)
+			}
 			if err := r.app.tenants.DeleteAPIKey(context.Background(), DevTenant, devKeyID(t, r)); err != nil {
 				t.Fatalf("DeleteAPIKey: %v", err)
 			}

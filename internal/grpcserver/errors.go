@@ -45,6 +45,8 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return status.Error(codes.NotFound, "not found")
 	case errors.Is(err, store.ErrExists):
 		return status.Error(codes.AlreadyExists, "already exists")
+	case errors.Is(err, tenant.ErrLastAdminKey):
+		return status.Error(codes.FailedPrecondition, tenant.ErrLastAdminKey.Error())
 	case errors.Is(err, tenant.ErrLimit):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, keys.ErrTooManyKeys):

@@ -161,9 +161,27 @@ func (s *Service) RotateAPIKey(ctx context.Context, tenantID, id string, overlap
 }
 
 // DeleteAPIKey deletes the tenant's key. Other replicas stop accepting it within DefaultCacheTTL.
+// The tenant's last key with role admin cannot be deleted (ErrLastAdminKey): the master credential
+// may create tenants and nothing else, so nobody could administer the tenant again.
 func (s *Service) DeleteAPIKey(ctx context.Context, tenantID, id string) error {
-	if _, err := s.apiKeyOf(ctx, tenantID, id); err != nil {
+	k, err := s.apiKeyOf(ctx, tenantID, id)
+	if err != nil {
 		return err
+	}
+	if slices.Contains(k.Roles, RoleAdmin) {
+		all, err := s.ListAPIKeys(ctx, tenantID)
+		if err != nil {
+			return err
+		}
+		admins := 0
+		for _, o := range all {
+			if slices.Contains(o.Roles, RoleAdmin) {
+				admins++
+			}
+		}
+		if admins <= 1 {
+			return ErrLastAdminKey
+		}
 	}
 	if _, err := s.store.DeleteOwnedRecord(ctx, store.KindAPIKey, tenantID, id); err != nil {
 		return err

@@ -206,6 +206,19 @@ func (s *Service) CreateTenant(ctx context.Context, t *Tenant) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
+	// The issuer names the tenant to every consumer (JWKS discovery, Envoy's and Istio's providers
+	// are configured per issuer): two tenants under one issuer would make a consumer's trust in
+	// one mean trust in the other's name. Tenants are created by the master credential alone, and
+	// rarely, so reading them all here is cheap; two concurrent creations could still race.
+	others, _, err := s.ListTenants(ctx, 1<<30, "")
+	if err != nil {
+		return err
+	}
+	for _, o := range others {
+		if o.Issuer == t.Issuer && o.ID != t.ID {
+			return fmt.Errorf("%w: issuer %q is already the issuer of tenant %q", ErrInvalid, t.Issuer, o.ID)
+		}
+	}
 	if t.CreatedAt.IsZero() {
 		t.CreatedAt = s.now()
 	}

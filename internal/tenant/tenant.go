@@ -88,6 +88,8 @@ var (
 	ErrNotFound = errors.New("tenant not found")
 	// ErrLimit reports a credential that was not created because its tenant holds the most it may.
 	ErrLimit = errors.New("limit reached")
+	// ErrLastAdminKey refuses to delete the last API key with role admin of a tenant.
+	ErrLastAdminKey = errors.New("this is the tenant's last API key with role admin: create another admin key first (or delete the tenant with the master credential)")
 )
 
 var idPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

@@ -485,3 +485,34 @@ func TestCreatePrincipalValidatesIdentifier(t *testing.T) {
 		}
 	}
 }
+
+func TestCreateTenantRefusesAnIssuerInUse(t *testing.T) {
+	e := newEnv(t, "")
+	same := &tenant.Tenant{ID: "globex", Issuer: validTenant().Issuer, Algorithm: "EdDSA"}
+	if err := e.svc.CreateTenant(e.ctx, same); !errors.Is(err, tenant.ErrInvalid) || !strings.Contains(err.Error(), tenantID) {
+		t.Fatalf("CreateTenant with tenant %q's issuer: %v, want ErrInvalid naming it", tenantID, err)
+	}
+	other := &tenant.Tenant{ID: "globex", Issuer: "https://globex.example", Algorithm: "EdDSA"}
+	if err := e.svc.CreateTenant(e.ctx, other); err != nil {
+		t.Fatalf("CreateTenant with its own issuer: %v", err)
+	}
+}
+
+func TestDeleteAPIKeyKeepsTheLastAdminKey(t *testing.T) {
+	e := newEnv(t, "")
+	admin, _ := e.createKey(t, tenant.RoleAdmin)
+	issuer, _ := e.createKey(t, tenant.RoleIssue)
+	if err := e.svc.DeleteAPIKey(e.ctx, tenantID, admin.ID); !errors.Is(err, tenant.ErrLastAdminKey) {
+		t.Fatalf("deleting the only admin key: %v, want ErrLastAdminKey", err)
+	}
+	if err := e.svc.DeleteAPIKey(e.ctx, tenantID, issuer.ID); err != nil {
+		t.Fatalf("deleting a key without role admin: %v", err)
+	}
+	second, _ := e.createKey(t, tenant.RoleAdmin, tenant.RoleVerify)
+	if err := e.svc.DeleteAPIKey(e.ctx, tenantID, admin.ID); err != nil {
+		t.Fatalf("deleting an admin key while another exists: %v", err)
+	}
+	if err := e.svc.DeleteAPIKey(e.ctx, tenantID, second.ID); !errors.Is(err, tenant.ErrLastAdminKey) {
+		t.Fatalf("deleting the admin key left: %v, want ErrLastAdminKey", err)
+	}
+}
