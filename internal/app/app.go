@@ -54,6 +54,10 @@ type App struct {
 	devMark string
 	// now is the clock of every component.
 	now func() time.Time
+	// redis is the Redis client, nil on the in-memory store; redisChecked is set once its
+	// settings were checked (checkRedis), on the first probe that reached it.
+	redis        redis.UniversalClient
+	redisChecked atomic.Bool
 }
 
 // New builds the authority from cfg; its secrets must be resolved.
@@ -100,6 +104,7 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 		// go-redis has one process-wide logger.
 		redis.SetLogger(redisLogger{log: log})
 		a.store = redisstore.New(client)
+		a.redis = client
 		events = redisstore.NewEvents(client, a.now, retention, 0)
 		a.closers = append(a.closers, client.Close)
 	}
@@ -322,6 +327,12 @@ func (a *App) checkReady(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	ok := a.store.Ping(pctx) == nil
+	if ok && a.redis != nil && !a.redisChecked.Load() {
+		if err := checkRedis(pctx, a.redis, a.cfg.Production(), a.cfg.RedisAllowEviction, a.log); err != nil {
+			return err
+		}
+		a.redisChecked.Store(true)
+	}
 	// Bootstrap again whenever the store comes back, since it may have come back empty, and
 	// whenever the bootstrap's mark is gone: a store restarted empty between two probes never
 	// looked unreachable. The development bootstrap itself runs only where the mark is missing.

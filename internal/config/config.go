@@ -53,23 +53,24 @@ const (
 
 // Environment variables. The flag of each is flagName(variable).
 const (
-	varEnv              = envPrefix + "ENV"
-	varGRPCAddr         = envPrefix + "GRPC_ADDR"
-	varHTTPAddr         = envPrefix + "HTTP_ADDR"
-	varRedisURL         = envPrefix + "REDIS_URL"
-	varDataDir          = envPrefix + "DATA_DIR"
-	varMasterKey        = envPrefix + "MASTER_KEY"
-	varKeyEncryptionKey = envPrefix + "KEY_ENCRYPTION_KEY"
-	varRefreshGrace     = envPrefix + "REFRESH_GRACE"
-	varAccessTTL        = envPrefix + "ACCESS_TTL"
-	varRefreshTTL       = envPrefix + "REFRESH_TTL"
-	varMaxAccessTTL     = envPrefix + "MAX_ACCESS_TTL"
-	varMaxRefreshTTL    = envPrefix + "MAX_REFRESH_TTL"
-	varShutdownTimeout  = envPrefix + "SHUTDOWN_TIMEOUT"
-	varKeyPrePublish    = envPrefix + "KEY_PREPUBLISH"
-	varLogLevel         = envPrefix + "LOG_LEVEL"
-	varLogFormat        = envPrefix + "LOG_FORMAT"
-	varTracing          = envPrefix + "TRACING"
+	varEnv                = envPrefix + "ENV"
+	varGRPCAddr           = envPrefix + "GRPC_ADDR"
+	varHTTPAddr           = envPrefix + "HTTP_ADDR"
+	varRedisURL           = envPrefix + "REDIS_URL"
+	varDataDir            = envPrefix + "DATA_DIR"
+	varMasterKey          = envPrefix + "MASTER_KEY"
+	varKeyEncryptionKey   = envPrefix + "KEY_ENCRYPTION_KEY"
+	varRefreshGrace       = envPrefix + "REFRESH_GRACE"
+	varAccessTTL          = envPrefix + "ACCESS_TTL"
+	varRefreshTTL         = envPrefix + "REFRESH_TTL"
+	varMaxAccessTTL       = envPrefix + "MAX_ACCESS_TTL"
+	varMaxRefreshTTL      = envPrefix + "MAX_REFRESH_TTL"
+	varShutdownTimeout    = envPrefix + "SHUTDOWN_TIMEOUT"
+	varKeyPrePublish      = envPrefix + "KEY_PREPUBLISH"
+	varLogLevel           = envPrefix + "LOG_LEVEL"
+	varLogFormat          = envPrefix + "LOG_FORMAT"
+	varTracing            = envPrefix + "TRACING"
+	varRedisAllowEviction = envPrefix + "REDIS_ALLOW_EVICTION"
 )
 
 // Defaults that do not depend on the environment.
@@ -102,6 +103,7 @@ var settings = []setting{
 	{env: varHTTPAddr, arg: "host:port", help: "listen address of the HTTP server", devDef: "127.0.0.1:8081", prodDef: ":8081"},
 	{env: varRedisURL, arg: "url", help: "Redis URL (redis:// or rediss://); empty in development selects the in-memory store; required in production"},
 	{env: varRedisURL + fileSuffix, arg: "path", help: "file holding the Redis URL, for a URL with a password"},
+	{env: varRedisAllowEviction, arg: "bool", help: "true lets production start on a Redis whose maxmemory-policy evicts keys (it could evict revocation marks, cut-offs and signing keys)", devDef: "false"},
 	{env: varDataDir, arg: "path", help: "directory that keeps the secrets generated in development", devDef: defaultDataDir},
 	{env: varMasterKey, arg: "secret", help: "master key, at least 32 characters; generated in development when unset (prefer -master-key-file)"},
 	{env: varMasterKey + fileSuffix, arg: "path", help: "file holding the master key"},
@@ -157,6 +159,8 @@ type Config struct {
 	LogFormat string
 	// Tracing is TracingOff or TracingOTLP.
 	Tracing string
+	// RedisAllowEviction lets production start on a Redis whose maxmemory-policy evicts keys.
+	RedisAllowEviction bool
 
 	// MasterKey is resolved by ResolveSecrets.
 	MasterKey Secret
@@ -255,6 +259,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	c.LogLevel = p.logLevel()
 	c.LogFormat = p.oneOf(varLogFormat, pick(prod, logFormatJSON, logFormatText), logFormatText, logFormatJSON)
 	c.Tracing = p.oneOf(varTracing, TracingOff, TracingOff, TracingOTLP)
+	c.RedisAllowEviction = p.oneOf(varRedisAllowEviction, "false", "false", "true") == "true"
 
 	if err := errors.Join(p.errs...); err != nil {
 		return nil, err
@@ -516,6 +521,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.String("tracing", c.Tracing),
+		slog.Bool("redis_allow_eviction", c.RedisAllowEviction),
 		slog.String("master_key", redacted),
 		slog.String("key_encryption_key", redacted),
 	}
