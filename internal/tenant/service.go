@@ -109,6 +109,17 @@ func (s *Service) Authenticate(ctx context.Context, credential string) (*Caller,
 	return &Caller{KeyID: k.ID, Tenant: t, Roles: k.Roles}, nil
 }
 
+// AuthenticateFromStore is Authenticate without this replica's cache: it reads the key and its
+// tenant from the store (and caches them afresh). What lasts beyond one call, a revocation
+// stream, starts with it, so that it never rests on a key or tenant that another replica deleted
+// within the cache's life.
+func (s *Service) AuthenticateFromStore(ctx context.Context, credential string) (*Caller, error) {
+	if id, ok := parseAPIKey(credential); ok {
+		s.forgetKey(id)
+	}
+	return s.Authenticate(ctx, credential)
+}
+
 func (s *Service) lookup(ctx context.Context, id string) (*APIKey, *Tenant, error) {
 	now := s.now()
 	s.mu.RLock()
@@ -142,11 +153,13 @@ func (s *Service) Tenant(ctx context.Context, id string) (*Tenant, error) {
 	return getTenant(ctx, s.store, id)
 }
 
-// CreateTenant stores a new tenant (store.ErrExists when the id is taken).
+// CreateTenant stores a new tenant (store.ErrExists when the id is taken), with a new
+// incarnation.
 func (s *Service) CreateTenant(ctx context.Context, t *Tenant) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
+	t.Incarnation = randomB64(12)
 	if t.CreatedAt.IsZero() {
 		t.CreatedAt = s.now()
 	}
