@@ -34,10 +34,10 @@ func CallerFrom(ctx context.Context) (*tenant.Caller, bool) {
 }
 
 // authFunc authenticates the caller and applies the method's policy.
-func authFunc(authn Authenticator, log *slog.Logger) auth.AuthFunc {
+func authFunc(authn Authenticator, log *slog.Logger, policyOf func(string) (policy, bool)) auth.AuthFunc {
 	return func(ctx context.Context) (context.Context, error) {
 		method, _ := grpc.Method(ctx)
-		p, ok := policies[method]
+		p, ok := policyOf(method)
 		if !ok {
 			return nil, status.Error(codes.PermissionDenied, "method has no access policy")
 		}
@@ -77,14 +77,16 @@ func allowed(p policy, c *tenant.Caller) bool {
 }
 
 // needsAuth selects the methods that are not public (unknown methods included: fail closed).
-func needsAuth(_ context.Context, c interceptors.CallMeta) bool {
-	p, ok := policies[c.FullMethod()]
-	return !ok || !p.public
+func needsAuth(policyOf func(string) (policy, bool)) selector.Matcher {
+	return selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+		p, ok := policyOf(c.FullMethod())
+		return !ok || !p.public
+	})
 }
 
-func authInterceptors(authn Authenticator, log *slog.Logger) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
-	af := authFunc(authn, log)
-	match := selector.MatchFunc(needsAuth)
+func authInterceptors(authn Authenticator, log *slog.Logger, policyOf func(string) (policy, bool)) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	af := authFunc(authn, log, policyOf)
+	match := needsAuth(policyOf)
 	return selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(af), match),
 		selector.StreamServerInterceptor(auth.StreamServerInterceptor(af), match)
 }
