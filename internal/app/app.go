@@ -153,7 +153,10 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 		Observer:      metrics,
 	})
 	a.grpc, err = grpcserver.New(grpcserver.Config{Tokens: tokens, Keys: km, Tenants: a.tenants, Logger: log, Registerer: reg,
-		Revocations: a.hub, StatsHandler: statsHandler, WatchObserver: metrics, Now: a.now})
+		Revocations: a.hub, StatsHandler: statsHandler, WatchObserver: metrics, Now: a.now,
+		WatchRecheck: cfg.WatchRecheck, MaxWatchesPerTenant: cfg.MaxWatchesPerTenant, MaxPublicStreams: cfg.MaxPublicStreams,
+		MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
+		AuthenticateReflection: cfg.Production()})
 	if err != nil {
 		a.close()
 		return nil, err

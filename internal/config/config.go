@@ -71,6 +71,12 @@ const (
 	varLogFormat          = envPrefix + "LOG_FORMAT"
 	varTracing            = envPrefix + "TRACING"
 	varRedisAllowEviction = envPrefix + "REDIS_ALLOW_EVICTION"
+
+	varWatchRecheck          = envPrefix + "WATCH_RECHECK"
+	varMaxConnectionAge      = envPrefix + "MAX_CONNECTION_AGE"
+	varMaxConnectionAgeGrace = envPrefix + "MAX_CONNECTION_AGE_GRACE"
+	varMaxPublicStreams      = envPrefix + "MAX_PUBLIC_STREAMS"
+	varMaxWatchesPerTenant   = envPrefix + "MAX_WATCHES_PER_TENANT"
 )
 
 // Defaults that do not depend on the environment.
@@ -85,6 +91,21 @@ const (
 	defaultShutdownTimeout = 10 * time.Second
 	defaultKeyPrePublish   = 5 * time.Minute
 	maxKeyPrePublish       = 24 * time.Hour
+
+	// The defaults of the server's limits are grpcserver's (grpcserver.DefaultWatchRecheck, ...);
+	// config does not import the server, so they are repeated here for the usage text.
+	defaultWatchRecheck          = 2 * time.Second
+	minWatchRecheck              = 100 * time.Millisecond
+	maxWatchRecheck              = time.Minute
+	defaultMaxConnectionAge      = 30 * time.Minute
+	minMaxConnectionAge          = time.Minute
+	maxMaxConnectionAge          = 24 * time.Hour
+	defaultMaxConnectionAgeGrace = time.Minute
+	minMaxConnectionAgeGrace     = time.Second
+	maxMaxConnectionAgeGrace     = time.Hour
+	defaultMaxPublicStreams      = 1024
+	defaultMaxWatchesPerTenant   = 2048
+	maxStreamLimit               = 1_000_000
 )
 
 // setting describes one flag and its variable for registration and usage.
@@ -119,6 +140,11 @@ var settings = []setting{
 	{env: varLogLevel, arg: "level", help: "log level: debug, info, warn or error", devDef: "info"},
 	{env: varLogFormat, arg: "format", help: "log format: text or json", devDef: logFormatText, prodDef: logFormatJSON},
 	{env: varTracing, arg: "mode", help: "OpenTelemetry tracing of RPCs and Redis calls: off, or otlp (to the collector named by the standard OTEL_EXPORTER_OTLP_* variables)", devDef: TracingOff},
+	{env: varWatchRecheck, arg: "duration", help: "how often a WatchRevocations stream re-checks its API key and tenant, from 100ms to 1m", devDef: defaultWatchRecheck.String()},
+	{env: varMaxConnectionAge, arg: "duration", help: "age at which a gRPC connection is asked to reconnect, from 1m to 24h", devDef: defaultMaxConnectionAge.String()},
+	{env: varMaxConnectionAgeGrace, arg: "duration", help: "time the calls still open on an aged connection may run, from 1s to 1h", devDef: defaultMaxConnectionAgeGrace.String()},
+	{env: varMaxPublicStreams, arg: "n", help: "streams without a credential (health watches) open at once on this replica, at most 1000000", devDef: strconv.Itoa(defaultMaxPublicStreams)},
+	{env: varMaxWatchesPerTenant, arg: "n", help: "WatchRevocations streams of one tenant open at once on this replica, at most 1000000", devDef: strconv.Itoa(defaultMaxWatchesPerTenant)},
 }
 
 // flagName returns the flag of an environment variable: TOKENAUTHORITY_GRPC_ADDR -> grpc-addr.
@@ -161,6 +187,15 @@ type Config struct {
 	Tracing string
 	// RedisAllowEviction lets production start on a Redis whose maxmemory-policy evicts keys.
 	RedisAllowEviction bool
+
+	// WatchRecheck is how often a WatchRevocations stream re-checks its credential.
+	WatchRecheck time.Duration
+	// MaxConnectionAge and MaxConnectionAgeGrace end every gRPC connection after that age, its
+	// open calls given the grace.
+	MaxConnectionAge, MaxConnectionAgeGrace time.Duration
+	// MaxPublicStreams bounds the streams without a credential open at once;
+	// MaxWatchesPerTenant the WatchRevocations streams of one tenant.
+	MaxPublicStreams, MaxWatchesPerTenant int
 
 	// MasterKey is resolved by ResolveSecrets.
 	MasterKey Secret
@@ -260,6 +295,13 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	c.LogFormat = p.oneOf(varLogFormat, pick(prod, logFormatJSON, logFormatText), logFormatText, logFormatJSON)
 	c.Tracing = p.oneOf(varTracing, TracingOff, TracingOff, TracingOTLP)
 	c.RedisAllowEviction = p.oneOf(varRedisAllowEviction, "false", "false", "true") == "true"
+
+	c.WatchRecheck = p.duration(varWatchRecheck, defaultWatchRecheck, between(minWatchRecheck, maxWatchRecheck))
+	c.MaxConnectionAge = p.duration(varMaxConnectionAge, defaultMaxConnectionAge, between(minMaxConnectionAge, maxMaxConnectionAge))
+	c.MaxConnectionAgeGrace = p.duration(varMaxConnectionAgeGrace, defaultMaxConnectionAgeGrace,
+		between(minMaxConnectionAgeGrace, maxMaxConnectionAgeGrace))
+	c.MaxPublicStreams = p.count(varMaxPublicStreams, defaultMaxPublicStreams, maxStreamLimit)
+	c.MaxWatchesPerTenant = p.count(varMaxWatchesPerTenant, defaultMaxWatchesPerTenant, maxStreamLimit)
 
 	if err := errors.Join(p.errs...); err != nil {
 		return nil, err
@@ -452,6 +494,30 @@ func (p *parser) maxDuration(env string, def time.Duration, lowerEnv string, low
 	})
 }
 
+// between returns a check that a duration is from lo to hi.
+func between(lo, hi time.Duration) func(time.Duration) error {
+	return func(d time.Duration) error {
+		if d < lo || d > hi {
+			return fmt.Errorf("must be between %v and %v, got %v", lo, hi, d)
+		}
+		return nil
+	}
+}
+
+// count returns the whole number in env, from 1 to hi, or def if it is empty.
+func (p *parser) count(env string, def, hi int) int {
+	in := p.lookup(env)
+	if in.value == "" {
+		return def
+	}
+	n, err := strconv.Atoi(in.value)
+	if err != nil || n < 1 || n > hi {
+		p.errorf(in, "must be a whole number from 1 to %d, got %q", hi, in.value)
+		return def
+	}
+	return n
+}
+
 // checkPositive reports a duration that is not positive.
 func checkPositive(d time.Duration) error {
 	if d <= 0 {
@@ -522,6 +588,11 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("log_format", c.LogFormat),
 		slog.String("tracing", c.Tracing),
 		slog.Bool("redis_allow_eviction", c.RedisAllowEviction),
+		slog.Duration("watch_recheck", c.WatchRecheck),
+		slog.Duration("max_connection_age", c.MaxConnectionAge),
+		slog.Duration("max_connection_age_grace", c.MaxConnectionAgeGrace),
+		slog.Int("max_public_streams", c.MaxPublicStreams),
+		slog.Int("max_watches_per_tenant", c.MaxWatchesPerTenant),
 		slog.String("master_key", redacted),
 		slog.String("key_encryption_key", redacted),
 	}

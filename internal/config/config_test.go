@@ -149,6 +149,40 @@ func TestParseDefaults(t *testing.T) {
 	}
 }
 
+// TestParseServerLimits checks the defaults of the server's limits and that each can be set.
+func TestParseServerLimits(t *testing.T) {
+	type limits struct {
+		recheck, age, grace      time.Duration
+		publicStreams, perTenant int
+	}
+	of := func(c *Config) limits {
+		return limits{c.WatchRecheck, c.MaxConnectionAge, c.MaxConnectionAgeGrace, c.MaxPublicStreams, c.MaxWatchesPerTenant}
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want limits
+	}{
+		{name: "defaults", want: limits{2 * time.Second, 30 * time.Minute, time.Minute, 1024, 2048}},
+		{name: "production defaults", env: production(nil), want: limits{2 * time.Second, 30 * time.Minute, time.Minute, 1024, 2048}},
+		{name: "set", env: map[string]string{varWatchRecheck: "500ms", varMaxConnectionAge: "2h", varMaxConnectionAgeGrace: "10s",
+			varMaxPublicStreams: "10", varMaxWatchesPerTenant: "20"}, want: limits{500 * time.Millisecond, 2 * time.Hour, 10 * time.Second, 10, 20}},
+		{name: "flags", args: []string{"-watch-recheck", "1s", "-max-public-streams", "7"}, want: limits{time.Second, 30 * time.Minute, time.Minute, 7, 2048}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.args, fakeEnv(tt.env), nil)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got := of(c); got != tt.want {
+				t.Errorf("limits = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestParseNilArguments(t *testing.T) {
 	c, err := Parse(nil, nil, nil)
 	if err != nil {
@@ -304,6 +338,13 @@ func TestParseInvalid(t *testing.T) {
 		{name: "log level case", env: map[string]string{varLogLevel: "INFO"}, want: []string{varLogLevel + ":"}},
 		{name: "log format", env: map[string]string{varLogFormat: "xml"}, want: []string{varLogFormat + `: must be one of text, json, got "xml"`}},
 		{name: "positional argument", args: []string{"serve"}, want: []string{`unexpected argument "serve"`}},
+		{name: "master key too long", env: map[string]string{varMasterKey: strings.Repeat("m", 1025)}, want: []string{varMasterKey + ": must be at most 1024 bytes"}, leak: strings.Repeat("m", 40)},
+		{name: "watch recheck too short", env: map[string]string{varWatchRecheck: "10ms"}, want: []string{varWatchRecheck + ": must be between 100ms and 1m0s, got 10ms"}},
+		{name: "watch recheck too long", env: map[string]string{varWatchRecheck: "2m"}, want: []string{varWatchRecheck + ": must be between 100ms and 1m0s, got 2m0s"}},
+		{name: "connection age zero", env: map[string]string{varMaxConnectionAge: "0s"}, want: []string{varMaxConnectionAge + ": must be between 1m0s and 24h0m0s, got 0s"}},
+		{name: "connection age grace too long", env: map[string]string{varMaxConnectionAgeGrace: "2h"}, want: []string{varMaxConnectionAgeGrace + ": must be between 1s and 1h0m0s, got 2h0m0s"}},
+		{name: "public streams zero", env: map[string]string{varMaxPublicStreams: "0"}, want: []string{varMaxPublicStreams + `: must be a whole number from 1 to 1000000, got "0"`}},
+		{name: "watches per tenant not a number", env: map[string]string{varMaxWatchesPerTenant: "many"}, want: []string{varMaxWatchesPerTenant + `: must be a whole number from 1 to 1000000, got "many"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,9 @@ import (
 const (
 	// minMasterKeyLen is the shortest master key, in characters.
 	minMasterKeyLen = 32
+	// maxMasterKeyLen is the longest, in bytes: it travels in the x-api-key header, and the
+	// server bounds a call's metadata (32 KiB in all).
+	maxMasterKeyLen = 1024
 	// keyEncryptionKeyLen is the length of the key-encryption key, in bytes.
 	keyEncryptionKeyLen = 32
 	// maxSecretFileSize bounds what is read from a secret file.
@@ -76,6 +79,9 @@ type secretSource struct {
 func checkMasterKey(v string) error {
 	if utf8.RuneCountInString(v) < minMasterKeyLen {
 		return fmt.Errorf("must be at least %d characters", minMasterKeyLen)
+	}
+	if len(v) > maxMasterKeyLen {
+		return fmt.Errorf("must be at most %d bytes", maxMasterKeyLen)
 	}
 	return nil
 }

@@ -21,6 +21,8 @@ import (
 // TenantAdmin is what the admin service needs of the tenant service.
 type TenantAdmin interface {
 	Authenticator
+	// AuthenticateFromStore is Authenticate bypassing any cache.
+	AuthenticateFromStore(ctx context.Context, credential string) (*tenant.Caller, error)
 	Tenant(ctx context.Context, id string) (*tenant.Tenant, error)
 	CreateTenant(ctx context.Context, t *tenant.Tenant) error
 	ListTenants(ctx context.Context, limit int, after string) ([]*tenant.Tenant, string, error)
@@ -54,6 +56,9 @@ type adminService struct {
 	log     *slog.Logger
 	// audit is log marked log=audit, as the token service's audit events are.
 	audit *slog.Logger
+	// watches are this replica's revocation streams, re-checked at once when a call here ends
+	// their credential.
+	watches *watchers
 }
 
 // targetTenant returns the tenant an admin call acts on: the caller's own, which a request may
@@ -252,11 +257,15 @@ func (s *adminService) DeleteTenant(ctx context.Context, req *tokenauthorityv1.D
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	// The cut-off first: even a tenant created again under the same id never revives a session.
-	if _, err := s.tokens.RevokeTenant(ctx, t); err != nil {
+	// The cut-off first: even a tenant created again under the same id never revives a session,
+	// and its event ends the revocation streams of this incarnation on every replica before any
+	// event of the next one.
+	if _, err := s.tokens.EndTenant(ctx, t); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	if err := s.tenants.DeleteTenant(ctx, t.ID); err != nil && !errors.Is(err, tenant.ErrNotFound) {
+	err = s.tenants.DeleteTenant(ctx, t.ID)
+	s.watches.recheckTenant(t.ID)
+	if err != nil && !errors.Is(err, tenant.ErrNotFound) {
 		return nil, toStatus(ctx, s.log, err)
 	}
 	if err := s.keys.Delete(ctx, t.ID); err != nil {
@@ -311,6 +320,7 @@ func (s *adminService) RotateApiKey(ctx context.Context, req *tokenauthorityv1.R
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
+	s.watches.recheckKey(k.ID)
 	s.audit.LogAttrs(ctx, slog.LevelInfo, "API key rotated", slog.String("audit", "api_key_rotated"), slog.String("tenant", t.ID), slog.String("key_id", k.ID))
 	return &tokenauthorityv1.RotateApiKeyResponse{ApiKey: apiKeyToProto(k), Secret: value}, nil
 }
@@ -323,6 +333,7 @@ func (s *adminService) DeleteApiKey(ctx context.Context, req *tokenauthorityv1.D
 	if err := s.tenants.DeleteAPIKey(ctx, t.ID, req.GetKeyId()); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
+	s.watches.recheckKey(req.GetKeyId())
 	s.audit.LogAttrs(ctx, slog.LevelInfo, "API key deleted", slog.String("audit", "api_key_deleted"), slog.String("tenant", t.ID), slog.String("key_id", req.GetKeyId()))
 	return &tokenauthorityv1.DeleteApiKeyResponse{}, nil
 }

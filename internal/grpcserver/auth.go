@@ -61,10 +61,10 @@ func (g *authGuards) logFailure(ctx context.Context, log *slog.Logger, method, w
 }
 
 // authFunc authenticates the caller and applies the method's policy and the admin write limit.
-func authFunc(authn Authenticator, log *slog.Logger, g *authGuards) auth.AuthFunc {
+func authFunc(authn Authenticator, log *slog.Logger, g *authGuards, policyOf func(string) (policy, bool)) auth.AuthFunc {
 	return func(ctx context.Context) (context.Context, error) {
 		method, _ := grpc.Method(ctx)
-		p, ok := policies[method]
+		p, ok := policyOf(method)
 		if !ok {
 			return nil, status.Error(codes.PermissionDenied, "method has no access policy")
 		}
@@ -109,14 +109,16 @@ func allowed(p policy, c *tenant.Caller) bool {
 }
 
 // needsAuth selects the methods that are not public (unknown methods included: fail closed).
-func needsAuth(_ context.Context, c interceptors.CallMeta) bool {
-	p, ok := policies[c.FullMethod()]
-	return !ok || !p.public
+func needsAuth(policyOf func(string) (policy, bool)) selector.Matcher {
+	return selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+		p, ok := policyOf(c.FullMethod())
+		return !ok || !p.public
+	})
 }
 
-func authInterceptors(authn Authenticator, log *slog.Logger, now func() time.Time) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
-	af := authFunc(authn, log, newAuthGuards(now))
-	match := selector.MatchFunc(needsAuth)
+func authInterceptors(authn Authenticator, log *slog.Logger, now func() time.Time, policyOf func(string) (policy, bool)) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	af := authFunc(authn, log, newAuthGuards(now), policyOf)
+	match := needsAuth(policyOf)
 	return selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(af), match),
 		selector.StreamServerInterceptor(auth.StreamServerInterceptor(af), match)
 }

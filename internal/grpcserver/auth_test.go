@@ -89,7 +89,7 @@ func suppressedOf(r slog.Record) int64 {
 func TestAuthFailureLogIsThrottled(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	h := &countingHandler{}
-	af := authFunc(fakeAuthn{}, slog.New(h), newAuthGuards(func() time.Time { return now }))
+	af := authFunc(fakeAuthn{}, slog.New(h), newAuthGuards(func() time.Time { return now }), policyLookup(false))
 	method := tokenauthorityv1.TokenService_VerifyToken_FullMethodName
 	const calls = 1000
 	for i := range calls {
@@ -135,7 +135,7 @@ func TestAdminWritesAreRateLimitedPerKey(t *testing.T) {
 		"k2":     {KeyID: "k2", Tenant: acme, Roles: []tenant.Role{tenant.RoleAdmin}},
 		"master": {Master: true},
 	}
-	af := authFunc(authn, discardLogger(), newAuthGuards(func() time.Time { return now }))
+	af := authFunc(authn, discardLogger(), newAuthGuards(func() time.Time { return now }), policyLookup(false))
 	var keyWrites []string
 	for m := range adminWrites {
 		if policies[m].roles != nil {

@@ -54,3 +54,26 @@ var policies = map[string]policy{
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      {public: true},
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": {public: true},
 }
+
+// reflectionMethods are server reflection's. They describe every service, AdminService included:
+// open in development, where grpcurl explores the API without a key, but behind a credential in
+// production (grpcurl sends its -H headers with reflection requests too).
+var reflectionMethods = map[string]bool{
+	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      true,
+	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": true,
+}
+
+// anyCredential admits the master credential and every API key, whatever its roles.
+var anyCredential = policy{master: true, roles: tenant.AllRoles}
+
+// policyLookup returns a server's access policy of a method: the table's, except that reflection
+// needs a credential when protectReflection holds.
+func policyLookup(protectReflection bool) func(method string) (policy, bool) {
+	return func(method string) (policy, bool) {
+		p, ok := policies[method]
+		if ok && protectReflection && reflectionMethods[method] {
+			return anyCredential, true
+		}
+		return p, ok
+	}
+}

@@ -47,6 +47,25 @@ type Config struct {
 	// WatchObserver is told how late each revocation event reaches its watcher; nothing is
 	// reported when nil.
 	WatchObserver WatchObserver
+	// MaxWatchesPerTenant bounds the open WatchRevocations streams of one tenant, all its keys
+	// together (DefaultMaxWatchesPerTenant when zero).
+	MaxWatchesPerTenant int
+	// WatchRecheck is how often a WatchRevocations stream re-checks its API key and tenant
+	// (DefaultWatchRecheck when zero).
+	WatchRecheck time.Duration
+	// RecheckTicker makes the ticker of each stream's re-checks: time.NewTicker when nil; tests
+	// inject their own ticks.
+	RecheckTicker func(time.Duration) (ticks <-chan time.Time, stop func())
+	// MaxPublicStreams bounds the streams open at once that need no credential
+	// (DefaultMaxPublicStreams when zero).
+	MaxPublicStreams int
+	// MaxConnectionAge and MaxConnectionAgeGrace end every connection after that age, giving its
+	// open calls the grace to finish (DefaultMaxConnectionAge and DefaultMaxConnectionAgeGrace
+	// when zero).
+	MaxConnectionAge, MaxConnectionAgeGrace time.Duration
+	// AuthenticateReflection puts server reflection behind a credential (any API key, or the
+	// master credential); production sets it. Reflection is public otherwise.
+	AuthenticateReflection bool
 }
 
 // Server is the gRPC server and its health service.
@@ -67,8 +86,9 @@ var Services = []string{
 const maxRecvMsgSize = 64 << 10
 
 // New builds the server with its interceptor chain. The order is metrics -> logging -> recovery ->
-// authentication and method policy: metrics and logs see the Internal status of a recovered panic,
-// and no handler runs before its caller is authenticated and authorised.
+// (for streams, the bound on public ones) -> authentication and method policy: metrics and logs
+// see the Internal status of a recovered panic and every refusal, and no handler runs before its
+// caller is authenticated and authorised.
 func New(cfg Config) (*Server, error) {
 	log := cfg.Logger
 	var unary []grpc.UnaryServerInterceptor
@@ -90,21 +110,30 @@ func New(cfg Config) (*Server, error) {
 		log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("type", fmt.Sprintf("%T", p)), slog.String("stack", string(debug.Stack())))
 		return status.Error(codes.Internal, "internal error")
 	})
-	authUnary, authStream := authInterceptors(cfg.Tenants, log, cfg.Now)
+	policyOf := policyLookup(cfg.AuthenticateReflection)
+	authUnary, authStream := authInterceptors(cfg.Tenants, log, cfg.Now, policyOf)
+	publicStreams := &streamCap{max: int64(orDefault(cfg.MaxPublicStreams, DefaultMaxPublicStreams)), policyOf: policyOf}
 	codec := newRequestCodec()
 	unary = append(unary, logging.UnaryServerInterceptor(logger, logOpts...), recovery.UnaryServerInterceptor(recoverOpt),
 		codec.unaryInterceptor, authUnary)
 	stream = append(stream, logging.StreamServerInterceptor(logger, logOpts...), recovery.StreamServerInterceptor(recoverOpt),
-		codec.streamInterceptor, authStream)
+		codec.streamInterceptor, publicStreams.interceptor, authStream)
 
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.ForceServerCodecV2(codec),
-		grpc.MaxConcurrentStreams(1024),
+		grpc.MaxHeaderListSize(maxHeaderListSize),
+		grpc.MaxConcurrentStreams(maxConcurrentStreams),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle:     15 * time.Minute,
+			MaxConnectionAge:      orDefault(cfg.MaxConnectionAge, DefaultMaxConnectionAge),
+			MaxConnectionAgeGrace: orDefault(cfg.MaxConnectionAgeGrace, DefaultMaxConnectionAgeGrace),
+			Time:                  time.Minute,
+			Timeout:               20 * time.Second,
+		}),
 	}
 	if cfg.StatsHandler != nil {
 		opts = append(opts, grpc.StatsHandler(cfg.StatsHandler))
@@ -114,15 +143,21 @@ func New(cfg Config) (*Server, error) {
 	if now == nil {
 		now = time.Now
 	}
-	maxWatches := cfg.MaxWatchesPerKey
-	if maxWatches <= 0 {
-		maxWatches = DefaultMaxWatchesPerKey
+	watches := &watchers{maxPerKey: orDefault(cfg.MaxWatchesPerKey, DefaultMaxWatchesPerKey),
+		maxPerTenant: orDefault(cfg.MaxWatchesPerTenant, DefaultMaxWatchesPerTenant)}
+	ticker := cfg.RecheckTicker
+	if ticker == nil {
+		ticker = func(d time.Duration) (<-chan time.Time, func()) {
+			t := time.NewTicker(d)
+			return t.C, t.Stop
+		}
 	}
 	tokenauthorityv1.RegisterTokenServiceServer(srv, &tokenService{tokens: cfg.Tokens, keys: cfg.Keys, tenants: cfg.Tenants,
-		hub: cfg.Revocations, watches: &watchLimiter{max: maxWatches}, limits: newLimiter(cfg.Now), log: log,
-		watchObs: cfg.WatchObserver, now: now})
+		hub: cfg.Revocations, watches: watches, limits: newLimiter(cfg.Now), log: log,
+		watchObs: cfg.WatchObserver, now: now,
+		recheckEvery: orDefault(cfg.WatchRecheck, DefaultWatchRecheck), recheckTicker: ticker, policyOf: policyOf})
 	tokenauthorityv1.RegisterAdminServiceServer(srv, &adminService{tenants: cfg.Tenants, keys: cfg.Keys, tokens: cfg.Tokens, log: log,
-		audit: AuditLogger(log)})
+		audit: AuditLogger(log), watches: watches})
 	hs := health.NewServer()
 	for _, name := range Services {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
@@ -133,6 +168,14 @@ func New(cfg Config) (*Server, error) {
 		metrics.InitializeMetrics(srv)
 	}
 	return &Server{GRPC: srv, Health: hs}, nil
+}
+
+// orDefault returns v, or def when v is not positive.
+func orDefault[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 // SetServing reports every service SERVING or NOT_SERVING.

@@ -34,12 +34,17 @@ type tokenService struct {
 	keys    PublicKeys
 	tenants TenantAdmin
 	hub     *revocation.Hub
-	watches *watchLimiter
+	watches *watchers
 	limits  *limiter
 	log     *slog.Logger
 	// watchObs, when not nil, is told the lag of each event sent to a watcher; now is its clock.
 	watchObs WatchObserver
 	now      func() time.Time
+	// recheckEvery is the period of a revocation stream's credential checks, on tickers made
+	// by recheckTicker; policyOf is the server's access policy.
+	recheckEvery  time.Duration
+	recheckTicker func(time.Duration) (<-chan time.Time, func())
+	policyOf      func(string) (policy, bool)
 }
 
 var errNoTenant = status.Error(codes.PermissionDenied, "this method needs an API key of a tenant")

@@ -48,12 +48,31 @@ type Event struct {
 	// Cursor is the event's position, set by the log.
 	Cursor string
 	Kind   Kind
-	// Value is the jti, session id, subject or kid, by Kind; empty for KindTenantCutoff.
+	// Value is the jti, session id, subject or kid, by Kind. For KindTenantCutoff it is empty,
+	// or TenantDeleted(incarnation) when the cut-off is the tenant's deletion.
 	Value string
 	// Cutoff is set for the cut-off kinds.
 	Cutoff time.Time
 	// ExpiresAt is when the event stops mattering: every token it covers has expired by then.
 	ExpiresAt time.Time
+}
+
+// deletedPrefix starts the Value of a tenant cut-off that deletes the tenant.
+const deletedPrefix = "deleted:"
+
+// TenantDeleted is the Value of the KindTenantCutoff event that a tenant's deletion appends,
+// naming the incarnation deleted. Since it is appended before the tenant's record goes, it comes
+// before every event of a tenant created again under the same id: a watch of the deleted
+// incarnation that stops at it never sees the next tenant's events. To a watcher it is a plain
+// tenant cut-off.
+func TenantDeleted(incarnation string) string { return deletedPrefix + incarnation }
+
+// DeletedIncarnation returns the incarnation whose deletion ev records, if it records one.
+func (ev Event) DeletedIncarnation() (string, bool) {
+	if ev.Kind != KindTenantCutoff {
+		return "", false
+	}
+	return strings.CutPrefix(ev.Value, deletedPrefix)
 }
 
 // Log is the tenants' event logs. Implementations are shared by every replica of the service.

@@ -141,6 +141,17 @@ func (s *Service) Authenticate(ctx context.Context, credential string) (*Caller,
 	return &Caller{KeyID: k.ID, Tenant: t, Roles: k.Roles}, nil
 }
 
+// AuthenticateFromStore is Authenticate without this replica's cache: it reads the key and its
+// tenant from the store (and caches them afresh). What lasts beyond one call, a revocation
+// stream, starts with it, so that it never rests on a key or tenant that another replica deleted
+// within the cache's life.
+func (s *Service) AuthenticateFromStore(ctx context.Context, credential string) (*Caller, error) {
+	if id, ok := parseAPIKey(credential); ok {
+		s.forgetKey(id)
+	}
+	return s.Authenticate(ctx, credential)
+}
+
 // lookup returns the key id and its tenant, from the caches or else the store, or
 // ErrUnauthenticated when there is no such key or its tenant is gone. Store failures are returned
 // and never cached.
@@ -201,7 +212,8 @@ func (s *Service) Tenant(ctx context.Context, id string) (*Tenant, error) {
 	return getTenant(ctx, s.store, id)
 }
 
-// CreateTenant stores a new tenant (store.ErrExists when the id is taken).
+// CreateTenant stores a new tenant (store.ErrExists when the id is taken), with a new
+// incarnation.
 func (s *Service) CreateTenant(ctx context.Context, t *Tenant) error {
 	if err := t.Validate(); err != nil {
 		return err
@@ -219,6 +231,7 @@ func (s *Service) CreateTenant(ctx context.Context, t *Tenant) error {
 			return fmt.Errorf("%w: issuer %q is already the issuer of tenant %q", ErrInvalid, t.Issuer, o.ID)
 		}
 	}
+	t.Incarnation = randomB64(12)
 	if t.CreatedAt.IsZero() {
 		t.CreatedAt = s.now()
 	}

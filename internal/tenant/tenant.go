@@ -45,6 +45,11 @@ type Tenant struct {
 	// each replica; nil means DefaultRateLimit.
 	IssueLimit   *RateLimit `json:"issue_limit,omitempty"`
 	RefreshLimit *RateLimit `json:"refresh_limit,omitempty"`
+	// Incarnation is drawn at random when the tenant is created: a tenant deleted and created
+	// again under the same id is another incarnation, and what was granted to the first (an open
+	// revocation stream) does not carry over to the second. Records written before incarnations
+	// existed have none (""), which is an incarnation like any other.
+	Incarnation string `json:"inc,omitempty"`
 }
 
 // RateLimit is a token bucket: PerSecond sustained, Burst at once.

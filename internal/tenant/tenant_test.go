@@ -516,3 +516,48 @@ func TestDeleteAPIKeyKeepsTheLastAdminKey(t *testing.T) {
 		t.Fatalf("deleting the admin key left: %v, want ErrLastAdminKey", err)
 	}
 }
+
+// TestIncarnations checks that each creation of a tenant is a new incarnation, even under the
+// same id, and that a record written before incarnations existed still authenticates, as the
+// incarnation "".
+func TestIncarnations(t *testing.T) {
+	e := newEnv(t, "")
+	first, err := e.svc.Tenant(e.ctx, tenantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Incarnation == "" {
+		t.Fatal("a created tenant has no incarnation")
+	}
+	if err := e.svc.DeleteTenant(e.ctx, tenantID); err != nil {
+		t.Fatal(err)
+	}
+	again := validTenant()
+	again.Incarnation = first.Incarnation // a caller cannot choose it
+	if err := e.svc.CreateTenant(e.ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	second, err := e.svc.Tenant(e.ctx, tenantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Incarnation == "" || second.Incarnation == first.Incarnation {
+		t.Fatalf("incarnation of the tenant created again = %q, first was %q", second.Incarnation, first.Incarnation)
+	}
+
+	old := `{"id":"legacy","iss":"https://legacy.example","alg":"EdDSA","created":"2025-01-01T00:00:00Z"}`
+	if err := e.store.CreateRecord(e.ctx, store.KindTenant, "legacy", []byte(old)); err != nil {
+		t.Fatal(err)
+	}
+	_, value, err := e.svc.CreateAPIKey(e.ctx, "legacy", "ci", []tenant.Role{tenant.RoleVerify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.svc.Authenticate(e.ctx, value)
+	if err != nil {
+		t.Fatalf("a key of a tenant recorded without an incarnation: %v", err)
+	}
+	if c.Tenant.ID != "legacy" || c.Tenant.Incarnation != "" {
+		t.Fatalf("caller's tenant = %+v, want legacy with no incarnation", c.Tenant)
+	}
+}

@@ -138,6 +138,17 @@ func (s *Service) RevokeSubject(ctx context.Context, t *tenant.Tenant, subject s
 
 // RevokeTenant ends every session of tenant t opened before now, in O(1): the emergency switch.
 func (s *Service) RevokeTenant(ctx context.Context, t *tenant.Tenant) (time.Time, error) {
+	return s.revokeTenant(ctx, t, "")
+}
+
+// EndTenant is RevokeTenant for a tenant about to be deleted: its event also marks the end of
+// t's incarnation (revocation.TenantDeleted), where the revocation streams of that incarnation
+// stop, before any event of a tenant created again under the same id.
+func (s *Service) EndTenant(ctx context.Context, t *tenant.Tenant) (time.Time, error) {
+	return s.revokeTenant(ctx, t, revocation.TenantDeleted(t.Incarnation))
+}
+
+func (s *Service) revokeTenant(ctx context.Context, t *tenant.Tenant, value string) (time.Time, error) {
 	at := time.UnixMilli(s.now().UnixMilli())
 	if err := s.cfg.Store.SetTenantCutoff(ctx, t.ID, at, s.cutoffTTL(t)); err != nil {
 		return time.Time{}, fmt.Errorf("set tenant cut-off: %w", err)
@@ -145,7 +156,7 @@ func (s *Service) RevokeTenant(ctx context.Context, t *tenant.Tenant) (time.Time
 	s.obs.Revoked(revocation.KindTenantCutoff)
 	s.audit.LogAttrs(ctx, slog.LevelWarn, "tenant sessions revoked", slog.String("audit", "tenant_cutoff"),
 		slog.String("tenant", t.ID), slog.Time("cutoff", at))
-	return at, s.announce(ctx, t, revocation.Event{Kind: revocation.KindTenantCutoff, Cutoff: at, ExpiresAt: s.accessHorizon(t, at)})
+	return at, s.announce(ctx, t, revocation.Event{Kind: revocation.KindTenantCutoff, Value: value, Cutoff: at, ExpiresAt: s.accessHorizon(t, at)})
 }
 
 // cutoffTTL is how long a cut-off must be kept: until every session it covers has expired.
