@@ -207,3 +207,55 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
+
+// BenchmarkLocalVerifyFirstSight presents tokens the verifier has not seen (more distinct tokens
+// than its cache holds, in turn): the full check plus the cost of remembering each token. Compare
+// with BenchmarkBareJWT.
+func BenchmarkLocalVerifyFirstSight(b *testing.B) {
+	f, _, _ := benchToken(b)
+	l := startBenchLocal(b, f)
+	toks := make([]string, 3*authn.DefaultCacheSize)
+	for i := range toks {
+		toks[i] = f.issuer.Token(authntest.Subject("alice"), authntest.Scopes("items:read", "items:write"), authntest.TTL(time.Hour),
+			authntest.Extra("plan", "gold"), authntest.JTI("first-sight-"+strconv.Itoa(i)))
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := l.Verify(ctx, toks[i%len(toks)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkCallProtected and BenchmarkCallUnprotected call the same no-op unary method of a test
+// service over a real (in-process) gRPC connection, with and without the authn interceptor in local
+// mode checking a repeated token: their ratio is what protecting a method costs a call.
+func BenchmarkCallProtected(b *testing.B) {
+	benchCall(b, methodGet)
+}
+
+func BenchmarkCallUnprotected(b *testing.B) {
+	benchCall(b, methodPing)
+}
+
+func benchCall(b *testing.B, method string) {
+	f, tok, _ := benchToken(b)
+	l := startBenchLocal(b, f)
+	conn := serveItems(b, l, itemsPolicy)
+	ctx := context.Background()
+	if _, err := callUnary(ctx, conn, method, tok); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := callUnary(ctx, conn, method, tok); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

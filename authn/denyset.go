@@ -2,6 +2,7 @@ package authn
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,35 +28,29 @@ func (c cutoff) merge(o cutoff) cutoff {
 // denySet is the state derived from revocation events. Each entry keeps the time after which it
 // no longer matters (the expire_time of its event; zero for never); pruning drops it once that
 // time plus the leeway has passed, since verifiers accept a token until its exp plus the leeway.
+//
+// Every Verify reads it, from every goroutine of the service, while only the revocation stream
+// writes it: reads take no lock (sync.Map and an atomic pointer), writes are serialised by mu.
 type denySet struct {
-	mu        sync.RWMutex
-	jtis      map[string]time.Time
-	sids      map[string]time.Time
-	kids      map[string]time.Time
-	subjects  map[string]cutoff
-	tenant    cutoff
-	hasTenant bool
+	mu       sync.Mutex // orders writers; readers never take it
+	jtis     sync.Map   // jti -> time.Time
+	sids     sync.Map   // session id -> time.Time
+	kids     sync.Map   // kid -> time.Time
+	subjects sync.Map   // subject -> cutoff
+	tenant   atomic.Pointer[cutoff]
 }
 
-func newDenySet() *denySet {
-	d := &denySet{}
-	d.reset()
-	return d
-}
+func newDenySet() *denySet { return &denySet{} }
 
-// reset drops every entry; the caller holds mu or owns d.
-func (d *denySet) reset() {
-	d.jtis = map[string]time.Time{}
-	d.sids = map[string]time.Time{}
-	d.kids = map[string]time.Time{}
-	d.subjects = map[string]cutoff{}
-	d.tenant, d.hasTenant = cutoff{}, false
-}
-
+// clear drops every entry.
 func (d *denySet) clear() {
 	d.mu.Lock()
-	d.reset()
-	d.mu.Unlock()
+	defer d.mu.Unlock()
+	d.jtis.Clear()
+	d.sids.Clear()
+	d.kids.Clear()
+	d.subjects.Clear()
+	d.tenant.Store(nil)
 }
 
 // laterOf keeps the later expiry of a repeated entry (zero, never, wins).
@@ -72,61 +67,58 @@ func laterOf(old time.Time, had bool, exp time.Time) time.Time {
 	return old
 }
 
-func (d *denySet) add(m map[string]time.Time, key string, exp time.Time) {
+func (d *denySet) add(m *sync.Map, key string, exp time.Time) {
 	d.mu.Lock()
-	old, had := m[key]
-	m[key] = laterOf(old, had, exp)
-	d.mu.Unlock()
+	defer d.mu.Unlock()
+	old, had := m.Load(key)
+	prev, _ := old.(time.Time)
+	m.Store(key, laterOf(prev, had, exp))
 }
 
-func (d *denySet) addJTI(jti string, exp time.Time)     { d.add(d.jtis, jti, exp) }
-func (d *denySet) addSession(sid string, exp time.Time) { d.add(d.sids, sid, exp) }
-func (d *denySet) addKid(kid string, exp time.Time)     { d.add(d.kids, kid, exp) }
+func (d *denySet) addJTI(jti string, exp time.Time)     { d.add(&d.jtis, jti, exp) }
+func (d *denySet) addSession(sid string, exp time.Time) { d.add(&d.sids, sid, exp) }
+func (d *denySet) addKid(kid string, exp time.Time)     { d.add(&d.kids, kid, exp) }
 
 func (d *denySet) addSubjectCutoff(subject string, c cutoff) {
 	d.mu.Lock()
-	if old, ok := d.subjects[subject]; ok {
-		c = old.merge(c)
+	defer d.mu.Unlock()
+	if old, ok := d.subjects.Load(subject); ok {
+		c = old.(cutoff).merge(c)
 	}
-	d.subjects[subject] = c
-	d.mu.Unlock()
+	d.subjects.Store(subject, c)
 }
 
 func (d *denySet) addTenantCutoff(c cutoff) {
 	d.mu.Lock()
-	if d.hasTenant {
-		c = d.tenant.merge(c)
+	defer d.mu.Unlock()
+	if old := d.tenant.Load(); old != nil {
+		c = old.merge(c)
 	}
-	d.tenant, d.hasTenant = c, true
-	d.mu.Unlock()
+	d.tenant.Store(&c)
 }
 
 // kidWithdrawn reports whether kid was withdrawn.
 func (d *denySet) kidWithdrawn(kid string) bool {
-	d.mu.RLock()
-	_, ok := d.kids[kid]
-	d.mu.RUnlock()
+	_, ok := d.kids.Load(kid)
 	return ok
 }
 
 // denied returns why a token with these claims, issued at iatMS (Unix milliseconds), is refused:
 // ErrRevoked (its jti, session or key), ErrCutOff, or nil.
 func (d *denySet) denied(kid, jti, sid, subject string, iatMS int64) error {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if _, ok := d.jtis[jti]; ok {
+	if _, ok := d.jtis.Load(jti); ok {
 		return ErrRevoked
 	}
-	if _, ok := d.sids[sid]; ok {
+	if _, ok := d.sids.Load(sid); ok {
 		return ErrRevoked
 	}
-	if _, ok := d.kids[kid]; ok {
+	if _, ok := d.kids.Load(kid); ok {
 		return ErrRevoked
 	}
-	if c, ok := d.subjects[subject]; ok && iatMS <= c.ms {
+	if c, ok := d.subjects.Load(subject); ok && iatMS <= c.(cutoff).ms {
 		return ErrCutOff
 	}
-	if d.hasTenant && iatMS <= d.tenant.ms {
+	if c := d.tenant.Load(); c != nil && iatMS <= c.ms {
 		return ErrCutOff
 	}
 	return nil
@@ -138,29 +130,34 @@ func (d *denySet) prune(now time.Time, leeway time.Duration) {
 	gone := func(exp time.Time) bool { return !exp.IsZero() && exp.Before(limit) }
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, m := range []map[string]time.Time{d.jtis, d.sids, d.kids} {
-		for k, exp := range m {
-			if gone(exp) {
-				delete(m, k)
+	for _, m := range []*sync.Map{&d.jtis, &d.sids, &d.kids} {
+		m.Range(func(k, v any) bool {
+			if gone(v.(time.Time)) {
+				m.Delete(k)
 			}
-		}
+			return true
+		})
 	}
-	for s, c := range d.subjects {
-		if gone(c.expire) {
-			delete(d.subjects, s)
+	d.subjects.Range(func(k, v any) bool {
+		if gone(v.(cutoff).expire) {
+			d.subjects.Delete(k)
 		}
-	}
-	if d.hasTenant && gone(d.tenant.expire) {
-		d.tenant, d.hasTenant = cutoff{}, false
+		return true
+	})
+	if c := d.tenant.Load(); c != nil && gone(c.expire) {
+		d.tenant.Store(nil)
 	}
 }
 
 // size returns the number of entries, for tests.
 func (d *denySet) size() int {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	n := len(d.jtis) + len(d.sids) + len(d.kids) + len(d.subjects)
-	if d.hasTenant {
+	n := 0
+	count := func(any, any) bool { n++; return true }
+	d.jtis.Range(count)
+	d.sids.Range(count)
+	d.kids.Range(count)
+	d.subjects.Range(count)
+	if d.tenant.Load() != nil {
 		n++
 	}
 	return n

@@ -70,7 +70,7 @@ type classedError struct {
 
 func classed(msg string, class error) error { return &classedError{msg: msg, class: class} }
 
-func (e *classedError) Error() string        { return e.msg }
+func (e *classedError) Error() string { return e.msg }
 func (e *classedError) Is(target error) bool {
 	return target == e.class || (e.also != nil && target == e.also)
 }

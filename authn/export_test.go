@@ -12,3 +12,11 @@ func (r *Remote) CacheLen() int {
 	}
 	return r.cache.len()
 }
+
+// VerifiedLen returns the number of tokens the local verifier remembers as verified.
+func (l *Local) VerifiedLen() int {
+	if l.verified == nil {
+		return 0
+	}
+	return l.verified.len()
+}

@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -111,6 +112,24 @@ func newKeySet(jwks []*tokenauthorityv1.JsonWebKey, skip func(kid string) bool) 
 }
 
 // without returns a copy of ks without kid.
+// reusing returns ks with the keys that old holds unchanged (same kid, algorithm and public key)
+// replaced by old's, so that tokens verified by them stay remembered across a refetch.
+func (ks *keySet) reusing(old *keySet) *keySet {
+	if old == nil {
+		return ks
+	}
+	for kid, k := range ks.byKid {
+		o := old.byKid[kid]
+		if o == nil || o.alg != k.alg {
+			continue
+		}
+		if pub, ok := o.key.(interface{ Equal(crypto.PublicKey) bool }); ok && pub.Equal(k.key) {
+			ks.byKid[kid] = o
+		}
+	}
+	return ks
+}
+
 func (ks *keySet) without(kid string) *keySet {
 	out := &keySet{byKid: make(map[string]*verifyKey, len(ks.byKid))}
 	for id, k := range ks.byKid {

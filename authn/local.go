@@ -52,8 +52,9 @@ type Local struct {
 	refreshCh chan struct{}
 
 	deny      *denySet
-	lastPrune time.Time // watcher goroutine only
-	watch     *watcher  // nil for a static verifier
+	verified  *verifiedCache // nil when disabled
+	lastPrune time.Time      // watcher goroutine only
+	watch     *watcher       // nil for a static verifier
 
 	ctx       context.Context // carries x-api-key; ends at Close
 	cancel    context.CancelFunc
@@ -115,7 +116,8 @@ func NewStatic(keys []*tokenauthorityv1.JsonWebKey, opts ...Option) (*Local, err
 
 func newLocal(cfg *config) *Local {
 	return &Local{
-		cfg: cfg,
+		cfg:      cfg,
+		verified: newVerifiedCache(cfg.cacheSize),
 		// Claims are checked by hand, with the injected clock and precise reasons.
 		parser:    jwt.NewParser(jwt.WithoutClaimsValidation(), jwt.WithStrictDecoding()),
 		deny:      newDenySet(),
@@ -170,7 +172,14 @@ func (l *Local) Verify(ctx context.Context, token string) (*Claims, error) {
 	if token == "" || len(token) > maxTokenLen {
 		return nil, ErrMalformed
 	}
-	var kid string
+	if l.verified != nil {
+		// A token seen before: its signature and claims were checked then. Its key must still be
+		// in the current set (a withdrawn or replaced key's tokens stop at once).
+		if v := l.verified.get(token, now.UnixNano()); v != nil && l.keys.Load().byKid[v.key.kid] == v.key {
+			return l.check(now, v.key.kid, v.claims)
+		}
+	}
+	var key *verifyKey
 	var keyErr error
 	mc := jwt.MapClaims{}
 	_, err := l.parser.ParseWithClaims(token, mc, func(t *jwt.Token) (any, error) {
@@ -179,7 +188,7 @@ func (l *Local) Verify(ctx context.Context, token string) (*Claims, error) {
 			keyErr = err
 			return nil, err
 		}
-		kid = k.kid
+		key = k
 		return k.key, nil
 	})
 	switch {
@@ -192,6 +201,15 @@ func (l *Local) Verify(ctx context.Context, token string) (*Claims, error) {
 	if !ok {
 		return nil, ErrMalformed
 	}
+	if until := c.ExpiresAt.Add(l.cfg.leeway); l.verified != nil && now.Before(until) {
+		l.verified.put(&verified{token: token, claims: c, key: key, until: until.UnixNano()}, now.UnixNano())
+	}
+	return l.check(now, key.kid, c)
+}
+
+// check applies to a token whose signature verified what can change between two presentations of
+// it: the clock, the issuer, revocations and cut-offs, the audience.
+func (l *Local) check(now time.Time, kid string, c *Claims) (*Claims, error) {
 	leeway := l.cfg.leeway
 	if !now.Before(c.ExpiresAt.Add(leeway)) {
 		return nil, ErrExpired
@@ -346,7 +364,8 @@ func (l *Local) fetchKeys(ctx context.Context) error {
 	defer l.keysMu.Unlock()
 	if seq > l.keysSeq {
 		l.keysSeq = seq
-		l.keys.Store(ks)
+		// Unchanged keys keep their identity, and with it the tokens remembered as verified by them.
+		l.keys.Store(ks.reusing(l.keys.Load()))
 		l.namedIssuer = resp.GetIssuer()
 	}
 	return nil
@@ -404,6 +423,9 @@ func (l *Local) apply(ev *tokenauthorityv1.WatchRevocationsResponse) {
 			l.keysMu.Lock()
 			l.keys.Store(l.keys.Load().without(kid))
 			l.keysMu.Unlock()
+			if l.verified != nil {
+				l.verified.drop(func(v *verified) bool { return v.key.kid == kid })
+			}
 		}
 		// Withdrawing the signing key publishes a replacement that signs at once.
 		l.requestKeyRefresh()

@@ -187,8 +187,11 @@ func WithReconnectBackoff(minimum, maximum time.Duration) Option {
 	return verifierOption(func(c *config) { c.backoffMin, c.backoffMax = minimum, maximum })
 }
 
-// WithCacheSize sets how many answers the remote verifier caches (default DefaultCacheSize); 0
-// disables the cache. NewRemote.
+// WithCacheSize sets how many answers the remote verifier caches, and how many verified tokens the
+// local and static verifiers remember (default DefaultCacheSize); 0 disables the cache. A local
+// verifier checks a token's signature, header and claims once, then, while the token is presented
+// again, only what can change: the clock, revocations and cut-offs, its key's presence, the
+// audience. Each entry holds the token and its claims (about 1 KiB for a typical token).
 func WithCacheSize(n int) Option {
 	return verifierOption(func(c *config) { c.cacheSize = n })
 }
