@@ -103,7 +103,8 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 		}
 		// go-redis has one process-wide logger.
 		redis.SetLogger(redisLogger{log: log})
-		a.store = redisstore.New(client)
+		// Every call's Redis work, go-redis's retries included, ends within the budget.
+		a.store = redisstore.New(client, redisstore.WithTimeout(cfg.StoreTimeout))
 		a.redis = client
 		events = redisstore.NewEvents(client, a.now, retention, 0)
 		a.closers = append(a.closers, client.Close)
@@ -153,7 +154,7 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 		Observer:      metrics,
 	})
 	a.grpc, err = grpcserver.New(grpcserver.Config{Tokens: tokens, Keys: km, Tenants: a.tenants, Logger: log, Registerer: reg,
-		Revocations: a.hub, StatsHandler: statsHandler, WatchObserver: metrics, Now: a.now,
+		Revocations: a.hub, StatsHandler: statsHandler, WatchObserver: metrics, Now: a.now, StoreTimeout: cfg.StoreTimeout,
 		WatchRecheck: cfg.WatchRecheck, MaxWatchesPerTenant: cfg.MaxWatchesPerTenant, MaxPublicStreams: cfg.MaxPublicStreams,
 		MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
 		AuthenticateReflection: cfg.Production()})

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+	"github.com/tokenauthority/tokenauthority/internal/config"
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
@@ -33,6 +34,9 @@ const (
 	// callTimeout is the client's own deadline, so that a hung call fails the test instead of
 	// hanging it.
 	callTimeout = 30 * time.Second
+	// storeMargin is what a call may take beyond the store budget under a fault: scheduling on a
+	// loaded machine, never a Redis round trip.
+	storeMargin = time.Second
 	// recoverWithin bounds the wait for the service to recover after a fault ends.
 	recoverWithin = 30 * time.Second
 	// slowLatency is the proxy's delay each way in the "slow" case: beyond the client's read
@@ -58,7 +62,7 @@ type faultEnv struct {
 
 // startFaultEnv starts the service with its Redis URL pointing at a proxy in front of a new
 // redis-server; query holds extra URL parameters (go-redis options such as pool_size).
-func startFaultEnv(t *testing.T, query string) *faultEnv {
+func startFaultEnv(t *testing.T, query string, edit ...func(*config.Config)) *faultEnv {
 	t.Helper()
 	srv := redistest.Start(t)
 	proxy := redistest.StartProxy(t, srv.Addr())
@@ -66,7 +70,11 @@ func startFaultEnv(t *testing.T, query string) *faultEnv {
 	if query != "" {
 		url += "?" + query
 	}
-	r := start(t, testConfig(t, url))
+	cfg := testConfig(t, url)
+	for _, f := range edit {
+		f(cfg)
+	}
+	r := start(t, cfg)
 	e := &faultEnv{srv: srv, proxy: proxy, r: r, ts: tokenauthorityv1.NewTokenServiceClient(r.conn), key: r.devKey, calls: newCallLog()}
 	e.live = e.mustIssue(t, "alice")
 
@@ -338,6 +346,14 @@ func TestFaultRedisUnreachable(t *testing.T) {
 				}
 			}
 			t.Logf("calls during the fault:%v", e.calls)
+			// Every call ends within the store budget (TOKENAUTHORITY_STORE_TIMEOUT, 1s here), its
+			// authentication and go-redis's retries included, plus a margin for a loaded machine;
+			// before the budget, a Verify took up to 4.3s.
+			for rpc, d := range e.calls.slowest {
+				if limit := e.r.app.cfg.StoreTimeout + storeMargin; d > limit {
+					t.Errorf("%s took %v during the fault, more than the store budget plus %v", rpc, d.Round(time.Millisecond), storeMargin)
+				}
+			}
 			e.calls.reset()
 
 			tt.heal(e.proxy)
@@ -582,11 +598,13 @@ func TestFaultPoolExhausted(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 	t.Logf("calls with a pool of 2 and %v each way:%v", 100*time.Millisecond, e.calls)
-	// The load must have exhausted the pool, or the test proved nothing.
-	if n := strings.Count(e.r.logs.String(), "connection pool timeout"); n == 0 {
-		t.Error("no call waited out the pool: the test did not exhaust it")
+	// The load must have exhausted the pool, or the test proved nothing: calls waited out the
+	// pool's timeout, or the store budget (TOKENAUTHORITY_STORE_TIMEOUT) ran out while they waited.
+	logs := e.r.logs.String()
+	if n := strings.Count(logs, "connection pool timeout") + strings.Count(logs, "context deadline exceeded"); n == 0 {
+		t.Error("no call waited out the pool or the store budget: the test did not exhaust the pool")
 	} else {
-		t.Logf("%d calls logged a pool timeout", n)
+		t.Logf("%d calls logged a pool timeout or the end of their store budget", n)
 	}
 	e.calls.reset()
 	e.proxy.SetLatency(0)
@@ -772,7 +790,8 @@ func TestFaultReplyLost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := startFaultEnv(t, "read_timeout=10s&write_timeout=10s")
+			// The store budget is raised with the read timeout, so that go-redis's retry can finish.
+			e := startFaultEnv(t, "read_timeout=10s&write_timeout=10s", func(c *config.Config) { c.StoreTimeout = 20 * time.Second })
 			e.proxy.SetLatency(latency)
 			e.srv.ResetStats(t)
 			type result struct {

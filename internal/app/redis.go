@@ -26,7 +26,10 @@ func newRedisClient(rawURL string) (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("TOKENAUTHORITY_REDIS_URL: not a URL")
 	}
 	q := u.Query()
-	timeouts := func(dial, read, write *time.Duration) {
+	// The store's time budget (TOKENAUTHORITY_STORE_TIMEOUT) is a context deadline: go-redis must
+	// let it cut a read or write short, not only stop retrying once it has passed.
+	timeouts := func(dial, read, write *time.Duration, contextTimeout *bool) {
+		*contextTimeout = true
 		if !q.Has("dial_timeout") {
 			*dial = defaultDialTimeout
 		}
@@ -44,21 +47,21 @@ func newRedisClient(rawURL string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("TOKENAUTHORITY_REDIS_URL: invalid Sentinel URL")
 		}
-		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ContextTimeoutEnabled)
 		return redis.NewFailoverClient(o), nil
 	case q.Has("addr"):
 		o, err := redis.ParseClusterURL(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("TOKENAUTHORITY_REDIS_URL: invalid Cluster URL")
 		}
-		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ContextTimeoutEnabled)
 		return redis.NewClusterClient(o), nil
 	}
 	o, err := redis.ParseURL(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("TOKENAUTHORITY_REDIS_URL: invalid URL")
 	}
-	timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+	timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ContextTimeoutEnabled)
 	return redis.NewClient(o), nil
 }
 

@@ -71,6 +71,7 @@ const (
 	varLogFormat          = envPrefix + "LOG_FORMAT"
 	varTracing            = envPrefix + "TRACING"
 	varRedisAllowEviction = envPrefix + "REDIS_ALLOW_EVICTION"
+	varStoreTimeout       = envPrefix + "STORE_TIMEOUT"
 
 	varWatchRecheck          = envPrefix + "WATCH_RECHECK"
 	varMaxConnectionAge      = envPrefix + "MAX_CONNECTION_AGE"
@@ -82,6 +83,8 @@ const (
 // Defaults that do not depend on the environment.
 const (
 	defaultDataDir         = ".data"
+	defaultStoreTimeout    = time.Second
+	maxStoreTimeout        = 30 * time.Second
 	defaultRefreshGrace    = 5 * time.Second
 	maxRefreshGrace        = time.Minute
 	defaultAccessTTL       = 15 * time.Minute
@@ -124,6 +127,7 @@ var settings = []setting{
 	{env: varHTTPAddr, arg: "host:port", help: "listen address of the HTTP server", devDef: "127.0.0.1:8081", prodDef: ":8081"},
 	{env: varRedisURL, arg: "url", help: "Redis URL (redis:// or rediss://); empty in development selects the in-memory store; required in production"},
 	{env: varRedisURL + fileSuffix, arg: "path", help: "file holding the Redis URL, for a URL with a password"},
+	{env: varStoreTimeout, arg: "duration", help: "the most one call may spend on Redis, go-redis's retries included, before it fails Unavailable; from 10ms to 30s", devDef: defaultStoreTimeout.String()},
 	{env: varRedisAllowEviction, arg: "bool", help: "true lets production start on a Redis whose maxmemory-policy evicts keys (it could evict revocation marks, cut-offs and signing keys)", devDef: "false"},
 	{env: varDataDir, arg: "path", help: "directory that keeps the secrets generated in development", devDef: defaultDataDir},
 	{env: varMasterKey, arg: "secret", help: "master key, at least 32 characters; generated in development when unset (prefer -master-key-file)"},
@@ -187,6 +191,8 @@ type Config struct {
 	Tracing string
 	// RedisAllowEviction lets production start on a Redis whose maxmemory-policy evicts keys.
 	RedisAllowEviction bool
+	// StoreTimeout bounds the Redis work of one call, retries included.
+	StoreTimeout time.Duration
 
 	// WatchRecheck is how often a WatchRevocations stream re-checks its credential.
 	WatchRecheck time.Duration
@@ -295,6 +301,12 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	c.LogFormat = p.oneOf(varLogFormat, pick(prod, logFormatJSON, logFormatText), logFormatText, logFormatJSON)
 	c.Tracing = p.oneOf(varTracing, TracingOff, TracingOff, TracingOTLP)
 	c.RedisAllowEviction = p.oneOf(varRedisAllowEviction, "false", "false", "true") == "true"
+	c.StoreTimeout = p.duration(varStoreTimeout, defaultStoreTimeout, func(d time.Duration) error {
+		if d < 10*time.Millisecond || d > maxStoreTimeout {
+			return fmt.Errorf("must be between 10ms and %v, got %v", maxStoreTimeout, d)
+		}
+		return nil
+	})
 
 	c.WatchRecheck = p.duration(varWatchRecheck, defaultWatchRecheck, between(minWatchRecheck, maxWatchRecheck))
 	c.MaxConnectionAge = p.duration(varMaxConnectionAge, defaultMaxConnectionAge, between(minMaxConnectionAge, maxMaxConnectionAge))
@@ -588,6 +600,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("log_format", c.LogFormat),
 		slog.String("tracing", c.Tracing),
 		slog.Bool("redis_allow_eviction", c.RedisAllowEviction),
+		slog.Duration("store_timeout", c.StoreTimeout),
 		slog.Duration("watch_recheck", c.WatchRecheck),
 		slog.Duration("max_connection_age", c.MaxConnectionAge),
 		slog.Duration("max_connection_age_grace", c.MaxConnectionAgeGrace),

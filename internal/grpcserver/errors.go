@@ -24,13 +24,18 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return err
 	}
 	switch {
+	case ctx.Err() != nil:
+		// The caller cancelled, or its own deadline passed: say so, whatever failed with it.
+		return status.FromContextError(ctx.Err()).Err()
+	case errors.Is(err, store.ErrUnavailable):
+		// Also when the store's own time budget ran out (a deadline inside err): the caller's
+		// deadline had not passed, so the store is what failed.
+		log.LogAttrs(ctx, slog.LevelWarn, "store unavailable", slog.String("error", err.Error()))
+		return status.Error(codes.Unavailable, "token store unavailable; retry later")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case errors.Is(err, store.ErrUnavailable):
-		log.LogAttrs(ctx, slog.LevelWarn, "store unavailable", slog.String("error", err.Error()))
-		return status.Error(codes.Unavailable, "token store unavailable; retry later")
 	case errors.Is(err, token.ErrInvalidArgument), errors.Is(err, tenant.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, token.ErrRefreshReuse):

@@ -22,6 +22,7 @@ import (
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
@@ -66,6 +67,21 @@ type Config struct {
 	// AuthenticateReflection puts server reflection behind a credential (any API key, or the
 	// master credential); production sets it. Reflection is public otherwise.
 	AuthenticateReflection bool
+	// StoreTimeout bounds the store work of each unary call, its authentication included: the
+	// store ends it with store.ErrUnavailable (Unavailable) once the time has passed. None when zero.
+	StoreTimeout time.Duration
+}
+
+// storeBudget gives each unary call a store budget of d from its start (store.WithBudget), before
+// authentication, whose key lookups count against it. Streams have none: a stream's store calls
+// are bounded one by one by the store itself.
+func storeBudget(d time.Duration) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if d > 0 {
+			ctx = store.WithBudget(ctx, time.Now().Add(d))
+		}
+		return handler(ctx, req)
+	}
 }
 
 // Server is the gRPC server and its health service.
@@ -115,7 +131,7 @@ func New(cfg Config) (*Server, error) {
 	publicStreams := &streamCap{max: int64(orDefault(cfg.MaxPublicStreams, DefaultMaxPublicStreams)), policyOf: policyOf}
 	codec := newRequestCodec()
 	unary = append(unary, logging.UnaryServerInterceptor(logger, logOpts...), recovery.UnaryServerInterceptor(recoverOpt),
-		codec.unaryInterceptor, authUnary)
+		codec.unaryInterceptor, storeBudget(cfg.StoreTimeout), authUnary)
 	stream = append(stream, logging.StreamServerInterceptor(logger, logOpts...), recovery.StreamServerInterceptor(recoverOpt),
 		codec.streamInterceptor, publicStreams.interceptor, authStream)
 

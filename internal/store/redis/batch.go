@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -29,6 +30,10 @@ type batchCall struct {
 	queue func(p goredis.Pipeliner, byDigest bool)
 	// wake receives true when the call must lead the next batch, false when its batch is done.
 	wake chan bool
+	// deadline is when the call's store work must end (WithTimeout from its arrival); zero for
+	// none. A batch ends by the earliest deadline of its calls, so a call's wait for the batch
+	// before it counts against its own budget.
+	deadline time.Time
 }
 
 // maxBatch bounds the calls in one pipeline.
@@ -38,6 +43,9 @@ const maxBatch = 256
 // their own results and errors.
 func (b *batcher) do(ctx context.Context, c *batchCall) {
 	c.wake = make(chan bool, 1)
+	if b.s.timeout > 0 {
+		c.deadline = budgetEnd(ctx, b.s.timeout)
+	}
 	b.mu.Lock()
 	b.queue = append(b.queue, c)
 	if b.busy {
@@ -54,8 +62,14 @@ func (b *batcher) do(ctx context.Context, c *batchCall) {
 	b.mu.Unlock()
 
 	// The batch carries other callers' work: a cancellation of this caller must not cut it short.
-	// Its duration is bounded by the client's read and write timeouts.
-	b.s.execBatch(context.WithoutCancel(ctx), batch)
+	// It ends by the earliest deadline of its calls (each call's own budget), and otherwise by the
+	// client's read and write timeouts.
+	bctx, cancel := context.WithoutCancel(ctx), context.CancelFunc(func() {})
+	if end := earliestDeadline(batch); !end.IsZero() {
+		bctx, cancel = context.WithDeadline(bctx, end)
+	}
+	b.s.execBatch(bctx, batch)
+	cancel()
 
 	b.mu.Lock()
 	var next *batchCall
@@ -73,6 +87,17 @@ func (b *batcher) do(ctx context.Context, c *batchCall) {
 	if next != nil {
 		next.wake <- true
 	}
+}
+
+// earliestDeadline returns the earliest deadline among the calls, zero when none has one.
+func earliestDeadline(batch []*batchCall) time.Time {
+	var end time.Time
+	for _, c := range batch {
+		if !c.deadline.IsZero() && (end.IsZero() || c.deadline.Before(end)) {
+			end = c.deadline
+		}
+	}
+	return end
 }
 
 // execBatch sends the batch's commands in one pipeline. Calls whose script Redis had lost are sent

@@ -68,9 +68,10 @@ var (
 
 // Store keeps sessions and records in Redis. It is safe for concurrent use.
 type Store struct {
-	client goredis.UniversalClient
-	now    func() time.Time
-	batch  batcher
+	client  goredis.UniversalClient
+	now     func() time.Time
+	timeout time.Duration // the store work of one call; see WithTimeout
+	batch   batcher
 }
 
 // Option configures a Store.
@@ -88,6 +89,9 @@ func New(client goredis.UniversalClient, opts ...Option) *Store {
 	s.batch.s = s
 	for _, o := range opts {
 		o(s)
+	}
+	if s.timeout > 0 {
+		installBudget(client, s.timeout)
 	}
 	return s
 }
