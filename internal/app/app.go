@@ -33,6 +33,7 @@ import (
 type Backend interface {
 	token.Store
 	tenant.Store
+	keys.Store
 }
 
 // App is a configured authority, ready to serve.

@@ -50,6 +50,24 @@ func (s *mapStore) GetRecord(_ context.Context, kind, id string) ([]byte, error)
 	return bytes.Clone(v), nil
 }
 
+func (s *mapStore) SwapRecord(_ context.Context, kind, id string, old, value []byte) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.recs[kind+"/"+id]
+	if !ok {
+		return false, fmt.Errorf("swap %s record: %w", kind, store.ErrNotFound)
+	}
+	if !bytes.Equal(cur, old) {
+		return false, nil
+	}
+	s.recs[kind+"/"+id] = bytes.Clone(value)
+	return true, nil
+}
+
+func (s *mapStore) UpdateRecord(ctx context.Context, kind, id string, fn func([]byte) ([]byte, error)) ([]byte, error) {
+	return store.UpdateRecord(ctx, s, kind, id, fn)
+}
+
 func (s *mapStore) DeleteRecord(_ context.Context, kind, id string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
