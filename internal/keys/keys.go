@@ -48,8 +48,9 @@ var (
 	ErrUnknownKey = errors.New("unknown signing key")
 	// ErrNoKeys reports a tenant without a key set.
 	ErrNoKeys = errors.New("tenant has no signing keys")
-	// ErrWrongKEK reports stored keys that the key-encryption key cannot open.
-	ErrWrongKEK = errors.New("the key-encryption key does not open the stored signing keys")
+	// ErrWrongKEK reports stored keys that no configured key-encryption key opens. Its message
+	// (wrapped) names the id of the key a record needs (KEKID), never a key.
+	ErrWrongKEK = errors.New("no configured key-encryption key opens the stored signing keys")
 	// ErrConflict reports a change to a key set that other writers kept overtaking (the store's
 	// store.ErrConflict).
 	ErrConflict = errors.New("the key set kept changing during the update")

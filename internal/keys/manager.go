@@ -2,8 +2,6 @@ package keys
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -16,8 +14,15 @@ import (
 
 // Manager creates, stores and serves tenants' key sets.
 type Manager struct {
-	store      Store
-	aead       cipher.AEAD
+	store Store
+	// kek seals and opens key sets; previous only open them; keks holds all of them by id.
+	kek      *kek
+	previous []*kek
+	keks     map[[kekIDLen]byte]*kek
+	// previousKEKs holds WithPreviousKEKs's keys until NewManager builds the ring.
+	previousKEKs [][]byte
+	// sealed is what the last Check or Reseal counted.
+	sealed     atomic.Pointer[SealStats]
 	now        func() time.Time
 	prePublish time.Duration
 	retention  time.Duration
@@ -49,16 +54,8 @@ func NewManager(s Store, kek []byte, now func() time.Time, opts ...Option) (*Man
 	if m.retention < 0 {
 		return nil, fmt.Errorf("key retention %v is negative", m.retention)
 	}
-	if len(kek) != 32 {
-		return nil, fmt.Errorf("key-encryption key: %d bytes, want 32 (AES-256)", len(kek))
-	}
-	block, err := aes.NewCipher(kek)
-	if err != nil {
-		return nil, fmt.Errorf("key-encryption key: %w", err)
-	}
-	m.aead, err = cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("key-encryption key: %w", err)
+	if err := m.buildRing(kek); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -258,24 +255,31 @@ func (m *Manager) readBlob(ctx context.Context, tenant string) ([]byte, error) {
 	return blob, nil
 }
 
-// Check opens every stored key set, so that a wrong key-encryption key is found at start-up
-// rather than at the first token. It returns an error wrapping ErrWrongKEK then.
-func (m *Manager) Check(ctx context.Context, s interface {
-	ListRecords(ctx context.Context, kind, prefix string) ([]store.Record, error)
-}) error {
+// Check opens every stored key set, so that a key set that no configured key-encryption key opens
+// is found at start-up rather than at the first token, and caches them. It returns an error
+// wrapping ErrWrongKEK then, naming the id of the key the set needs (KEKID), and counts the sets
+// for SealedRecords.
+func (m *Manager) Check(ctx context.Context, s RecordLister) error {
 	seq := m.seq.Add(1)
 	recs, err := s.ListRecords(ctx, store.KindKeyset, "")
 	if err != nil {
 		return fmt.Errorf("list key sets: %w", err)
 	}
+	var st SealStats
 	for _, r := range recs {
 		ks, err := m.open(r.ID, r.Value)
 		if err != nil {
 			return err
 		}
+		if m.sealedUnderCurrent(r.Value) {
+			st.Current++
+		} else {
+			st.Previous++
+		}
 		ks.seq, ks.loadedAt = seq, m.now()
 		m.install(r.ID, ks, false)
 	}
+	m.sealed.Store(&st)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
@@ -27,7 +28,13 @@ type storedKeyset struct {
 	RefreshKey []byte      `json:"rk"`
 }
 
-const sealVersion = 1
+// Sealed record formats. A version 2 record names the key-encryption key that sealed it, so that
+// the right key opens it without trial decryption; version 1 records, written before there could be
+// more than one key, are opened by trying each configured key.
+const (
+	sealV1 = 1 // 1 || nonce || AES-GCM ciphertext
+	sealV2 = 2 // 2 || key-encryption key id (8 bytes, KEKID) || nonce || AES-GCM ciphertext
+)
 
 func aad(tenant string) []byte { return []byte("tokenauthority/keyset/v1/" + tenant) }
 
@@ -57,22 +64,59 @@ func (m *Manager) seal(tenant string, ks *keyset) ([]byte, error) {
 	return m.sealPlain(tenant, plain), nil
 }
 
-// sealPlain encrypts the JSON plaintext of a tenant's key set.
+// sealPlain encrypts the JSON plaintext of a tenant's key set under the current key-encryption
+// key, in format version 2.
 func (m *Manager) sealPlain(tenant string, plain []byte) []byte {
-	nonce := make([]byte, m.aead.NonceSize())
+	nonce := make([]byte, m.kek.aead.NonceSize())
 	_, _ = rand.Read(nonce)
-	out := append([]byte{sealVersion}, nonce...)
-	return m.aead.Seal(out, nonce, plain, aad(tenant))
+	out := make([]byte, 0, 1+kekIDLen+len(nonce)+len(plain)+m.kek.aead.Overhead())
+	out = append(out, sealV2)
+	out = append(out, m.kek.id[:]...)
+	out = append(out, nonce...)
+	return m.kek.aead.Seal(out, nonce, plain, aad(tenant))
+}
+
+// sealedUnderCurrent reports whether blob is a version 2 record of the current key-encryption key.
+func (m *Manager) sealedUnderCurrent(blob []byte) bool {
+	return len(blob) > kekIDLen && blob[0] == sealV2 && bytes.Equal(blob[1:1+kekIDLen], m.kek.id[:])
+}
+
+// openPlain decrypts a tenant's sealed key set and returns its plaintext and the key that opened
+// it. Its errors name the tenant and the id of the key a record needs, never a key.
+func (m *Manager) openPlain(tenant string, blob []byte) ([]byte, *kek, error) {
+	ns := m.kek.aead.NonceSize()
+	switch {
+	case len(blob) >= 1+kekIDLen+ns && blob[0] == sealV2:
+		var id [kekIDLen]byte
+		copy(id[:], blob[1:])
+		k := m.keks[id]
+		if k == nil {
+			return nil, nil, fmt.Errorf("key set of tenant %q is sealed under key-encryption key %x, which is not configured: %w",
+				tenant, id, ErrWrongKEK)
+		}
+		rest := blob[1+kekIDLen:]
+		plain, err := k.aead.Open(nil, rest[:ns], rest[ns:], aad(tenant))
+		if err != nil {
+			return nil, nil, fmt.Errorf("key set of tenant %q does not open under key-encryption key %s, which sealed it (damaged or moved): %w",
+				tenant, k, ErrWrongKEK)
+		}
+		return plain, k, nil
+	case len(blob) >= 1+ns && blob[0] == sealV1:
+		for _, k := range append([]*kek{m.kek}, m.previous...) {
+			if plain, err := k.aead.Open(nil, blob[1:1+ns], blob[1+ns:], aad(tenant)); err == nil {
+				return plain, k, nil
+			}
+		}
+		return nil, nil, fmt.Errorf("key set of tenant %q was sealed before records named their key-encryption key, "+
+			"and none of the %d configured keys opens it: %w", tenant, 1+len(m.previous), ErrWrongKEK)
+	}
+	return nil, nil, fmt.Errorf("key set of tenant %q: unknown format", tenant)
 }
 
 func (m *Manager) open(tenant string, blob []byte) (*keyset, error) {
-	ns := m.aead.NonceSize()
-	if len(blob) < 1+ns || blob[0] != sealVersion {
-		return nil, fmt.Errorf("key set of tenant %q: unknown format", tenant)
-	}
-	plain, err := m.aead.Open(nil, blob[1:1+ns], blob[1+ns:], aad(tenant))
+	plain, _, err := m.openPlain(tenant, blob)
 	if err != nil {
-		return nil, fmt.Errorf("key set of tenant %q: %w", tenant, ErrWrongKEK)
+		return nil, err
 	}
 	var st storedKeyset
 	if err := json.Unmarshal(plain, &st); err != nil {
