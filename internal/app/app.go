@@ -108,7 +108,9 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 		keys.WithPreviousKEKs(cfg.PreviousKeyEncryptionKeys...),
 		keys.WithPrePublish(cfg.KeyPrePublish),
 		// A retired key stays published while a token it signed can still be valid.
-		keys.WithRetention(cfg.MaxAccessTTL+token.DefaultLeeway+time.Minute))
+		keys.WithRetention(cfg.MaxAccessTTL+token.DefaultLeeway+time.Minute),
+		// A retired refresh-token key verifies while a refresh token it signed can still be valid.
+		keys.WithRefreshRetention(cfg.MaxRefreshTTL+token.DefaultLeeway+time.Minute))
 	if err != nil {
 		a.close()
 		return nil, err

@@ -11,7 +11,8 @@ type keyset struct {
 	// comes last and wins).
 	keys       []*Key
 	byID       map[string]*Key
-	refreshKey []byte
+	// refreshKeys are the refresh-token keys, oldest first: the last one signs, every one verifies.
+	refreshKeys []*RefreshKey
 	// blob is the sealed record the set was opened from or sealed to.
 	blob []byte
 	// seq orders the reads behind cached sets: a set read later replaces one read earlier, never

@@ -26,6 +26,8 @@ type Manager struct {
 	now        func() time.Time
 	prePublish time.Duration
 	retention  time.Duration
+	// refreshRetention is how long a retired refresh-token key keeps verifying (WithRefreshRetention).
+	refreshRetention time.Duration
 
 	// writes serializes this manager's read-modify-write updates (Rotate, Withdraw).
 	writes chan struct{}
@@ -44,12 +46,15 @@ const reloadInterval = time.Second
 // now. The options set the pre-publish delay of Rotate (WithPrePublish) and how long retired keys
 // keep verifying (WithRetention).
 func NewManager(s Store, kek []byte, now func() time.Time, opts ...Option) (*Manager, error) {
-	m := &Manager{store: s, now: now, retention: DefaultRetention, writes: make(chan struct{}, 1), newKey: generate, sets: map[string]*keyset{}}
+	m := &Manager{store: s, now: now, retention: DefaultRetention, refreshRetention: DefaultRefreshRetention, writes: make(chan struct{}, 1), newKey: generate, sets: map[string]*keyset{}}
 	for _, opt := range opts {
 		opt(m)
 	}
 	if m.prePublish < 0 {
 		return nil, fmt.Errorf("key pre-publish delay %v is negative", m.prePublish)
+	}
+	if m.refreshRetention < 0 {
+		return nil, fmt.Errorf("refresh key retention %v is negative", m.refreshRetention)
 	}
 	if m.retention < 0 {
 		return nil, fmt.Errorf("key retention %v is negative", m.retention)
@@ -73,9 +78,11 @@ func (m *Manager) Ensure(ctx context.Context, tenant string, alg Algorithm) erro
 		return err
 	}
 	k.PublishedAt, k.ActivatesAt = now, now
+	// The first refresh-token key is a legacy one, which replicas of the version before refresh
+	// keys rotated can open; the first rotation gives its successor an id.
 	rk := make([]byte, 32)
 	_, _ = rand.Read(rk)
-	ks := &keyset{keys: []*Key{k}, refreshKey: rk}
+	ks := &keyset{keys: []*Key{k}, refreshKeys: []*RefreshKey{{ID: LegacyRefreshKID, Secret: rk, CreatedAt: now}}}
 	blob, err := m.seal(tenant, ks)
 	if err != nil {
 		return err

@@ -23,9 +23,21 @@ type storedKey struct {
 	RetiredAt   time.Time `json:"retired,omitzero"`
 }
 
+// storedKeyset is the plaintext of a sealed key set. A set whose one refresh-token key is the
+// legacy one (LegacyRefreshKID, never rotated) keeps it in rk, as sets were written before refresh
+// keys rotated, so that replicas of that version still open it; once rotated, every refresh key is
+// in rks.
 type storedKeyset struct {
-	Keys       []storedKey `json:"keys"`
-	RefreshKey []byte      `json:"rk"`
+	Keys        []storedKey        `json:"keys"`
+	RefreshKey  []byte             `json:"rk,omitempty"`
+	RefreshKeys []storedRefreshKey `json:"rks,omitempty"`
+}
+
+type storedRefreshKey struct {
+	ID        string    `json:"kid"`
+	Secret    []byte    `json:"k"`
+	CreatedAt time.Time `json:"created,omitzero"`
+	RetiredAt time.Time `json:"retired,omitzero"`
 }
 
 // Sealed record formats. A version 2 record names the key-encryption key that sealed it, so that
@@ -39,7 +51,14 @@ const (
 func aad(tenant string) []byte { return []byte("tokenauthority/keyset/v1/" + tenant) }
 
 func (m *Manager) seal(tenant string, ks *keyset) ([]byte, error) {
-	st := storedKeyset{RefreshKey: ks.refreshKey}
+	var st storedKeyset
+	if rks := ks.refreshKeys; len(rks) == 1 && rks[0].ID == LegacyRefreshKID && rks[0].RetiredAt.IsZero() {
+		st.RefreshKey = rks[0].Secret
+	} else {
+		for _, rk := range rks {
+			st.RefreshKeys = append(st.RefreshKeys, storedRefreshKey(*rk))
+		}
+	}
 	for _, k := range ks.keys {
 		var priv []byte
 		if k.Algorithm == HS256 {
@@ -122,7 +141,19 @@ func (m *Manager) open(tenant string, blob []byte) (*keyset, error) {
 	if err := json.Unmarshal(plain, &st); err != nil {
 		return nil, fmt.Errorf("key set of tenant %q: %w", tenant, err)
 	}
-	ks := &keyset{refreshKey: st.RefreshKey, blob: blob}
+	ks := &keyset{blob: blob}
+	switch {
+	case len(st.RefreshKeys) > 0:
+		for _, rk := range st.RefreshKeys {
+			if len(rk.Secret) == 0 || !validRefreshKID(rk.ID) {
+				return nil, fmt.Errorf("key set of tenant %q: malformed refresh-token key", tenant)
+			}
+			k := RefreshKey(rk)
+			ks.refreshKeys = append(ks.refreshKeys, &k)
+		}
+	case len(st.RefreshKey) > 0:
+		ks.refreshKeys = []*RefreshKey{{ID: LegacyRefreshKID, Secret: st.RefreshKey}}
+	}
 	seen := make(map[string]bool, len(st.Keys))
 	for _, sk := range st.Keys {
 		k, err := fromStored(sk)
@@ -135,7 +166,7 @@ func (m *Manager) open(tenant string, blob []byte) (*keyset, error) {
 		seen[k.ID] = true
 		ks.keys = append(ks.keys, k)
 	}
-	if len(ks.keys) == 0 || len(ks.refreshKey) == 0 {
+	if len(ks.keys) == 0 || len(ks.refreshKeys) == 0 {
 		return nil, fmt.Errorf("key set of tenant %q is empty", tenant)
 	}
 	ks.normalize()
