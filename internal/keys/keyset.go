@@ -9,8 +9,8 @@ import (
 type keyset struct {
 	// keys are in activation order (stable: of two keys activating together, the later added
 	// comes last and wins).
-	keys       []*Key
-	byID       map[string]*Key
+	keys []*Key
+	byID map[string]*Key
 	// refreshKeys are the refresh-token keys, oldest first: the last one signs, every one verifies.
 	refreshKeys []*RefreshKey
 	// blob is the sealed record the set was opened from or sealed to.
