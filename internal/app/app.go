@@ -33,6 +33,7 @@ import (
 type Backend interface {
 	token.Store
 	tenant.Store
+	keys.Store
 }
 
 // App is a configured authority, ready to serve.
@@ -110,19 +111,24 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 		a.closers = append(a.closers, client.Close)
 	}
 	km, err := keys.NewManager(a.store, cfg.KeyEncryptionKey, a.now,
+		keys.WithPreviousKEKs(cfg.PreviousKeyEncryptionKeys...),
 		keys.WithPrePublish(cfg.KeyPrePublish),
 		// A retired key stays published while a token it signed can still be valid.
-		keys.WithRetention(cfg.MaxAccessTTL+token.DefaultLeeway+time.Minute))
+		keys.WithRetention(cfg.MaxAccessTTL+token.DefaultLeeway+time.Minute),
+		// A retired refresh-token key verifies while a refresh token it signed can still be valid.
+		keys.WithRefreshRetention(cfg.MaxRefreshTTL+token.DefaultLeeway+time.Minute))
 	if err != nil {
 		a.close()
 		return nil, err
 	}
 	a.keys = km
+	logKEKs(log, cfg)
 	a.tenants = tenant.NewService(a.store, cfg.MasterKey.Reveal(), a.now)
 	a.hub = revocation.NewHub(events, 0)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := telemetry.NewMetrics(reg, telemetry.Sources{Watches: a.hub.Watches, SigningKeyAges: km.SigningKeyAges})
+	metrics, err := telemetry.NewMetrics(reg, telemetry.Sources{Watches: a.hub.Watches, SigningKeyAges: km.SigningKeyAges,
+		SealedRecords: km.SealedRecords})
 	if err != nil {
 		a.close()
 		return nil, err
@@ -212,6 +218,10 @@ func (a *App) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	})
 	g.Go(func() error { return a.watchStore(gctx) })
 	g.Go(func() error { return a.refreshKeys(gctx) })
+	g.Go(func() error {
+		a.resealKeys(gctx, resealInterval)
+		return nil
+	})
 	g.Go(func() error {
 		a.indexAPIKeys(gctx, time.Second)
 		return nil
@@ -343,7 +353,7 @@ func (a *App) checkReady(ctx context.Context) error {
 	if ok && (!a.booted.Load() || !a.ready.Load() || a.bootstrapLost(pctx)) {
 		if err := a.bootstrap(pctx); err != nil {
 			if errors.Is(err, keys.ErrWrongKEK) {
-				return fmt.Errorf("%w: check TOKENAUTHORITY_KEY_ENCRYPTION_KEY", err)
+				return fmt.Errorf("%w: check TOKENAUTHORITY_KEY_ENCRYPTION_KEY and TOKENAUTHORITY_KEY_ENCRYPTION_KEY_PREVIOUS", err)
 			}
 			a.log.Warn("bootstrap failed; will retry", slog.String("error", err.Error()))
 			ok = false

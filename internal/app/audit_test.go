@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 )
 
@@ -13,7 +15,7 @@ import (
 var auditEvents = []string{
 	"issued", "refreshed", "refresh_reuse",
 	"token_revoked", "session_revoked", "subject_cutoff", "tenant_cutoff",
-	"key_rotated", "key_withdrawn",
+	"key_rotated", "key_withdrawn", "refresh_key_rotated", "refresh_key_unknown",
 	"api_key_created", "api_key_rotated", "api_key_deleted",
 	"principal_created", "principal_secret_set", "principal_deleted",
 	"tenant_created", "tenant_deleted",
@@ -80,6 +82,11 @@ func TestAuditEvents(t *testing.T) {
 	// Signing keys, then the credentials and the tenant go.
 	k := must(admin.RotateSigningKey(adm, &tokenauthorityv1.RotateSigningKeyRequest{})).GetKey()
 	must(admin.WithdrawSigningKey(adm, &tokenauthorityv1.WithdrawSigningKeyRequest{Kid: k.GetKid()}))
+	// An emergency refresh-key rotation, and a refresh token of the dropped key refused.
+	dropped := keep(must(ts.IssueToken(svc, &tokenauthorityv1.IssueTokenRequest{Subject: "carol"})).GetRefreshToken())
+	must(admin.RotateRefreshKey(adm, &tokenauthorityv1.RotateRefreshKeyRequest{Emergency: true}))
+	_, err := ts.RefreshToken(svc, &tokenauthorityv1.RefreshTokenRequest{RefreshToken: dropped})
+	wantCode(t, "refresh with a dropped key's token", err, codes.Unauthenticated)
 	must(admin.DeleteApiKey(adm, &tokenauthorityv1.DeleteApiKeyRequest{KeyId: key.GetApiKey().GetKeyId()}))
 	must(admin.DeletePrincipal(adm, &tokenauthorityv1.DeletePrincipalRequest{Identifier: "svc-billing"}))
 	must(admin.DeleteTenant(master, &tokenauthorityv1.DeleteTenantRequest{TenantId: "audited"}))

@@ -57,7 +57,8 @@ func TestKeysAtRestAreSealed(t *testing.T) {
 		} else {
 			secrets = append(secrets, must(x509.MarshalPKCS8PrivateKey(k.SignKey)))
 		}
-		secrets = append(secrets, must(r.app.keys.RefreshKey(ctx, id)))
+		rks := must(r.app.keys.RefreshKeys(ctx, id))
+		secrets = append(secrets, rks[len(rks)-1].Secret)
 	}
 	var needles [][]byte
 	for _, s := range secrets {

@@ -88,6 +88,7 @@ func TestMetricsExposed(t *testing.T) {
 		"tokenauthority_revocation_watchers":          "gauge",
 		"tokenauthority_revocation_lag_seconds":       "histogram",
 		"tokenauthority_signing_key_age_seconds":      "gauge",
+		"tokenauthority_sealed_records":               "gauge",
 		// go-grpc-middleware's.
 		"grpc_server_started_total":      "counter",
 		"grpc_server_handled_total":      "counter",
@@ -111,6 +112,7 @@ func TestMetricsExposed(t *testing.T) {
 		`tokenauthority_revocations_total{kind="session"} 1`,
 		"tokenauthority_revocation_watchers 1",
 		"tokenauthority_revocation_lag_seconds_count 1",
+		`tokenauthority_sealed_records{key="previous"} 0`,
 		`tokenauthority_store_errors_total{op="evalsha"} 0`,
 		`grpc_server_handled_total{grpc_code="OK",grpc_method="IssueToken",grpc_service="tokenauthority.v1.TokenService",grpc_type="unary"} 1`,
 	} {

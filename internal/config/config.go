@@ -134,6 +134,8 @@ var settings = []setting{
 	{env: varMasterKey + fileSuffix, arg: "path", help: "file holding the master key"},
 	{env: varKeyEncryptionKey, arg: "base64", help: "key-encryption key, standard base64 of 32 bytes (openssl rand -base64 32); generated in development when unset (prefer -key-encryption-key-file)"},
 	{env: varKeyEncryptionKey + fileSuffix, arg: "path", help: "file holding the key-encryption key"},
+	{env: varKeyEncryptionKeyPrevious, arg: "base64,...", help: "key-encryption keys being rotated away from, comma-separated: they open stored keys, which are re-sealed under the current key in the background, and never seal"},
+	{env: varKeyEncryptionKeyPrevious + fileSuffix, arg: "path", help: "file holding the previous key-encryption keys, one per line"},
 	{env: varRefreshGrace, arg: "duration", help: "window in which a retried refresh gets the same answer, from 0s to 1m", devDef: defaultRefreshGrace.String()},
 	{env: varAccessTTL, arg: "duration", help: "default access-token lifetime", devDef: defaultAccessTTL.String()},
 	{env: varRefreshTTL, arg: "duration", help: "default session lifetime", devDef: defaultRefreshTTL.String()},
@@ -208,9 +210,12 @@ type Config struct {
 	// KeyEncryptionKey is 32 bytes, resolved by ResolveSecrets. It is not a Secret because it is
 	// used as a key; never print it.
 	KeyEncryptionKey []byte
+	// PreviousKeyEncryptionKeys are 32 bytes each, resolved by ResolveSecrets: keys that open
+	// stored signing keys but never seal them, during a rotation of the key-encryption key.
+	PreviousKeyEncryptionKeys [][]byte
 
-	// masterKey and keyEncryptionKey remember where Parse found each secret.
-	masterKey, keyEncryptionKey secretSource
+	// masterKey, keyEncryptionKey and previousKEKs remember where Parse found each secret.
+	masterKey, keyEncryptionKey, previousKEKs secretSource
 }
 
 // Production reports whether c is the production configuration.
@@ -277,6 +282,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 
 	c.masterKey = p.secret(masterKeyKind, prod)
 	c.keyEncryptionKey = p.secret(keyEncryptionKeyKind, prod)
+	c.previousKEKs = p.previousKEKs()
 
 	var ok bool
 	c.RefreshGrace = p.duration(varRefreshGrace, defaultRefreshGrace, func(d time.Duration) error {
@@ -608,6 +614,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.Int("max_watches_per_tenant", c.MaxWatchesPerTenant),
 		slog.String("master_key", redacted),
 		slog.String("key_encryption_key", redacted),
+		slog.Int("previous_key_encryption_keys", len(c.PreviousKeyEncryptionKeys)),
 	}
 }
 

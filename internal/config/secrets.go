@@ -108,7 +108,8 @@ func randomBytes(n int) ([]byte, error) {
 	return b, nil
 }
 
-// ResolveSecrets resolves every secret and sets MasterKey and KeyEncryptionKey. Each secret comes
+// ResolveSecrets resolves every secret and sets MasterKey, KeyEncryptionKey and
+// PreviousKeyEncryptionKeys (from their value or file only, never generated). Each secret comes
 // from its value, else from its file, else, in development only, from a value generated once with
 // crypto/rand and kept in DataDir (files master-key and key-encryption-key, mode 0600, in a
 // directory of mode 0700, written atomically and reused on later starts; looser permissions are
@@ -128,8 +129,13 @@ func (c *Config) ResolveSecrets() (notes []string, err error) {
 	if err != nil {
 		return r.notes, fmt.Errorf("%s: %w", varKeyEncryptionKey, err)
 	}
+	previous, err := r.resolvePreviousKEKs(c.previousKEKs, key)
+	if err != nil {
+		return r.notes, err
+	}
 	c.MasterKey = NewSecret(masterKey)
 	c.KeyEncryptionKey = key
+	c.PreviousKeyEncryptionKeys = previous
 	return r.notes, nil
 }
 

@@ -45,6 +45,7 @@ type KeyAdmin interface {
 	Rotate(ctx context.Context, tenant string, alg keys.Algorithm) (*keys.Key, error)
 	Withdraw(ctx context.Context, tenant, kid string) error
 	Keys(ctx context.Context, tenant string) ([]*keys.Key, error)
+	RotateRefreshKey(ctx context.Context, tenant string, r keys.RefreshRotation) (*keys.RefreshRotated, error)
 }
 
 // adminService implements tokenauthority.v1.AdminService.
@@ -447,4 +448,34 @@ func (s *adminService) WithdrawSigningKey(ctx context.Context, req *tokenauthori
 			"they reject its tokens only after their next key refresh")
 	}
 	return &tokenauthorityv1.WithdrawSigningKeyResponse{}, nil
+}
+
+func (s *adminService) RotateRefreshKey(ctx context.Context, req *tokenauthorityv1.RotateRefreshKeyRequest) (*tokenauthorityv1.RotateRefreshKeyResponse, error) {
+	t, err := targetTenant(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, err
+	}
+	if c := req.GetIfCurrentKid(); c != "" && !keys.ValidRefreshKID(c) {
+		return nil, status.Error(codes.InvalidArgument, "if_current_kid: not the id of a refresh-token key")
+	}
+	r, err := s.keys.RotateRefreshKey(ctx, t.ID, keys.RefreshRotation{Emergency: req.GetEmergency(), IfCurrent: req.GetIfCurrentKid()})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	s.audit.LogAttrs(ctx, slog.LevelWarn, "refresh-token key rotated", slog.String("audit", "refresh_key_rotated"),
+		slog.String("tenant", t.ID), slog.String("kid", r.Current.ID), slog.Bool("emergency", req.GetEmergency()),
+		slog.Any("dropped_kids", r.Dropped))
+	out := &tokenauthorityv1.RotateRefreshKeyResponse{
+		Current:     &tokenauthorityv1.RefreshKey{Kid: r.Current.ID, CreateTime: timestamppb.New(r.Current.CreatedAt)},
+		DroppedKids: r.Dropped,
+	}
+	for _, k := range r.Retired {
+		rk := &tokenauthorityv1.RefreshKey{Kid: k.ID, RetireTime: timestamppb.New(k.RetiredAt),
+			DeleteTime: timestamppb.New(k.RetiredAt.Add(r.Retention))}
+		if !k.CreatedAt.IsZero() {
+			rk.CreateTime = timestamppb.New(k.CreatedAt)
+		}
+		out.Retired = append(out.Retired, rk)
+	}
+	return out, nil
 }

@@ -24,6 +24,7 @@ var adminWrites = map[string]bool{
 	tokenauthorityv1.AdminService_DeletePrincipal_FullMethodName:    true,
 	tokenauthorityv1.AdminService_RotateSigningKey_FullMethodName:   true,
 	tokenauthorityv1.AdminService_WithdrawSigningKey_FullMethodName: true,
+	tokenauthorityv1.AdminService_RotateRefreshKey_FullMethodName:   true,
 }
 
 // masterWriter is the limiter's name for the master credential, which has no key id (API key ids

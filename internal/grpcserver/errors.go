@@ -60,6 +60,10 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return status.Error(codes.FailedPrecondition, "the tenant has no signing keys")
 	case errors.Is(err, keys.ErrUnknownKey):
 		return status.Error(codes.NotFound, "no such signing key in this tenant")
+	case errors.Is(err, keys.ErrRefreshKeyChanged):
+		return status.Error(codes.Aborted, keys.ErrRefreshKeyChanged.Error())
+	case errors.Is(err, keys.ErrTooManyRefreshKeys):
+		return status.Error(codes.FailedPrecondition, keys.ErrTooManyRefreshKeys.Error())
 	case errors.Is(err, keys.ErrConflict):
 		return status.Error(codes.Aborted, "another replica changed the keys at the same time; retry")
 	}

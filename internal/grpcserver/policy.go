@@ -46,6 +46,7 @@ var policies = map[string]policy{
 	tokenauthorityv1.AdminService_DeletePrincipal_FullMethodName:    roles(tenant.RoleAdmin),
 	tokenauthorityv1.AdminService_RotateSigningKey_FullMethodName:   roles(tenant.RoleAdmin),
 	tokenauthorityv1.AdminService_WithdrawSigningKey_FullMethodName: roles(tenant.RoleAdmin),
+	tokenauthorityv1.AdminService_RotateRefreshKey_FullMethodName:   roles(tenant.RoleAdmin),
 
 	healthpb.Health_Check_FullMethodName: {public: true},
 	healthpb.Health_Watch_FullMethodName: {public: true},

@@ -27,10 +27,14 @@
 // leaked: every token it signed stops verifying. If no remaining key has started signing, a
 // replacement of the same algorithm is published and signs at once.
 //
-// Both are read-modify-write updates of the tenant's sealed record. The store has no
-// compare-and-swap, so they check the record before writing and read it back after, retrying a
-// few times before reporting ErrConflict; two replicas writing within one read-back window can
-// still both believe they won (see Manager.update).
+// Both are atomic updates of the tenant's sealed record (Store.UpdateRecord, a compare-and-swap in
+// the store): a change is applied to the set as stored, and written only if nobody wrote it
+// meanwhile, else applied again to what the other writer stored. Of two racing writers one wins
+// and the other builds on its result, so no change is lost and a withdrawn key never comes back.
+//
+// The code is laid out by concern: keys.go (types), keyset.go (a set and its order), manager.go
+// (the cache and reads), lifecycle.go (rotation, withdrawal, refresh), seal.go (encryption at
+// rest), generate.go (new keys), refresh.go (the refresh-token key), jwks.go and age.go.
 //
 // Each replica answers from its cache. Refresh re-reads every cached set, so that a rotation or
 // withdrawal elsewhere takes effect within the refresh period; an unknown kid also makes

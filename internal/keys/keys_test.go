@@ -254,7 +254,7 @@ func TestManagerRefreshKeyIs32BytesAndPerTenant(t *testing.T) {
 			var got [][]byte
 			for _, tenant := range []string{"acme", "globex"} {
 				e.ensure(t, tenant, alg)
-				rk, err := e.m.RefreshKey(e.ctx, tenant)
+				rk, err := currentRefreshKey(e.ctx, e.m, tenant)
 				if err != nil {
 					t.Fatalf("RefreshKey(%q): %v", tenant, err)
 				}
@@ -319,7 +319,7 @@ func TestManagerWithSameKEKLoadsStoredKeys(t *testing.T) {
 			e.ensure(t, "acme", alg)
 			first := e.signingKey(t, e.m, "acme")
 			sig := sign(t, first)
-			rk1, err := e.m.RefreshKey(e.ctx, "acme")
+			rk1, err := currentRefreshKey(e.ctx, e.m, "acme")
 			if err != nil {
 				t.Fatalf("RefreshKey: %v", err)
 			}
@@ -338,7 +338,7 @@ func TestManagerWithSameKEKLoadsStoredKeys(t *testing.T) {
 			if err := vk.Method.Verify(message, sig, vk.VerifyKey); err != nil {
 				t.Errorf("second manager rejects the first manager's signature: %v", err)
 			}
-			rk2, err := m2.RefreshKey(e.ctx, "acme")
+			rk2, err := currentRefreshKey(e.ctx, m2, "acme")
 			if err != nil {
 				t.Fatalf("second manager's RefreshKey: %v", err)
 			}
@@ -361,7 +361,7 @@ func TestManagerWithWrongKEKReportsErrWrongKEK(t *testing.T) {
 		{"Check", func(m *keys.Manager) error { return m.Check(e.ctx, e.store) }},
 		{"SigningKey", func(m *keys.Manager) error { _, err := m.SigningKey(e.ctx, "acme"); return err }},
 		{"VerificationKey", func(m *keys.Manager) error { _, err := m.VerificationKey(e.ctx, "acme", kid); return err }},
-		{"RefreshKey", func(m *keys.Manager) error { _, err := m.RefreshKey(e.ctx, "acme"); return err }},
+		{"RefreshKey", func(m *keys.Manager) error { _, err := currentRefreshKey(e.ctx, m, "acme"); return err }},
 		{"PublicKeys", func(m *keys.Manager) error { _, err := m.PublicKeys(e.ctx, "acme"); return err }},
 		{"Ensure", func(m *keys.Manager) error { return m.Ensure(e.ctx, "acme", keys.EdDSA) }},
 	}
@@ -394,7 +394,7 @@ func TestManagerStoredRecordIsSealed(t *testing.T) {
 			e := newEnv(t)
 			e.ensure(t, "acme", alg)
 			sk := e.signingKey(t, e.m, "acme")
-			rk, err := e.m.RefreshKey(e.ctx, "acme")
+			rk, err := currentRefreshKey(e.ctx, e.m, "acme")
 			if err != nil {
 				t.Fatalf("RefreshKey: %v", err)
 			}
@@ -693,4 +693,13 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("SigningKey accepted %d bytes that seal did not produce: kid %q", len(data), k.ID)
 		}
 	})
+}
+
+// currentRefreshKey returns the secret of the tenant's refresh-token key that signs.
+func currentRefreshKey(ctx context.Context, m *keys.Manager, tenant string) ([]byte, error) {
+	rks, err := m.RefreshKeys(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	return rks[len(rks)-1].Secret, nil
 }

@@ -31,9 +31,6 @@ func WithRetention(d time.Duration) Option {
 	return func(m *Manager) { m.retention = d }
 }
 
-// maxAttempts bounds the read-modify-write attempts of one Rotate or Withdraw.
-const maxAttempts = 3
-
 // MaxKeys bounds the keys of one tenant's set: keys that sign, wait to sign, or verify within the
 // retention. It bounds the JWKS (and the work of every verifier that fetches it) whatever a
 // tenant's admins do; routine rotation keeps a set at two or three keys.
@@ -48,37 +45,31 @@ var ErrTooManyKeys = fmt.Errorf("a tenant's key set holds at most %d signing key
 // replaces then retires and verifies for the retention. Keys retired longer ago than the retention
 // leave the set. Rotate returns a description of the new key (see Keys), an error wrapping
 // ErrNoKeys for a tenant without keys, ErrTooManyKeys when the set holds MaxKeys keys, or one
-// wrapping ErrConflict when concurrent writers kept overwriting the set.
+// wrapping ErrConflict when concurrent writers kept overtaking it (store.ErrConflict).
 func (m *Manager) Rotate(ctx context.Context, tenant string, alg Algorithm) (*Key, error) {
 	// Generated under the update's lock, once the limit is checked, and once for every attempt:
 	// concurrent rotations take turns instead of generating RSA keys in parallel, and a refused
 	// one generates nothing.
 	var nk *Key
-	updated, err := m.update(ctx, tenant, change{
-		apply: func(ks *keyset, now time.Time) error {
-			m.prune(ks, now)
-			if len(ks.keys) >= MaxKeys {
-				return ErrTooManyKeys
+	updated, err := m.update(ctx, tenant, func(ks *keyset, now time.Time) error {
+		m.prune(ks, now)
+		if len(ks.keys) >= MaxKeys {
+			return ErrTooManyKeys
+		}
+		a := alg
+		if a == "" {
+			a = ks.signer(now).Algorithm
+		}
+		if nk == nil || nk.Algorithm != a {
+			var err error
+			if nk, err = m.newKey(a, now); err != nil {
+				return err
 			}
-			a := alg
-			if a == "" {
-				a = ks.signer(now).Algorithm
-			}
-			if nk == nil || nk.Algorithm != a {
-				var err error
-				if nk, err = m.newKey(a, now); err != nil {
-					return err
-				}
-			}
-			k := *nk
-			k.PublishedAt, k.ActivatesAt = now, now.Add(m.prePublish)
-			ks.keys = append(ks.keys, &k)
-			return nil
-		},
-		applied: func(ks *keyset, _ time.Time) bool {
-			_, ok := ks.byID[nk.ID]
-			return ok
-		},
+		}
+		k := *nk
+		k.PublishedAt, k.ActivatesAt = now, now.Add(m.prePublish)
+		ks.keys = append(ks.keys, &k)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rotate signing key of tenant %q: %w", tenant, err)
@@ -94,33 +85,27 @@ func (m *Manager) Rotate(ctx context.Context, tenant string, alg Algorithm) (*Ke
 // tenant without keys, or ErrConflict as Rotate does.
 func (m *Manager) Withdraw(ctx context.Context, tenant, kid string) error {
 	var replacement *Key
-	_, err := m.update(ctx, tenant, change{
-		apply: func(ks *keyset, now time.Time) error {
-			m.prune(ks, now)
-			i := ks.index(kid)
-			if i < 0 {
-				return fmt.Errorf("key %q: %w", kid, ErrUnknownKey)
-			}
-			withdrawn := ks.keys[i]
-			ks.keys = append(ks.keys[:i:i], ks.keys[i+1:]...)
-			if ks.active(now) != nil {
-				return nil
-			}
-			if replacement == nil || replacement.Algorithm != withdrawn.Algorithm {
-				var err error
-				if replacement, err = m.newKey(withdrawn.Algorithm, now); err != nil {
-					return err
-				}
-			}
-			k := *replacement
-			k.PublishedAt, k.ActivatesAt = now, now
-			ks.keys = append(ks.keys, &k)
+	_, err := m.update(ctx, tenant, func(ks *keyset, now time.Time) error {
+		m.prune(ks, now)
+		i := ks.index(kid)
+		if i < 0 {
+			return fmt.Errorf("key %q: %w", kid, ErrUnknownKey)
+		}
+		withdrawn := ks.keys[i]
+		ks.keys = append(ks.keys[:i:i], ks.keys[i+1:]...)
+		if ks.active(now) != nil {
 			return nil
-		},
-		applied: func(ks *keyset, now time.Time) bool {
-			k, ok := ks.byID[kid]
-			return !ok || expired(k, now, m.retention)
-		},
+		}
+		if replacement == nil || replacement.Algorithm != withdrawn.Algorithm {
+			var err error
+			if replacement, err = m.newKey(withdrawn.Algorithm, now); err != nil {
+				return err
+			}
+		}
+		k := *replacement
+		k.PublishedAt, k.ActivatesAt = now, now
+		ks.keys = append(ks.keys, &k)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("withdraw signing key of tenant %q: %w", tenant, err)
@@ -192,110 +177,44 @@ func (m *Manager) Refresh(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// change is one read-modify-write of a tenant's key set.
-type change struct {
-	// apply modifies ks, freshly opened from the store, at now. The update normalizes ks after.
-	apply func(ks *keyset, now time.Time) error
-	// applied reports whether ks, read from the store after an attempt, has the change: another
-	// writer may have overwritten this attempt's record with one built on it.
-	applied func(ks *keyset, now time.Time) bool
-}
-
-// update applies c to the tenant's stored key set, caches the result and returns the set read
-// back that has the change (the cache may meanwhile hold a set read later).
-//
-// The store offers no compare-and-swap, so the update is optimistic: it reads the set, applies
-// the change, checks that the record is still the one it read, writes, then reads the record
-// back. If the record read back is neither this write nor a set that has the change, another
-// writer overwrote it, and the update starts over, at most maxAttempts times; then it reports
-// ErrConflict. Updates through one Manager are serialized, so only writers on other replicas race.
-//
-// A race remains: a writer that checked the record before this write and writes after this
-// read-back silently drops this change, although this update has already reported success (and
-// the two writers each believe they won). A concurrent Delete can likewise be undone by a write
-// that follows it. This is acceptable because rotation and withdrawal are rare operator actions:
-// the loser's key is simply not in the set (Keys shows it; rotating again fixes it), and an update
-// returns a key only after reading it back in the stored set. The one harmful loss is of a
-// withdrawal, whose key comes back: an operator withdrawing a key while another replica rotates
-// should confirm with Keys that it is gone.
-func (m *Manager) update(ctx context.Context, tenant string, c change) (*keyset, error) {
+// update applies apply to the tenant's stored key set as one atomic update of the record
+// (Store.UpdateRecord): apply gets the set freshly opened from the record, and its result is
+// stored only if nobody wrote the record meanwhile; otherwise apply runs again on what the other
+// writer stored. No change is ever lost, so a withdrawn key never comes back. The stored set is
+// cached and returned.
+func (m *Manager) update(ctx context.Context, tenant string, apply func(ks *keyset, now time.Time) error) (*keyset, error) {
+	// Serialized per replica so that concurrent rotations take turns generating keys rather than
+	// generating RSA keys in parallel; replicas race through the store's compare-and-swap.
 	select {
 	case m.writes <- struct{}{}:
 		defer func() { <-m.writes }()
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	for attempt := range maxAttempts {
-		seq := m.seq.Add(1)
-		ks, err := m.read(ctx, tenant)
-		if err != nil {
+	var ks *keyset
+	blob, err := m.store.UpdateRecord(ctx, store.KindKeyset, tenant, func(old []byte) ([]byte, error) {
+		var err error
+		if ks, err = m.open(tenant, old); err != nil {
 			return nil, err
 		}
-		now := m.now()
-		if attempt > 0 && c.applied(ks, now) {
-			// Another writer built on an earlier attempt's record.
-			ks.seq, ks.loadedAt = seq, now
-			m.install(tenant, ks, false)
-			return ks, nil
-		}
-		read := ks.blob
-		if err := c.apply(ks, now); err != nil {
+		if err := apply(ks, m.now()); err != nil {
 			return nil, err
 		}
 		ks.normalize()
-		blob, err := m.seal(tenant, ks)
-		if err != nil {
-			return nil, err
-		}
-		// Narrow the window in which another writer can be overwritten unseen.
-		if cur, err := m.readBlob(ctx, tenant); err != nil {
-			return nil, err
-		} else if !bytes.Equal(cur, read) {
-			continue
-		}
-		if err := m.store.PutRecord(ctx, store.KindKeyset, tenant, blob); err != nil {
-			return nil, fmt.Errorf("store key set: %w", err)
-		}
-		seq = m.seq.Add(1)
-		back, err := m.readBlob(ctx, tenant)
-		if err != nil {
-			return nil, err
-		}
-		if bytes.Equal(back, blob) {
-			ks.blob, ks.seq, ks.loadedAt = blob, seq, m.now()
-			m.install(tenant, ks, false)
-			return ks, nil
-		}
-		if other, err := m.open(tenant, back); err == nil && c.applied(other, m.now()) {
-			other.seq, other.loadedAt = seq, m.now()
-			m.install(tenant, other, false)
-			return other, nil
-		}
+		return m.seal(tenant, ks)
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, ErrNoKeys
+	case errors.Is(err, store.ErrConflict):
+		return nil, fmt.Errorf("%w: %w", ErrConflict, err)
+	case err != nil:
+		return nil, err
 	}
-	return nil, ErrConflict
-}
-
-// prune drops the keys whose retention has passed at now. The signer and keys that do not sign
-// yet have not retired (their RetiredAt is zero or still to come), so they always stay.
-func (m *Manager) prune(ks *keyset, now time.Time) {
-	signer := ks.signer(now)
-	kept := ks.keys[:0:0]
-	for _, k := range ks.keys {
-		if k == signer || k.ActivatesAt.After(now) || !expired(k, now, m.retention) {
-			kept = append(kept, k)
-		}
-	}
-	ks.keys = kept
-}
-
-// index returns the position of key kid in ks.keys, or -1.
-func (ks *keyset) index(kid string) int {
-	for i, k := range ks.keys {
-		if k.ID == kid {
-			return i
-		}
-	}
-	return -1
+	// Numbered after the write: a set read from now on is this one or newer.
+	ks.blob, ks.seq, ks.loadedAt = blob, m.seq.Add(1), m.now()
+	m.install(tenant, ks, false)
+	return ks, nil
 }
 
 // describe returns a copy of k without its secret: no SignKey, and no VerifyKey for HS256. Its

@@ -3,10 +3,13 @@ package keys
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -48,6 +51,37 @@ func (s *mapStore) GetRecord(_ context.Context, kind, id string) ([]byte, error)
 		return nil, fmt.Errorf("get %s record: %w", kind, store.ErrNotFound)
 	}
 	return bytes.Clone(v), nil
+}
+
+func (s *mapStore) SwapRecord(_ context.Context, kind, id string, old, value []byte) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.recs[kind+"/"+id]
+	if !ok {
+		return false, fmt.Errorf("swap %s record: %w", kind, store.ErrNotFound)
+	}
+	if !bytes.Equal(cur, old) {
+		return false, nil
+	}
+	s.recs[kind+"/"+id] = bytes.Clone(value)
+	return true, nil
+}
+
+func (s *mapStore) UpdateRecord(ctx context.Context, kind, id string, fn func([]byte) ([]byte, error)) ([]byte, error) {
+	return store.UpdateRecord(ctx, s, kind, id, fn)
+}
+
+func (s *mapStore) ListRecords(_ context.Context, kind, prefix string) ([]store.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []store.Record
+	for k, v := range s.recs {
+		if id, ok := strings.CutPrefix(k, kind+"/"); ok && strings.HasPrefix(id, prefix) {
+			out = append(out, store.Record{ID: id, Value: bytes.Clone(v)})
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Record) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
 }
 
 func (s *mapStore) DeleteRecord(_ context.Context, kind, id string) (bool, error) {
@@ -93,17 +127,23 @@ func sealLegacy(t *testing.T, m *Manager, tenant string, alg Algorithm, created 
 	if err != nil {
 		t.Fatalf("Marshal: %v", err)
 	}
-	return m.sealPlain(tenant, plain), k
+	return sealVersion1(m.kek, tenant, plain), k
+}
+
+// sealVersion1 seals plain in the format of before key-encryption key ids (version 1).
+func sealVersion1(k *kek, tenant string, plain []byte) []byte {
+	nonce := make([]byte, k.aead.NonceSize())
+	_, _ = rand.Read(nonce)
+	return k.aead.Seal(append([]byte{sealV1}, nonce...), nonce, plain, aad(tenant))
 }
 
 // unseal returns the plaintext of a sealed key set.
 func unseal(t *testing.T, m *Manager, tenant string, blob []byte) []byte {
 	t.Helper()
-	ns := m.aead.NonceSize()
-	if blob[0] != sealVersion {
-		t.Fatalf("seal version %d, want %d", blob[0], sealVersion)
+	if !m.sealedUnderCurrent(blob) {
+		t.Fatalf("seal version %d, want %d under the current key-encryption key", blob[0], sealV2)
 	}
-	plain, err := m.aead.Open(nil, blob[1:1+ns], blob[1+ns:], aad(tenant))
+	plain, _, err := m.openPlain(tenant, blob)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -275,4 +315,52 @@ func TestConcurrentRotationsGenerateOneKeyAtATime(t *testing.T) {
 	if calls != before {
 		t.Errorf("a refused rotation generated %d keys", calls-before)
 	}
+}
+
+// TestKeySetSealedBeforeKEKIDsOpensUnderAnyConfiguredKey: a version 1 record (no key id) opens
+// under the current key or a previous one, Reseal moves it to version 2 under the current key,
+// and a replica none of whose keys opens it says so.
+func TestKeySetSealedBeforeKEKIDsOpensUnderAnyConfiguredKey(t *testing.T) {
+	ctx := context.Background()
+	now := func() time.Time { return time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC) }
+	kekA, kekB, kekC := bytes.Repeat([]byte{0xA1}, 32), bytes.Repeat([]byte{0xB2}, 32), bytes.Repeat([]byte{0xC3}, 32)
+	s := newMapStore()
+	a, err := NewManager(s, kekA, now)
+	if err != nil {
+		t.Fatalf("NewManager: %v", err)
+	}
+	blob, k := sealLegacy(t, a, "acme", EdDSA, now())
+	if err := s.CreateRecord(ctx, store.KindKeyset, "acme", blob); err != nil {
+		t.Fatalf("CreateRecord: %v", err)
+	}
+	for name, m := range map[string]*Manager{"current": a, "previous": mustManager(t, s, kekB, now, kekA)} {
+		if err := m.Check(ctx, s); err != nil {
+			t.Errorf("Check with A as the %s key: %v", name, err)
+		}
+	}
+	c := mustManager(t, s, kekC, now)
+	if err := c.Check(ctx, s); !errors.Is(err, ErrWrongKEK) || !strings.Contains(err.Error(), "before records named") {
+		t.Errorf("Check with C alone = %v; want ErrWrongKEK saying the record names no key", err)
+	}
+	// Even the current key's version 1 records are moved, so that every record names its key.
+	st, err := a.Reseal(ctx, s)
+	if err != nil || st != (SealStats{Current: 1, Resealed: 1}) {
+		t.Fatalf("Reseal = %+v, %v; want the version 1 record resealed", st, err)
+	}
+	rec, _ := s.GetRecord(ctx, store.KindKeyset, "acme")
+	if !a.sealedUnderCurrent(rec) {
+		t.Errorf("after Reseal the record has format %d, want 2 under A", rec[0])
+	}
+	if got, err := a.SigningKey(ctx, "acme"); err != nil || got.ID != k.ID {
+		t.Errorf("SigningKey after Reseal = %v, %v; want %q", got, err, k.ID)
+	}
+}
+
+func mustManager(t *testing.T, s Store, kek []byte, now func() time.Time, previous ...[]byte) *Manager {
+	t.Helper()
+	m, err := NewManager(s, kek, now, WithPreviousKEKs(previous...))
+	if err != nil {
+		t.Fatalf("NewManager: %v", err)
+	}
+	return m
 }

@@ -640,76 +640,109 @@ func TestRefreshKeepsCacheWhenStoreFails(t *testing.T) {
 	}
 }
 
-// interferingStore runs afterPut after each PutRecord, as another writer acting right then would.
+// interferingStore runs beforeSwap before each compare-and-swap of a record, as another writer
+// acting between an update's read and its write would.
 type interferingStore struct {
 	*memory.Store
-	puts     atomic.Int32
-	afterPut func()
+	swaps      atomic.Int32
+	beforeSwap func(n int)
 }
 
-func (s *interferingStore) PutRecord(ctx context.Context, kind, id string, value []byte) error {
-	if err := s.Store.PutRecord(ctx, kind, id, value); err != nil {
-		return err
+func (s *interferingStore) SwapRecord(ctx context.Context, kind, id string, old, value []byte) (bool, error) {
+	n := int(s.swaps.Add(1))
+	if s.beforeSwap != nil {
+		s.beforeSwap(n)
 	}
-	s.puts.Add(1)
-	if s.afterPut != nil {
-		s.afterPut()
-	}
-	return nil
+	return s.Store.SwapRecord(ctx, kind, id, old, value)
 }
 
-func TestRotateReportsErrConflictWhenOverwritten(t *testing.T) {
+// UpdateRecord runs the store's update loop over s, so that its swaps go through SwapRecord above.
+func (s *interferingStore) UpdateRecord(ctx context.Context, kind, id string, fn func([]byte) ([]byte, error)) ([]byte, error) {
+	return store.UpdateRecord(ctx, s, kind, id, fn)
+}
+
+// TestUpdateReportsErrConflictWhenAlwaysOvertaken: a writer that changes the set before every
+// swap makes Rotate and Withdraw give up with ErrConflict, having changed nothing.
+func TestUpdateReportsErrConflictWhenAlwaysOvertaken(t *testing.T) {
 	e := newLifecycleEnv(t)
 	e.ensure(t, "acme", keys.EdDSA)
-	original := e.record(t, "acme")
+	first := e.record(t, "acme")
+	inBoth := e.signingKey(t, e.m, "acme").ID
+	e.rotate(t, e.replica(t), "acme", "")
+	second := e.record(t, "acme")
 	s := &interferingStore{Store: e.store}
-	// Another writer puts the original set back after every write.
-	s.afterPut = func() {
-		if err := e.store.PutRecord(e.ctx, store.KindKeyset, "acme", original); err != nil {
+	// Another writer flips the record between two sets before every swap.
+	s.beforeSwap = func(int) {
+		next := first
+		if bytes.Equal(e.record(t, "acme"), first) {
+			next = second
+		}
+		if err := e.store.PutRecord(e.ctx, store.KindKeyset, "acme", next); err != nil {
 			t.Errorf("PutRecord: %v", err)
 		}
 	}
 	m := newReplica(t, s, e.clock)
 	if k, err := m.Rotate(e.ctx, "acme", ""); !errors.Is(err, keys.ErrConflict) {
-		t.Fatalf("Rotate whose writes are overwritten = %v, %v; want ErrConflict", k, err)
+		t.Fatalf("Rotate that is always overtaken = %v, %v; want ErrConflict", k, err)
 	}
-	if got := s.puts.Load(); got != 3 {
-		t.Errorf("Rotate wrote %d times, want 3 attempts", got)
+	if err := m.Withdraw(e.ctx, "acme", inBoth); !errors.Is(err, keys.ErrConflict) {
+		t.Errorf("Withdraw that is always overtaken: %v, want ErrConflict", err)
 	}
-	if err := m.Withdraw(e.ctx, "acme", e.signingKey(t, m, "acme").ID); !errors.Is(err, keys.ErrConflict) {
-		t.Errorf("Withdraw whose writes are overwritten: %v, want ErrConflict", err)
-	}
-	if got := len(e.keyList(t, e.replica(t), "acme")); got != 1 {
-		t.Errorf("the stored set has %d keys, want the original 1", got)
+	if got := len(e.keyList(t, e.replica(t), "acme")); got > 2 {
+		t.Errorf("the stored set has %d keys, want one of the other writer's sets", got)
 	}
 }
 
-func TestRotateSucceedsWhenOverwrittenByWriteBuiltOnIt(t *testing.T) {
-	e := newLifecycleEnv(t)
-	e.ensure(t, "acme", keys.EdDSA)
-	s := &interferingStore{Store: e.store}
-	other := e.replica(t) // writes to the store directly, not through s
-	var otherKey *keys.Key
-	var once sync.Once
-	s.afterPut = func() {
-		once.Do(func() {
-			var err error
-			if otherKey, err = other.Rotate(e.ctx, "acme", ""); err != nil {
-				t.Errorf("the other replica's Rotate: %v", err)
+// TestRacingUpdatesBothApply: another replica writes between an update's read and its write; the
+// update is applied again on what that replica stored, so both changes are in the set. A withdrawal
+// that wins against a rotation stays withdrawn, and a rotation that wins against a withdrawal is
+// kept.
+func TestRacingUpdatesBothApply(t *testing.T) {
+	tests := []struct {
+		name string
+		// first runs on the replica that reads first; second on the other, in between.
+		first, second string
+	}{
+		{"RotationOvertakenByWithdrawal", "rotate", "withdraw"},
+		{"WithdrawalOvertakenByRotation", "withdraw", "rotate"},
+		{"RotationOvertakenByRotation", "rotate", "rotate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newLifecycleEnv(t)
+			e.ensure(t, "acme", keys.EdDSA)
+			old := e.signingKey(t, e.m, "acme")
+			e.rotate(t, e.m, "acme", "") // two keys, so that withdrawing the old one needs no replacement
+			s := &interferingStore{Store: e.store}
+			other := e.replica(t) // writes to the store directly, not through s
+			var added []string
+			run := func(m *keys.Manager, op string) {
+				if op == "withdraw" {
+					e.withdraw(t, m, "acme", old.ID)
+					return
+				}
+				added = append(added, e.rotate(t, m, "acme", "").ID)
+			}
+			s.beforeSwap = func(n int) {
+				if n == 1 {
+					run(other, tt.second)
+				}
+			}
+			run(newReplica(t, s, e.clock), tt.first)
+			if got := s.swaps.Load(); got != 2 {
+				t.Errorf("%d swaps, want 2: one lost to the other replica, one on its result", got)
+			}
+			stored := kidsOf(e.keyList(t, e.replica(t), "acme"))
+			withdrew := tt.first == "withdraw" || tt.second == "withdraw"
+			if withdrew && slices.Contains(stored, old.ID) {
+				t.Errorf("the withdrawn key %q is back in the stored set %q", old.ID, stored)
+			}
+			for _, kid := range added {
+				if !slices.Contains(stored, kid) {
+					t.Errorf("rotated key %q is missing from the stored set %q", kid, stored)
+				}
 			}
 		})
-	}
-	m := newReplica(t, s, e.clock)
-	k := e.rotate(t, m, "acme", "")
-	if got := s.puts.Load(); got != 1 {
-		t.Errorf("Rotate wrote %d times, want 1: the record read back has its key", got)
-	}
-	if otherKey == nil {
-		t.Fatal("the other replica did not rotate")
-	}
-	got := kidsOf(e.keyList(t, e.replica(t), "acme"))
-	if len(got) != 3 || !slices.Contains(got, k.ID) || !slices.Contains(got, otherKey.ID) {
-		t.Errorf("stored keys = %q, want the first key, %q and %q", got, k.ID, otherKey.ID)
 	}
 }
 
@@ -724,30 +757,11 @@ func TestConcurrentRotateOnOneReplica(t *testing.T) {
 		wg.Go(func() { rotated[i], errs[i] = e.m.Rotate(e.ctx, "acme", "") })
 	}
 	wg.Wait()
-
-	fresh := e.replica(t)
-	stored := kidsOf(e.keyList(t, fresh, "acme"))
-	if len(stored) != n+1 {
-		t.Errorf("the stored set has %d keys, want %d", len(stored), n+1)
-	}
-	for i := range n {
-		if errs[i] != nil {
-			t.Errorf("Rotate %d: %v", i, errs[i])
-			continue
-		}
-		if !slices.Contains(stored, rotated[i].ID) {
-			t.Errorf("Rotate %d returned %q, which is not in the stored set %q", i, rotated[i].ID, stored)
-		}
-	}
-	if signer := e.signingKey(t, fresh, "acme"); !slices.Contains(stored, signer.ID) {
-		t.Errorf("SigningKey = %q, not in the stored set", signer.ID)
-	}
+	checkRotations(t, e, rotated, errs)
 }
 
-// TestConcurrentRotateAcrossReplicas rotates from 8 replicas at once. Without a compare-and-swap
-// in the store a success can still be overwritten (see Manager.update), so this checks what holds
-// regardless: each call succeeds or reports ErrConflict, the set opens and has a signer, and the
-// last writer's key is in it.
+// TestConcurrentRotateAcrossReplicas rotates from 8 replicas at once: every rotation succeeds and
+// every new key is in the stored set.
 func TestConcurrentRotateAcrossReplicas(t *testing.T) {
 	e := newLifecycleEnv(t)
 	e.ensure(t, "acme", keys.EdDSA)
@@ -763,26 +777,71 @@ func TestConcurrentRotateAcrossReplicas(t *testing.T) {
 		wg.Go(func() { rotated[i], errs[i] = m.Rotate(e.ctx, "acme", "") })
 	}
 	wg.Wait()
+	checkRotations(t, e, rotated, errs)
+}
 
+// checkRotations checks that every one of the concurrent rotations succeeded and that the stored
+// set holds the first key and each rotation's key.
+func checkRotations(t *testing.T, e *env, rotated []*keys.Key, errs []error) {
+	t.Helper()
 	fresh := e.replica(t)
 	stored := kidsOf(e.keyList(t, fresh, "acme"))
-	e.signingKey(t, fresh, "acme")
-	present, lost := 0, 0
-	for i := range n {
-		switch {
-		case errors.Is(errs[i], keys.ErrConflict):
-		case errs[i] != nil:
-			t.Errorf("Rotate on replica %d: %v, want success or ErrConflict", i, errs[i])
-		case slices.Contains(stored, rotated[i].ID):
-			present++
-		default:
-			lost++
+	if len(stored) != len(rotated)+1 {
+		t.Errorf("the stored set has %d keys, want %d", len(stored), len(rotated)+1)
+	}
+	for i := range rotated {
+		if errs[i] != nil {
+			t.Errorf("Rotate %d: %v", i, errs[i])
+			continue
+		}
+		if !slices.Contains(stored, rotated[i].ID) {
+			t.Errorf("Rotate %d returned %q, which is not in the stored set %q", i, rotated[i].ID, stored)
 		}
 	}
-	if present == 0 {
-		t.Errorf("no successful Rotate's key is in the stored set %q", stored)
+	if signer := e.signingKey(t, fresh, "acme"); !slices.Contains(stored, signer.ID) {
+		t.Errorf("SigningKey = %q, not in the stored set", signer.ID)
 	}
-	t.Logf("%d keys in the set, %d successful rotations overwritten", present, lost)
+}
+
+// TestConcurrentWithdrawalsAndRotationsAcrossReplicas: replicas rotate while others withdraw keys,
+// all at once; no withdrawn key is in the final set and every rotation's key that nobody withdrew
+// is.
+func TestConcurrentWithdrawalsAndRotationsAcrossReplicas(t *testing.T) {
+	e := newLifecycleEnv(t)
+	e.ensure(t, "acme", keys.EdDSA)
+	var victims []string
+	for range 4 {
+		victims = append(victims, e.rotate(t, e.m, "acme", "").ID)
+	}
+	const rotators = 4
+	rotated := make([]*keys.Key, rotators)
+	errs := make([]error, rotators+len(victims))
+	var wg sync.WaitGroup
+	for i := range rotators {
+		m := e.replica(t)
+		wg.Go(func() { rotated[i], errs[i] = m.Rotate(e.ctx, "acme", "") })
+	}
+	for i, kid := range victims {
+		m := e.replica(t)
+		wg.Go(func() { errs[rotators+i] = m.Withdraw(e.ctx, "acme", kid) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("operation %d: %v", i, err)
+		}
+	}
+	stored := kidsOf(e.keyList(t, e.replica(t), "acme"))
+	for _, kid := range victims {
+		if slices.Contains(stored, kid) {
+			t.Errorf("withdrawn key %q is in the stored set %q", kid, stored)
+		}
+	}
+	for _, k := range rotated {
+		if k != nil && !slices.Contains(stored, k.ID) {
+			t.Errorf("rotated key %q is missing from the stored set %q", k.ID, stored)
+		}
+	}
 }
 
 // TestRotateRefusesBeyondMaxKeys: a set holds at most MaxKeys keys; a refused rotation changes

@@ -3,7 +3,12 @@
 // (token.Store, tenant.Store, keys.Store); the backends in store/redis and store/memory satisfy all.
 package store
 
-import "errors"
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+)
 
 var (
 	// ErrNotFound reports that a record does not exist.
@@ -16,6 +21,9 @@ var (
 	// ErrLimit reports a record that was not created because its owner already lists the most
 	// records of its kind that the caller allows.
 	ErrLimit = errors.New("limit reached")
+	// ErrConflict reports an update that other writers kept overtaking for maxUpdateAttempts
+	// attempts in a row.
+	ErrConflict = errors.New("the record kept changing during the update")
 )
 
 // Record kinds. Records are opaque bytes owned by the package that writes them; they have no TTL
@@ -39,4 +47,53 @@ const (
 type Record struct {
 	ID    string
 	Value []byte
+}
+
+// RecordSwapper is what UpdateRecord needs of a backend: a read, and a compare-and-swap.
+type RecordSwapper interface {
+	// GetRecord returns a record, or ErrNotFound.
+	GetRecord(ctx context.Context, kind, id string) ([]byte, error)
+	// SwapRecord replaces the record's value with value if it is still old, in one atomic step,
+	// and reports whether it did. A record that does not exist is ErrNotFound: a swap never
+	// brings back a deleted record.
+	SwapRecord(ctx context.Context, kind, id string, old, value []byte) (bool, error)
+}
+
+// maxUpdateAttempts bounds the attempts of one UpdateRecord. Every failed swap means that another
+// writer's succeeded, so the loop never spins without progress; the bound only stops one writer
+// that keeps losing to a stream of others.
+const maxUpdateAttempts = 100
+
+// UpdateRecord applies fn to the record's current value and stores its result, as one atomic
+// read-modify-write: fn gets the stored value, and its result is stored only if the record still
+// holds that value; otherwise fn runs again on the new value. fn may thus run several times and
+// must derive its result from old alone. When fn returns a value equal to old, nothing is written.
+// UpdateRecord returns the value stored, fn's error as is, an error wrapping ErrNotFound when the
+// record does not exist (or was deleted meanwhile), or ErrConflict after maxUpdateAttempts lost
+// swaps.
+func UpdateRecord(ctx context.Context, s RecordSwapper, kind, id string, fn func(old []byte) ([]byte, error)) ([]byte, error) {
+	for range maxUpdateAttempts {
+		old, err := s.GetRecord(ctx, kind, id)
+		if err != nil {
+			return nil, err
+		}
+		value, err := fn(old)
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Equal(value, old) {
+			return old, nil
+		}
+		swapped, err := s.SwapRecord(ctx, kind, id, old, value)
+		if err != nil {
+			return nil, err
+		}
+		if swapped {
+			return value, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("update %s record: %w", kind, ErrConflict)
 }

@@ -23,6 +23,10 @@ type Sources struct {
 	// (keys.Manager.SigningKeyAges). It must not call the store: it runs on every scrape. The
 	// gauge is not registered when nil.
 	SigningKeyAges func() map[keys.Algorithm]time.Duration
+	// SealedRecords returns the key sets by the key-encryption key that seals them, as the last
+	// check or re-seal pass counted them (keys.Manager.SealedRecords), and false before the first.
+	// It must not call the store. The gauge is not registered when nil.
+	SealedRecords func() (keys.SealStats, bool)
 }
 
 // Metrics are the service's own metrics. Their methods are safe for concurrent use and allocate
@@ -121,6 +125,9 @@ func NewMetrics(reg prometheus.Registerer, src Sources) (*Metrics, error) {
 	if src.SigningKeyAges != nil {
 		collectors = append(collectors, &keyAgeCollector{ages: src.SigningKeyAges})
 	}
+	if src.SealedRecords != nil {
+		collectors = append(collectors, &sealedCollector{stats: src.SealedRecords})
+	}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
@@ -179,4 +186,27 @@ func (c *keyAgeCollector) Collect(ch chan<- prometheus.Metric) {
 	for alg, age := range c.ages() {
 		ch <- prometheus.MustNewConstMetric(keyAgeDesc, prometheus.GaugeValue, age.Seconds(), string(alg))
 	}
+}
+
+// sealedCollector reports the sealed key sets by key-encryption key, as the last pass counted
+// them; nothing before the first.
+type sealedCollector struct {
+	stats func() (keys.SealStats, bool)
+}
+
+var sealedDesc = prometheus.NewDesc(namespace+"_sealed_records",
+	"Stored key sets by the key-encryption key that seals them, as this replica's last check or re-seal pass counted them: "+
+		"current, previous (re-sealed in the background; 0 means the previous keys can go), unknown (no configured key opens them).",
+	[]string{"key"}, nil)
+
+func (c *sealedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- sealedDesc }
+
+func (c *sealedCollector) Collect(ch chan<- prometheus.Metric) {
+	st, ok := c.stats()
+	if !ok {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(sealedDesc, prometheus.GaugeValue, float64(st.Current), "current")
+	ch <- prometheus.MustNewConstMetric(sealedDesc, prometheus.GaugeValue, float64(st.Previous), "previous")
+	ch <- prometheus.MustNewConstMetric(sealedDesc, prometheus.GaugeValue, float64(st.Unknown), "unknown")
 }

@@ -127,15 +127,29 @@ func TestObserverAllocatesNothing(t *testing.T) {
 func TestScrapeTimeGauges(t *testing.T) {
 	watches := 3
 	ages := map[keys.Algorithm]time.Duration{keys.EdDSA: 90 * time.Second, keys.RS256: time.Hour}
+	var sealed *keys.SealStats
 	_, reg := newMetrics(t, telemetry.Sources{
 		Watches:        func() int { return watches },
 		SigningKeyAges: func() map[keys.Algorithm]time.Duration { return ages },
+		SealedRecords: func() (keys.SealStats, bool) {
+			if sealed == nil {
+				return keys.SealStats{}, false
+			}
+			return *sealed, true
+		},
 	})
+	if n := series(gather(t, reg), "tokenauthority_sealed_records"); n != 0 {
+		t.Errorf("%d sealed-record series before the first pass, want none", n)
+	}
+	sealed = &keys.SealStats{Current: 5, Previous: 2, Unknown: 1, Resealed: 4}
 	values := gather(t, reg)
 	for key, want := range map[string]float64{
 		"tokenauthority_revocation_watchers":           3,
 		"tokenauthority_signing_key_age_seconds/EdDSA": 90,
 		"tokenauthority_signing_key_age_seconds/RS256": 3600,
+		"tokenauthority_sealed_records/current":        5,
+		"tokenauthority_sealed_records/previous":       2,
+		"tokenauthority_sealed_records/unknown":        1,
 	} {
 		if got, ok := values[key]; !ok || got != want {
 			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)

@@ -110,12 +110,17 @@ func (s *Service) Issue(ctx context.Context, req IssueRequest) (*Pair, error) {
 	return &Pair{AccessToken: at, RefreshToken: rt, AccessExpiresAt: atExp, RefreshExpiresAt: sess.ExpiresAt, SessionID: sess.ID}, nil
 }
 
-// signingKeys returns the tenant's refresh-token key and its current access-token signing key.
-func (s *Service) signingKeys(ctx context.Context, tenantID string) ([]byte, *keys.Key, error) {
-	refreshKey, err := s.cfg.Keys.RefreshKey(ctx, tenantID)
+// signingKeys returns the tenant's current refresh-token key and its current access-token
+// signing key.
+func (s *Service) signingKeys(ctx context.Context, tenantID string) (*keys.RefreshKey, *keys.Key, error) {
+	rks, err := s.cfg.Keys.RefreshKeys(ctx, tenantID)
 	if err != nil {
 		return nil, nil, err
 	}
+	if len(rks) == 0 {
+		return nil, nil, fmt.Errorf("tenant %q: %w", tenantID, keys.ErrNoKeys)
+	}
+	refreshKey := rks[len(rks)-1]
 	signer, err := s.cfg.Keys.SigningKey(ctx, tenantID)
 	if err != nil {
 		return nil, nil, err

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokenauthority/tokenauthority/internal/keys"
 )
 
 // Token types (the `typ` header).
@@ -12,9 +14,6 @@ const (
 	TypeAccess  = "at+jwt"
 	TypeRefresh = "rt+jwt"
 )
-
-// refreshKID names the refresh key in refresh tokens' headers.
-const refreshKID = "rt"
 
 type header struct {
 	Alg string `json:"alg"`
@@ -79,8 +78,8 @@ type refreshClaims struct {
 	Generation uint64 `json:"gen"`
 }
 
-// refreshToken returns the refresh token of s's current generation.
-func refreshToken(key []byte, issuer string, s *Session) (string, error) {
+// refreshToken returns the refresh token of s's current generation, signed by key and naming it.
+func refreshToken(key *keys.RefreshKey, issuer string, s *Session) (string, error) {
 	c := refreshClaims{
 		Issuer:     issuer,
 		Subject:    s.Subject,
@@ -93,5 +92,5 @@ func refreshToken(key []byte, issuer string, s *Session) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encode claims: %w", err)
 	}
-	return signJWT(jwt.SigningMethodHS256, key, refreshKID, TypeRefresh, payload)
+	return signJWT(jwt.SigningMethodHS256, key.Secret, key.ID, TypeRefresh, payload)
 }

@@ -5,38 +5,72 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
 
-// refreshHeader is the header of every refresh token, encoded: refresh tokens are the authority's
-// own format, so anything else is not one.
-var refreshHeader = b64.EncodeToString([]byte(`{"alg":"HS256","kid":"` + refreshKID + `","typ":"` + TypeRefresh + `"}`))
+// refreshHeader returns the encoded header of the refresh tokens that key kid signs: refresh
+// tokens are the authority's own format, so a header of any other form is not one.
+func refreshHeader(kid string) string {
+	return b64.EncodeToString([]byte(`{"alg":"HS256","kid":"` + kid + `","typ":"` + TypeRefresh + `"}`))
+}
 
-// parseRefresh verifies a refresh token of tenant t, whose refresh key is key, and returns its
-// claims. The header must be exactly the one the authority writes, and the signature is checked
-// before the payload is decoded. Every failure is ErrInvalidRefreshToken, without saying which
-// check failed.
-func (s *Service) parseRefresh(t *tenant.Tenant, key []byte, raw string) (*refreshClaims, error) {
+// refreshKID returns the kid of a refresh token's header, if the header is exactly one the
+// authority writes.
+func refreshKID(encoded string) (string, bool) {
+	raw, err := b64.DecodeString(encoded)
+	if err != nil || len(raw) > 128 {
+		return "", false
+	}
+	var h header
+	if err := json.Unmarshal(raw, &h); err != nil || !keys.ValidRefreshKID(h.Kid) || refreshHeader(h.Kid) != encoded {
+		return "", false
+	}
+	return h.Kid, true
+}
+
+// parseRefresh verifies a refresh token of tenant t with the refresh-token key its header names,
+// and returns its claims. The header must be exactly one the authority writes, and the signature
+// is checked before the payload is decoded. Every failure of the token itself is
+// ErrInvalidRefreshToken, without saying which check failed; a token whose key the tenant no
+// longer holds (dropped by an emergency rotation, or retired longer ago than the refresh
+// retention) is audited first. A failure of the key store is returned as is.
+func (s *Service) parseRefresh(ctx context.Context, t *tenant.Tenant, raw string) (*refreshClaims, error) {
 	dot := strings.LastIndexByte(raw, '.')
-	if dot < 0 || !compactShape(raw) || !strings.HasPrefix(raw, refreshHeader+".") {
+	first := strings.IndexByte(raw, '.')
+	if dot < 0 || !compactShape(raw) {
 		return nil, ErrInvalidRefreshToken
+	}
+	kid, ok := refreshKID(raw[:first])
+	if !ok {
+		return nil, ErrInvalidRefreshToken
+	}
+	key, err := s.cfg.Keys.RefreshVerificationKey(ctx, t.ID, kid)
+	if errors.Is(err, keys.ErrUnknownKey) {
+		s.audit.LogAttrs(ctx, slog.LevelWarn, "refresh token refused: its key is no longer held",
+			slog.String("audit", "refresh_key_unknown"), slog.String("tenant", t.ID), slog.String("kid", kid))
+		return nil, ErrInvalidRefreshToken
+	}
+	if err != nil {
+		return nil, err
 	}
 	sig, err := b64.DecodeString(raw[dot+1:])
 	if err != nil {
 		return nil, ErrInvalidRefreshToken
 	}
-	mac := hmac.New(sha256.New, key)
+	mac := hmac.New(sha256.New, key.Secret)
 	mac.Write([]byte(raw[:dot]))
 	if !hmac.Equal(sig, mac.Sum(nil)) {
 		return nil, ErrInvalidRefreshToken
 	}
-	payload, err := b64.DecodeString(raw[len(refreshHeader)+1 : dot])
+	payload, err := b64.DecodeString(raw[first+1 : dot])
 	if err != nil {
 		return nil, ErrInvalidRefreshToken
 	}
@@ -58,13 +92,17 @@ func (s *Service) Refresh(ctx context.Context, t *tenant.Tenant, raw string) (*P
 	if err := checkTokenField("refresh_token", raw); err != nil {
 		return nil, err
 	}
-	key, signer, err := s.signingKeys(ctx, t.ID)
+	c, err := s.parseRefresh(ctx, t, raw)
+	if errors.Is(err, ErrInvalidRefreshToken) {
+		s.obs.Refreshed(RotateInvalid)
+		return nil, err
+	}
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.parseRefresh(t, key, raw)
+	// The next token is signed by the current key, whichever key signed this one.
+	key, signer, err := s.signingKeys(ctx, t.ID)
 	if err != nil {
-		s.obs.Refreshed(RotateInvalid)
 		return nil, err
 	}
 	now := time.UnixMilli(s.now().UnixMilli())
@@ -92,9 +130,9 @@ func (s *Service) Refresh(ctx context.Context, t *tenant.Tenant, raw string) (*P
 	switch res.Outcome {
 	case Rotated:
 	case RotateRetry:
-		// A retry of the winning refresh: give back the very token it returned.
-		nextRT, err = refreshToken(key, t.Issuer, sess)
-		if err != nil {
+		// A retry of the winning refresh: give back the very token it returned, signed by the key
+		// that was current then, which a rotation since may have retired.
+		if nextRT, err = s.rebuildRefresh(ctx, t, sess); err != nil {
 			return nil, err
 		}
 	case RotateReuse:
@@ -121,6 +159,26 @@ func (s *Service) Refresh(ctx context.Context, t *tenant.Tenant, raw string) (*P
 		s.audit.LogAttrs(ctx, auditLevel, "token refreshed", auditAttrs("refreshed", t.ID, sess)...)
 	}
 	return &Pair{AccessToken: at, RefreshToken: nextRT, AccessExpiresAt: atExp, RefreshExpiresAt: sess.ExpiresAt, SessionID: sess.ID}, nil
+}
+
+// rebuildRefresh returns the refresh token of sess's current generation that the store recorded:
+// the one, of those the tenant's refresh-token keys sign, whose hash is sess.RefreshHash.
+func (s *Service) rebuildRefresh(ctx context.Context, t *tenant.Tenant, sess *Session) (string, error) {
+	rks, err := s.cfg.Keys.RefreshKeys(ctx, t.ID)
+	if err != nil {
+		return "", err
+	}
+	for i := len(rks) - 1; i >= 0; i-- {
+		rt, err := refreshToken(rks[i], t.Issuer, sess)
+		if err != nil {
+			return "", err
+		}
+		if hmac.Equal(hashToken(rt), sess.RefreshHash) {
+			return rt, nil
+		}
+	}
+	// The key that signed it was dropped by an emergency rotation since.
+	return "", ErrInvalidRefreshToken
 }
 
 // checkTokenField refuses an empty or oversized token field.

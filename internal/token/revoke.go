@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -48,12 +49,12 @@ func (s *Service) Revoke(ctx context.Context, t *tenant.Tenant, target RevokeTar
 
 func (s *Service) revokeToken(ctx context.Context, t *tenant.Tenant, raw string) error {
 	// A refresh token revokes its whole session (RFC 7009 section 2.1).
-	key, err := s.cfg.Keys.RefreshKey(ctx, t.ID)
-	if err != nil {
-		return err
-	}
-	if c, err := s.parseRefresh(t, key, raw); err == nil {
+	c, err := s.parseRefresh(ctx, t, raw)
+	if err == nil {
 		return s.endSession(ctx, t, c.SessionID)
+	}
+	if !errors.Is(err, ErrInvalidRefreshToken) {
+		return err
 	}
 	// Not Verify: the check is part of a revocation, not a verification to count.
 	v, err := s.verify(ctx, VerifyRequest{Tenant: t, Token: raw})

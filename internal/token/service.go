@@ -17,8 +17,12 @@ type Keys interface {
 	SigningKey(ctx context.Context, tenant string) (*keys.Key, error)
 	// VerificationKey returns the tenant's key kid, or an error wrapping keys.ErrUnknownKey.
 	VerificationKey(ctx context.Context, tenant, kid string) (*keys.Key, error)
-	// RefreshKey returns the tenant's server-only refresh-token key.
-	RefreshKey(ctx context.Context, tenant string) ([]byte, error)
+	// RefreshKeys returns the tenant's refresh-token keys that verify now, oldest first; the last
+	// one signs.
+	RefreshKeys(ctx context.Context, tenant string) ([]*keys.RefreshKey, error)
+	// RefreshVerificationKey returns the tenant's refresh-token key kid, or an error wrapping
+	// keys.ErrUnknownKey.
+	RefreshVerificationKey(ctx context.Context, tenant, kid string) (*keys.RefreshKey, error)
 }
 
 // Config configures a Service.

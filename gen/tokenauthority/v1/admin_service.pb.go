@@ -1852,6 +1852,209 @@ func (*WithdrawSigningKeyResponse) Descriptor() ([]byte, []int) {
 	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{30}
 }
 
+// RotateRefreshKeyRequest asks for a new refresh-token key.
+type RotateRefreshKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant; defaults to the caller's.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Refuse every refresh token signed by an older key at once, for a key that may have leaked.
+	Emergency bool `protobuf:"varint,2,opt,name=emergency,proto3" json:"emergency,omitempty"`
+	// When set, rotate only if this is still the id of the current key; ABORTED otherwise (another
+	// rotation came first, and a retry would rotate again).
+	IfCurrentKid  string `protobuf:"bytes,3,opt,name=if_current_kid,json=ifCurrentKid,proto3" json:"if_current_kid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateRefreshKeyRequest) Reset() {
+	*x = RotateRefreshKeyRequest{}
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateRefreshKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateRefreshKeyRequest) ProtoMessage() {}
+
+func (x *RotateRefreshKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateRefreshKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateRefreshKeyRequest) Descriptor() ([]byte, []int) {
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RotateRefreshKeyRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *RotateRefreshKeyRequest) GetEmergency() bool {
+	if x != nil {
+		return x.Emergency
+	}
+	return false
+}
+
+func (x *RotateRefreshKeyRequest) GetIfCurrentKid() string {
+	if x != nil {
+		return x.IfCurrentKid
+	}
+	return ""
+}
+
+// RefreshKey describes a refresh-token key (never its secret).
+type RefreshKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key's identifier: the `kid` of the refresh tokens it signs ("rt" for the key of before
+	// rotations).
+	Kid string `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
+	// When the key was made; unset for the key of before rotations.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When a newer key took over signing; unset for the current key.
+	RetireTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=retire_time,json=retireTime,proto3" json:"retire_time,omitempty"`
+	// When the key stops verifying and leaves; unset for the current key.
+	DeleteTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=delete_time,json=deleteTime,proto3" json:"delete_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshKey) Reset() {
+	*x = RefreshKey{}
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshKey) ProtoMessage() {}
+
+func (x *RefreshKey) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshKey.ProtoReflect.Descriptor instead.
+func (*RefreshKey) Descriptor() ([]byte, []int) {
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RefreshKey) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
+}
+
+func (x *RefreshKey) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *RefreshKey) GetRetireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetireTime
+	}
+	return nil
+}
+
+func (x *RefreshKey) GetDeleteTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeleteTime
+	}
+	return nil
+}
+
+// RotateRefreshKeyResponse describes the tenant's refresh-token keys after the rotation.
+type RotateRefreshKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new key, which signs from now on.
+	Current *RefreshKey `protobuf:"bytes,1,opt,name=current,proto3" json:"current,omitempty"`
+	// The older keys that still verify, until their delete_time.
+	Retired []*RefreshKey `protobuf:"bytes,2,rep,name=retired,proto3" json:"retired,omitempty"`
+	// The keys that stopped verifying with this rotation (an emergency).
+	DroppedKids   []string `protobuf:"bytes,3,rep,name=dropped_kids,json=droppedKids,proto3" json:"dropped_kids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateRefreshKeyResponse) Reset() {
+	*x = RotateRefreshKeyResponse{}
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateRefreshKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateRefreshKeyResponse) ProtoMessage() {}
+
+func (x *RotateRefreshKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateRefreshKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateRefreshKeyResponse) Descriptor() ([]byte, []int) {
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RotateRefreshKeyResponse) GetCurrent() *RefreshKey {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
+func (x *RotateRefreshKeyResponse) GetRetired() []*RefreshKey {
+	if x != nil {
+		return x.Retired
+	}
+	return nil
+}
+
+func (x *RotateRefreshKeyResponse) GetDroppedKids() []string {
+	if x != nil {
+		return x.DroppedKids
+	}
+	return nil
+}
+
 var File_tokenauthority_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
@@ -1964,7 +2167,24 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\x19WithdrawSigningKeyRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x10\n" +
 	"\x03kid\x18\x02 \x01(\tR\x03kid\"\x1c\n" +
-	"\x1aWithdrawSigningKeyResponse*\xa9\x01\n" +
+	"\x1aWithdrawSigningKeyResponse\"z\n" +
+	"\x17RotateRefreshKeyRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1c\n" +
+	"\temergency\x18\x02 \x01(\bR\temergency\x12$\n" +
+	"\x0eif_current_kid\x18\x03 \x01(\tR\fifCurrentKid\"\xd5\x01\n" +
+	"\n" +
+	"RefreshKey\x12\x10\n" +
+	"\x03kid\x18\x01 \x01(\tR\x03kid\x12;\n" +
+	"\vcreate_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vretire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"retireTime\x12;\n" +
+	"\vdelete_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"deleteTime\"\xaf\x01\n" +
+	"\x18RotateRefreshKeyResponse\x127\n" +
+	"\acurrent\x18\x01 \x01(\v2\x1d.tokenauthority.v1.RefreshKeyR\acurrent\x127\n" +
+	"\aretired\x18\x02 \x03(\v2\x1d.tokenauthority.v1.RefreshKeyR\aretired\x12!\n" +
+	"\fdropped_kids\x18\x03 \x03(\tR\vdroppedKids*\xa9\x01\n" +
 	"\x10SigningAlgorithm\x12!\n" +
 	"\x1dSIGNING_ALGORITHM_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17SIGNING_ALGORITHM_EDDSA\x10\x01\x12\x1b\n" +
@@ -1978,8 +2198,7 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\vROLE_VERIFY\x10\x02\x12\x0f\n" +
 	"\vROLE_REVOKE\x10\x03\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x042\xae\n" +
-	"\n" +
+	"ROLE_ADMIN\x10\x042\x9b\v\n" +
 	"\fAdminService\x12_\n" +
 	"\fCreateTenant\x12&.tokenauthority.v1.CreateTenantRequest\x1a'.tokenauthority.v1.CreateTenantResponse\x12V\n" +
 	"\tGetTenant\x12#.tokenauthority.v1.GetTenantRequest\x1a$.tokenauthority.v1.GetTenantResponse\x12\\\n" +
@@ -1993,7 +2212,8 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\x12SetPrincipalSecret\x12,.tokenauthority.v1.SetPrincipalSecretRequest\x1a-.tokenauthority.v1.SetPrincipalSecretResponse\x12h\n" +
 	"\x0fDeletePrincipal\x12).tokenauthority.v1.DeletePrincipalRequest\x1a*.tokenauthority.v1.DeletePrincipalResponse\x12k\n" +
 	"\x10RotateSigningKey\x12*.tokenauthority.v1.RotateSigningKeyRequest\x1a+.tokenauthority.v1.RotateSigningKeyResponse\x12q\n" +
-	"\x12WithdrawSigningKey\x12,.tokenauthority.v1.WithdrawSigningKeyRequest\x1a-.tokenauthority.v1.WithdrawSigningKeyResponseB\xe0\x01\n" +
+	"\x12WithdrawSigningKey\x12,.tokenauthority.v1.WithdrawSigningKeyRequest\x1a-.tokenauthority.v1.WithdrawSigningKeyResponse\x12k\n" +
+	"\x10RotateRefreshKey\x12*.tokenauthority.v1.RotateRefreshKeyRequest\x1a+.tokenauthority.v1.RotateRefreshKeyResponseB\xe0\x01\n" +
 	"\x15com.tokenauthority.v1B\x11AdminServiceProtoP\x01ZOgithub.com/tokenauthority/tokenauthority/gen/tokenauthority/v1;tokenauthorityv1\xa2\x02\x03TXX\xaa\x02\x11Tokenauthority.V1\xca\x02\x11Tokenauthority\\V1\xe2\x02\x1dTokenauthority\\V1\\GPBMetadata\xea\x02\x12Tokenauthority::V1b\x06proto3"
 
 var (
@@ -2009,7 +2229,7 @@ func file_tokenauthority_v1_admin_service_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenauthority_v1_admin_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tokenauthority_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_tokenauthority_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_tokenauthority_v1_admin_service_proto_goTypes = []any{
 	(SigningAlgorithm)(0),              // 0: tokenauthority.v1.SigningAlgorithm
 	(Role)(0),                          // 1: tokenauthority.v1.Role
@@ -2044,14 +2264,17 @@ var file_tokenauthority_v1_admin_service_proto_goTypes = []any{
 	(*RotateSigningKeyResponse)(nil),   // 30: tokenauthority.v1.RotateSigningKeyResponse
 	(*WithdrawSigningKeyRequest)(nil),  // 31: tokenauthority.v1.WithdrawSigningKeyRequest
 	(*WithdrawSigningKeyResponse)(nil), // 32: tokenauthority.v1.WithdrawSigningKeyResponse
-	(*durationpb.Duration)(nil),        // 33: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 34: google.protobuf.Timestamp
+	(*RotateRefreshKeyRequest)(nil),    // 33: tokenauthority.v1.RotateRefreshKeyRequest
+	(*RefreshKey)(nil),                 // 34: tokenauthority.v1.RefreshKey
+	(*RotateRefreshKeyResponse)(nil),   // 35: tokenauthority.v1.RotateRefreshKeyResponse
+	(*durationpb.Duration)(nil),        // 36: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 37: google.protobuf.Timestamp
 }
 var file_tokenauthority_v1_admin_service_proto_depIdxs = []int32{
 	0,  // 0: tokenauthority.v1.Tenant.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	33, // 1: tokenauthority.v1.Tenant.max_access_ttl:type_name -> google.protobuf.Duration
-	33, // 2: tokenauthority.v1.Tenant.max_refresh_ttl:type_name -> google.protobuf.Duration
-	34, // 3: tokenauthority.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	36, // 1: tokenauthority.v1.Tenant.max_access_ttl:type_name -> google.protobuf.Duration
+	36, // 2: tokenauthority.v1.Tenant.max_refresh_ttl:type_name -> google.protobuf.Duration
+	37, // 3: tokenauthority.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
 	3,  // 4: tokenauthority.v1.Tenant.issue_rate_limit:type_name -> tokenauthority.v1.RateLimit
 	3,  // 5: tokenauthority.v1.Tenant.refresh_rate_limit:type_name -> tokenauthority.v1.RateLimit
 	2,  // 6: tokenauthority.v1.CreateTenantRequest.tenant:type_name -> tokenauthority.v1.Tenant
@@ -2059,53 +2282,60 @@ var file_tokenauthority_v1_admin_service_proto_depIdxs = []int32{
 	2,  // 8: tokenauthority.v1.GetTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
 	2,  // 9: tokenauthority.v1.ListTenantsResponse.tenants:type_name -> tokenauthority.v1.Tenant
 	1,  // 10: tokenauthority.v1.ApiKey.roles:type_name -> tokenauthority.v1.Role
-	34, // 11: tokenauthority.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	34, // 12: tokenauthority.v1.ApiKey.previous_value_expire_time:type_name -> google.protobuf.Timestamp
+	37, // 11: tokenauthority.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	37, // 12: tokenauthority.v1.ApiKey.previous_value_expire_time:type_name -> google.protobuf.Timestamp
 	1,  // 13: tokenauthority.v1.CreateApiKeyRequest.roles:type_name -> tokenauthority.v1.Role
 	12, // 14: tokenauthority.v1.CreateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
 	12, // 15: tokenauthority.v1.ListApiKeysResponse.api_keys:type_name -> tokenauthority.v1.ApiKey
-	33, // 16: tokenauthority.v1.RotateApiKeyRequest.overlap:type_name -> google.protobuf.Duration
+	36, // 16: tokenauthority.v1.RotateApiKeyRequest.overlap:type_name -> google.protobuf.Duration
 	12, // 17: tokenauthority.v1.RotateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
-	34, // 18: tokenauthority.v1.Principal.create_time:type_name -> google.protobuf.Timestamp
+	37, // 18: tokenauthority.v1.Principal.create_time:type_name -> google.protobuf.Timestamp
 	21, // 19: tokenauthority.v1.CreatePrincipalRequest.principal:type_name -> tokenauthority.v1.Principal
 	21, // 20: tokenauthority.v1.CreatePrincipalResponse.principal:type_name -> tokenauthority.v1.Principal
 	0,  // 21: tokenauthority.v1.SigningKey.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	34, // 22: tokenauthority.v1.SigningKey.publish_time:type_name -> google.protobuf.Timestamp
-	34, // 23: tokenauthority.v1.SigningKey.activate_time:type_name -> google.protobuf.Timestamp
-	34, // 24: tokenauthority.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
+	37, // 22: tokenauthority.v1.SigningKey.publish_time:type_name -> google.protobuf.Timestamp
+	37, // 23: tokenauthority.v1.SigningKey.activate_time:type_name -> google.protobuf.Timestamp
+	37, // 24: tokenauthority.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
 	0,  // 25: tokenauthority.v1.RotateSigningKeyRequest.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
 	28, // 26: tokenauthority.v1.RotateSigningKeyResponse.key:type_name -> tokenauthority.v1.SigningKey
-	4,  // 27: tokenauthority.v1.AdminService.CreateTenant:input_type -> tokenauthority.v1.CreateTenantRequest
-	6,  // 28: tokenauthority.v1.AdminService.GetTenant:input_type -> tokenauthority.v1.GetTenantRequest
-	8,  // 29: tokenauthority.v1.AdminService.ListTenants:input_type -> tokenauthority.v1.ListTenantsRequest
-	10, // 30: tokenauthority.v1.AdminService.DeleteTenant:input_type -> tokenauthority.v1.DeleteTenantRequest
-	13, // 31: tokenauthority.v1.AdminService.CreateApiKey:input_type -> tokenauthority.v1.CreateApiKeyRequest
-	15, // 32: tokenauthority.v1.AdminService.ListApiKeys:input_type -> tokenauthority.v1.ListApiKeysRequest
-	17, // 33: tokenauthority.v1.AdminService.RotateApiKey:input_type -> tokenauthority.v1.RotateApiKeyRequest
-	19, // 34: tokenauthority.v1.AdminService.DeleteApiKey:input_type -> tokenauthority.v1.DeleteApiKeyRequest
-	22, // 35: tokenauthority.v1.AdminService.CreatePrincipal:input_type -> tokenauthority.v1.CreatePrincipalRequest
-	24, // 36: tokenauthority.v1.AdminService.SetPrincipalSecret:input_type -> tokenauthority.v1.SetPrincipalSecretRequest
-	26, // 37: tokenauthority.v1.AdminService.DeletePrincipal:input_type -> tokenauthority.v1.DeletePrincipalRequest
-	29, // 38: tokenauthority.v1.AdminService.RotateSigningKey:input_type -> tokenauthority.v1.RotateSigningKeyRequest
-	31, // 39: tokenauthority.v1.AdminService.WithdrawSigningKey:input_type -> tokenauthority.v1.WithdrawSigningKeyRequest
-	5,  // 40: tokenauthority.v1.AdminService.CreateTenant:output_type -> tokenauthority.v1.CreateTenantResponse
-	7,  // 41: tokenauthority.v1.AdminService.GetTenant:output_type -> tokenauthority.v1.GetTenantResponse
-	9,  // 42: tokenauthority.v1.AdminService.ListTenants:output_type -> tokenauthority.v1.ListTenantsResponse
-	11, // 43: tokenauthority.v1.AdminService.DeleteTenant:output_type -> tokenauthority.v1.DeleteTenantResponse
-	14, // 44: tokenauthority.v1.AdminService.CreateApiKey:output_type -> tokenauthority.v1.CreateApiKeyResponse
-	16, // 45: tokenauthority.v1.AdminService.ListApiKeys:output_type -> tokenauthority.v1.ListApiKeysResponse
-	18, // 46: tokenauthority.v1.AdminService.RotateApiKey:output_type -> tokenauthority.v1.RotateApiKeyResponse
-	20, // 47: tokenauthority.v1.AdminService.DeleteApiKey:output_type -> tokenauthority.v1.DeleteApiKeyResponse
-	23, // 48: tokenauthority.v1.AdminService.CreatePrincipal:output_type -> tokenauthority.v1.CreatePrincipalResponse
-	25, // 49: tokenauthority.v1.AdminService.SetPrincipalSecret:output_type -> tokenauthority.v1.SetPrincipalSecretResponse
-	27, // 50: tokenauthority.v1.AdminService.DeletePrincipal:output_type -> tokenauthority.v1.DeletePrincipalResponse
-	30, // 51: tokenauthority.v1.AdminService.RotateSigningKey:output_type -> tokenauthority.v1.RotateSigningKeyResponse
-	32, // 52: tokenauthority.v1.AdminService.WithdrawSigningKey:output_type -> tokenauthority.v1.WithdrawSigningKeyResponse
-	40, // [40:53] is the sub-list for method output_type
-	27, // [27:40] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	37, // 27: tokenauthority.v1.RefreshKey.create_time:type_name -> google.protobuf.Timestamp
+	37, // 28: tokenauthority.v1.RefreshKey.retire_time:type_name -> google.protobuf.Timestamp
+	37, // 29: tokenauthority.v1.RefreshKey.delete_time:type_name -> google.protobuf.Timestamp
+	34, // 30: tokenauthority.v1.RotateRefreshKeyResponse.current:type_name -> tokenauthority.v1.RefreshKey
+	34, // 31: tokenauthority.v1.RotateRefreshKeyResponse.retired:type_name -> tokenauthority.v1.RefreshKey
+	4,  // 32: tokenauthority.v1.AdminService.CreateTenant:input_type -> tokenauthority.v1.CreateTenantRequest
+	6,  // 33: tokenauthority.v1.AdminService.GetTenant:input_type -> tokenauthority.v1.GetTenantRequest
+	8,  // 34: tokenauthority.v1.AdminService.ListTenants:input_type -> tokenauthority.v1.ListTenantsRequest
+	10, // 35: tokenauthority.v1.AdminService.DeleteTenant:input_type -> tokenauthority.v1.DeleteTenantRequest
+	13, // 36: tokenauthority.v1.AdminService.CreateApiKey:input_type -> tokenauthority.v1.CreateApiKeyRequest
+	15, // 37: tokenauthority.v1.AdminService.ListApiKeys:input_type -> tokenauthority.v1.ListApiKeysRequest
+	17, // 38: tokenauthority.v1.AdminService.RotateApiKey:input_type -> tokenauthority.v1.RotateApiKeyRequest
+	19, // 39: tokenauthority.v1.AdminService.DeleteApiKey:input_type -> tokenauthority.v1.DeleteApiKeyRequest
+	22, // 40: tokenauthority.v1.AdminService.CreatePrincipal:input_type -> tokenauthority.v1.CreatePrincipalRequest
+	24, // 41: tokenauthority.v1.AdminService.SetPrincipalSecret:input_type -> tokenauthority.v1.SetPrincipalSecretRequest
+	26, // 42: tokenauthority.v1.AdminService.DeletePrincipal:input_type -> tokenauthority.v1.DeletePrincipalRequest
+	29, // 43: tokenauthority.v1.AdminService.RotateSigningKey:input_type -> tokenauthority.v1.RotateSigningKeyRequest
+	31, // 44: tokenauthority.v1.AdminService.WithdrawSigningKey:input_type -> tokenauthority.v1.WithdrawSigningKeyRequest
+	33, // 45: tokenauthority.v1.AdminService.RotateRefreshKey:input_type -> tokenauthority.v1.RotateRefreshKeyRequest
+	5,  // 46: tokenauthority.v1.AdminService.CreateTenant:output_type -> tokenauthority.v1.CreateTenantResponse
+	7,  // 47: tokenauthority.v1.AdminService.GetTenant:output_type -> tokenauthority.v1.GetTenantResponse
+	9,  // 48: tokenauthority.v1.AdminService.ListTenants:output_type -> tokenauthority.v1.ListTenantsResponse
+	11, // 49: tokenauthority.v1.AdminService.DeleteTenant:output_type -> tokenauthority.v1.DeleteTenantResponse
+	14, // 50: tokenauthority.v1.AdminService.CreateApiKey:output_type -> tokenauthority.v1.CreateApiKeyResponse
+	16, // 51: tokenauthority.v1.AdminService.ListApiKeys:output_type -> tokenauthority.v1.ListApiKeysResponse
+	18, // 52: tokenauthority.v1.AdminService.RotateApiKey:output_type -> tokenauthority.v1.RotateApiKeyResponse
+	20, // 53: tokenauthority.v1.AdminService.DeleteApiKey:output_type -> tokenauthority.v1.DeleteApiKeyResponse
+	23, // 54: tokenauthority.v1.AdminService.CreatePrincipal:output_type -> tokenauthority.v1.CreatePrincipalResponse
+	25, // 55: tokenauthority.v1.AdminService.SetPrincipalSecret:output_type -> tokenauthority.v1.SetPrincipalSecretResponse
+	27, // 56: tokenauthority.v1.AdminService.DeletePrincipal:output_type -> tokenauthority.v1.DeletePrincipalResponse
+	30, // 57: tokenauthority.v1.AdminService.RotateSigningKey:output_type -> tokenauthority.v1.RotateSigningKeyResponse
+	32, // 58: tokenauthority.v1.AdminService.WithdrawSigningKey:output_type -> tokenauthority.v1.WithdrawSigningKeyResponse
+	35, // 59: tokenauthority.v1.AdminService.RotateRefreshKey:output_type -> tokenauthority.v1.RotateRefreshKeyResponse
+	46, // [46:60] is the sub-list for method output_type
+	32, // [32:46] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_tokenauthority_v1_admin_service_proto_init() }
@@ -2119,7 +2349,7 @@ func file_tokenauthority_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenauthority_v1_admin_service_proto_rawDesc), len(file_tokenauthority_v1_admin_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   31,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

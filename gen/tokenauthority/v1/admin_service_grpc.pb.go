@@ -32,6 +32,7 @@ const (
 	AdminService_DeletePrincipal_FullMethodName    = "/tokenauthority.v1.AdminService/DeletePrincipal"
 	AdminService_RotateSigningKey_FullMethodName   = "/tokenauthority.v1.AdminService/RotateSigningKey"
 	AdminService_WithdrawSigningKey_FullMethodName = "/tokenauthority.v1.AdminService/WithdrawSigningKey"
+	AdminService_RotateRefreshKey_FullMethodName   = "/tokenauthority.v1.AdminService/RotateRefreshKey"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -67,6 +68,11 @@ type AdminServiceClient interface {
 	RotateSigningKey(ctx context.Context, in *RotateSigningKeyRequest, opts ...grpc.CallOption) (*RotateSigningKeyResponse, error)
 	// WithdrawSigningKey removes a signing key at once; every token it signed becomes inactive.
 	WithdrawSigningKey(ctx context.Context, in *WithdrawSigningKeyRequest, opts ...grpc.CallOption) (*WithdrawSigningKeyResponse, error)
+	// RotateRefreshKey gives the tenant a new refresh-token key, which signs every refresh token
+	// from then on. Routinely the older keys keep refreshing the tokens they signed until the longest
+	// session has passed, then leave; in an emergency every refresh token they signed is refused at
+	// once (UNAUTHENTICATED, without ending its session), while sessions and access tokens stay.
+	RotateRefreshKey(ctx context.Context, in *RotateRefreshKeyRequest, opts ...grpc.CallOption) (*RotateRefreshKeyResponse, error)
 }
 
 type adminServiceClient struct {
@@ -207,6 +213,16 @@ func (c *adminServiceClient) WithdrawSigningKey(ctx context.Context, in *Withdra
 	return out, nil
 }
 
+func (c *adminServiceClient) RotateRefreshKey(ctx context.Context, in *RotateRefreshKeyRequest, opts ...grpc.CallOption) (*RotateRefreshKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateRefreshKeyResponse)
+	err := c.cc.Invoke(ctx, AdminService_RotateRefreshKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -240,6 +256,11 @@ type AdminServiceServer interface {
 	RotateSigningKey(context.Context, *RotateSigningKeyRequest) (*RotateSigningKeyResponse, error)
 	// WithdrawSigningKey removes a signing key at once; every token it signed becomes inactive.
 	WithdrawSigningKey(context.Context, *WithdrawSigningKeyRequest) (*WithdrawSigningKeyResponse, error)
+	// RotateRefreshKey gives the tenant a new refresh-token key, which signs every refresh token
+	// from then on. Routinely the older keys keep refreshing the tokens they signed until the longest
+	// session has passed, then leave; in an emergency every refresh token they signed is refused at
+	// once (UNAUTHENTICATED, without ending its session), while sessions and access tokens stay.
+	RotateRefreshKey(context.Context, *RotateRefreshKeyRequest) (*RotateRefreshKeyResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -288,6 +309,9 @@ func (UnimplementedAdminServiceServer) RotateSigningKey(context.Context, *Rotate
 }
 func (UnimplementedAdminServiceServer) WithdrawSigningKey(context.Context, *WithdrawSigningKeyRequest) (*WithdrawSigningKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WithdrawSigningKey not implemented")
+}
+func (UnimplementedAdminServiceServer) RotateRefreshKey(context.Context, *RotateRefreshKeyRequest) (*RotateRefreshKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateRefreshKey not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -544,6 +568,24 @@ func _AdminService_WithdrawSigningKey_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_RotateRefreshKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateRefreshKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RotateRefreshKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RotateRefreshKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RotateRefreshKey(ctx, req.(*RotateRefreshKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -602,6 +644,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WithdrawSigningKey",
 			Handler:    _AdminService_WithdrawSigningKey_Handler,
+		},
+		{
+			MethodName: "RotateRefreshKey",
+			Handler:    _AdminService_RotateRefreshKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -367,6 +367,28 @@ func (s *Store) GetRecord(_ context.Context, kind, id string) ([]byte, error) {
 	return append([]byte{}, v...), nil
 }
 
+// SwapRecord replaces a record's value with value if it is still old, and reports whether it
+// did; a missing record is store.ErrNotFound.
+func (s *Store) SwapRecord(_ context.Context, kind, id string, old, value []byte) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.records[kind][id]
+	if !ok {
+		return false, fmt.Errorf("memory store: swap %s record: %w", kind, store.ErrNotFound)
+	}
+	if !bytes.Equal(cur, old) {
+		return false, nil
+	}
+	s.putRecord(kind, id, value)
+	return true, nil
+}
+
+// UpdateRecord is store.UpdateRecord on s: fn runs outside the store's lock, and its result is
+// stored only if the record has not changed meanwhile.
+func (s *Store) UpdateRecord(ctx context.Context, kind, id string, fn func(old []byte) ([]byte, error)) ([]byte, error) {
+	return store.UpdateRecord(ctx, s, kind, id, fn)
+}
+
 // DeleteRecord deletes a record and reports whether it existed.
 func (s *Store) DeleteRecord(_ context.Context, kind, id string) (bool, error) {
 	s.mu.Lock()

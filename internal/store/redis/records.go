@@ -50,6 +50,25 @@ func (s *Store) GetRecord(ctx context.Context, kind, id string) ([]byte, error) 
 	return v, nil
 }
 
+// SwapRecord replaces a record's value with value if it is still old, in one script call, and
+// reports whether it did; a missing record is store.ErrNotFound.
+func (s *Store) SwapRecord(ctx context.Context, kind, id string, old, value []byte) (bool, error) {
+	n, err := recordSwapScript.Run(ctx, s.client, []string{recordKey(kind, id)}, old, value).Int()
+	if err != nil {
+		return false, unavailable("swap record", err)
+	}
+	if n < 0 {
+		return false, fmt.Errorf("redis store: swap %s record: %w", kind, store.ErrNotFound)
+	}
+	return n == 1, nil
+}
+
+// UpdateRecord is store.UpdateRecord on s: a GET, then fn, then a compare-and-set script, again
+// until the script finds the value that fn started from.
+func (s *Store) UpdateRecord(ctx context.Context, kind, id string, fn func(old []byte) ([]byte, error)) ([]byte, error) {
+	return store.UpdateRecord(ctx, s, kind, id, fn)
+}
+
 // DeleteRecord deletes a record and its index entry in one script call.
 func (s *Store) DeleteRecord(ctx context.Context, kind, id string) (bool, error) {
 	n, err := recordDeleteScript.Run(ctx, s.client, []string{recordKey(kind, id), recordIndexKey(kind)}, id).Int()

@@ -61,6 +61,10 @@ var (
 	recordDeleteOwnedSrc    string
 	recordDeleteOwnedScript = goredis.NewScript(recordDeleteOwnedSrc)
 
+	//go:embed scripts/record_swap.lua
+	recordSwapSrc    string
+	recordSwapScript = goredis.NewScript(recordSwapSrc)
+
 	//go:embed scripts/record_own.lua
 	recordOwnSrc    string
 	recordOwnScript = goredis.NewScript(recordOwnSrc)

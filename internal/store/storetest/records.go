@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -18,6 +19,11 @@ var recordTests = []test{
 	{"OwnedLimit", testOwnedRecordLimit},
 	{"OwnedLimitConcurrently", testOwnedRecordLimitConcurrently},
 	{"OwnExisting", testOwnRecords},
+	{"Swap", testRecordSwap},
+	{"Update", testRecordUpdate},
+	{"UpdateRace", testRecordUpdateRace},
+	{"UpdateConcurrently", testRecordUpdateConcurrently},
+	{"UpdateDeleted", testRecordUpdateDeleted},
 }
 
 func testRecordLifecycle(t *testing.T, f *fixture) {
@@ -318,5 +324,167 @@ func testOwnRecords(t *testing.T, f *fixture) {
 	// Listed records count towards the limit.
 	if err := f.store.CreateOwnedRecord(f.ctx, kind, acme, "new", nil, 299); !errors.Is(err, store.ErrLimit) {
 		t.Errorf("CreateOwnedRecord with 299 records listed and a limit of 299: err = %v, want store.ErrLimit", err)
+	}
+}
+
+func testRecordSwap(t *testing.T, f *fixture) {
+	const kind, id = store.KindKeyset, "acme"
+	get := func() string {
+		t.Helper()
+		v, err := f.store.GetRecord(f.ctx, kind, id)
+		if err != nil {
+			t.Fatalf("GetRecord: %v", err)
+		}
+		return string(v)
+	}
+	if ok, err := f.store.SwapRecord(f.ctx, kind, id, nil, []byte("v1")); ok || !isNotFound(err) {
+		t.Fatalf("SwapRecord of a missing record = %v, %v; want false, store.ErrNotFound", ok, err)
+	}
+	if _, err := f.store.GetRecord(f.ctx, kind, id); !isNotFound(err) {
+		t.Fatalf("SwapRecord of a missing record created it: err = %v", err)
+	}
+	v1 := []byte{'v', 0, 1, 0xff}
+	if err := f.store.CreateRecord(f.ctx, kind, id, v1); err != nil {
+		t.Fatalf("CreateRecord: %v", err)
+	}
+	tests := []struct {
+		name       string
+		old, value string
+		want       bool
+		after      string
+	}{
+		{"StaleValue", "v0", "x", false, string(v1)},
+		{"Prefix", "v", "x", false, string(v1)},
+		{"Empty", "", "x", false, string(v1)},
+		{"Current", string(v1), "v2", true, "v2"},
+		{"AgainWithTheOldValue", string(v1), "v3", false, "v2"},
+		{"ToEmpty", "v2", "", true, ""},
+		{"FromEmpty", "", "v4", true, "v4"},
+	}
+	for _, tt := range tests {
+		ok, err := f.store.SwapRecord(f.ctx, kind, id, []byte(tt.old), []byte(tt.value))
+		if err != nil || ok != tt.want {
+			t.Errorf("%s: SwapRecord = %v, %v; want %v, nil", tt.name, ok, err, tt.want)
+		}
+		if got := get(); got != tt.after {
+			t.Errorf("%s: record = %q, want %q", tt.name, got, tt.after)
+		}
+	}
+	// The record stays indexed like any other.
+	if recs, err := f.store.ListRecords(f.ctx, kind, ""); err != nil || len(recs) != 1 || string(recs[0].Value) != "v4" {
+		t.Errorf("ListRecords after swaps = %q, %v; want the one record", recs, err)
+	}
+}
+
+func testRecordUpdate(t *testing.T, f *fixture) {
+	const kind, id = store.KindKeyset, "acme"
+	appendB := func(old []byte) ([]byte, error) { return append(slices.Clip(old), 'b'), nil }
+	if _, err := f.store.UpdateRecord(f.ctx, kind, id, appendB); !isNotFound(err) {
+		t.Fatalf("UpdateRecord of a missing record: err = %v, want store.ErrNotFound", err)
+	}
+	if _, err := f.store.GetRecord(f.ctx, kind, id); !isNotFound(err) {
+		t.Fatalf("UpdateRecord of a missing record created it: err = %v", err)
+	}
+	if err := f.store.CreateRecord(f.ctx, kind, id, []byte("a")); err != nil {
+		t.Fatalf("CreateRecord: %v", err)
+	}
+	if v, err := f.store.UpdateRecord(f.ctx, kind, id, appendB); err != nil || string(v) != "ab" {
+		t.Errorf("UpdateRecord = %q, %v; want ab", v, err)
+	}
+	errBoom := errors.New("boom")
+	if _, err := f.store.UpdateRecord(f.ctx, kind, id, func([]byte) ([]byte, error) { return []byte("lost"), errBoom }); !errors.Is(err, errBoom) {
+		t.Errorf("UpdateRecord with a failing fn: err = %v, want fn's error", err)
+	}
+	unchanged := func(old []byte) ([]byte, error) { return old, nil }
+	if v, err := f.store.UpdateRecord(f.ctx, kind, id, unchanged); err != nil || string(v) != "ab" {
+		t.Errorf("UpdateRecord without a change = %q, %v; want ab", v, err)
+	}
+	if v, err := f.store.GetRecord(f.ctx, kind, id); err != nil || string(v) != "ab" {
+		t.Errorf("record = %q, %v; want ab", v, err)
+	}
+}
+
+// testRecordUpdateRace: writer A reads the record, writer B updates it before A writes; A's write
+// must not land on the value it read, and A's change is applied again on B's value.
+func testRecordUpdateRace(t *testing.T, f *fixture) {
+	const kind, id = store.KindKeyset, "acme"
+	if err := f.store.CreateRecord(f.ctx, kind, id, []byte("0")); err != nil {
+		t.Fatalf("CreateRecord: %v", err)
+	}
+	var seenByA []string
+	bCalls := 0
+	v, err := f.store.UpdateRecord(f.ctx, kind, id, func(old []byte) ([]byte, error) {
+		seenByA = append(seenByA, string(old))
+		if len(seenByA) == 1 {
+			// B wins this round: it writes between A's read and A's swap.
+			got, err := f.store.UpdateRecord(f.ctx, kind, id, func(old []byte) ([]byte, error) {
+				bCalls++
+				return append(slices.Clip(old), 'B'), nil
+			})
+			if err != nil || string(got) != "0B" {
+				t.Errorf("B's UpdateRecord = %q, %v; want 0B", got, err)
+			}
+		}
+		return append(slices.Clip(old), 'A'), nil
+	})
+	if err != nil || string(v) != "0BA" {
+		t.Errorf("A's UpdateRecord = %q, %v; want 0BA (A's change applied on top of B's)", v, err)
+	}
+	if !slices.Equal(seenByA, []string{"0", "0B"}) || bCalls != 1 {
+		t.Errorf("A's fn saw %q and B's fn ran %d times; want [0 0B] and once", seenByA, bCalls)
+	}
+	if got, err := f.store.GetRecord(f.ctx, kind, id); err != nil || string(got) != "0BA" {
+		t.Errorf("record = %q, %v; want 0BA", got, err)
+	}
+}
+
+// testRecordUpdateConcurrently: writers incrementing one counter concurrently lose no increment.
+func testRecordUpdateConcurrently(t *testing.T, f *fixture) {
+	const kind, id, writers, increments = store.KindKeyset, "counter", 4, 25
+	if err := f.store.CreateRecord(f.ctx, kind, id, []byte("0")); err != nil {
+		t.Fatalf("CreateRecord: %v", err)
+	}
+	increment := func(old []byte) ([]byte, error) {
+		n, err := strconv.Atoi(string(old))
+		if err != nil {
+			return nil, err
+		}
+		return []byte(strconv.Itoa(n + 1)), nil
+	}
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for range increments {
+				if _, err := f.store.UpdateRecord(f.ctx, kind, id, increment); err != nil {
+					t.Errorf("UpdateRecord: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	want := strconv.Itoa(writers * increments)
+	if got, err := f.store.GetRecord(f.ctx, kind, id); err != nil || string(got) != want {
+		t.Errorf("counter = %q, %v; want %s (no lost update)", got, err, want)
+	}
+}
+
+// testRecordUpdateDeleted: a record deleted while an update runs stays deleted.
+func testRecordUpdateDeleted(t *testing.T, f *fixture) {
+	const kind, id = store.KindKeyset, "acme"
+	if err := f.store.CreateRecord(f.ctx, kind, id, []byte("v")); err != nil {
+		t.Fatalf("CreateRecord: %v", err)
+	}
+	_, err := f.store.UpdateRecord(f.ctx, kind, id, func(old []byte) ([]byte, error) {
+		if _, err := f.store.DeleteRecord(f.ctx, kind, id); err != nil {
+			t.Errorf("DeleteRecord: %v", err)
+		}
+		return []byte("back"), nil
+	})
+	if !isNotFound(err) {
+		t.Errorf("UpdateRecord of a record deleted meanwhile: err = %v, want store.ErrNotFound", err)
+	}
+	if v, err := f.store.GetRecord(f.ctx, kind, id); !isNotFound(err) {
+		t.Errorf("the deleted record came back: %q, %v", v, err)
 	}
 }

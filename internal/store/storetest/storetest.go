@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
@@ -22,6 +23,14 @@ import (
 type Backend interface {
 	token.Store
 	tenant.Store
+	RecordUpdater
+}
+
+// RecordUpdater is the atomic read-modify-write of records, which the key sets need.
+type RecordUpdater interface {
+	store.RecordSwapper
+	// UpdateRecord is store.UpdateRecord on the backend.
+	UpdateRecord(ctx context.Context, kind, id string, fn func(old []byte) ([]byte, error)) ([]byte, error)
 }
 
 // TTLInspector is implemented by backends (or their test wrappers) whose entries expire by the
