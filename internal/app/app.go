@@ -123,7 +123,13 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 	}
 	a.keys = km
 	logKEKs(log, cfg)
-	a.tenants = tenant.NewService(a.store, cfg.MasterKey.Reveal(), a.now)
+	a.tenants = tenant.NewService(a.store, cfg.MasterKey.Reveal(), a.now, tenant.WithPreviousMasterKey(cfg.PreviousMasterKey.Reveal()))
+	if !cfg.PreviousMasterKey.IsZero() {
+		// Fingerprints, not keys: the audit lines of master calls name the one presented.
+		log.Info("accepting the previous master key alongside the current one",
+			slog.String("current", tenant.MasterFingerprint(cfg.MasterKey.Reveal())),
+			slog.String("previous", tenant.MasterFingerprint(cfg.PreviousMasterKey.Reveal())))
+	}
 	a.hub = revocation.NewHub(events, 0)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -72,6 +72,7 @@ const (
 	varTracing            = envPrefix + "TRACING"
 	varRedisAllowEviction = envPrefix + "REDIS_ALLOW_EVICTION"
 	varStoreTimeout       = envPrefix + "STORE_TIMEOUT"
+	varMasterKeyPrevious  = varMasterKey + "_PREVIOUS"
 
 	varWatchRecheck          = envPrefix + "WATCH_RECHECK"
 	varMaxConnectionAge      = envPrefix + "MAX_CONNECTION_AGE"
@@ -132,6 +133,8 @@ var settings = []setting{
 	{env: varDataDir, arg: "path", help: "directory that keeps the secrets generated in development", devDef: defaultDataDir},
 	{env: varMasterKey, arg: "secret", help: "master key, at least 32 characters; generated in development when unset (prefer -master-key-file)"},
 	{env: varMasterKey + fileSuffix, arg: "path", help: "file holding the master key"},
+	{env: varMasterKeyPrevious, arg: "secret", help: "the master key being rotated away from, accepted alongside the current one during a rolling change (prefer -master-key-previous-file)"},
+	{env: varMasterKeyPrevious + fileSuffix, arg: "path", help: "file holding the previous master key"},
 	{env: varKeyEncryptionKey, arg: "base64", help: "key-encryption key, standard base64 of 32 bytes (openssl rand -base64 32); generated in development when unset (prefer -key-encryption-key-file)"},
 	{env: varKeyEncryptionKey + fileSuffix, arg: "path", help: "file holding the key-encryption key"},
 	{env: varKeyEncryptionKeyPrevious, arg: "base64,...", help: "key-encryption keys being rotated away from, comma-separated: they open stored keys, which are re-sealed under the current key in the background, and never seal"},
@@ -213,9 +216,13 @@ type Config struct {
 	// PreviousKeyEncryptionKeys are 32 bytes each, resolved by ResolveSecrets: keys that open
 	// stored signing keys but never seal them, during a rotation of the key-encryption key.
 	PreviousKeyEncryptionKeys [][]byte
+	// PreviousMasterKey, set by ResolveSecrets when configured, is accepted like MasterKey during a
+	// rolling change of the master credential.
+	PreviousMasterKey Secret
 
 	// masterKey, keyEncryptionKey and previousKEKs remember where Parse found each secret.
 	masterKey, keyEncryptionKey, previousKEKs secretSource
+	previousMaster                            secretSource
 }
 
 // Production reports whether c is the production configuration.
@@ -283,6 +290,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	c.masterKey = p.secret(masterKeyKind, prod)
 	c.keyEncryptionKey = p.secret(keyEncryptionKeyKind, prod)
 	c.previousKEKs = p.previousKEKs()
+	c.previousMaster = p.secret(masterKeyPreviousKind, false)
 
 	var ok bool
 	c.RefreshGrace = p.duration(varRefreshGrace, defaultRefreshGrace, func(d time.Duration) error {
@@ -615,6 +623,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("master_key", redacted),
 		slog.String("key_encryption_key", redacted),
 		slog.Int("previous_key_encryption_keys", len(c.PreviousKeyEncryptionKeys)),
+		slog.Bool("previous_master_key", !c.PreviousMasterKey.IsZero()),
 	}
 }
 

@@ -51,6 +51,13 @@ var (
 			return base64.RawURLEncoding.EncodeToString(b), err
 		},
 	}
+	// masterKeyPreviousKind is never generated: it exists only while an operator rotates the
+	// master key.
+	masterKeyPreviousKind = &secretKind{
+		env:   varMasterKeyPrevious,
+		what:  "previous master key",
+		check: checkMasterKey,
+	}
 	keyEncryptionKeyKind = &secretKind{
 		env:      varKeyEncryptionKey,
 		what:     "key-encryption key",
@@ -133,9 +140,23 @@ func (c *Config) ResolveSecrets() (notes []string, err error) {
 	if err != nil {
 		return r.notes, err
 	}
+	var previousMaster string
+	if src := c.previousMaster; !src.value.IsZero() || src.path != "" {
+		if previousMaster, err = r.lookup(masterKeyPreviousKind, src); err != nil {
+			return r.notes, err
+		}
+		if previousMaster == masterKey {
+			name := orDefault(src.valueName, varMasterKeyPrevious)
+			if src.path != "" {
+				name = orDefault(src.pathName, varMasterKeyPrevious+fileSuffix)
+			}
+			return r.notes, fmt.Errorf("%s: is the current master key (%s): set the key being replaced, or unset it", name, varMasterKey)
+		}
+	}
 	c.MasterKey = NewSecret(masterKey)
 	c.KeyEncryptionKey = key
 	c.PreviousKeyEncryptionKeys = previous
+	c.PreviousMasterKey = NewSecret(previousMaster)
 	return r.notes, nil
 }
 

@@ -18,7 +18,7 @@ type callerHandler struct{ slog.Handler }
 func (h callerHandler) Handle(ctx context.Context, r slog.Record) error {
 	if c, ok := CallerFrom(ctx); ok {
 		if c.Master {
-			r.AddAttrs(slog.String("caller", "master"))
+			r.AddAttrs(slog.String("caller", "master"), slog.String("master_key", c.MasterFingerprint))
 		} else {
 			r.AddAttrs(slog.String("caller_key_id", c.KeyID))
 		}

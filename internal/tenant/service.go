@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,9 +47,12 @@ type APIKey struct {
 // Caller is an authenticated caller: the master credential, or an API key of a tenant.
 type Caller struct {
 	Master bool
-	KeyID  string
-	Tenant *Tenant
-	Roles  []Role
+	// MasterFingerprint names which master key a master caller presented (MasterFingerprint of
+	// it): not a secret, for the audit log during a rotation of the master key.
+	MasterFingerprint string
+	KeyID             string
+	Tenant            *Tenant
+	Roles             []Role
 }
 
 // Has reports whether the caller holds role.
@@ -56,8 +60,10 @@ func (c *Caller) Has(role Role) bool { return slices.Contains(c.Roles, role) }
 
 // Service authenticates callers and manages tenants and API keys.
 type Service struct {
-	store      Store
-	masterHash []byte
+	store Store
+	// masters are the master credentials accepted: the current one, and a previous one during a
+	// rolling change.
+	masters []masterCredential
 	// dummyHash stands in for the hash of an unknown key id, so that refusing one costs the same
 	// comparison as refusing a wrong secret.
 	dummyHash  []byte
@@ -100,14 +106,47 @@ const (
 // compareHash compares a presented credential's hash with a stored one in constant time.
 var compareHash = subtle.ConstantTimeCompare
 
+type masterCredential struct {
+	hash        []byte
+	fingerprint string
+}
+
+// ServiceOption configures a Service.
+type ServiceOption func(*Service)
+
+// WithPreviousMasterKey also accepts key as the master credential: the key being replaced, during
+// a rolling change in which some replicas know only the old key and some the new one.
+func WithPreviousMasterKey(key string) ServiceOption {
+	return func(s *Service) {
+		if key != "" {
+			s.masters = append(s.masters, newMasterCredential(key))
+		}
+	}
+}
+
+func newMasterCredential(key string) masterCredential {
+	h := sha256.Sum256([]byte(key))
+	return masterCredential{hash: h[:], fingerprint: MasterFingerprint(key)}
+}
+
+// MasterFingerprint returns a non-secret name of a master key: 16 hex digits of a SHA-256 under
+// a context string of its own, so that it is neither the hash the service compares nor a hash any
+// other system computes of the key.
+func MasterFingerprint(key string) string {
+	h := sha256.Sum256([]byte("tokenauthority master key fingerprint\x00" + key))
+	return hex.EncodeToString(h[:8])
+}
+
 // NewService returns a service over s. masterKey may be empty (no master credential).
-func NewService(s Store, masterKey string, now func() time.Time) *Service {
+func NewService(s Store, masterKey string, now func() time.Time, opts ...ServiceOption) *Service {
 	dummy := sha256.Sum256([]byte(randomB64(32)))
 	svc := &Service{store: s, now: now, cacheTTL: DefaultCacheTTL, unknownTTL: UnknownKeyCacheTTL, dummyHash: dummy[:],
 		cache: map[string]cachedKey{}, unknown: map[string]time.Time{}}
 	if masterKey != "" {
-		h := sha256.Sum256([]byte(masterKey))
-		svc.masterHash = h[:]
+		svc.masters = append(svc.masters, newMasterCredential(masterKey))
+	}
+	for _, o := range opts {
+		o(svc)
 	}
 	return svc
 }
@@ -116,8 +155,15 @@ func NewService(s Store, masterKey string, now func() time.Time) *Service {
 // refused alike, with the same hashing and comparison, and both from memory once seen.
 func (s *Service) Authenticate(ctx context.Context, credential string) (*Caller, error) {
 	h := sha256.Sum256([]byte(credential))
-	if s.masterHash != nil && subtle.ConstantTimeCompare(h[:], s.masterHash) == 1 {
-		return &Caller{Master: true}, nil
+	// Every master credential is compared, so that which one matched takes no different time.
+	var master *masterCredential
+	for i := range s.masters {
+		if subtle.ConstantTimeCompare(h[:], s.masters[i].hash) == 1 {
+			master = &s.masters[i]
+		}
+	}
+	if master != nil {
+		return &Caller{Master: true, MasterFingerprint: master.fingerprint}, nil
 	}
 	id, ok := parseAPIKey(credential)
 	if !ok {

@@ -561,3 +561,39 @@ func TestIncarnations(t *testing.T) {
 		t.Fatalf("caller's tenant = %+v, want legacy with no incarnation", c.Tenant)
 	}
 }
+
+// TestAuthenticatePreviousMasterKey: during a rolling change both master keys are accepted, and
+// the caller says which one by its fingerprint; the fingerprint reveals neither key nor the hash
+// the service compares.
+func TestAuthenticatePreviousMasterKey(t *testing.T) {
+	const previous = "previous-0123456789abcdefghijklmnopqrstuvwxyz"
+	svc := tenant.NewService(memory.New(nil), masterKey, time.Now, tenant.WithPreviousMasterKey(previous))
+	ctx := context.Background()
+	for _, c := range []struct {
+		credential string
+		want       string
+	}{
+		{masterKey, tenant.MasterFingerprint(masterKey)},
+		{previous, tenant.MasterFingerprint(previous)},
+	} {
+		got, err := svc.Authenticate(ctx, c.credential)
+		if err != nil || !got.Master || got.MasterFingerprint != c.want {
+			t.Fatalf("Authenticate: %+v, %v; want the master caller with fingerprint %s", got, err, c.want)
+		}
+	}
+	if tenant.MasterFingerprint(masterKey) == tenant.MasterFingerprint(previous) {
+		t.Fatal("two keys share a fingerprint")
+	}
+	fp := tenant.MasterFingerprint(masterKey)
+	if strings.Contains(masterKey, fp) || len(fp) != 16 {
+		t.Fatalf("fingerprint %q", fp)
+	}
+	if _, err := svc.Authenticate(ctx, previous+"x"); !errors.Is(err, tenant.ErrUnauthenticated) {
+		t.Fatalf("near miss of the previous key: %v", err)
+	}
+	// Without the option, the previous key is an unknown credential.
+	only := tenant.NewService(memory.New(nil), masterKey, time.Now)
+	if _, err := only.Authenticate(ctx, previous); !errors.Is(err, tenant.ErrUnauthenticated) {
+		t.Fatalf("previous key without WithPreviousMasterKey: %v", err)
+	}
+}
