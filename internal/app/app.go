@@ -47,6 +47,7 @@ type App struct {
 	grpc    *grpcserver.Server
 	http    *http.Server
 	hub     *revocation.Hub
+	events  revocation.Log
 	ready   atomic.Bool
 	// booted is set once the bootstrap (key check, development tenant) has run against the store.
 	booted atomic.Bool
@@ -131,6 +132,7 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 			slog.String("previous", tenant.MasterFingerprint(cfg.PreviousMasterKey.Reveal())))
 	}
 	a.hub = revocation.NewHub(events, 0)
+	a.events = events
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := telemetry.NewMetrics(reg, telemetry.Sources{Watches: a.hub.Watches, SigningKeyAges: km.SigningKeyAges,
@@ -216,6 +218,16 @@ func (a *App) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.grpc.GRPC.Serve(grpcLis) })
+	g.Go(func() error {
+		// A tenant's revocation log grows when a key is withdrawn or published (among other
+		// events): re-read its key set at once rather than at the next periodic refresh.
+		for t := range a.events.Notifications(gctx) {
+			if err := a.keys.RefreshTenant(gctx, t); err != nil && gctx.Err() == nil {
+				a.log.Warn("refreshing a key set after a revocation event failed", slog.String("tenant", t), slog.String("error", err.Error()))
+			}
+		}
+		return nil
+	})
 	g.Go(func() error {
 		if err := a.http.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
 			return err

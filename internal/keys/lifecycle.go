@@ -150,31 +150,46 @@ func (m *Manager) Refresh(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		seq := m.seq.Add(1)
-		blob, err := m.readBlob(ctx, t)
-		if errors.Is(err, ErrNoKeys) {
-			m.drop(t, seq)
-			continue
+		if err := m.RefreshTenant(ctx, t); err != nil {
+			errs = append(errs, err)
 		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("refresh key set of tenant %q: %w", t, err))
-			continue
-		}
-		m.mu.RLock()
-		cur := m.sets[t]
-		m.mu.RUnlock()
-		if cur != nil && bytes.Equal(cur.blob, blob) {
-			continue
-		}
-		ks, err := m.open(t, blob)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("refresh: %w", err))
-			continue
-		}
-		ks.seq = seq
-		m.install(t, ks, true)
 	}
 	return errors.Join(errs...)
+}
+
+// RefreshTenant re-reads one tenant's key set from the store, if this replica holds it, and
+// installs it when it changed. The service calls it for every tenant each second, and at once for
+// a tenant whose revocation log grew (a key withdrawn or published on another replica), so that a
+// withdrawal takes effect on every replica within milliseconds rather than a second.
+func (m *Manager) RefreshTenant(ctx context.Context, t string) error {
+	m.mu.RLock()
+	_, held := m.sets[t]
+	m.mu.RUnlock()
+	if !held {
+		return nil
+	}
+	seq := m.seq.Add(1)
+	blob, err := m.readBlob(ctx, t)
+	if errors.Is(err, ErrNoKeys) {
+		m.drop(t, seq)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("refresh key set of tenant %q: %w", t, err)
+	}
+	m.mu.RLock()
+	cur := m.sets[t]
+	m.mu.RUnlock()
+	if cur != nil && bytes.Equal(cur.blob, blob) {
+		return nil
+	}
+	ks, err := m.open(t, blob)
+	if err != nil {
+		return fmt.Errorf("refresh: %w", err)
+	}
+	ks.seq = seq
+	m.install(t, ks, true)
+	return nil
 }
 
 // update applies apply to the tenant's stored key set as one atomic update of the record
