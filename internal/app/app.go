@@ -371,7 +371,7 @@ func (a *App) checkReady(ctx context.Context) error {
 	if ok && (!a.booted.Load() || !a.ready.Load() || a.bootstrapLost(pctx)) {
 		if err := a.bootstrap(pctx); err != nil {
 			if errors.Is(err, keys.ErrWrongKEK) {
-				return fmt.Errorf("%w: check TOKENAUTHORITY_KEY_ENCRYPTION_KEY and TOKENAUTHORITY_KEY_ENCRYPTION_KEY_PREVIOUS", err)
+				return fmt.Errorf("%w: check %s", err, a.cfg.KeyEncryptionKeySources())
 			}
 			a.log.Warn("bootstrap failed; will retry", slog.String("error", err.Error()))
 			ok = false

@@ -62,3 +62,28 @@ func TestPreviousMasterKey(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyEncryptionKeySources: the message of a key set that no configured key opens names the
+// variable that was actually used, the _FILE form included.
+func TestKeyEncryptionKeySources(t *testing.T) {
+	dir := t.TempDir()
+	prev, _ := randomKEK(t)
+	cases := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"value", map[string]string{}, varKeyEncryptionKey},
+		{"file", map[string]string{varKeyEncryptionKey: "", varKeyEncryptionKey + "_FILE": writeFile(t, dir, "kek", testKeyEncryptionKey)}, varKeyEncryptionKey + "_FILE"},
+		{"with previous", map[string]string{varKeyEncryptionKeyPrevious: prev}, varKeyEncryptionKey + " and " + varKeyEncryptionKeyPrevious},
+	}
+	for _, c := range cases {
+		cfg, err := Parse(nil, fakeEnv(production(c.env)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.KeyEncryptionKeySources(); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}

@@ -433,3 +433,28 @@ func syncDir(dir string) {
 	_ = d.Sync()
 	_ = d.Close()
 }
+
+// sourceName names where a secret of kind k came from, for messages: the variable (or flag) of its
+// value or of its file, or the development file it was generated into.
+func (c *Config) sourceName(k *secretKind, src secretSource) string {
+	switch {
+	case src.path != "":
+		return orDefault(src.pathName, k.env+fileSuffix)
+	case !src.value.IsZero():
+		return orDefault(src.valueName, k.env)
+	case k.fileName != "":
+		return fmt.Sprintf("%s (unset: the development key in %s)", k.env, filepath.Join(c.DataDir, k.fileName))
+	}
+	return k.env
+}
+
+// KeyEncryptionKeySources names where the key-encryption keys came from, for the message of a key
+// set that none of them opens: the current key's variable, or its _FILE form when the file was
+// used, and the previous keys' when set.
+func (c *Config) KeyEncryptionKeySources() string {
+	names := c.sourceName(keyEncryptionKeyKind, c.keyEncryptionKey)
+	if src := c.previousKEKs; src.path != "" || !src.value.IsZero() {
+		names += " and " + c.sourceName(&secretKind{env: varKeyEncryptionKeyPrevious}, src)
+	}
+	return names
+}
