@@ -95,8 +95,8 @@ func TestPerformanceRatios(t *testing.T) {
 			t.Errorf("%s: %v, want exactly one script call", name, cmds)
 		}
 	}
-	if verifyCmds["hmget"] != 1 || verifyCmds["exists"] != 1 || verifyCmds["get"] != 2 || verifyCmds["evalsha"] != 0 {
-		t.Errorf("verify: %v, want hmget 1, exists 1, get 2", verifyCmds)
+	if verifyCmds["hmget"] != 1 || verifyCmds["mget"] != 1 || verifyCmds["get"] != 1 || verifyCmds["evalsha"] != 0 {
+		t.Errorf("verify: %v, want hmget 1, mget 1, get 1", verifyCmds)
 	}
 
 	rows := throughput(t, r, dur, func() float64 { return srv.CPUSeconds(t) })

@@ -130,7 +130,7 @@ func New(cfg Config) (*Server, error) {
 	authUnary, authStream := authInterceptors(cfg.Tenants, log, cfg.Now, policyOf)
 	publicStreams := &streamCap{max: int64(orDefault(cfg.MaxPublicStreams, DefaultMaxPublicStreams)), policyOf: policyOf}
 	codec := newRequestCodec()
-	unary = append(unary, logging.UnaryServerInterceptor(logger, logOpts...), recovery.UnaryServerInterceptor(recoverOpt),
+	unary = append(unary, leanCallLog(log, logging.UnaryServerInterceptor(logger, logOpts...)), recovery.UnaryServerInterceptor(recoverOpt),
 		codec.unaryInterceptor, storeBudget(cfg.StoreTimeout), authUnary)
 	stream = append(stream, logging.StreamServerInterceptor(logger, logOpts...), recovery.StreamServerInterceptor(recoverOpt),
 		codec.streamInterceptor, publicStreams.interceptor, authStream)
