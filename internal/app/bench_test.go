@@ -103,7 +103,7 @@ func TestPerformanceRatios(t *testing.T) {
 	t.Log("on redis-server (cpu/call: this process, load generator included; redis/call: redis-server):\n" + rows.String())
 	ghz := os.Getenv("GHZ")
 	if ghz != "" {
-		runGHZ(t, ghz, "on redis-server", r, dur)
+		runGHZ(t, ghz, labelRedis, r, dur)
 	}
 	if os.Getenv("BENCH_SKIP_CEILING") == "" {
 		// The same server on the in-memory store: a store that costs no I/O at all.
@@ -328,6 +328,10 @@ func processCPU(t *testing.T) float64 {
 func startAsInProduction(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
 	cfg.LogLevel = slog.LevelInfo
+	// The bench saturates the server on purpose (32 callers on two cores, the load generator
+	// included): it measures throughput, not the store budget shedding calls queued past 1s,
+	// which the fault tests cover.
+	cfg.StoreTimeout = 10 * time.Second
 	logFile, err := os.Create(filepath.Join(t.TempDir(), "server.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -474,4 +478,22 @@ func runGHZ(t *testing.T, ghz, label string, r *running, dur time.Duration) {
 			row.run.ghzCPU.Round(100*time.Nanosecond), row.run.serverCPU.Round(100*time.Nanosecond))
 	}
 	t.Log(b.String())
+	if label != labelRedis {
+		return
+	}
+	// Regression floors (issue 16): the ratios measured with ghz on Redis were about 0.6 for
+	// Verify and 0.35 for Issue and Refresh; the floors sit below them by the spread seen between
+	// runs on this shared two-core machine (Verify 0.49-0.58 in four runs of one afternoon).
+	for _, f := range []struct {
+		name  string
+		run   ghzRun
+		floor float64
+	}{{"VerifyToken", verify, 0.45}, {"IssueToken", issue, 0.25}, {"RefreshToken", refresh, 0.25}} {
+		if ratio := f.run.rps / max(noop.rps, 1); ratio < f.floor {
+			t.Errorf("ghz %s: %.2f of a no-op call, below its regression floor %.2f", f.name, ratio, f.floor)
+		}
+	}
 }
+
+// labelRedis labels the ghz runs against the server on redis-server, which the floors apply to.
+const labelRedis = "on redis-server"
