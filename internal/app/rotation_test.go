@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/status"
+
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
 )
@@ -29,7 +31,10 @@ func TestRotationUnderLoadAndWithdrawalAcrossReplicas(t *testing.T) {
 	ts1 := tokenauthorityv1.NewTokenServiceClient(r1.conn)
 	ts2 := tokenauthorityv1.NewTokenServiceClient(r2.conn)
 	admin1 := tokenauthorityv1.NewAdminServiceClient(r1.conn)
-	ctx1, ctx2 := withKey(r1.devKey), withKey(r2.devKey)
+	// The load runs on a tenant without a practical rate limit: on a loaded machine the dev
+	// tenant's limit, not the rotation, failed the workers' calls.
+	key := unlimitedKey(t, r1, "rotation", "https://rotation.example")
+	ctx1, ctx2 := withKey(key), withKey(key)
 
 	before := must(ts1.IssueToken(ctx1, &tokenauthorityv1.IssueTokenRequest{Subject: "alice"}))
 	oldKid := must(ts1.ListPublicKeys(ctx1, &tokenauthorityv1.ListPublicKeysRequest{})).GetKeys()[0].GetKid()
@@ -39,8 +44,13 @@ func TestRotationUnderLoadAndWithdrawalAcrossReplicas(t *testing.T) {
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		issued   []string
-		failures atomic.Int64
+		failures = map[string]int{} // by call and outcome, under mu
 	)
+	fail := func(what string) {
+		mu.Lock()
+		failures[what]++
+		mu.Unlock()
+	}
 	for range 4 {
 		wg.Add(1)
 		go func() {
@@ -48,12 +58,15 @@ func TestRotationUnderLoadAndWithdrawalAcrossReplicas(t *testing.T) {
 			for !stop.Load() {
 				p, err := ts1.IssueToken(ctx1, &tokenauthorityv1.IssueTokenRequest{Subject: "bob"})
 				if err != nil {
-					failures.Add(1)
+					fail("issue " + status.Code(err).String())
 					continue
 				}
 				v, err := ts2.VerifyToken(ctx2, &tokenauthorityv1.VerifyTokenRequest{Token: p.GetAccessToken()})
-				if err != nil || !v.GetActive() {
-					failures.Add(1)
+				switch {
+				case err != nil:
+					fail("verify " + status.Code(err).String())
+				case !v.GetActive():
+					fail("verify inactive " + v.GetReason().String())
 				}
 				mu.Lock()
 				issued = append(issued, p.GetAccessToken())
@@ -68,8 +81,9 @@ func TestRotationUnderLoadAndWithdrawalAcrossReplicas(t *testing.T) {
 	time.Sleep(time.Until(rotated.GetKey().GetActivateTime().AsTime()) + 500*time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
-	if n := failures.Load(); n > 0 {
-		t.Fatalf("%d issue-or-verify failures during rotation", n)
+	// Reported, not fatal: the withdrawal checks below run whatever happened here.
+	if len(failures) > 0 {
+		t.Errorf("issue-or-verify failures during the rotation, by call and outcome: %v", failures)
 	}
 	after := must(ts1.IssueToken(ctx1, &tokenauthorityv1.IssueTokenRequest{Subject: "alice"}))
 	newKid := rotated.GetKey().GetKid()
