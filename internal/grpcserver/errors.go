@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 	"github.com/tokenauthority/tokenauthority/internal/token"
@@ -31,6 +32,10 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	case errors.Is(err, store.ErrUnavailable):
 		log.LogAttrs(ctx, slog.LevelWarn, "store unavailable", slog.String("error", err.Error()))
 		return status.Error(codes.Unavailable, "token store unavailable; retry later")
+	case errors.Is(err, revocation.ErrFull):
+		return status.Error(codes.ResourceExhausted, "this tenant's revocation log is full of revocations of single tokens and "+
+			"sessions that still matter; nothing was revoked: use RevokeSessions (a subject's or the whole tenant's cut-off) "+
+			"instead, or retry once some of them expire")
 	case errors.Is(err, token.ErrInvalidArgument), errors.Is(err, tenant.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, token.ErrRefreshReuse):
