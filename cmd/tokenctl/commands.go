@@ -48,7 +48,7 @@ type command struct {
 var commands = []*command{
 	{
 		name:     "tenant create",
-		synopsis: "-id ID -issuer URL [-alg EdDSA|ES256|RS256|HS256] [-max-access-ttl D] [-max-refresh-ttl D] [-audience a,b] [-scopes x,y] [-issue-rate N [-issue-burst N]] [-refresh-rate N [-refresh-burst N]]",
+		synopsis: "-id ID -issuer URL [-alg EdDSA|ES256|RS256|HS256] [-max-access-ttl D] [-max-refresh-ttl D] [-audience a,b] [-scopes x,y] [-issue-rate N [-issue-burst N]] [-refresh-rate N [-refresh-burst N]] [-revoke-rate N [-revoke-burst N]]",
 		summary:  "Create a tenant and print its first admin API key.",
 		details:  "The admin API key is printed once: store it at once, it is not shown again.",
 		bind:     bindTenantCreate,
@@ -245,6 +245,8 @@ func bindTenantCreate(fs *flag.FlagSet) prepareFunc {
 	issueBurst := fs.Uint("issue-burst", 0, "IssueToken burst per API key and replica (twice the rate when unset)")
 	refreshRate := fs.Float64("refresh-rate", 0, "RefreshToken calls per second per API key and replica (server default when unset)")
 	refreshBurst := fs.Uint("refresh-burst", 0, "RefreshToken burst per API key and replica (twice the rate when unset)")
+	revokeRate := fs.Float64("revoke-rate", 0, "RevokeToken calls per second per API key and replica, and apart RevokeSessions calls (server default when unset)")
+	revokeBurst := fs.Uint("revoke-burst", 0, "RevokeToken and RevokeSessions burst per API key and replica (twice the rate when unset)")
 	return func() (callFunc, error) {
 		if err := required("id", *id); err != nil {
 			return nil, err
@@ -274,6 +276,7 @@ func bindTenantCreate(fs *flag.FlagSet) prepareFunc {
 			AllowedScopes:    *scopes,
 			IssueRateLimit:   rateLimit(*issueRate, *issueBurst),
 			RefreshRateLimit: rateLimit(*refreshRate, *refreshBurst),
+			RevokeRateLimit:  rateLimit(*revokeRate, *revokeBurst),
 		}}
 		return func(ctx context.Context, c *clients, p *printer) error {
 			resp, err := c.admin.CreateTenant(ctx, req)

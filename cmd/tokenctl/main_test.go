@@ -483,7 +483,7 @@ var requestCases = []requestCase{
 		name: "tenant create with every flag",
 		args: []string{"tenant", "create", "-id", "acme", "-issuer", "https://auth.acme.test", "-alg", "es256",
 			"-max-access-ttl", "30m", "-max-refresh-ttl", "240h", "-audience", "api, web", "-scopes", "read,write",
-			"-issue-rate", "5", "-refresh-rate", "0.5", "-refresh-burst", "3"},
+			"-issue-rate", "5", "-refresh-rate", "0.5", "-refresh-burst", "3", "-revoke-rate", "2", "-revoke-burst", "7"},
 		method: "CreateTenant",
 		want: &tokenauthorityv1.CreateTenantRequest{Tenant: &tokenauthorityv1.Tenant{
 			TenantId:         "acme",
@@ -495,6 +495,7 @@ var requestCases = []requestCase{
 			AllowedScopes:    []string{"read", "write"},
 			IssueRateLimit:   &tokenauthorityv1.RateLimit{PerSecond: 5, Burst: 10},
 			RefreshRateLimit: &tokenauthorityv1.RateLimit{PerSecond: 0.5, Burst: 3},
+			RevokeRateLimit:  &tokenauthorityv1.RateLimit{PerSecond: 2, Burst: 7},
 		}},
 		wantOut: []string{"Tenant:", "acme", "ES256", "30m0s", "Admin API key:", newAdminKey, warnKey},
 	},

@@ -86,6 +86,7 @@ func writeTenant(w io.Writer, t *tokenauthorityv1.Tenant) {
 	fmt.Fprintf(w, "Allowed scopes:\t%s\n", formatList(t.GetAllowedScopes(), "any"))
 	fmt.Fprintf(w, "Issue rate limit:\t%s\n", formatRateLimit(t.GetIssueRateLimit()))
 	fmt.Fprintf(w, "Refresh rate limit:\t%s\n", formatRateLimit(t.GetRefreshRateLimit()))
+	fmt.Fprintf(w, "Revoke rate limit:\t%s\n", formatRateLimit(t.GetRevokeRateLimit()))
 	fmt.Fprintf(w, "Created:\t%s\n", formatTime(t.GetCreateTime()))
 }
 

@@ -347,7 +347,7 @@ func unlimitedKey(t *testing.T, r *running, id, issuer string) string {
 	admin := tokenauthorityv1.NewAdminServiceClient(r.conn)
 	most := &tokenauthorityv1.RateLimit{PerSecond: 100_000, Burst: 100_000}
 	created := must(admin.CreateTenant(withKey(r.master), &tokenauthorityv1.CreateTenantRequest{Tenant: &tokenauthorityv1.Tenant{
-		TenantId: id, Issuer: issuer, IssueRateLimit: most, RefreshRateLimit: most}}))
+		TenantId: id, Issuer: issuer, IssueRateLimit: most, RefreshRateLimit: most, RevokeRateLimit: most}}))
 	return must(admin.CreateApiKey(withKey(created.GetAdminApiKey()), &tokenauthorityv1.CreateApiKeyRequest{Name: id,
 		Roles: []tokenauthorityv1.Role{tokenauthorityv1.Role_ROLE_ISSUE, tokenauthorityv1.Role_ROLE_VERIFY,
 			tokenauthorityv1.Role_ROLE_REVOKE, tokenauthorityv1.Role_ROLE_ADMIN}})).GetSecret()

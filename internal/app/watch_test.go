@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -208,6 +209,32 @@ func exerciseWatch(t *testing.T, from, to *running) {
 		_, err = bad.Recv()
 	}
 	wantCode(t, "bad cursor", err, codes.InvalidArgument)
+
+	// Well formed but beyond any id a log hands out: refused, not a store error.
+	bad, err = tokenauthorityv1.NewTokenServiceClient(to.conn).WatchRevocations(withKey(to.devKey),
+		&tokenauthorityv1.WatchRevocationsRequest{Cursor: "18446744073709551615-18446744073709551615"})
+	if err == nil {
+		_, err = bad.Recv()
+	}
+	wantCode(t, "the greatest stream id", err, codes.InvalidArgument)
+
+	// A cursor in the future (a lost log's, say) is told to resynchronise, then replays the log;
+	// waiting after it would skip every event until the clock reached it.
+	future := watchRevocations(t, to, strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)+"-0")
+	select {
+	case m := <-future.msgs:
+		if !m.GetResync() {
+			t.Errorf("first message after a cursor in the future = %v, want a resync", m)
+		}
+	case err := <-future.errs:
+		t.Fatalf("stream from a cursor in the future ended: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("no message within 15s after a cursor in the future")
+	}
+	if m := future.next(t); m.GetCursor() != replayed[0] {
+		t.Errorf("replay after the resync starts at %s, want %s", m.GetCursor(), replayed[0])
+	}
+	future.cancel()
 }
 
 // propagation measures how long a revocation on one replica takes to reach a watcher of another.

@@ -126,6 +126,7 @@ func tenantToProto(t *tenant.Tenant) *tokenauthorityv1.Tenant {
 		CreateTime:       timestamppb.New(t.CreatedAt),
 		IssueRateLimit:   rateLimitToProto(t.IssueLimit),
 		RefreshRateLimit: rateLimitToProto(t.RefreshLimit),
+		RevokeRateLimit:  rateLimitToProto(t.RevokeLimit),
 	}
 }
 
@@ -189,6 +190,7 @@ func (s *adminService) CreateTenant(ctx context.Context, req *tokenauthorityv1.C
 		AllowedScopes:    in.GetAllowedScopes(),
 		IssueLimit:       rateLimitFromProto(in.GetIssueRateLimit()),
 		RefreshLimit:     rateLimitFromProto(in.GetRefreshRateLimit()),
+		RevokeLimit:      rateLimitFromProto(in.GetRevokeRateLimit()),
 	}
 	if err := s.tenants.CreateTenant(ctx, t); err != nil {
 		return nil, toStatus(ctx, s.log, err)

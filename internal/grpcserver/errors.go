@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 	"github.com/tokenauthority/tokenauthority/internal/token"
@@ -36,6 +37,10 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return status.Error(codes.Canceled, "request canceled")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case errors.Is(err, revocation.ErrFull):
+		return status.Error(codes.ResourceExhausted, "this tenant's revocation log is full of revocations of single tokens and "+
+			"sessions that still matter; nothing was revoked: use RevokeSessions (a subject's or the whole tenant's cut-off) "+
+			"instead, or retry once some of them expire")
 	case errors.Is(err, token.ErrInvalidArgument), errors.Is(err, tenant.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, token.ErrRefreshReuse):

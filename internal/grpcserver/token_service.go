@@ -59,17 +59,24 @@ func tenantOf(ctx context.Context) (*tenant.Tenant, error) {
 }
 
 // tenantWithin returns the caller's tenant after taking one call of method from the caller's rate
-// limit.
+// limit (DefaultRateLimit when the tenant sets none).
 func (s *tokenService) tenantWithin(ctx context.Context, method string, limit func(*tenant.Tenant) *tenant.RateLimit) (*tenant.Tenant, error) {
+	return s.tenantWithinOr(ctx, method, limit, tenant.DefaultRateLimit)
+}
+
+// tenantWithinOr is tenantWithin with def as the limit when the tenant sets none.
+func (s *tokenService) tenantWithinOr(ctx context.Context, method string, limit func(*tenant.Tenant) *tenant.RateLimit, def tenant.RateLimit) (*tenant.Tenant, error) {
 	c, ok := CallerFrom(ctx)
 	if !ok || c.Tenant == nil {
 		return nil, errNoTenant
 	}
-	if err := s.limits.allow(c.KeyID, method, limit(c.Tenant).OrDefault()); err != nil {
+	if err := s.limits.allow(c.KeyID, method, limit(c.Tenant).Or(def)); err != nil {
 		return nil, err
 	}
 	return c.Tenant, nil
 }
+
+func revokeLimit(t *tenant.Tenant) *tenant.RateLimit { return t.RevokeLimit }
 
 func (s *tokenService) IssueToken(ctx context.Context, req *tokenauthorityv1.IssueTokenRequest) (*tokenauthorityv1.IssueTokenResponse, error) {
 	t, err := s.tenantWithin(ctx, "issue", func(t *tenant.Tenant) *tenant.RateLimit { return t.IssueLimit })
@@ -206,7 +213,7 @@ func (s *tokenService) VerifyToken(ctx context.Context, req *tokenauthorityv1.Ve
 }
 
 func (s *tokenService) RevokeToken(ctx context.Context, req *tokenauthorityv1.RevokeTokenRequest) (*tokenauthorityv1.RevokeTokenResponse, error) {
-	t, err := tenantOf(ctx)
+	t, err := s.tenantWithinOr(ctx, "revoke", revokeLimit, tenant.DefaultRevokeRateLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +225,8 @@ func (s *tokenService) RevokeToken(ctx context.Context, req *tokenauthorityv1.Re
 }
 
 func (s *tokenService) RevokeSessions(ctx context.Context, req *tokenauthorityv1.RevokeSessionsRequest) (*tokenauthorityv1.RevokeSessionsResponse, error) {
-	t, err := tenantOf(ctx)
+	// A bucket of its own: the cut-off stays available to a key that spent its single revocations.
+	t, err := s.tenantWithinOr(ctx, "revoke_sessions", revokeLimit, tenant.DefaultRevokeRateLimit)
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,11 @@ func TestParseCursor(t *testing.T) {
 		{"0", ID{}, true},
 		{"1-0", ID{MS: 1}, true},
 		{"1700000000000-12", ID{MS: 1700000000000, Seq: 12}, true},
-		{"18446744073709551615-18446744073709551615", ID{MS: 1<<64 - 1, Seq: 1<<64 - 1}, true},
+		{"9007199254740991-9007199254740991", ID{MS: MaxCursorPart, Seq: MaxCursorPart}, true},
+		// Well formed, but no log hands them out (the greatest stream id has no successor).
+		{"18446744073709551615-18446744073709551615", ID{}, false},
+		{"9007199254740992-0", ID{}, false},
+		{"1-9007199254740992", ID{}, false},
 		{"", ID{}, false},
 		{"18446744073709551616-0", ID{}, false},
 		{"01-0", ID{}, false},

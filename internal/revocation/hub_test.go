@@ -129,10 +129,18 @@ func TestWatchReplaysFromStartAndResumesAfterACursor(t *testing.T) {
 }
 
 func TestWatchBehindTrimmedEventsIsToldToResync(t *testing.T) {
-	hub, log := newHub(t, 2)
-	appendTokens(t, log, "a")
-	first, _ := log.Head(context.Background(), tenant)
-	appendTokens(t, log, "b", "c", "d") // Cap 2: a and b are trimmed.
+	hub, log := newHub(t, 0)
+	ctx := context.Background()
+	var first string
+	for _, v := range []string{"a", "b"} { // Expired: trimmed by the next append.
+		if err := log.Append(ctx, tenant, revocation.Event{Kind: revocation.KindToken, Value: v, ExpiresAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if v == "a" {
+			first, _ = log.Head(ctx, tenant)
+		}
+	}
+	appendTokens(t, log, "c", "d")
 	w := startWatch(t, hub, first)
 	if m := w.next(t, false); !m.Resync {
 		t.Fatalf("first message = %+v, want a resync order", m)
@@ -152,10 +160,35 @@ func TestWatchSendsHeartbeats(t *testing.T) {
 	}
 }
 
+func TestWatchBeyondTheNewestEventIsToldToResync(t *testing.T) {
+	hub, log := newHub(t, 0)
+	appendTokens(t, log, "a")
+	head, _ := log.Head(context.Background(), tenant)
+	id, err := revocation.ParseCursor(head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A cursor from the future: waiting after it would never deliver what is appended until then.
+	w := startWatch(t, hub, revocation.ID{MS: id.MS + 3_600_000}.String())
+	if m := w.next(t, false); !m.Resync {
+		t.Fatalf("first message = %+v, want a resync order", m)
+	}
+	if got := w.events(t, 1); got[0] != "a" {
+		t.Errorf("replay after the resync = %q, want [a]", got)
+	}
+	appendTokens(t, log, "b")
+	if got := w.events(t, 1); got[0] != "b" {
+		t.Errorf("event after the resync = %q, want b", got)
+	}
+}
+
 func TestWatchRejectsBadCursors(t *testing.T) {
 	hub, _ := newHub(t, 0)
-	for _, c := range []string{"x", "1", "-", "1-1-1", "00-1"} {
-		err := hub.Watch(context.Background(), tenant, c, func(revocation.Message) error { return nil })
+	for _, c := range []string{"x", "1", "-", "1-1-1", "00-1", "18446744073709551615-18446744073709551615"} {
+		// Bounded, so that a cursor taken for a good one fails the test instead of watching on.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := hub.Watch(ctx, tenant, c, func(revocation.Message) error { return nil })
+		cancel()
 		if !errors.Is(err, revocation.ErrBadCursor) {
 			t.Errorf("Watch(%q) = %v, want ErrBadCursor", c, err)
 		}

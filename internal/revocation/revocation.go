@@ -4,11 +4,18 @@
 // notification wakes the watchers of a tenant as soon as an event is appended, and a poll every
 // second covers a lost notification.
 //
-// A log keeps every event at least until it stops mattering (Retention, which covers the longest
-// access-token lifetime), so a watcher that reconnects with its last cursor misses nothing still
-// relevant. When the log cannot prove that, because entries after the cursor were trimmed or the
-// log itself was lost, the watcher is told to resynchronise: drop what it derived from events and
-// replay the log from its oldest entry.
+// A log keeps every event until it stops mattering (its ExpiresAt, and at most Retention, which
+// covers the longest access-token lifetime): it never drops an event that still matters to make
+// room, so a watcher that reconnects with its last cursor, or replays the log from its start,
+// misses nothing still relevant. When the log cannot prove that, because entries after the cursor
+// were trimmed, the cursor is beyond the log's newest entry, or the log itself was lost, the watcher
+// is told to resynchronise: drop what it derived from events and replay the log from its oldest
+// entry.
+//
+// A log's room is bounded per tenant (DefaultCap entries): when it holds that many events and the
+// oldest still matters, a revocation of one token or session is refused before anything is
+// recorded (ErrFull, see Log.Room), while cut-offs, which cover any number of sessions in one
+// event, and key events are always appended.
 package revocation
 
 import (
@@ -76,13 +83,23 @@ func (ev Event) DeletedIncarnation() (string, bool) {
 }
 
 // Log is the tenants' event logs. Implementations are shared by every replica of the service.
+//
+// Entries are trimmed oldest first once they stop mattering: past their ExpiresAt or older than
+// the log's retention. An entry that stopped mattering behind one that still matters waits for it
+// (at most the retention). A call trims at most TrimBatch entries, and never the newest, so that
+// no call's cost grows with the log's length.
 type Log interface {
-	// Append adds ev to the tenant's log. Entries older than the log's retention and, beyond its
-	// cap, the oldest entries are trimmed.
+	// Append adds ev to the tenant's log, whatever its length (the caller asked Room first when ev
+	// may be refused), and trims it.
 	Append(ctx context.Context, tenant string, ev Event) error
+	// Room trims the tenant's log and reports whether it can take one more event of one token or
+	// session: ErrFull when it holds its cap of entries and the oldest still matters. Concurrent
+	// callers may all be told there is room: the cap is exceeded by at most their number.
+	Room(ctx context.Context, tenant string) error
 	// Read returns at most limit events after the cursor (Start for the oldest retained entry),
 	// oldest first. resync is true, with no events, when entries after the cursor may have been
-	// lost: trimmed, or the log was lost (or never existed, for a cursor other than Start).
+	// lost: trimmed, or the log was lost (or never existed, for a cursor other than Start); and when
+	// the cursor is beyond the newest entry, since entries appended later could sort before it.
 	Read(ctx context.Context, tenant, after string, limit int) (events []Event, resync bool, err error)
 	// Head returns the cursor of the tenant's newest entry, Start when the log is empty.
 	Head(ctx context.Context, tenant string) (string, error)
@@ -93,12 +110,20 @@ type Log interface {
 // Start is the cursor before every entry: reading after it replays the whole retained log.
 const Start = "0"
 
-// DefaultCap bounds a tenant's log. Beyond it, the oldest entries are trimmed even when they still
-// matter, and watchers behind them are told to resynchronise.
+// DefaultCap bounds the entries of a tenant's log that Room admits: beyond it, revocations of single
+// tokens and sessions are refused (ErrFull) until entries stop mattering. About 90 bytes an entry
+// in Redis (a 55-byte jti): some 9 MB per tenant at the cap.
 const DefaultCap = 100_000
 
-// ErrBadCursor is returned for a cursor that no log hands out.
-var ErrBadCursor = errors.New("not a cursor this service returned")
+// TrimBatch bounds how many entries one call to a log trims.
+const TrimBatch = 100
+
+var (
+	// ErrBadCursor is returned for a cursor that no log hands out.
+	ErrBadCursor = errors.New("not a cursor this service returned")
+	// ErrFull is returned by Log.Room when a tenant's log holds its cap of events that still matter.
+	ErrFull = errors.New("the tenant's revocation log is full of events that still matter")
+)
 
 // ID is a parsed cursor: the position of an entry, ordered by (MS, Seq). Cursors are Redis stream
 // entry ids, "<unix ms>-<sequence>", for both backends.
@@ -109,8 +134,14 @@ type ID struct {
 // maxCursorLen bounds a cursor: two 20-digit numbers and a dash.
 const maxCursorLen = 41
 
+// MaxCursorPart bounds both numbers of a cursor. No log hands out more: a millisecond clock reaches
+// it in the year 287,396 and a sequence counts the entries of one millisecond; and the logs'
+// scripts compute in Lua numbers, which are exact only below 2^53. The greatest stream id, which
+// has no successor to read from, is thus refused.
+const MaxCursorPart = 1<<53 - 1
+
 // ParseCursor parses a cursor from outside: Start or "<ms>-<seq>" in decimal without signs or
-// leading zeros.
+// leading zeros, each at most MaxCursorPart.
 func ParseCursor(s string) (ID, error) {
 	if s == Start {
 		return ID{}, nil
@@ -126,6 +157,9 @@ func ParseCursor(s string) (ID, error) {
 	b, err2 := parseDecimal(seq)
 	if err1 != nil || err2 != nil || a == 0 && b == 0 {
 		return ID{}, ErrBadCursor // "0-0" is Start, which is spelt "0".
+	}
+	if a > MaxCursorPart || b > MaxCursorPart {
+		return ID{}, ErrBadCursor
 	}
 	return ID{MS: a, Seq: b}, nil
 }

@@ -50,6 +50,9 @@ type Tenant struct {
 	// revocation stream) does not carry over to the second. Records written before incarnations
 	// existed have none (""), which is an incarnation like any other.
 	Incarnation string `json:"inc,omitempty"`
+	// RevokeLimit bounds the RevokeToken calls, and apart the RevokeSessions calls, of each API key
+	// on each replica; nil means DefaultRevokeRateLimit.
+	RevokeLimit *RateLimit `json:"revoke_limit,omitempty"`
 }
 
 // RateLimit is a token bucket: PerSecond sustained, Burst at once.
@@ -60,6 +63,11 @@ type RateLimit struct {
 
 // DefaultRateLimit applies when a tenant sets no limit.
 var DefaultRateLimit = RateLimit{PerSecond: 1000, Burst: 2000}
+
+// DefaultRevokeRateLimit applies to revocations when a tenant sets no limit. Lower than issuing:
+// a revocation may add an event to the tenant's revocation log, which every verifier in local mode
+// replays, and a service revokes far less often than it issues.
+var DefaultRevokeRateLimit = RateLimit{PerSecond: 100, Burst: 200}
 
 // Bounds of a RateLimit.
 const (
@@ -79,9 +87,12 @@ func (l *RateLimit) validate(name string) error {
 }
 
 // OrDefault returns the limit, or DefaultRateLimit when l is nil.
-func (l *RateLimit) OrDefault() RateLimit {
+func (l *RateLimit) OrDefault() RateLimit { return l.Or(DefaultRateLimit) }
+
+// Or returns the limit, or def when l is nil.
+func (l *RateLimit) Or(def RateLimit) RateLimit {
 	if l == nil {
-		return DefaultRateLimit
+		return def
 	}
 	return *l
 }
@@ -132,6 +143,9 @@ func (t *Tenant) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := t.RefreshLimit.validate("refresh_rate_limit"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := t.RevokeLimit.validate("revoke_rate_limit"); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

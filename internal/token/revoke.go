@@ -19,7 +19,10 @@ type RevokeTarget struct {
 }
 
 // Revoke revokes one token or one session of tenant t. It is idempotent and succeeds for targets it
-// does not know (RFC 7009: no oracle); it fails only for malformed requests and store failures.
+// does not know (RFC 7009: no oracle), announcing nothing for them, nor for a revocation already
+// announced. It fails for malformed requests, store failures, and, before anything is recorded,
+// when the tenant's revocation log is full of events that still matter (revocation.ErrFull: cut-offs
+// still go through).
 func (s *Service) Revoke(ctx context.Context, t *tenant.Tenant, target RevokeTarget) error {
 	switch {
 	case target.Token != "":
@@ -70,31 +73,76 @@ func (s *Service) revokeToken(ctx context.Context, t *tenant.Tenant, raw string)
 }
 
 func (s *Service) markRevoked(ctx context.Context, t *tenant.Tenant, sid, jti string, until time.Time) error {
-	if err := s.cfg.Store.RevokeToken(ctx, t.ID, sid, jti, until); err != nil {
+	if err := s.room(ctx, t); err != nil {
+		return err
+	}
+	out, err := s.cfg.Store.RevokeToken(ctx, t.ID, sid, jti, until)
+	if err != nil {
 		return fmt.Errorf("revoke token: %w", err)
 	}
-	s.obs.Revoked(revocation.KindToken)
-	s.audit.LogAttrs(ctx, auditLevel, "token revoked", slog.String("audit", "token_revoked"),
-		slog.String("tenant", t.ID), slog.String("session_id", sid), slog.String("jti", jti))
-	return s.announce(ctx, t, revocation.Event{Kind: revocation.KindToken, Value: jti, ExpiresAt: until})
+	if out.Revoked {
+		s.obs.Revoked(revocation.KindToken)
+		s.audit.LogAttrs(ctx, auditLevel, "token revoked", slog.String("audit", "token_revoked"),
+			slog.String("tenant", t.ID), slog.String("session_id", sid), slog.String("jti", jti))
+	}
+	if !out.Announce {
+		return nil
+	}
+	return s.announceRevocation(ctx, t, sid, jti, revocation.Event{Kind: revocation.KindToken, Value: jti, ExpiresAt: until})
 }
 
-// endSession deletes a session and announces it. The announcement is made even for a session the
-// store no longer has: a retry after a failed announcement must still reach the watchers.
+// endSession ends a session and announces it. The store leaves a tombstone that says whether the
+// end was announced, so that a retry after a failed announcement still reaches the watchers while
+// a session that never existed, or whose end was announced, adds nothing to the log.
 func (s *Service) endSession(ctx context.Context, t *tenant.Tenant, sid string) error {
-	ended, err := s.cfg.Store.DeleteSession(ctx, t.ID, sid)
+	if !ValidSessionID(sid) {
+		return nil // Names no session this service made.
+	}
+	if err := s.room(ctx, t); err != nil {
+		return err
+	}
+	until := s.accessHorizon(t, s.now())
+	out, err := s.cfg.Store.EndSession(ctx, t.ID, sid, until)
 	if err != nil {
 		return fmt.Errorf("end session: %w", err)
 	}
-	if ended {
+	if out.Revoked {
 		s.obs.Revoked(revocation.KindSession)
 		s.audit.LogAttrs(ctx, auditLevel, "session revoked", slog.String("audit", "session_revoked"),
 			slog.String("tenant", t.ID), slog.String("session_id", sid))
 	}
-	if !ValidSessionID(sid) {
-		return nil // Names no session this service made: nothing to announce.
+	if !out.Announce {
+		return nil
 	}
-	return s.announce(ctx, t, revocation.Event{Kind: revocation.KindSession, Value: sid, ExpiresAt: s.accessHorizon(t, s.now())})
+	return s.announceRevocation(ctx, t, sid, "", revocation.Event{Kind: revocation.KindSession, Value: sid, ExpiresAt: until})
+}
+
+// room refuses the revocation of one token or session, before anything is recorded, when the
+// tenant's log is full of events that still matter: recorded but not announced, it would reach
+// the verifiers in local mode only once they resynchronise.
+func (s *Service) room(ctx context.Context, t *tenant.Tenant) error {
+	if s.cfg.Events == nil {
+		return nil
+	}
+	if err := s.cfg.Events.Room(ctx, t.ID); err != nil {
+		return fmt.Errorf("revoke: %w", err)
+	}
+	return nil
+}
+
+// announceRevocation announces a recorded revocation of a jti, or of a session when jti is "", then
+// records in the store that it was announced.
+func (s *Service) announceRevocation(ctx context.Context, t *tenant.Tenant, sid, jti string, ev revocation.Event) error {
+	if s.cfg.Events == nil {
+		return nil
+	}
+	if err := s.announce(ctx, t, ev); err != nil {
+		return err
+	}
+	if err := s.cfg.Store.Announced(ctx, t.ID, sid, jti); err != nil {
+		return fmt.Errorf("record that the revocation was announced (a retry announces it again): %w", err)
+	}
+	return nil
 }
 
 // AnnounceKey tells the watchers that a signing key of t was published or withdrawn (kind is

@@ -83,6 +83,17 @@ func EndedBy(created, cutoff time.Time) bool {
 	return !cutoff.IsZero() && !created.After(cutoff)
 }
 
+// RevokeOutcome is what the store did for the revocation of one token or session.
+type RevokeOutcome struct {
+	// Revoked is true when this call revoked a token that was not revoked yet, or ended a live
+	// session.
+	Revoked bool
+	// Announce is true while the revocation has not been announced to the watchers: it was made by
+	// this call, or by an earlier one whose announcement failed (Announced was not called since).
+	// It is false for a target the store does not know: there is nothing to announce.
+	Announce bool
+}
+
 // AccessState is what the store knows about an access token's session, read in one round trip.
 type AccessState struct {
 	// SessionFound is false when the session is unknown, expired, ended, or of another tenant.
@@ -124,9 +135,19 @@ type Store interface {
 	// GetSession returns a live session of the tenant, or store.ErrNotFound.
 	GetSession(ctx context.Context, tenant, sessionID string) (*Session, error)
 	// RevokeToken marks a jti of a live session of the tenant revoked until the given time (when the
-	// token expires). An unknown session is not an error.
-	RevokeToken(ctx context.Context, tenant, sessionID, jti string, until time.Time) error
-	// DeleteSession ends a session of the tenant. It reports whether one was deleted.
+	// token expires), with its announcement pending. For an unknown session nothing is written and
+	// Announce reports an earlier mark of the tenant whose announcement is still pending.
+	RevokeToken(ctx context.Context, tenant, sessionID, jti string, until time.Time) (RevokeOutcome, error)
+	// EndSession ends a session of the tenant and, in the same atomic step, leaves in its place a
+	// tombstone until the given time (when every access token of the session has expired) with the
+	// end's announcement pending. For a session that is not there nothing is written and Announce
+	// reports a tombstone of the tenant whose announcement is still pending.
+	EndSession(ctx context.Context, tenant, sessionID string, until time.Time) (RevokeOutcome, error)
+	// Announced records that the revocation of jti, or the end of the session when jti is "", was
+	// announced to the watchers, so that repeating it announces nothing.
+	Announced(ctx context.Context, tenant, sessionID, jti string) error
+	// DeleteSession ends a session of the tenant, leaving nothing in its place. It reports whether
+	// one was deleted.
 	DeleteSession(ctx context.Context, tenant, sessionID string) (bool, error)
 	// SetSubjectCutoff records that no session of the subject created at or before at is valid
 	// (EndedBy). The mark

@@ -37,6 +37,13 @@ const grace = 5 * time.Second
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith is newFixture with the service's configuration passed through mod (when not nil)
+// before the service is made.
+func newFixtureWith(t testing.TB, mod func(*token.Config)) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	clock := storetest.NewClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
 	st := memory.New(clock.Now)
@@ -52,13 +59,17 @@ func newFixture(t testing.TB) *fixture {
 		}
 	}
 	audit := &bytes.Buffer{}
-	svc := token.New(token.Config{
+	cfg := token.Config{
 		Store: st, Keys: km, Now: clock.Now,
 		AccessTTL: 15 * time.Minute, RefreshTTL: 168 * time.Hour,
 		MaxAccessTTL: time.Hour, MaxRefreshTTL: 720 * time.Hour,
 		RefreshGrace: grace,
 		Audit:        slog.New(slog.NewJSONHandler(audit, nil)),
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	svc := token.New(cfg)
 	return &fixture{
 		svc: svc, clock: clock, keys: km, audit: audit,
 		tenant: &tenant.Tenant{ID: "acme", Issuer: "https://acme.example"},

@@ -170,8 +170,12 @@ type Tenant struct {
 	// The rate of RefreshToken calls each API key of the tenant may make on each replica; the server
 	// default (1000 per second, bursts of 2000) when unset.
 	RefreshRateLimit *RateLimit `protobuf:"bytes,10,opt,name=refresh_rate_limit,json=refreshRateLimit,proto3" json:"refresh_rate_limit,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The rate of RevokeToken calls each API key of the tenant may make on each replica, and apart
+	// the rate of its RevokeSessions calls; the server default (100 per second, bursts of 200) when
+	// unset.
+	RevokeRateLimit *RateLimit `protobuf:"bytes,11,opt,name=revoke_rate_limit,json=revokeRateLimit,proto3" json:"revoke_rate_limit,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
@@ -270,6 +274,13 @@ func (x *Tenant) GetIssueRateLimit() *RateLimit {
 func (x *Tenant) GetRefreshRateLimit() *RateLimit {
 	if x != nil {
 		return x.RefreshRateLimit
+	}
+	return nil
+}
+
+func (x *Tenant) GetRevokeRateLimit() *RateLimit {
+	if x != nil {
+		return x.RevokeRateLimit
 	}
 	return nil
 }
@@ -2059,7 +2070,7 @@ var File_tokenauthority_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
-	"%tokenauthority/v1/admin_service.proto\x12\x11tokenauthority.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x04\n" +
+	"%tokenauthority/v1/admin_service.proto\x12\x11tokenauthority.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x04\n" +
 	"\x06Tenant\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x16\n" +
 	"\x06issuer\x18\x02 \x01(\tR\x06issuer\x12A\n" +
@@ -2072,7 +2083,8 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"createTime\x12F\n" +
 	"\x10issue_rate_limit\x18\t \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x0eissueRateLimit\x12J\n" +
 	"\x12refresh_rate_limit\x18\n" +
-	" \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x10refreshRateLimit\"@\n" +
+	" \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x10refreshRateLimit\x12H\n" +
+	"\x11revoke_rate_limit\x18\v \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x0frevokeRateLimit\"@\n" +
 	"\tRateLimit\x12\x1d\n" +
 	"\n" +
 	"per_second\x18\x01 \x01(\x01R\tperSecond\x12\x14\n" +
@@ -2277,65 +2289,66 @@ var file_tokenauthority_v1_admin_service_proto_depIdxs = []int32{
 	37, // 3: tokenauthority.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
 	3,  // 4: tokenauthority.v1.Tenant.issue_rate_limit:type_name -> tokenauthority.v1.RateLimit
 	3,  // 5: tokenauthority.v1.Tenant.refresh_rate_limit:type_name -> tokenauthority.v1.RateLimit
-	2,  // 6: tokenauthority.v1.CreateTenantRequest.tenant:type_name -> tokenauthority.v1.Tenant
-	2,  // 7: tokenauthority.v1.CreateTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
-	2,  // 8: tokenauthority.v1.GetTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
-	2,  // 9: tokenauthority.v1.ListTenantsResponse.tenants:type_name -> tokenauthority.v1.Tenant
-	1,  // 10: tokenauthority.v1.ApiKey.roles:type_name -> tokenauthority.v1.Role
-	37, // 11: tokenauthority.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	37, // 12: tokenauthority.v1.ApiKey.previous_value_expire_time:type_name -> google.protobuf.Timestamp
-	1,  // 13: tokenauthority.v1.CreateApiKeyRequest.roles:type_name -> tokenauthority.v1.Role
-	12, // 14: tokenauthority.v1.CreateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
-	12, // 15: tokenauthority.v1.ListApiKeysResponse.api_keys:type_name -> tokenauthority.v1.ApiKey
-	36, // 16: tokenauthority.v1.RotateApiKeyRequest.overlap:type_name -> google.protobuf.Duration
-	12, // 17: tokenauthority.v1.RotateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
-	37, // 18: tokenauthority.v1.Principal.create_time:type_name -> google.protobuf.Timestamp
-	21, // 19: tokenauthority.v1.CreatePrincipalRequest.principal:type_name -> tokenauthority.v1.Principal
-	21, // 20: tokenauthority.v1.CreatePrincipalResponse.principal:type_name -> tokenauthority.v1.Principal
-	0,  // 21: tokenauthority.v1.SigningKey.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	37, // 22: tokenauthority.v1.SigningKey.publish_time:type_name -> google.protobuf.Timestamp
-	37, // 23: tokenauthority.v1.SigningKey.activate_time:type_name -> google.protobuf.Timestamp
-	37, // 24: tokenauthority.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
-	0,  // 25: tokenauthority.v1.RotateSigningKeyRequest.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	28, // 26: tokenauthority.v1.RotateSigningKeyResponse.key:type_name -> tokenauthority.v1.SigningKey
-	37, // 27: tokenauthority.v1.RefreshKey.create_time:type_name -> google.protobuf.Timestamp
-	37, // 28: tokenauthority.v1.RefreshKey.retire_time:type_name -> google.protobuf.Timestamp
-	37, // 29: tokenauthority.v1.RefreshKey.delete_time:type_name -> google.protobuf.Timestamp
-	34, // 30: tokenauthority.v1.RotateRefreshKeyResponse.current:type_name -> tokenauthority.v1.RefreshKey
-	34, // 31: tokenauthority.v1.RotateRefreshKeyResponse.retired:type_name -> tokenauthority.v1.RefreshKey
-	4,  // 32: tokenauthority.v1.AdminService.CreateTenant:input_type -> tokenauthority.v1.CreateTenantRequest
-	6,  // 33: tokenauthority.v1.AdminService.GetTenant:input_type -> tokenauthority.v1.GetTenantRequest
-	8,  // 34: tokenauthority.v1.AdminService.ListTenants:input_type -> tokenauthority.v1.ListTenantsRequest
-	10, // 35: tokenauthority.v1.AdminService.DeleteTenant:input_type -> tokenauthority.v1.DeleteTenantRequest
-	13, // 36: tokenauthority.v1.AdminService.CreateApiKey:input_type -> tokenauthority.v1.CreateApiKeyRequest
-	15, // 37: tokenauthority.v1.AdminService.ListApiKeys:input_type -> tokenauthority.v1.ListApiKeysRequest
-	17, // 38: tokenauthority.v1.AdminService.RotateApiKey:input_type -> tokenauthority.v1.RotateApiKeyRequest
-	19, // 39: tokenauthority.v1.AdminService.DeleteApiKey:input_type -> tokenauthority.v1.DeleteApiKeyRequest
-	22, // 40: tokenauthority.v1.AdminService.CreatePrincipal:input_type -> tokenauthority.v1.CreatePrincipalRequest
-	24, // 41: tokenauthority.v1.AdminService.SetPrincipalSecret:input_type -> tokenauthority.v1.SetPrincipalSecretRequest
-	26, // 42: tokenauthority.v1.AdminService.DeletePrincipal:input_type -> tokenauthority.v1.DeletePrincipalRequest
-	29, // 43: tokenauthority.v1.AdminService.RotateSigningKey:input_type -> tokenauthority.v1.RotateSigningKeyRequest
-	31, // 44: tokenauthority.v1.AdminService.WithdrawSigningKey:input_type -> tokenauthority.v1.WithdrawSigningKeyRequest
-	33, // 45: tokenauthority.v1.AdminService.RotateRefreshKey:input_type -> tokenauthority.v1.RotateRefreshKeyRequest
-	5,  // 46: tokenauthority.v1.AdminService.CreateTenant:output_type -> tokenauthority.v1.CreateTenantResponse
-	7,  // 47: tokenauthority.v1.AdminService.GetTenant:output_type -> tokenauthority.v1.GetTenantResponse
-	9,  // 48: tokenauthority.v1.AdminService.ListTenants:output_type -> tokenauthority.v1.ListTenantsResponse
-	11, // 49: tokenauthority.v1.AdminService.DeleteTenant:output_type -> tokenauthority.v1.DeleteTenantResponse
-	14, // 50: tokenauthority.v1.AdminService.CreateApiKey:output_type -> tokenauthority.v1.CreateApiKeyResponse
-	16, // 51: tokenauthority.v1.AdminService.ListApiKeys:output_type -> tokenauthority.v1.ListApiKeysResponse
-	18, // 52: tokenauthority.v1.AdminService.RotateApiKey:output_type -> tokenauthority.v1.RotateApiKeyResponse
-	20, // 53: tokenauthority.v1.AdminService.DeleteApiKey:output_type -> tokenauthority.v1.DeleteApiKeyResponse
-	23, // 54: tokenauthority.v1.AdminService.CreatePrincipal:output_type -> tokenauthority.v1.CreatePrincipalResponse
-	25, // 55: tokenauthority.v1.AdminService.SetPrincipalSecret:output_type -> tokenauthority.v1.SetPrincipalSecretResponse
-	27, // 56: tokenauthority.v1.AdminService.DeletePrincipal:output_type -> tokenauthority.v1.DeletePrincipalResponse
-	30, // 57: tokenauthority.v1.AdminService.RotateSigningKey:output_type -> tokenauthority.v1.RotateSigningKeyResponse
-	32, // 58: tokenauthority.v1.AdminService.WithdrawSigningKey:output_type -> tokenauthority.v1.WithdrawSigningKeyResponse
-	35, // 59: tokenauthority.v1.AdminService.RotateRefreshKey:output_type -> tokenauthority.v1.RotateRefreshKeyResponse
-	46, // [46:60] is the sub-list for method output_type
-	32, // [32:46] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	3,  // 6: tokenauthority.v1.Tenant.revoke_rate_limit:type_name -> tokenauthority.v1.RateLimit
+	2,  // 7: tokenauthority.v1.CreateTenantRequest.tenant:type_name -> tokenauthority.v1.Tenant
+	2,  // 8: tokenauthority.v1.CreateTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
+	2,  // 9: tokenauthority.v1.GetTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
+	2,  // 10: tokenauthority.v1.ListTenantsResponse.tenants:type_name -> tokenauthority.v1.Tenant
+	1,  // 11: tokenauthority.v1.ApiKey.roles:type_name -> tokenauthority.v1.Role
+	37, // 12: tokenauthority.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	37, // 13: tokenauthority.v1.ApiKey.previous_value_expire_time:type_name -> google.protobuf.Timestamp
+	1,  // 14: tokenauthority.v1.CreateApiKeyRequest.roles:type_name -> tokenauthority.v1.Role
+	12, // 15: tokenauthority.v1.CreateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
+	12, // 16: tokenauthority.v1.ListApiKeysResponse.api_keys:type_name -> tokenauthority.v1.ApiKey
+	36, // 17: tokenauthority.v1.RotateApiKeyRequest.overlap:type_name -> google.protobuf.Duration
+	12, // 18: tokenauthority.v1.RotateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
+	37, // 19: tokenauthority.v1.Principal.create_time:type_name -> google.protobuf.Timestamp
+	21, // 20: tokenauthority.v1.CreatePrincipalRequest.principal:type_name -> tokenauthority.v1.Principal
+	21, // 21: tokenauthority.v1.CreatePrincipalResponse.principal:type_name -> tokenauthority.v1.Principal
+	0,  // 22: tokenauthority.v1.SigningKey.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
+	37, // 23: tokenauthority.v1.SigningKey.publish_time:type_name -> google.protobuf.Timestamp
+	37, // 24: tokenauthority.v1.SigningKey.activate_time:type_name -> google.protobuf.Timestamp
+	37, // 25: tokenauthority.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
+	0,  // 26: tokenauthority.v1.RotateSigningKeyRequest.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
+	28, // 27: tokenauthority.v1.RotateSigningKeyResponse.key:type_name -> tokenauthority.v1.SigningKey
+	37, // 28: tokenauthority.v1.RefreshKey.create_time:type_name -> google.protobuf.Timestamp
+	37, // 29: tokenauthority.v1.RefreshKey.retire_time:type_name -> google.protobuf.Timestamp
+	37, // 30: tokenauthority.v1.RefreshKey.delete_time:type_name -> google.protobuf.Timestamp
+	34, // 31: tokenauthority.v1.RotateRefreshKeyResponse.current:type_name -> tokenauthority.v1.RefreshKey
+	34, // 32: tokenauthority.v1.RotateRefreshKeyResponse.retired:type_name -> tokenauthority.v1.RefreshKey
+	4,  // 33: tokenauthority.v1.AdminService.CreateTenant:input_type -> tokenauthority.v1.CreateTenantRequest
+	6,  // 34: tokenauthority.v1.AdminService.GetTenant:input_type -> tokenauthority.v1.GetTenantRequest
+	8,  // 35: tokenauthority.v1.AdminService.ListTenants:input_type -> tokenauthority.v1.ListTenantsRequest
+	10, // 36: tokenauthority.v1.AdminService.DeleteTenant:input_type -> tokenauthority.v1.DeleteTenantRequest
+	13, // 37: tokenauthority.v1.AdminService.CreateApiKey:input_type -> tokenauthority.v1.CreateApiKeyRequest
+	15, // 38: tokenauthority.v1.AdminService.ListApiKeys:input_type -> tokenauthority.v1.ListApiKeysRequest
+	17, // 39: tokenauthority.v1.AdminService.RotateApiKey:input_type -> tokenauthority.v1.RotateApiKeyRequest
+	19, // 40: tokenauthority.v1.AdminService.DeleteApiKey:input_type -> tokenauthority.v1.DeleteApiKeyRequest
+	22, // 41: tokenauthority.v1.AdminService.CreatePrincipal:input_type -> tokenauthority.v1.CreatePrincipalRequest
+	24, // 42: tokenauthority.v1.AdminService.SetPrincipalSecret:input_type -> tokenauthority.v1.SetPrincipalSecretRequest
+	26, // 43: tokenauthority.v1.AdminService.DeletePrincipal:input_type -> tokenauthority.v1.DeletePrincipalRequest
+	29, // 44: tokenauthority.v1.AdminService.RotateSigningKey:input_type -> tokenauthority.v1.RotateSigningKeyRequest
+	31, // 45: tokenauthority.v1.AdminService.WithdrawSigningKey:input_type -> tokenauthority.v1.WithdrawSigningKeyRequest
+	33, // 46: tokenauthority.v1.AdminService.RotateRefreshKey:input_type -> tokenauthority.v1.RotateRefreshKeyRequest
+	5,  // 47: tokenauthority.v1.AdminService.CreateTenant:output_type -> tokenauthority.v1.CreateTenantResponse
+	7,  // 48: tokenauthority.v1.AdminService.GetTenant:output_type -> tokenauthority.v1.GetTenantResponse
+	9,  // 49: tokenauthority.v1.AdminService.ListTenants:output_type -> tokenauthority.v1.ListTenantsResponse
+	11, // 50: tokenauthority.v1.AdminService.DeleteTenant:output_type -> tokenauthority.v1.DeleteTenantResponse
+	14, // 51: tokenauthority.v1.AdminService.CreateApiKey:output_type -> tokenauthority.v1.CreateApiKeyResponse
+	16, // 52: tokenauthority.v1.AdminService.ListApiKeys:output_type -> tokenauthority.v1.ListApiKeysResponse
+	18, // 53: tokenauthority.v1.AdminService.RotateApiKey:output_type -> tokenauthority.v1.RotateApiKeyResponse
+	20, // 54: tokenauthority.v1.AdminService.DeleteApiKey:output_type -> tokenauthority.v1.DeleteApiKeyResponse
+	23, // 55: tokenauthority.v1.AdminService.CreatePrincipal:output_type -> tokenauthority.v1.CreatePrincipalResponse
+	25, // 56: tokenauthority.v1.AdminService.SetPrincipalSecret:output_type -> tokenauthority.v1.SetPrincipalSecretResponse
+	27, // 57: tokenauthority.v1.AdminService.DeletePrincipal:output_type -> tokenauthority.v1.DeletePrincipalResponse
+	30, // 58: tokenauthority.v1.AdminService.RotateSigningKey:output_type -> tokenauthority.v1.RotateSigningKeyResponse
+	32, // 59: tokenauthority.v1.AdminService.WithdrawSigningKey:output_type -> tokenauthority.v1.WithdrawSigningKeyResponse
+	35, // 60: tokenauthority.v1.AdminService.RotateRefreshKey:output_type -> tokenauthority.v1.RotateRefreshKeyResponse
+	47, // [47:61] is the sub-list for method output_type
+	33, // [33:47] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_tokenauthority_v1_admin_service_proto_init() }

@@ -11,8 +11,8 @@ import (
 
 var _ revocation.Log = (*Events)(nil)
 
-// Events is the in-memory revocation log: one bounded list of events per tenant, with the same
-// cursors, trimming and resynchronisation rules as the Redis stream. It is safe for concurrent use.
+// Events is the in-memory revocation log: one list of events per tenant, with the same cursors,
+// trimming, room and resynchronisation rules as the Redis stream. It is safe for concurrent use.
 type Events struct {
 	now       func() time.Time
 	retention time.Duration
@@ -38,8 +38,9 @@ type entry struct {
 	ev revocation.Event
 }
 
-// NewEvents returns an empty log that keeps events for retention and at most limit per tenant
-// (revocation.DefaultCap when zero), reading the time from now (time.Now when nil).
+// NewEvents returns an empty log that keeps events for retention at most and admits events of
+// single tokens and sessions while a tenant has fewer than limit (revocation.DefaultCap when zero),
+// reading the time from now (time.Now when nil).
 func NewEvents(now func() time.Time, retention time.Duration, limit int) *Events {
 	if now == nil {
 		now = time.Now
@@ -62,7 +63,7 @@ func (e *Events) list(tenant string, nowMS int64) *eventList {
 	return l
 }
 
-// Append adds ev to the tenant's list.
+// Append adds ev to the tenant's list, then trims it.
 func (e *Events) Append(_ context.Context, tenant string, ev revocation.Event) error {
 	nowMS := e.now().UnixMilli()
 	e.mu.Lock()
@@ -76,16 +77,7 @@ func (e *Events) Append(_ context.Context, tenant string, ev revocation.Event) e
 	if created {
 		l.floor = l.last
 	}
-	// Trim what is older than the retention, then what is beyond the cap.
-	minMS := uint64(max(nowMS-e.retention.Milliseconds(), 0))
-	n := 0
-	for n < len(l.entries) && (l.entries[n].id.MS < minMS || len(l.entries)-n > e.limit) {
-		n++
-	}
-	if n > 0 {
-		l.floor = maxID(l.floor, l.entries[n-1].id)
-		l.entries = append(l.entries[:0:0], l.entries[n:]...)
-	}
+	e.trim(l, nowMS)
 	l.expires = nowMS + e.retention.Milliseconds()
 	subs := make([]chan string, 0, len(e.subs))
 	for ch := range e.subs {
@@ -99,6 +91,42 @@ func (e *Events) Append(_ context.Context, tenant string, ev revocation.Event) e
 		}
 	}
 	return nil
+}
+
+// Room trims the tenant's list and reports revocation.ErrFull when it holds the cap of entries and
+// the oldest still matters.
+func (e *Events) Room(_ context.Context, tenant string) error {
+	nowMS := e.now().UnixMilli()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l := e.list(tenant, nowMS)
+	if l == nil {
+		return nil
+	}
+	e.trim(l, nowMS)
+	if len(l.entries) >= e.limit && !e.dead(l.entries[0], nowMS) {
+		return revocation.ErrFull
+	}
+	return nil
+}
+
+// trim drops, oldest first, the entries that stopped mattering, as the Redis script does: it stops
+// at a live one, drops at most revocation.TrimBatch, and keeps the newest. The caller holds e.mu.
+func (e *Events) trim(l *eventList, nowMS int64) {
+	n := 0
+	for n < len(l.entries)-1 && n < revocation.TrimBatch && e.dead(l.entries[n], nowMS) {
+		n++
+	}
+	if n > 0 {
+		l.floor = maxID(l.floor, l.entries[n-1].id)
+		clear(l.entries[:n]) // The backing array outlives the slice until append moves it.
+		l.entries = l.entries[n:]
+	}
+}
+
+// dead reports whether an entry stopped mattering: older than the retention, or past its expiry.
+func (e *Events) dead(en entry, nowMS int64) bool {
+	return int64(en.id.MS) < nowMS-e.retention.Milliseconds() || en.ev.ExpiresAt.UnixMilli() <= nowMS
 }
 
 // add appends an entry with the next id at nowMS, as Redis does for "<ms>-*" (never going back).
@@ -132,7 +160,9 @@ func (e *Events) Read(_ context.Context, tenant, after string, limit int) ([]rev
 	if l == nil {
 		return nil, !fromStart, nil
 	}
-	if !fromStart && from.Compare(l.floor) < 0 {
+	// Behind the floor, entries may be missing; beyond the newest entry (never trimmed), the cursor
+	// was not handed out by this list, and entries appended later could sort before it.
+	if !fromStart && (from.Compare(l.floor) < 0 || from.Compare(l.last) > 0) {
 		return nil, true, nil
 	}
 	var out []revocation.Event

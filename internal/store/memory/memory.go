@@ -37,6 +37,7 @@ type Store struct {
 	sessions map[string]*session          // by session id
 	subjects map[string]map[string]bool   // subject tag -> session ids
 	revoked  map[string]int64             // jti -> revoked until, unix ms
+	notices  map[string]notice            // "j:<jti>" or "x:<session id>" -> its announcement
 	subjCuts map[string]cutoff            // subject tag -> cut-off
 	tenCuts  map[string]cutoff            // tenant -> cut-off
 	records  map[string]map[string][]byte // kind -> id -> value
@@ -60,6 +61,14 @@ type session struct {
 // ownerKey names an owner's list of records of one kind.
 type ownerKey struct{ kind, owner string }
 
+// notice is the announcement state of a jti's revocation mark or of an ended session's tombstone,
+// kept as long as the mark or the tombstone.
+type notice struct {
+	tenant    string
+	announced bool
+	expires   int64 // unix ms
+}
+
 // cutoff is a subject or tenant cut-off, in unix milliseconds.
 type cutoff struct {
 	at, expires int64
@@ -75,6 +84,7 @@ func New(now func() time.Time) *Store {
 		sessions: make(map[string]*session),
 		subjects: make(map[string]map[string]bool),
 		revoked:  make(map[string]int64),
+		notices:  make(map[string]notice),
 		subjCuts: make(map[string]cutoff),
 		tenCuts:  make(map[string]cutoff),
 		records:  make(map[string]map[string][]byte),
@@ -202,27 +212,93 @@ func (s *Store) RotateRefresh(_ context.Context, req token.RotateRequest) (token
 	return invalid, nil
 }
 
-// RevokeToken marks jti revoked until the given time, if its session is a live session of the
-// tenant. A mark that ends later is kept. Nothing is written when until has passed.
-func (s *Store) RevokeToken(_ context.Context, tenantID, sessionID, jti string, until time.Time) error {
+// RevokeToken marks jti revoked until the given time, with its announcement pending, if its
+// session is a live session of the tenant; otherwise it reports whether an earlier mark of the
+// tenant is still pending. A mark that ends later is kept. Nothing is written when until has passed.
+func (s *Store) RevokeToken(_ context.Context, tenantID, sessionID, jti string, until time.Time) (token.RevokeOutcome, error) {
 	if owner, ok := token.SessionOfJTI(jti); !ok || owner != sessionID {
-		return nil
+		return token.RevokeOutcome{}, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.nowMillis()
 	u := until.UnixMilli()
 	if u <= now {
-		return nil
+		return token.RevokeOutcome{}, nil
 	}
+	key := "j:" + jti
 	if sess := s.live(sessionID, now); sess == nil || sess.tenant != tenantID {
-		return nil
+		return token.RevokeOutcome{Announce: s.pending(key, tenantID, now)}, nil
 	}
-	if cur, ok := s.revoked[jti]; !ok || cur < u {
+	cur, marked := s.revoked[jti]
+	marked = marked && now < cur
+	n, noticed := s.notices[key]
+	if !marked {
 		s.revoked[jti] = u
+		n = notice{tenant: tenantID, expires: u}
+	} else if cur < u {
+		s.revoked[jti] = u
+		n.expires = u
+	}
+	if !marked || noticed {
+		s.notices[key] = n
 	}
 	s.wrote(now)
+	return token.RevokeOutcome{Revoked: !marked, Announce: !marked || s.pending(key, tenantID, now)}, nil
+}
+
+// EndSession deletes a session of the tenant and leaves its tombstone until the given time; or, for
+// a session that is not there, reports whether a tombstone of the tenant is still pending.
+func (s *Store) EndSession(_ context.Context, tenantID, sessionID string, until time.Time) (token.RevokeOutcome, error) {
+	tag, ok := token.SessionTag(sessionID)
+	if !ok {
+		return token.RevokeOutcome{}, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.nowMillis()
+	key := "x:" + sessionID
+	if sess := s.live(sessionID, now); sess == nil || sess.tenant != tenantID {
+		return token.RevokeOutcome{Announce: s.pending(key, tenantID, now)}, nil
+	}
+	s.deleteSession(sessionID, tag)
+	if u := until.UnixMilli(); u > now {
+		s.notices[key] = notice{tenant: tenantID, expires: u}
+	} else {
+		delete(s.notices, key)
+	}
+	s.wrote(now)
+	return token.RevokeOutcome{Revoked: true, Announce: true}, nil
+}
+
+// Announced marks the jti's revocation mark, or the session's tombstone when jti is "", announced.
+func (s *Store) Announced(_ context.Context, tenantID, sessionID, jti string) error {
+	key := "x:" + sessionID
+	if jti != "" {
+		if owner, ok := token.SessionOfJTI(jti); !ok || owner != sessionID {
+			return nil
+		}
+		key = "j:" + jti
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending(key, tenantID, s.nowMillis()) {
+		n := s.notices[key]
+		n.announced = true
+		s.notices[key] = n
+	}
 	return nil
+}
+
+// pending reports whether the notice of key is the tenant's and not yet announced; it drops an
+// expired one. The caller holds s.mu.
+func (s *Store) pending(key, tenantID string, now int64) bool {
+	n, ok := s.notices[key]
+	if ok && now >= n.expires {
+		delete(s.notices, key)
+		return false
+	}
+	return ok && n.tenant == tenantID && !n.announced
 }
 
 // DeleteSession deletes a session of the tenant and reports whether there was one.
@@ -554,7 +630,7 @@ func (s *Store) ended(sess *session, tag string, now int64) bool {
 // entries/2 writes when there are more entries. The caller holds s.mu.
 func (s *Store) wrote(now int64) {
 	s.writes++
-	entries := len(s.sessions) + len(s.revoked) + len(s.subjCuts) + len(s.tenCuts)
+	entries := len(s.sessions) + len(s.revoked) + len(s.notices) + len(s.subjCuts) + len(s.tenCuts)
 	if s.writes < max(sweepEvery, entries/2) {
 		return
 	}
@@ -565,6 +641,11 @@ func (s *Store) wrote(now int64) {
 	for jti, until := range s.revoked {
 		if now >= until {
 			delete(s.revoked, jti)
+		}
+	}
+	for key, n := range s.notices {
+		if now >= n.expires {
+			delete(s.notices, key)
 		}
 	}
 	for _, cuts := range []map[string]cutoff{s.subjCuts, s.tenCuts} {

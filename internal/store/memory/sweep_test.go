@@ -20,8 +20,9 @@ func TestSweep(t *testing.T) {
 		writes int
 	}{
 		{subjects: 100, writes: sweepEvery},
-		// 3000 sessions, marks and subject cut-offs, and the 2 tenant cut-offs written below.
-		{subjects: 3000, writes: (3*3000 + 2) / 2},
+		// 3000 sessions, marks, their announcement notices and subject cut-offs, and the 2 tenant
+		// cut-offs written below.
+		{subjects: 3000, writes: (4*3000 + 2) / 2},
 	} {
 		t.Run(fmt.Sprint(tc.subjects), func(t *testing.T) {
 			ctx := context.Background()
@@ -35,7 +36,7 @@ func TestSweep(t *testing.T) {
 				if err := s.CreateSession(ctx, sess); err != nil {
 					t.Fatalf("CreateSession: %v", err)
 				}
-				if err := s.RevokeToken(ctx, "acme", id, id+".AAAAAAAAAAAAAAAA", t0.Add(time.Minute)); err != nil {
+				if _, err := s.RevokeToken(ctx, "acme", id, id+".AAAAAAAAAAAAAAAA", t0.Add(time.Minute)); err != nil {
 					t.Fatalf("RevokeToken: %v", err)
 				}
 				if err := s.SetSubjectCutoff(ctx, "acme", subject, t0, time.Minute); err != nil {
@@ -62,9 +63,9 @@ func TestSweep(t *testing.T) {
 			write(tc.writes - 1)
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			if n := len(s.sessions) + len(s.subjects) + len(s.revoked) + len(s.subjCuts); n != 0 {
-				t.Errorf("after a sweep: %d sessions, %d subjects, %d marks, %d subject cut-offs; want none",
-					len(s.sessions), len(s.subjects), len(s.revoked), len(s.subjCuts))
+			if n := len(s.sessions) + len(s.subjects) + len(s.revoked) + len(s.notices) + len(s.subjCuts); n != 0 {
+				t.Errorf("after a sweep: %d sessions, %d subjects, %d marks, %d notices, %d subject cut-offs; want none",
+					len(s.sessions), len(s.subjects), len(s.revoked), len(s.notices), len(s.subjCuts))
 			}
 			if len(s.tenCuts) != 2 {
 				t.Errorf("after a sweep: %d tenant cut-offs, want the 2 live ones", len(s.tenCuts))

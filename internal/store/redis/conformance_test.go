@@ -48,6 +48,11 @@ func (s inspected) SubjectCutoffTTL(ctx context.Context, tenantID, subject strin
 	return s.client.PTTL(ctx, subjectCutoffKey(token.SubjectTag(tenantID, subject))).Result()
 }
 
+func (s inspected) TombstoneTTL(ctx context.Context, sessionID string) (time.Duration, error) {
+	tag, _ := token.SessionTag(sessionID)
+	return s.client.PTTL(ctx, tombstoneKey(tag, sessionID)).Result()
+}
+
 func (s inspected) TenantCutoffTTL(ctx context.Context, tenantID string) (time.Duration, error) {
 	return s.client.PTTL(ctx, tenantCutoffKey(tenantID)).Result()
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	_ "embed"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
+	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
 var _ revocation.Log = (*Events)(nil)
@@ -31,8 +33,9 @@ const (
 	eventExpires = "e"
 )
 
-// Events is the revocation log on Redis: one stream per tenant (eventsKey), trimmed by age and
-// length, with its floor (eventsFloorKey); appends are announced on a pub/sub channel.
+// Events is the revocation log on Redis: one stream per tenant (eventsKey), trimmed by age and by
+// its events' expiry, never by length, with its floor (eventsFloorKey); appends are announced on
+// a pub/sub channel.
 type Events struct {
 	client    goredis.UniversalClient
 	now       func() time.Time
@@ -40,9 +43,10 @@ type Events struct {
 	limit     int
 }
 
-// NewEvents returns the log on client, keeping events for retention and at most limit per tenant
-// (revocation.DefaultCap when zero), reading the time from now (time.Now when nil). Entry ids follow
-// that clock; expiry follows Redis's.
+// NewEvents returns the log on client, keeping events for retention at most and admitting events
+// of single tokens and sessions while a tenant has fewer than limit (revocation.DefaultCap when
+// zero), reading the time from now (time.Now when nil). Entry ids and the events' expiry follow
+// that clock; the expiry of a whole idle stream follows Redis's.
 func NewEvents(client goredis.UniversalClient, now func() time.Time, retention time.Duration, limit int) *Events {
 	if now == nil {
 		now = time.Now
@@ -56,20 +60,41 @@ func NewEvents(client goredis.UniversalClient, now func() time.Time, retention t
 // Append adds ev to the tenant's stream in one script: trimming, the floor and the announcement
 // happen with it.
 func (e *Events) Append(ctx context.Context, tenant string, ev revocation.Event) error {
+	if !ev.Kind.Valid() {
+		return fmt.Errorf("redis store: append revocation event: %w: kind %d", token.ErrInvalidArgument, ev.Kind)
+	}
 	var cutoff int64
 	if !ev.Cutoff.IsZero() {
 		cutoff = ev.Cutoff.UnixMilli()
 	}
-	err := eventsAppendScript.Run(ctx, e.client, []string{eventsKey(tenant), eventsFloorKey(tenant)},
-		e.now().UnixMilli(), e.retention.Milliseconds(), e.limit, int(ev.Kind), ev.Value, cutoff,
-		ev.ExpiresAt.UnixMilli(), eventsChannel, tenant).Err()
+	err := e.run(ctx, tenant, int(ev.Kind), ev.Value, cutoff, ev.ExpiresAt.UnixMilli()).Err()
 	if err != nil {
 		return unavailable("append revocation event", err)
 	}
 	return nil
 }
 
-// Read returns the events after the cursor, reading the floor and the entries in one transaction.
+// Room trims the tenant's stream and reports revocation.ErrFull when it holds the cap of entries
+// and the oldest still matters: the append script with kind 0.
+func (e *Events) Room(ctx context.Context, tenant string) error {
+	room, err := e.run(ctx, tenant, 0, "", 0, 0).Int()
+	if err != nil {
+		return unavailable("check the revocation log's room", err)
+	}
+	if room == 0 {
+		return revocation.ErrFull
+	}
+	return nil
+}
+
+func (e *Events) run(ctx context.Context, tenant string, kind int, value string, cutoff, expires int64) *goredis.Cmd {
+	return eventsAppendScript.Run(ctx, e.client, []string{eventsKey(tenant), eventsFloorKey(tenant)},
+		e.now().UnixMilli(), e.retention.Milliseconds(), e.limit, kind, value, cutoff, expires,
+		eventsChannel, tenant, revocation.TrimBatch)
+}
+
+// Read returns the events after the cursor, reading the floor, the newest entry and the entries in
+// one transaction.
 func (e *Events) Read(ctx context.Context, tenant, after string, limit int) ([]revocation.Event, bool, error) {
 	from, err := revocation.ParseCursor(after)
 	if err != nil {
@@ -80,9 +105,10 @@ func (e *Events) Read(ctx context.Context, tenant, after string, limit int) ([]r
 		start = "(" + after
 	}
 	var floorCmd *goredis.StringCmd
-	var rangeCmd *goredis.XMessageSliceCmd
+	var newestCmd, rangeCmd *goredis.XMessageSliceCmd
 	_, err = e.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		floorCmd = p.Get(ctx, eventsFloorKey(tenant))
+		newestCmd = p.XRevRangeN(ctx, eventsKey(tenant), "+", "-", 1)
 		rangeCmd = p.XRangeN(ctx, eventsKey(tenant), start, "+", int64(limit))
 		return nil
 	})
@@ -96,6 +122,18 @@ func (e *Events) Read(ctx context.Context, tenant, after string, limit int) ([]r
 		}
 		f, perr := revocation.ParseCursor(floor)
 		if err != nil || perr != nil || from.Compare(f) < 0 {
+			return nil, true, nil
+		}
+		newest, err := newestCmd.Result()
+		if err != nil {
+			return nil, false, unavailable("read revocation events", err)
+		}
+		if len(newest) == 0 {
+			return nil, true, nil
+		}
+		// The newest entry is never trimmed, so a cursor beyond it was not handed out by this
+		// stream: waiting after it would skip the entries appended until the clock reaches it.
+		if n, err := revocation.ParseCursor(newest[0].ID); err != nil || from.Compare(n) > 0 {
 			return nil, true, nil
 		}
 	}

@@ -13,7 +13,11 @@ package redis
 //	                             of ended sessions are removed a bounded number at a time:
 //	                             by the subject cut-off (those it ended) and by ListSessions
 //	                             (those a cut-off ended, those whose session hash is gone)
-//	ta:{<tag>}:j:<jti>   STRING  "1": the access token jti is revoked; expires when the token does
+//	ta:{<tag>}:j:<jti>   STRING  the access token jti is revoked: "p:<tenant>" while the revocation's
+//	                             announcement is pending, then "a:<tenant>" ("1" when written before
+//	                             announcements were tracked); expires when the token does
+//	ta:{<tag>}:x:<sid>   STRING  tombstone of a session that a revocation ended: "p:<tenant>" or
+//	                             "a:<tenant>" as above; expires when the session's access tokens do
 //	ta:{<tag>}:cut       STRING  subject cut-off, unix ms; only ever raised; expires after the
 //	                             longest TTL it was given
 //
@@ -36,8 +40,8 @@ package redis
 //
 //	ta:{t:<tenant>}:cut  STRING  tenant cut-off, unix ms; same rules as the subject cut-off
 //	ta:{t:<tenant>}:ev   STREAM  revocation events (fields k kind, v value, c cut-off unix ms,
-//	                             e expires unix ms); trimmed by age and length; expires when
-//	                             nothing was appended for the retention
+//	                             e expires unix ms); trimmed oldest first by age and by e, never
+//	                             by length; expires when nothing was appended for the retention
 //	ta:{t:<tenant>}:evf  STRING  the stream's floor: entries below it may be missing; same expiry
 //
 // Records have the tag "r:<kind>" and are the documented exception to "every key expires": they
@@ -61,6 +65,8 @@ func sessionKey(tag, sessionID string) string { return "ta:{" + tag + "}:s:" + s
 func indexKey(tag string) string { return "ta:{" + tag + "}:idx" }
 
 func revokedKey(tag, jti string) string { return "ta:{" + tag + "}:j:" + jti }
+
+func tombstoneKey(tag, sessionID string) string { return "ta:{" + tag + "}:x:" + sessionID }
 
 func subjectCutoffKey(tag string) string { return "ta:{" + tag + "}:cut" }
 

@@ -133,8 +133,13 @@ func TestEveryKeyExpires(t *testing.T) {
 		if _, err := s.CheckAccess(ctx, sess.Tenant, sess.ID, jtiOf(sess.ID, i)); err != nil {
 			t.Fatalf("CheckAccess: %v", err)
 		}
-		if err := s.RevokeToken(ctx, sess.Tenant, sess.ID, jtiOf(sess.ID, i), now.Add(5*time.Minute)); err != nil {
+		if _, err := s.RevokeToken(ctx, sess.Tenant, sess.ID, jtiOf(sess.ID, i), now.Add(5*time.Minute)); err != nil {
 			t.Fatalf("RevokeToken: %v", err)
+		}
+		if i%2 == 0 {
+			if err := s.Announced(ctx, sess.Tenant, sess.ID, jtiOf(sess.ID, i)); err != nil {
+				t.Fatalf("Announced: %v", err)
+			}
 		}
 		req := token.RotateRequest{
 			Tenant: sess.Tenant, SessionID: sess.ID, Generation: 0, Hash: hashOf(sess.ID, 0),
@@ -152,6 +157,14 @@ func TestEveryKeyExpires(t *testing.T) {
 	}
 	if _, err := s.DeleteSession(ctx, sessions[1].Tenant, sessions[1].ID); err != nil {
 		t.Fatalf("DeleteSession: %v", err)
+	}
+	for _, sess := range []*token.Session{sessions[3], sessions[6]} { // Live: tombstones, one announced.
+		if _, err := s.EndSession(ctx, sess.Tenant, sess.ID, now.Add(15*time.Minute)); err != nil {
+			t.Fatalf("EndSession: %v", err)
+		}
+	}
+	if err := s.Announced(ctx, sessions[3].Tenant, sessions[3].ID, ""); err != nil {
+		t.Fatalf("Announced: %v", err)
 	}
 	if err := s.SetSubjectCutoff(ctx, "acme", "alice", now, time.Hour); err != nil {
 		t.Fatalf("SetSubjectCutoff: %v", err)
@@ -210,7 +223,7 @@ func TestEveryKeyExpires(t *testing.T) {
 		t.Fatalf("SCAN: %v", err)
 	}
 	t.Logf("keys by kind: %v", kinds)
-	for _, kind := range []string{":s", ":i", ":j", ":c", "record"} {
+	for _, kind := range []string{":s", ":i", ":j", ":x", ":c", "record"} {
 		if kinds[kind] == 0 {
 			t.Errorf("the workload left no key of kind %q; the test does not cover it", kind)
 		}
@@ -351,12 +364,19 @@ func TestScriptCacheFlushed(t *testing.T) {
 			}
 			return err
 		}},
-		{"RevokeToken", func() error { return s.RevokeToken(ctx, "acme", sess.ID, jtiOf(sess.ID, 0), now.Add(time.Minute)) }},
+		{"RevokeToken", func() error {
+			out, err := s.RevokeToken(ctx, "acme", sess.ID, jtiOf(sess.ID, 0), now.Add(time.Minute))
+			if err == nil && !out.Revoked {
+				err = errors.New("not revoked")
+			}
+			return err
+		}},
+		{"Announced", func() error { return s.Announced(ctx, "acme", sess.ID, jtiOf(sess.ID, 0)) }},
 		{"SetSubjectCutoff", func() error { return s.SetSubjectCutoff(ctx, "acme", "alice", now.Add(-time.Hour), time.Hour) }},
-		{"DeleteSession", func() error {
-			deleted, err := s.DeleteSession(ctx, "acme", sess.ID)
-			if err == nil && !deleted {
-				err = errors.New("not deleted")
+		{"EndSession", func() error {
+			out, err := s.EndSession(ctx, "acme", sess.ID, now.Add(time.Minute))
+			if err == nil && !out.Revoked {
+				err = errors.New("not ended")
 			}
 			return err
 		}},

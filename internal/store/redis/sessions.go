@@ -244,20 +244,63 @@ func readRotate(sessionID string, rotate *goredis.Cmd, tenantCut *goredis.String
 	return token.RotateResult{Outcome: outcome, Session: sess}, nil
 }
 
-// RevokeToken marks jti revoked until the given time, if its session is a live session of the
-// tenant. A mark that ends later is kept. Nothing is written when until has passed.
-func (s *Store) RevokeToken(ctx context.Context, tenantID, sessionID, jti string, until time.Time) error {
+// RevokeToken marks jti revoked until the given time, with its announcement pending, if its
+// session is a live session of the tenant; otherwise it reports whether an earlier mark of the
+// tenant is still pending. A mark that ends later is kept. Nothing is written when until has passed.
+func (s *Store) RevokeToken(ctx context.Context, tenantID, sessionID, jti string, until time.Time) (token.RevokeOutcome, error) {
 	tag, ok := token.SessionTag(sessionID)
 	if owner, jtiOK := token.SessionOfJTI(jti); !ok || !jtiOK || owner != sessionID {
-		return nil
+		return token.RevokeOutcome{}, nil
 	}
 	if !until.After(s.now()) {
+		return token.RevokeOutcome{}, nil
+	}
+	reply, err := revokeScript.Run(ctx, s.client, []string{sessionKey(tag, sessionID), revokedKey(tag, jti)},
+		tenantID, millis(until)).Int64Slice()
+	if err != nil {
+		return token.RevokeOutcome{}, unavailable("revoke token", err)
+	}
+	return revokeOutcome("revoke token", reply)
+}
+
+// EndSession deletes a session of the tenant, removes it from its subject's index and leaves its
+// tombstone until the given time, in one script; or, for a session that is not there, reports
+// whether a tombstone of the tenant is still pending.
+func (s *Store) EndSession(ctx context.Context, tenantID, sessionID string, until time.Time) (token.RevokeOutcome, error) {
+	tag, ok := token.SessionTag(sessionID)
+	if !ok {
+		return token.RevokeOutcome{}, nil
+	}
+	reply, err := endScript.Run(ctx, s.client, []string{sessionKey(tag, sessionID), indexKey(tag), tombstoneKey(tag, sessionID)},
+		tenantID, sessionID, millis(until)).Int64Slice()
+	if err != nil {
+		return token.RevokeOutcome{}, unavailable("end session", err)
+	}
+	return revokeOutcome("end session", reply)
+}
+
+func revokeOutcome(op string, reply []int64) (token.RevokeOutcome, error) {
+	if len(reply) != 2 {
+		return token.RevokeOutcome{}, fmt.Errorf("redis store: %s: %w", op, errUnexpectedReply)
+	}
+	return token.RevokeOutcome{Revoked: reply[0] == 1, Announce: reply[1] == 1}, nil
+}
+
+// Announced marks the jti's revocation mark, or the session's tombstone when jti is "", announced.
+func (s *Store) Announced(ctx context.Context, tenantID, sessionID, jti string) error {
+	tag, ok := token.SessionTag(sessionID)
+	if !ok {
 		return nil
 	}
-	err := revokeScript.Run(ctx, s.client, []string{sessionKey(tag, sessionID), revokedKey(tag, jti)},
-		tenantID, millis(until)).Err()
-	if err != nil {
-		return unavailable("revoke token", err)
+	key := tombstoneKey(tag, sessionID)
+	if jti != "" {
+		if owner, ok := token.SessionOfJTI(jti); !ok || owner != sessionID {
+			return nil
+		}
+		key = revokedKey(tag, jti)
+	}
+	if err := announcedScript.Run(ctx, s.client, []string{key}, tenantID).Err(); err != nil {
+		return unavailable("record an announcement", err)
 	}
 	return nil
 }

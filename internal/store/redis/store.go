@@ -37,6 +37,14 @@ var (
 	deleteSrc    string
 	deleteScript = goredis.NewScript(deleteSrc)
 
+	//go:embed scripts/end.lua
+	endSrc    string
+	endScript = goredis.NewScript(endSrc)
+
+	//go:embed scripts/announced.lua
+	announcedSrc    string
+	announcedScript = goredis.NewScript(announcedSrc)
+
 	//go:embed scripts/cutoff.lua
 	cutoffSrc    string
 	cutoffScript = goredis.NewScript(cutoffSrc)

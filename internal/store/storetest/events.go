@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -17,8 +18,8 @@ const (
 )
 
 // RunEvents runs the conformance suite of revocation logs. newLog returns a log with no events for
-// any tenant, that keeps events for EventsRetention and at most EventsCap per tenant and reads the
-// time from clock.
+// any tenant, that keeps events for EventsRetention, has room for EventsCap per tenant and reads
+// the time from clock.
 func RunEvents(t *testing.T, newLog func(t *testing.T, clock *Clock) revocation.Log) {
 	for _, tt := range eventTests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,7 +74,12 @@ func (f *eventFixture) head(t *testing.T, tenantID string) string {
 }
 
 func tokenEvent(clock *Clock, jti string) revocation.Event {
-	return revocation.Event{Kind: revocation.KindToken, Value: jti, ExpiresAt: clock.Now().Add(15 * time.Minute)}
+	return eventExpiring(jti, clock.Now().Add(15*time.Minute))
+}
+
+// eventExpiring is the revocation of a token that stops mattering at exp.
+func eventExpiring(jti string, exp time.Time) revocation.Event {
+	return revocation.Event{Kind: revocation.KindToken, Value: jti, ExpiresAt: exp}
 }
 
 func values(evs []revocation.Event) []string {
@@ -184,41 +190,161 @@ var eventTests = []eventTest{
 		}
 	}},
 	{"TrimsByAge", func(t *testing.T, f *eventFixture) {
-		first := f.appendN(t, acme, 1)
+		// Events that matter longer than the retention: only their age trims them.
+		long := func(jti string) revocation.Event { return eventExpiring(jti, f.clock.Now().Add(2*EventsRetention)) }
+		f.append(t, acme, long("j0"))
+		first := f.head(t, acme)
 		f.clock.Advance(EventsRetention / 2)
-		f.append(t, acme, tokenEvent(f.clock, "k1"))
+		f.append(t, acme, long("k1"))
 		f.clock.Advance(EventsRetention/2 + time.Second)
-		f.append(t, acme, tokenEvent(f.clock, "k2"))
+		f.append(t, acme, long("k2"))
 		evs, _ := f.read(t, acme, revocation.Start, 10)
 		wantValues(t, "after the retention", evs, "k1", "k2")
 		// The watcher that saw the trimmed event misses nothing.
-		evs, resync := f.read(t, acme, first[0].Cursor, 10)
+		evs, resync := f.read(t, acme, first, 10)
 		if resync {
 			t.Errorf("Read after the last trimmed entry ordered a resync")
 		}
 		wantValues(t, "after the trimmed entry", evs, "k1", "k2")
 	}},
-	{"TrimsBeyondTheCapAndResyncsThoseBehind", func(t *testing.T, f *eventFixture) {
-		var cursors, want []string
-		for i := range EventsCap + 2 {
-			f.append(t, acme, tokenEvent(f.clock, "j"+string(rune('0'+i))))
+	{"TrimsByExpiryAndResyncsThoseBehind", func(t *testing.T, f *eventFixture) {
+		t0 := f.clock.Now()
+		var cursors []string
+		for _, ev := range []revocation.Event{
+			eventExpiring("j0", t0.Add(time.Minute)), eventExpiring("j1", t0.Add(2*time.Minute)),
+			eventExpiring("j2", t0.Add(30*time.Minute)),
+		} {
+			f.append(t, acme, ev)
 			cursors = append(cursors, f.head(t, acme))
-			want = append(want, "j"+string(rune('0'+i)))
 		}
-		kept, _ := f.read(t, acme, revocation.Start, 100)
-		wantValues(t, "after the cap", kept, want[2:]...)
-		if _, resync := f.read(t, acme, cursors[0], 100); !resync {
+		f.clock.Advance(2 * time.Minute) // j0 and j1 stop mattering; j2 still does.
+		f.append(t, acme, tokenEvent(f.clock, "k"))
+		evs, _ := f.read(t, acme, revocation.Start, 10)
+		wantValues(t, "after j0 and j1 expired", evs, "j2", "k")
+		if _, resync := f.read(t, acme, cursors[0], 10); !resync {
 			t.Errorf("Read behind a trimmed entry did not order a resync")
 		}
-		got, resync := f.read(t, acme, cursors[1], 100)
+		evs, resync := f.read(t, acme, cursors[1], 10)
 		if resync {
 			t.Errorf("Read after the last trimmed entry ordered a resync")
 		}
-		wantValues(t, "after the last trimmed entry", got, want[2:]...)
+		wantValues(t, "after the last trimmed entry", evs, "j2", "k")
+	}},
+	{"TrimsOnlyFromTheOldestEnd", func(t *testing.T, f *eventFixture) {
+		// An expired event behind one that still matters waits for it: a watcher behind the
+		// expired one must not be told it missed nothing while the live one is kept.
+		t0 := f.clock.Now()
+		f.append(t, acme, eventExpiring("j0", t0.Add(30*time.Minute)))
+		f.append(t, acme, eventExpiring("j1", t0.Add(time.Minute)))
+		f.clock.Advance(2 * time.Minute)
+		f.append(t, acme, tokenEvent(f.clock, "k"))
+		evs, _ := f.read(t, acme, revocation.Start, 10)
+		wantValues(t, "after j1 expired behind j0", evs, "j0", "j1", "k")
+	}},
+	{"NeverTrimsALiveEventToMakeRoom", func(t *testing.T, f *eventFixture) {
+		f.append(t, acme, tokenEvent(f.clock, "genuine"))
+		first := f.head(t, acme)
+		var want []string
+		for i := range EventsCap + 2 {
+			v := "j" + string(rune('0'+i))
+			f.append(t, acme, tokenEvent(f.clock, v))
+			want = append(want, v)
+		}
+		evs, _ := f.read(t, acme, revocation.Start, 100)
+		wantValues(t, "beyond the cap", evs, append([]string{"genuine"}, want...)...)
+		evs, resync := f.read(t, acme, first, 100)
+		if resync {
+			t.Errorf("Read after the first entry ordered a resync though nothing was trimmed")
+		}
+		wantValues(t, "after the first entry", evs, want...)
+	}},
+	{"RoomRefusesWhenFullOfLiveEvents", func(t *testing.T, f *eventFixture) {
+		if err := f.log.Room(f.ctx, acme); err != nil {
+			t.Fatalf("Room of a log that does not exist = %v", err)
+		}
+		var cursors []string
+		for i := range EventsCap {
+			if err := f.log.Room(f.ctx, acme); err != nil {
+				t.Fatalf("Room with %d live events (cap %d) = %v", i, EventsCap, err)
+			}
+			f.append(t, acme, eventExpiring("j"+string(rune('0'+i)), f.clock.Now().Add(time.Minute)))
+			cursors = append(cursors, f.head(t, acme))
+		}
+		if err := f.log.Room(f.ctx, acme); !errors.Is(err, revocation.ErrFull) {
+			t.Fatalf("Room with the cap of live events = %v, want ErrFull", err)
+		}
+		if err := f.log.Room(f.ctx, globex); err != nil {
+			t.Errorf("Room of another tenant = %v", err)
+		}
+		// Cut-offs and key events are appended all the same, and trim nothing that matters.
+		f.append(t, acme, revocation.Event{Kind: revocation.KindTenantCutoff, Cutoff: f.clock.Now(), ExpiresAt: f.clock.Now().Add(time.Hour)})
+		f.append(t, acme, revocation.Event{Kind: revocation.KindKeyWithdrawn, Value: "kid", ExpiresAt: f.clock.Now().Add(time.Hour)})
+		evs, _ := f.read(t, acme, revocation.Start, 100)
+		wantValues(t, "beyond the cap", evs, "j0", "j1", "j2", "j3", "", "kid")
+		if err := f.log.Room(f.ctx, acme); !errors.Is(err, revocation.ErrFull) {
+			t.Errorf("Room beyond the cap = %v, want ErrFull", err)
+		}
+		// Once they stop mattering, Room itself trims them, with the same floor rules.
+		f.clock.Advance(time.Minute)
+		if err := f.log.Room(f.ctx, acme); err != nil {
+			t.Errorf("Room once the events expired = %v", err)
+		}
+		evs, _ = f.read(t, acme, revocation.Start, 100)
+		wantValues(t, "after Room trimmed", evs, "", "kid")
+		if _, resync := f.read(t, acme, cursors[2], 100); !resync {
+			t.Errorf("Read behind an entry that Room trimmed did not order a resync")
+		}
+		if _, resync := f.read(t, acme, cursors[3], 100); resync {
+			t.Errorf("Read after the last entry that Room trimmed ordered a resync")
+		}
+	}},
+	{"TrimsABoundedBatchPerCall", func(t *testing.T, f *eventFixture) {
+		const left = EventsCap + 1
+		n := revocation.TrimBatch + left
+		var want []string
+		for i := range n {
+			f.append(t, acme, eventExpiring("j"+strconv.Itoa(i), f.clock.Now().Add(time.Minute)))
+			if i >= n-left {
+				want = append(want, "j"+strconv.Itoa(i))
+			}
+		}
+		f.clock.Advance(time.Minute)
+		// One call trims one batch: more than the cap is left, but the oldest stopped mattering.
+		if err := f.log.Room(f.ctx, acme); err != nil {
+			t.Errorf("Room with expired events left to trim = %v", err)
+		}
+		evs, _ := f.read(t, acme, revocation.Start, 1000)
+		wantValues(t, "after one call", evs, want...)
+		if err := f.log.Room(f.ctx, acme); err != nil {
+			t.Errorf("Room = %v", err)
+		}
+		evs, _ = f.read(t, acme, revocation.Start, 1000)
+		wantValues(t, "after the second call (the newest stays)", evs, want[left-1])
+	}},
+	{"CursorBeyondTheNewestResyncs", func(t *testing.T, f *eventFixture) {
+		evs := f.appendN(t, acme, 2)
+		newest, err := revocation.ParseCursor(evs[1].Cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, resync := f.read(t, acme, newest.String(), 10); resync {
+			t.Errorf("Read after the newest entry ordered a resync")
+		}
+		for _, c := range []revocation.ID{
+			{MS: newest.MS, Seq: newest.Seq + 1},
+			{MS: newest.MS + 60_000},
+			{MS: revocation.MaxCursorPart, Seq: revocation.MaxCursorPart},
+		} {
+			if got, resync := f.read(t, acme, c.String(), 10); !resync || len(got) != 0 {
+				t.Errorf("Read(%v) beyond the newest entry = %v, resync %v; want a resync", c, values(got), resync)
+			}
+		}
 	}},
 	{"RejectsMalformedCursors", func(t *testing.T, f *eventFixture) {
 		f.appendN(t, acme, 1)
-		for _, c := range []string{"x", "1-", "-1", "01-1", "1-1-1", "+", "-", "(1-1", "1-1 ", "99999999999999999999999-0"} {
+		for _, c := range []string{"x", "1-", "-1", "01-1", "1-1-1", "+", "-", "(1-1", "1-1 ", "99999999999999999999999-0",
+			// Well formed, but beyond any id a log hands out; the greatest has no successor.
+			"18446744073709551615-18446744073709551615", "9007199254740992-0", "1-9007199254740992"} {
 			if _, _, err := f.log.Read(f.ctx, acme, c, 10); !errors.Is(err, revocation.ErrBadCursor) {
 				t.Errorf("Read(%q) = %v, want ErrBadCursor", c, err)
 			}

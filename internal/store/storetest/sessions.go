@@ -203,8 +203,8 @@ func testMalformedIDs(t *testing.T, f *fixture) {
 			if st, err := f.store.CheckAccess(f.ctx, acme, tt.id, tt.jti); err != nil || st.SessionFound || st.TokenRevoked {
 				t.Errorf("CheckAccess = %+v, %v; want an unknown session", st, err)
 			}
-			if err := f.store.RevokeToken(f.ctx, acme, tt.id, tt.jti, f.t0.Add(time.Minute)); err != nil {
-				t.Errorf("RevokeToken: %v, want nil", err)
+			if out, err := f.store.RevokeToken(f.ctx, acme, tt.id, tt.jti, f.t0.Add(time.Minute)); err != nil || out != (token.RevokeOutcome{}) {
+				t.Errorf("RevokeToken = %+v, %v; want nothing, nil", out, err)
 			}
 			if tt.id == s.ID {
 				return
@@ -220,6 +220,12 @@ func testMalformedIDs(t *testing.T, f *fixture) {
 			}
 			if deleted, err := f.store.DeleteSession(f.ctx, acme, tt.id); err != nil || deleted {
 				t.Errorf("DeleteSession = %v, %v; want false, nil", deleted, err)
+			}
+			if out, err := f.store.EndSession(f.ctx, acme, tt.id, f.t0.Add(time.Minute)); err != nil || out != (token.RevokeOutcome{}) {
+				t.Errorf("EndSession = %+v, %v; want nothing, nil", out, err)
+			}
+			if err := f.store.Announced(f.ctx, acme, tt.id, tt.jti); err != nil {
+				t.Errorf("Announced: %v, want nil", err)
 			}
 		})
 	}

@@ -46,6 +46,8 @@ type TTLInspector interface {
 	SubjectCutoffTTL(ctx context.Context, tenant, subject string) (time.Duration, error)
 	// TenantCutoffTTL returns the remaining lifetime of a tenant's cut-off.
 	TenantCutoffTTL(ctx context.Context, tenant string) (time.Duration, error)
+	// TombstoneTTL returns the remaining lifetime of an ended session's tombstone.
+	TombstoneTTL(ctx context.Context, sessionID string) (time.Duration, error)
 }
 
 // Clock is a settable clock for backends that read the time from a function. It starts at the
@@ -86,6 +88,7 @@ func Run(t *testing.T, newStore func(t *testing.T, clock *Clock) Backend) {
 		{"CheckAccess", checkAccessTests},
 		{"RotateRefresh", rotateTests},
 		{"Revocation", revocationTests},
+		{"Announcements", announcementTests},
 		{"Expiry", expiryTests},
 		{"ListSessions", listTests},
 		{"Records", recordTests},
@@ -197,11 +200,13 @@ func (f *fixture) rotate(t *testing.T, req token.RotateRequest) token.RotateResu
 	return res
 }
 
-func (f *fixture) revoke(t *testing.T, tenantID, id, jti string, until time.Time) {
+func (f *fixture) revoke(t *testing.T, tenantID, id, jti string, until time.Time) token.RevokeOutcome {
 	t.Helper()
-	if err := f.store.RevokeToken(f.ctx, tenantID, id, jti, until); err != nil {
+	out, err := f.store.RevokeToken(f.ctx, tenantID, id, jti, until)
+	if err != nil {
 		t.Fatalf("RevokeToken: %v", err)
 	}
+	return out
 }
 
 func (f *fixture) subjectCutoff(t *testing.T, tenantID, subject string, at time.Time, ttl time.Duration) {
