@@ -163,6 +163,12 @@ func (s *Service) announce(ctx context.Context, t *tenant.Tenant, ev revocation.
 	if s.cfg.Events == nil {
 		return nil
 	}
+	// Events carry milliseconds, as the Redis stream stores them, on every backend: a watcher sees
+	// the same expire_time whichever store the authority runs on.
+	ev.ExpiresAt = time.UnixMilli(ev.ExpiresAt.UnixMilli())
+	if !ev.Cutoff.IsZero() {
+		ev.Cutoff = time.UnixMilli(ev.Cutoff.UnixMilli())
+	}
 	if err := s.cfg.Events.Append(ctx, t.ID, ev); err != nil {
 		return fmt.Errorf("announce the revocation (it is recorded; retry to announce it): %w", err)
 	}

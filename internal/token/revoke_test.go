@@ -169,3 +169,30 @@ func TestRevokeRefusedWhenTheLogIsFull(t *testing.T) {
 		t.Errorf("Revoke once the events expired = %v", err)
 	}
 }
+
+// TestEventTimesAreMilliseconds: every event carries its times in milliseconds, as the Redis
+// stream stores them, on the in-memory store too (a jti revocation's expiry had nanoseconds).
+func TestEventTimesAreMilliseconds(t *testing.T) {
+	ctx := context.Background()
+	f, log := newLoggedFixture(t, 0)
+	f.clock.Advance(123456789 * time.Nanosecond) // a clock with sub-millisecond parts
+	p := f.issue(t, nil)
+	jti := decodeSegment(t, p.AccessToken, 1)["jti"].(string)
+	if err := f.svc.Revoke(ctx, f.tenant, token.RevokeTarget{JTI: jti}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.RevokeSubject(ctx, f.tenant, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := log.Read(ctx, f.tenant.ID, revocation.Start, 10)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("events %v, %v", evs, err)
+	}
+	for _, ev := range evs {
+		for name, at := range map[string]time.Time{"expiry": ev.ExpiresAt, "cut-off": ev.Cutoff} {
+			if at.Nanosecond()%int(time.Millisecond) != 0 {
+				t.Errorf("%v event: %s %v has sub-millisecond parts", ev.Kind, name, at)
+			}
+		}
+	}
+}
