@@ -115,6 +115,12 @@ var commands = []*command{
 		bind:     bindPrincipalDelete,
 	},
 	{
+		name:     "principal list",
+		synopsis: "[-tenant ID] [-page-size N] [-page-token T]",
+		summary:  "List a tenant's principals, one page at a time (never their secrets).",
+		bind:     bindPrincipalList,
+	},
+	{
 		name:     "signing-key rotate",
 		synopsis: "[-tenant ID] [-alg EdDSA|ES256|RS256|HS256]",
 		summary:  "Publish a new signing key; it signs after the pre-publish delay.",
@@ -125,6 +131,24 @@ var commands = []*command{
 		synopsis: "-kid KID [-tenant ID] -yes",
 		summary:  "Remove a signing key at once; every token it signed becomes inactive.",
 		bind:     bindSigningKeyWithdraw,
+	},
+	{
+		name:     "signing-key list",
+		synopsis: "[-tenant ID]",
+		summary:  "List a tenant's signing keys: published, active, retiring or withdrawn.",
+		details: "published: in the JWKS, signs from ACTIVATES; active: signs; retiring: no longer signs and\n" +
+			"verifies what it signed until LEAVES; withdrawn: every token it signed is inactive.",
+		bind: bindSigningKeyList,
+	},
+	{
+		name:     "refresh-key rotate",
+		synopsis: "[-tenant ID] [-if-current KID] [-emergency -yes]",
+		summary:  "Give a tenant a new refresh-token key, which signs every refresh token from now on.",
+		details: "Routinely the older keys keep refreshing the tokens they signed until the longest session has\n" +
+			"passed. -emergency refuses every refresh token of an older key at once (its users sign in\n" +
+			"again when their access token expires). -if-current rotates only if KID is still the current\n" +
+			"key: Aborted when another rotation came first.",
+		bind: bindRefreshKeyRotate,
 	},
 	{
 		name:     "keys",
@@ -532,6 +556,61 @@ func bindSigningKeyWithdraw(fs *flag.FlagSet) prepareFunc {
 				return err
 			}
 			return p.print(resp, func(w io.Writer) { fmt.Fprintf(w, "withdrew signing key %s\n", req.GetKid()) })
+		}, nil
+	}
+}
+
+func bindPrincipalList(fs *flag.FlagSet) prepareFunc {
+	tenant := fs.String("tenant", "", "tenant whose principals to list (the caller's when unset)")
+	size := fs.Int("page-size", 0, "maximum number of principals to return (server default when 0)")
+	token := fs.String("page-token", "", "next-page token of a previous list")
+	return func() (callFunc, error) {
+		n, err := pageSize(*size)
+		if err != nil {
+			return nil, err
+		}
+		req := &tokenauthorityv1.ListPrincipalsRequest{TenantId: *tenant, PageSize: n, PageToken: *token}
+		return func(ctx context.Context, c *clients, p *printer) error {
+			resp, err := c.admin.ListPrincipals(ctx, req)
+			if err != nil {
+				return err
+			}
+			return p.print(resp, func(w io.Writer) { writePrincipalList(w, resp) })
+		}, nil
+	}
+}
+
+func bindSigningKeyList(fs *flag.FlagSet) prepareFunc {
+	tenant := fs.String("tenant", "", "tenant (the caller's when unset)")
+	return func() (callFunc, error) {
+		req := &tokenauthorityv1.ListSigningKeysRequest{TenantId: *tenant}
+		return func(ctx context.Context, c *clients, p *printer) error {
+			resp, err := c.admin.ListSigningKeys(ctx, req)
+			if err != nil {
+				return err
+			}
+			return p.print(resp, func(w io.Writer) { writeSigningKeyList(w, resp) })
+		}, nil
+	}
+}
+
+func bindRefreshKeyRotate(fs *flag.FlagSet) prepareFunc {
+	tenant := fs.String("tenant", "", "tenant (the caller's when unset)")
+	ifCurrent := fs.String("if-current", "", "rotate only if `KID` is still the current refresh-token key")
+	emergency := fs.Bool("emergency", false, "refuse every refresh token of an older key at once (needs -yes)")
+	yes := fs.Bool("yes", false, "confirm -emergency")
+	return func() (callFunc, error) {
+		if *emergency && !*yes {
+			return nil, usagef("refusing an emergency rotation without -yes: every refresh token signed by an older key " +
+				"is refused at once, and its user signs in again when the access token expires")
+		}
+		req := &tokenauthorityv1.RotateRefreshKeyRequest{TenantId: *tenant, Emergency: *emergency, IfCurrentKid: *ifCurrent}
+		return func(ctx context.Context, c *clients, p *printer) error {
+			resp, err := c.admin.RotateRefreshKey(ctx, req)
+			if err != nil {
+				return err
+			}
+			return p.print(resp, func(w io.Writer) { writeRefreshRotation(w, resp) })
 		}, nil
 	}
 }

@@ -91,6 +91,8 @@ var (
 		SessionId:  "sid-1",
 		Scopes:     []string{"read", "write"},
 	}
+	// tLeave is when a retired signing key leaves.
+	tLeave = timestamppb.New(time.Date(2026, 3, 31, 13, 1, 0, 0, time.UTC))
 	// tMilli is a cut-off, which has millisecond precision.
 	tMilli = timestamppb.New(time.Date(2026, 3, 1, 12, 0, 0, 123_000_000, time.UTC))
 	// cannedEvents are what the fake WatchRevocations streams by default: one event of each kind,
@@ -317,6 +319,34 @@ func (f *fakeAdminService) RotateSigningKey(ctx context.Context, req *tokenautho
 
 func (f *fakeAdminService) WithdrawSigningKey(ctx context.Context, req *tokenauthorityv1.WithdrawSigningKeyRequest) (*tokenauthorityv1.WithdrawSigningKeyResponse, error) {
 	return respond(ctx, f.rec, "WithdrawSigningKey", req, &tokenauthorityv1.WithdrawSigningKeyResponse{})
+}
+
+func (f *fakeAdminService) ListPrincipals(ctx context.Context, req *tokenauthorityv1.ListPrincipalsRequest) (*tokenauthorityv1.ListPrincipalsResponse, error) {
+	withSecret := proto.Clone(cannedPrincipal).(*tokenauthorityv1.Principal)
+	withSecret.Identifier, withSecret.HasSecret = "svc-orders", true
+	return respond(ctx, f.rec, "ListPrincipals", req, &tokenauthorityv1.ListPrincipalsResponse{
+		Principals:    []*tokenauthorityv1.Principal{cannedPrincipal, withSecret},
+		NextPageToken: "cHJpbmNpcGFscy92MS9hY21lL3N2Yy1vcmRlcnM",
+	})
+}
+
+func (f *fakeAdminService) ListSigningKeys(ctx context.Context, req *tokenauthorityv1.ListSigningKeysRequest) (*tokenauthorityv1.ListSigningKeysResponse, error) {
+	return respond(ctx, f.rec, "ListSigningKeys", req, &tokenauthorityv1.ListSigningKeysResponse{Keys: []*tokenauthorityv1.SigningKey{
+		{Kid: "kid-1", Algorithm: tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_EDDSA, State: tokenauthorityv1.SigningKeyState_SIGNING_KEY_STATE_ACTIVE,
+			CreateTime: t0, PublishTime: t0, ActivateTime: t0, RetireTime: t1, ExpireTime: tLeave},
+		{Kid: "kid-2", Algorithm: tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256, State: tokenauthorityv1.SigningKeyState_SIGNING_KEY_STATE_PUBLISHED,
+			CreateTime: t0, PublishTime: t0, ActivateTime: t1},
+		{Kid: "kid-0", Algorithm: tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_EDDSA, State: tokenauthorityv1.SigningKeyState_SIGNING_KEY_STATE_WITHDRAWN,
+			CreateTime: t0, PublishTime: t0, ActivateTime: t0, WithdrawTime: tMilli},
+	}})
+}
+
+func (f *fakeAdminService) RotateRefreshKey(ctx context.Context, req *tokenauthorityv1.RotateRefreshKeyRequest) (*tokenauthorityv1.RotateRefreshKeyResponse, error) {
+	return respond(ctx, f.rec, "RotateRefreshKey", req, &tokenauthorityv1.RotateRefreshKeyResponse{
+		Current:     &tokenauthorityv1.RefreshKey{Kid: "rt-0sD4bqXhXr2kMSAu", CreateTime: t0},
+		Retired:     []*tokenauthorityv1.RefreshKey{{Kid: "rt", RetireTime: t0, DeleteTime: t1}},
+		DroppedKids: []string{"rt-Yq0vZl6cJm1Qb9Xe"},
+	})
 }
 
 // serve starts an in-process gRPC server with the given services and returns its address.
@@ -608,6 +638,20 @@ var requestCases = []requestCase{
 		wantOut: []string{"deleted principal svc-billing"},
 	},
 	{
+		name:   "principal list",
+		args:   []string{"principal", "list", "-tenant", "acme", "-page-size", "2", "-page-token", "abc"},
+		method: "ListPrincipals",
+		want:   &tokenauthorityv1.ListPrincipalsRequest{TenantId: "acme", PageSize: 2, PageToken: "abc"},
+		wantOut: []string{"PRINCIPAL", "DISPLAY NAME", "SECRET", "svc-billing", "Billing service", "invoices:read",
+			"svc-orders", "set", `-page-token "cHJpbmNpcGFscy92MS9hY21lL3N2Yy1vcmRlcnM"`},
+	},
+	{
+		name:   "principal list of the caller's tenant",
+		args:   []string{"principal", "list"},
+		method: "ListPrincipals",
+		want:   &tokenauthorityv1.ListPrincipalsRequest{},
+	},
+	{
 		name:   "signing-key rotate",
 		args:   []string{"signing-key", "rotate", "-tenant", "acme", "-alg", "RS256"},
 		method: "RotateSigningKey",
@@ -629,6 +673,35 @@ var requestCases = []requestCase{
 		method:  "WithdrawSigningKey",
 		want:    &tokenauthorityv1.WithdrawSigningKeyRequest{TenantId: "acme", Kid: "kid-1"},
 		wantOut: []string{"withdrew signing key kid-1"},
+	},
+	{
+		name:   "signing-key list",
+		args:   []string{"signing-key", "list", "-tenant", "acme"},
+		method: "ListSigningKeys",
+		want:   &tokenauthorityv1.ListSigningKeysRequest{TenantId: "acme"},
+		wantOut: []string{"KEY ID", "STATE", "ACTIVATES", "RETIRES", "LEAVES", "WITHDRAWN",
+			"kid-1   EdDSA      active", "2026-03-31T13:01:00Z", "kid-2   ES256      published", "kid-0   EdDSA      withdrawn",
+			"2026-03-01T12:00:00Z"},
+	},
+	{
+		name:   "signing-key list of the caller's tenant",
+		args:   []string{"signing-key", "list"},
+		method: "ListSigningKeys",
+		want:   &tokenauthorityv1.ListSigningKeysRequest{},
+	},
+	{
+		name:   "refresh-key rotate",
+		args:   []string{"refresh-key", "rotate"},
+		method: "RotateRefreshKey",
+		want:   &tokenauthorityv1.RotateRefreshKeyRequest{},
+		wantOut: []string{"Current key:", "rt-0sD4bqXhXr2kMSAu", "Retired key:", "rt (verifies until 2026-03-31T12:00:00Z)",
+			"Dropped keys:", "rt-Yq0vZl6cJm1Qb9Xe"},
+	},
+	{
+		name:   "refresh-key rotate in an emergency, if still current",
+		args:   []string{"refresh-key", "rotate", "-tenant", "acme", "-emergency", "-yes", "-if-current", "rt-0sD4bqXhXr2kMSAu"},
+		method: "RotateRefreshKey",
+		want:   &tokenauthorityv1.RotateRefreshKeyRequest{TenantId: "acme", Emergency: true, IfCurrentKid: "rt-0sD4bqXhXr2kMSAu"},
 	},
 	{
 		name:    "keys",
@@ -947,6 +1020,33 @@ func TestJSONOutput(t *testing.T) {
 			want: "2026-03-31T12:00:00Z",
 		},
 		{
+			name: "signing-key list",
+			args: []string{"-o", "json", "signing-key", "list"},
+			path: []string{"keys"},
+			want: []any{
+				map[string]any{"kid": "kid-1", "algorithm": "SIGNING_ALGORITHM_EDDSA", "state": "SIGNING_KEY_STATE_ACTIVE",
+					"createTime": "2026-03-01T12:00:00Z", "publishTime": "2026-03-01T12:00:00Z", "activateTime": "2026-03-01T12:00:00Z",
+					"retireTime": "2026-03-31T12:00:00Z", "expireTime": "2026-03-31T13:01:00Z"},
+				map[string]any{"kid": "kid-2", "algorithm": "SIGNING_ALGORITHM_ES256", "state": "SIGNING_KEY_STATE_PUBLISHED",
+					"createTime": "2026-03-01T12:00:00Z", "publishTime": "2026-03-01T12:00:00Z", "activateTime": "2026-03-31T12:00:00Z"},
+				map[string]any{"kid": "kid-0", "algorithm": "SIGNING_ALGORITHM_EDDSA", "state": "SIGNING_KEY_STATE_WITHDRAWN",
+					"createTime": "2026-03-01T12:00:00Z", "publishTime": "2026-03-01T12:00:00Z", "activateTime": "2026-03-01T12:00:00Z",
+					"withdrawTime": "2026-03-01T12:00:00.123Z"},
+			},
+		},
+		{
+			name: "principal list",
+			args: []string{"-o", "json", "principal", "list"},
+			path: []string{"nextPageToken"},
+			want: "cHJpbmNpcGFscy92MS9hY21lL3N2Yy1vcmRlcnM",
+		},
+		{
+			name: "refresh-key rotate",
+			args: []string{"-o", "json", "refresh-key", "rotate"},
+			path: []string{"current", "kid"},
+			want: "rt-0sD4bqXhXr2kMSAu",
+		},
+		{
 			name: "issue",
 			args: []string{"-o", "json", "issue", "-subject", "alice"},
 			want: map[string]any{"accessToken": cannedAccessToken, "refreshToken": cannedRefreshToken, "tokenType": "Bearer",
@@ -1020,6 +1120,8 @@ var usageCases = []struct {
 	{name: "unknown role", args: []string{"apikey", "create", "-name", "ci", "-roles", "issue,superuser"}, wantErr: `unknown role "superuser" (valid: issue, verify, revoke, admin)`},
 	{name: "negative overlap", args: []string{"apikey", "rotate", "-id", "k", "-overlap", "-1s"}, wantErr: "-overlap must not be negative"},
 	{name: "withdraw without -yes", args: []string{"signing-key", "withdraw", "-kid", "kid-1"}, wantErr: "without -yes"},
+	{name: "emergency rotation without -yes", args: []string{"refresh-key", "rotate", "-emergency"}, wantErr: "refusing an emergency rotation without -yes"},
+	{name: "negative principal page size", args: []string{"principal", "list", "-page-size", "-2"}, wantErr: "-page-size must be between"},
 	{name: "two revoke targets", args: []string{"revoke", "-jti", "a", "-session", "b"}, wantErr: "exactly one of -token, -jti or -session is required, got 2"},
 	{name: "no revoke target", args: []string{"revoke"}, wantErr: "exactly one of -token, -jti or -session is required, got 0"},
 	{name: "revoke-sessions without scope", args: []string{"revoke-sessions"}, wantErr: "one of -subject or -all-in-tenant is required"},

@@ -147,11 +147,65 @@ func writePrincipal(w io.Writer, pr *tokenauthorityv1.Principal) {
 func writeSigningKey(w io.Writer, k *tokenauthorityv1.SigningKey) {
 	fmt.Fprintf(w, "Key ID:\t%s\n", display(k.GetKid()))
 	fmt.Fprintf(w, "Algorithm:\t%s\n", algorithmName(k.GetAlgorithm()))
+	if k.GetState() != tokenauthorityv1.SigningKeyState_SIGNING_KEY_STATE_UNSPECIFIED {
+		fmt.Fprintf(w, "State:\t%s\n", formatKeyState(k.GetState()))
+	}
 	fmt.Fprintf(w, "Published:\t%s\n", formatTime(k.GetPublishTime()))
 	fmt.Fprintf(w, "Activates:\t%s\n", formatTime(k.GetActivateTime()))
 	if k.GetRetireTime() != nil {
 		fmt.Fprintf(w, "Retired:\t%s\n", formatTime(k.GetRetireTime()))
 	}
+}
+
+func writePrincipalList(w io.Writer, resp *tokenauthorityv1.ListPrincipalsResponse) {
+	switch {
+	case len(resp.GetPrincipals()) == 0 && resp.GetNextPageToken() != "":
+		fmt.Fprintln(w, "no principals on this page")
+	case len(resp.GetPrincipals()) == 0:
+		fmt.Fprintln(w, "no principals")
+	default:
+		fmt.Fprintln(w, "PRINCIPAL\tDISPLAY NAME\tSCOPES\tAUDIENCE\tSECRET\tCREATED")
+		for _, pr := range resp.GetPrincipals() {
+			secret := "-"
+			if pr.GetHasSecret() {
+				secret = "set"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n",
+				display(pr.GetIdentifier()), display(pr.GetDisplayName()), formatList(pr.GetScopes(), "-"),
+				formatList(pr.GetAudience(), "-"), secret, formatTime(pr.GetCreateTime()))
+		}
+	}
+	writeNextPage(w, resp.GetNextPageToken())
+}
+
+func writeSigningKeyList(w io.Writer, resp *tokenauthorityv1.ListSigningKeysResponse) {
+	if len(resp.GetKeys()) == 0 {
+		fmt.Fprintln(w, "no signing keys")
+		return
+	}
+	fmt.Fprintln(w, "KEY ID\tALGORITHM\tSTATE\tCREATED\tACTIVATES\tRETIRES\tLEAVES\tWITHDRAWN")
+	for _, k := range resp.GetKeys() {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			display(k.GetKid()), algorithmName(k.GetAlgorithm()), formatKeyState(k.GetState()),
+			formatTime(k.GetCreateTime()), formatTime(k.GetActivateTime()), formatTime(k.GetRetireTime()),
+			formatTime(k.GetExpireTime()), formatTime(k.GetWithdrawTime()))
+	}
+}
+
+func writeRefreshRotation(w io.Writer, resp *tokenauthorityv1.RotateRefreshKeyResponse) {
+	cur := resp.GetCurrent()
+	fmt.Fprintf(w, "Current key:\t%s (created %s)\n", display(cur.GetKid()), formatTime(cur.GetCreateTime()))
+	for _, k := range resp.GetRetired() {
+		fmt.Fprintf(w, "Retired key:\t%s (verifies until %s)\n", display(k.GetKid()), formatTime(k.GetDeleteTime()))
+	}
+	if len(resp.GetDroppedKids()) > 0 {
+		fmt.Fprintf(w, "Dropped keys:\t%s (their refresh tokens are refused)\n", formatList(resp.GetDroppedKids(), "-"))
+	}
+}
+
+// formatKeyState renders SIGNING_KEY_STATE_RETIRING as "retiring".
+func formatKeyState(s tokenauthorityv1.SigningKeyState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "SIGNING_KEY_STATE_"))
 }
 
 func writeSessionList(w io.Writer, resp *tokenauthorityv1.ListSessionsResponse) {

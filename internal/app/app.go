@@ -179,9 +179,9 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 	a.http = &http.Server{
 		Handler: httpserver.New(httpserver.Config{
 			Keys: km, Gatherer: reg, Ready: a.ready.Load, Logger: log,
-			// A cache that holds the JWKS no longer than the pre-publish delay has every new key
-			// before it signs.
-			JWKSMaxAge: cfg.KeyPrePublish,
+			// Below the pre-publish delay: a cache that honours it has every new key before the key
+			// signs.
+			JWKSMaxAge: keys.JWKSMaxAge(cfg.KeyPrePublish),
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,

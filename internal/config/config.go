@@ -93,8 +93,11 @@ const (
 	defaultMaxAccessTTL    = time.Hour
 	defaultMaxRefreshTTL   = 720 * time.Hour
 	defaultShutdownTimeout = 10 * time.Second
-	defaultKeyPrePublish   = 5 * time.Minute
-	maxKeyPrePublish       = 24 * time.Hour
+	// defaultKeyPrePublish outlasts the JWKS caches of the usual mesh consumers, which do not
+	// refetch on an unknown kid: Envoy's jwt_authn (10 minutes) and istiod (20 minutes), with
+	// room for istiod's push to its proxies (docs/operations.md).
+	defaultKeyPrePublish = 30 * time.Minute
+	maxKeyPrePublish     = 24 * time.Hour
 
 	// The defaults of the server's limits are grpcserver's (grpcserver.DefaultWatchRecheck, ...);
 	// config does not import the server, so they are repeated here for the usage text.
@@ -145,7 +148,7 @@ var settings = []setting{
 	{env: varMaxAccessTTL, arg: "duration", help: "longest access-token lifetime, at least -access-ttl", devDef: defaultMaxAccessTTL.String()},
 	{env: varMaxRefreshTTL, arg: "duration", help: "longest session lifetime, at least -refresh-ttl", devDef: defaultMaxRefreshTTL.String()},
 	{env: varShutdownTimeout, arg: "duration", help: "time allowed for a graceful shutdown", devDef: defaultShutdownTimeout.String()},
-	{env: varKeyPrePublish, arg: "duration", help: "how long a rotated signing key is published before it signs (JWKS caches refresh in that time), from 0s to 24h", devDef: defaultKeyPrePublish.String()},
+	{env: varKeyPrePublish, arg: "duration", help: "how long a rotated signing key is published before it signs: longer than every consumer caches the JWKS (the JWKS's max-age stays below it), from 0s to 24h", devDef: defaultKeyPrePublish.String()},
 	{env: varLogLevel, arg: "level", help: "log level: debug, info, warn or error", devDef: "info"},
 	{env: varLogFormat, arg: "format", help: "log format: text or json", devDef: logFormatText, prodDef: logFormatJSON},
 	{env: varTracing, arg: "mode", help: "OpenTelemetry tracing of RPCs and Redis calls: off, or otlp (to the collector named by the standard OTEL_EXPORTER_OTLP_* variables)", devDef: TracingOff},
@@ -185,8 +188,8 @@ type Config struct {
 	AccessTTL, RefreshTTL, MaxAccessTTL, MaxRefreshTTL time.Duration
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration
-	// KeyPrePublish is how long a rotated signing key is in the JWKS before it signs; it is also
-	// the JWKS's cache lifetime.
+	// KeyPrePublish is how long a rotated signing key is in the JWKS before it signs; the JWKS's
+	// cache lifetime stays below it (keys.JWKSMaxAge).
 	KeyPrePublish time.Duration
 
 	LogLevel slog.Level

@@ -34,6 +34,7 @@ type TenantAdmin interface {
 	CreatePrincipal(ctx context.Context, t *tenant.Tenant, p *tenant.Principal) error
 	SetPrincipalSecret(ctx context.Context, tenantID, identifier string) (string, error)
 	DeletePrincipal(ctx context.Context, tenantID, identifier string) error
+	ListPrincipals(ctx context.Context, tenantID string, limit int, pageToken string) ([]*tenant.Principal, string, error)
 	AuthenticatePrincipal(ctx context.Context, tenantID, identifier, secret string) (*tenant.Principal, error)
 }
 
@@ -45,6 +46,7 @@ type KeyAdmin interface {
 	Rotate(ctx context.Context, tenant string, alg keys.Algorithm) (*keys.Key, error)
 	Withdraw(ctx context.Context, tenant, kid string) error
 	Keys(ctx context.Context, tenant string) ([]*keys.Key, error)
+	KeyStatuses(ctx context.Context, tenant string) ([]keys.KeyStatus, error)
 	RotateRefreshKey(ctx context.Context, tenant string, r keys.RefreshRotation) (*keys.RefreshRotated, error)
 }
 
@@ -390,12 +392,19 @@ func (s *adminService) DeletePrincipal(ctx context.Context, req *tokenauthorityv
 	return &tokenauthorityv1.DeletePrincipalResponse{}, nil
 }
 
+// signingKeyToProto describes a key that Rotate has just added: published, or active at once
+// when there is no pre-publish delay.
 func signingKeyToProto(k *keys.Key) *tokenauthorityv1.SigningKey {
 	out := &tokenauthorityv1.SigningKey{
 		Kid:          k.ID,
 		Algorithm:    algorithmToProto(string(k.Algorithm)),
 		PublishTime:  timestamppb.New(k.PublishedAt),
 		ActivateTime: timestamppb.New(k.ActivatesAt),
+		CreateTime:   timestampOrNil(k.CreatedAt),
+		State:        tokenauthorityv1.SigningKeyState_SIGNING_KEY_STATE_PUBLISHED,
+	}
+	if !k.ActivatesAt.After(k.PublishedAt) {
+		out.State = tokenauthorityv1.SigningKeyState_SIGNING_KEY_STATE_ACTIVE
 	}
 	if !k.RetiredAt.IsZero() {
 		out.RetireTime = timestamppb.New(k.RetiredAt)

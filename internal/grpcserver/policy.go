@@ -44,8 +44,10 @@ var policies = map[string]policy{
 	tokenauthorityv1.AdminService_CreatePrincipal_FullMethodName:    roles(tenant.RoleAdmin),
 	tokenauthorityv1.AdminService_SetPrincipalSecret_FullMethodName: roles(tenant.RoleAdmin),
 	tokenauthorityv1.AdminService_DeletePrincipal_FullMethodName:    roles(tenant.RoleAdmin),
+	tokenauthorityv1.AdminService_ListPrincipals_FullMethodName:     roles(tenant.RoleAdmin),
 	tokenauthorityv1.AdminService_RotateSigningKey_FullMethodName:   roles(tenant.RoleAdmin),
 	tokenauthorityv1.AdminService_WithdrawSigningKey_FullMethodName: roles(tenant.RoleAdmin),
+	tokenauthorityv1.AdminService_ListSigningKeys_FullMethodName:    roles(tenant.RoleAdmin),
 	tokenauthorityv1.AdminService_RotateRefreshKey_FullMethodName:   roles(tenant.RoleAdmin),
 
 	healthpb.Health_Check_FullMethodName: {public: true},

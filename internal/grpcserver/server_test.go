@@ -47,6 +47,8 @@ type backend struct {
 	store  *memory.Store
 	events *memory.Events
 	kek    []byte
+	// keyOpts configure the key managers of the replicas started after they are set.
+	keyOpts []keys.Option
 }
 
 func newBackend() *backend {
@@ -85,7 +87,7 @@ func (b *backend) replica(t testing.TB, tweak func(*Config)) *replica {
 // serve serves a replica on lis until the test ends.
 func (b *backend) serve(t testing.TB, lis net.Listener, tweak func(*Config)) *replica {
 	t.Helper()
-	km, err := keys.NewManager(b.store, b.kek, b.clock.Now)
+	km, err := keys.NewManager(b.store, b.kek, b.clock.Now, b.keyOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,9 +32,14 @@
 // meanwhile, else applied again to what the other writer stored. Of two racing writers one wins
 // and the other builds on its result, so no change is lost and a withdrawn key never comes back.
 //
+// KeyStatuses names each key's state for operators: published (in the JWKS, not signing yet),
+// active (the signer), retiring (verifying within the retention) or withdrawn. A set remembers
+// its withdrawn keys, without their key material, for the retention after the withdrawal.
+//
 // The code is laid out by concern: keys.go (types), keyset.go (a set and its order), manager.go
-// (the cache and reads), lifecycle.go (rotation, withdrawal, refresh), seal.go (encryption at
-// rest), generate.go (new keys), refresh.go (the refresh-token key), jwks.go and age.go.
+// (the cache and reads), lifecycle.go (rotation, withdrawal, refresh), status.go (the states
+// operators see), seal.go (encryption at rest), generate.go (new keys), refresh.go (the
+// refresh-token key), jwks.go and age.go.
 //
 // Each replica answers from its cache. Refresh re-reads every cached set, so that a rotation or
 // withdrawal elsewhere takes effect within the refresh period; an unknown kid also makes

@@ -6,9 +6,26 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"math/big"
+	"time"
 )
 
 var b64 = base64.RawURLEncoding
+
+// MaxJWKSMaxAge bounds JWKSMaxAge: a JWKS cached longer helps no rotation, and a consumer may keep
+// a withdrawn key for that long.
+const MaxJWKSMaxAge = 5 * time.Minute
+
+// JWKSMaxAge is the Cache-Control max-age of the JWKS served with a pre-publish delay of
+// prePublish (WithPrePublish), in whole seconds: half the delay, at most MaxJWKSMaxAge.
+//
+// Below the delay, so that a cache that fetched the JWKS just before a rotation fetches it again
+// before the new key signs. Half of it, so that a consumer behind an HTTP cache or CDN that
+// honours it too (a copy max-age old, which a consumer that ignores Age keeps max-age more) still
+// has the key when it signs; a consumer without a cache in front has half the delay left to retry
+// a failed fetch.
+func JWKSMaxAge(prePublish time.Duration) time.Duration {
+	return min(prePublish/2, MaxJWKSMaxAge).Truncate(time.Second)
+}
 
 // JWK is the public half of a key in JSON Web Key form (RFC 7517).
 type JWK struct {

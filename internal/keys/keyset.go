@@ -13,6 +13,9 @@ type keyset struct {
 	byID map[string]*Key
 	// refreshKeys are the refresh-token keys, oldest first: the last one signs, every one verifies.
 	refreshKeys []*RefreshKey
+	// withdrawn are the keys withdrawn within the retention, oldest withdrawal first: what
+	// KeyStatuses shows of them. They are not keys of the set.
+	withdrawn []*withdrawnKey
 	// blob is the sealed record the set was opened from or sealed to.
 	blob []byte
 	// seq orders the reads behind cached sets: a set read later replaces one read earlier, never
@@ -63,8 +66,9 @@ func (ks *keyset) normalize() {
 	}
 }
 
-// prune drops the keys whose retention has passed at now. The signer and keys that do not sign
-// yet have not retired (their RetiredAt is zero or still to come), so they always stay.
+// prune drops the keys whose retention has passed at now, and the withdrawals older than it. The
+// signer and keys that do not sign yet have not retired (their RetiredAt is zero or still to
+// come), so they always stay.
 func (m *Manager) prune(ks *keyset, now time.Time) {
 	signer := ks.signer(now)
 	kept := ks.keys[:0:0]
@@ -74,6 +78,9 @@ func (m *Manager) prune(ks *keyset, now time.Time) {
 		}
 	}
 	ks.keys = kept
+	ks.withdrawn = slices.DeleteFunc(slices.Clone(ks.withdrawn), func(w *withdrawnKey) bool {
+		return w.forgotten(now, m.retention)
+	})
 }
 
 // index returns the position of key kid in ks.keys, or -1.

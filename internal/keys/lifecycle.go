@@ -80,7 +80,8 @@ func (m *Manager) Rotate(ctx context.Context, tenant string, alg Algorithm) (*Ke
 // Withdraw removes the tenant's key kid at once: every token it signed stops verifying, on this
 // replica now and on the others at their next Refresh. When no remaining key has started signing,
 // a new key of the withdrawn key's algorithm is published and signs at once, without the
-// pre-publish delay. Otherwise the newest remaining active key signs. It returns an error wrapping
+// pre-publish delay. Otherwise the newest remaining active key signs. KeyStatuses lists the
+// withdrawn key, without its key material, for the retention. It returns an error wrapping
 // ErrUnknownKey for a kid that is not in the set (or whose retention has passed), ErrNoKeys for a
 // tenant without keys, or ErrConflict as Rotate does.
 func (m *Manager) Withdraw(ctx context.Context, tenant, kid string) error {
@@ -93,6 +94,7 @@ func (m *Manager) Withdraw(ctx context.Context, tenant, kid string) error {
 		}
 		withdrawn := ks.keys[i]
 		ks.keys = append(ks.keys[:i:i], ks.keys[i+1:]...)
+		ks.recordWithdrawal(withdrawn, now)
 		if ks.active(now) != nil {
 			return nil
 		}

@@ -31,6 +31,8 @@ type storedKeyset struct {
 	Keys        []storedKey        `json:"keys"`
 	RefreshKey  []byte             `json:"rk,omitempty"`
 	RefreshKeys []storedRefreshKey `json:"rks,omitempty"`
+	// Withdrawn describes recently withdrawn keys, without key material (withdrawnKey).
+	Withdrawn []withdrawnKey `json:"withdrawn,omitempty"`
 }
 
 type storedRefreshKey struct {
@@ -58,6 +60,9 @@ func (m *Manager) seal(tenant string, ks *keyset) ([]byte, error) {
 		for _, rk := range rks {
 			st.RefreshKeys = append(st.RefreshKeys, storedRefreshKey(*rk))
 		}
+	}
+	for _, w := range ks.withdrawn {
+		st.Withdrawn = append(st.Withdrawn, *w)
 	}
 	for _, k := range ks.keys {
 		var priv []byte
@@ -153,6 +158,9 @@ func (m *Manager) open(tenant string, blob []byte) (*keyset, error) {
 		}
 	case len(st.RefreshKey) > 0:
 		ks.refreshKeys = []*RefreshKey{{ID: LegacyRefreshKID, Secret: st.RefreshKey}}
+	}
+	for _, w := range st.Withdrawn {
+		ks.withdrawn = append(ks.withdrawn, &w)
 	}
 	seen := make(map[string]bool, len(st.Keys))
 	for _, sk := range st.Keys {

@@ -19,6 +19,10 @@ type Store interface {
 	DeleteRecord(ctx context.Context, kind, id string) (bool, error)
 	// ListRecords returns every record of kind whose id starts with prefix, ordered by id.
 	ListRecords(ctx context.Context, kind, prefix string) ([]store.Record, error)
+	// ListRecordsPage returns up to limit (at least 1) records of kind whose id starts with
+	// prefix and sorts after after, ordered by id, and the after of the next page ("" on the
+	// last). It reads the page's records only, however many others there are.
+	ListRecordsPage(ctx context.Context, kind, prefix, after string, limit int) ([]store.Record, string, error)
 
 	// CreateOwnedRecord is CreateRecord for a record that owner lists, in one atomic step. When
 	// limit > 0 and owner already lists limit records of kind, nothing is stored and the error

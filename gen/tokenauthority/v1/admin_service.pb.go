@@ -145,6 +145,70 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{1}
 }
 
+// SigningKeyState is where a signing key is in its lifecycle.
+type SigningKeyState int32
+
+const (
+	// Unknown.
+	SigningKeyState_SIGNING_KEY_STATE_UNSPECIFIED SigningKeyState = 0
+	// In the JWKS ahead of signing, so that verifiers' caches have it first; it signs from its
+	// `activate_time`.
+	SigningKeyState_SIGNING_KEY_STATE_PUBLISHED SigningKeyState = 1
+	// The key that signs new access tokens.
+	SigningKeyState_SIGNING_KEY_STATE_ACTIVE SigningKeyState = 2
+	// No longer signs; stays in the JWKS and verifies the tokens it signed until `expire_time`,
+	// then leaves.
+	SigningKeyState_SIGNING_KEY_STATE_RETIRING SigningKeyState = 3
+	// Withdrawn: out of the JWKS, and every token it signed is inactive. Listed until the tokens
+	// it could have signed would have expired anyway.
+	SigningKeyState_SIGNING_KEY_STATE_WITHDRAWN SigningKeyState = 4
+)
+
+// Enum value maps for SigningKeyState.
+var (
+	SigningKeyState_name = map[int32]string{
+		0: "SIGNING_KEY_STATE_UNSPECIFIED",
+		1: "SIGNING_KEY_STATE_PUBLISHED",
+		2: "SIGNING_KEY_STATE_ACTIVE",
+		3: "SIGNING_KEY_STATE_RETIRING",
+		4: "SIGNING_KEY_STATE_WITHDRAWN",
+	}
+	SigningKeyState_value = map[string]int32{
+		"SIGNING_KEY_STATE_UNSPECIFIED": 0,
+		"SIGNING_KEY_STATE_PUBLISHED":   1,
+		"SIGNING_KEY_STATE_ACTIVE":      2,
+		"SIGNING_KEY_STATE_RETIRING":    3,
+		"SIGNING_KEY_STATE_WITHDRAWN":   4,
+	}
+)
+
+func (x SigningKeyState) Enum() *SigningKeyState {
+	p := new(SigningKeyState)
+	*p = x
+	return p
+}
+
+func (x SigningKeyState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SigningKeyState) Descriptor() protoreflect.EnumDescriptor {
+	return file_tokenauthority_v1_admin_service_proto_enumTypes[2].Descriptor()
+}
+
+func (SigningKeyState) Type() protoreflect.EnumType {
+	return &file_tokenauthority_v1_admin_service_proto_enumTypes[2]
+}
+
+func (x SigningKeyState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SigningKeyState.Descriptor instead.
+func (SigningKeyState) EnumDescriptor() ([]byte, []int) {
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{2}
+}
+
 // Tenant is an isolation boundary with its own issuer, keys and sessions.
 type Tenant struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1588,6 +1652,125 @@ func (*DeletePrincipalResponse) Descriptor() ([]byte, []int) {
 	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{25}
 }
 
+// ListPrincipalsRequest asks for one page of the tenant's principals.
+type ListPrincipalsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant; defaults to the caller's.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The maximum number of principals to return: 50 when 0, at most 500.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The `next_page_token` of a previous response to the same tenant's list.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPrincipalsRequest) Reset() {
+	*x = ListPrincipalsRequest{}
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPrincipalsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPrincipalsRequest) ProtoMessage() {}
+
+func (x *ListPrincipalsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPrincipalsRequest.ProtoReflect.Descriptor instead.
+func (*ListPrincipalsRequest) Descriptor() ([]byte, []int) {
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListPrincipalsRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ListPrincipalsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPrincipalsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListPrincipalsResponse is one page of principals, ordered by identifier.
+type ListPrincipalsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The principals; `has_secret` says whether a secret is set, which is never shown.
+	Principals []*Principal `protobuf:"bytes,1,rep,name=principals,proto3" json:"principals,omitempty"`
+	// A token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPrincipalsResponse) Reset() {
+	*x = ListPrincipalsResponse{}
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPrincipalsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPrincipalsResponse) ProtoMessage() {}
+
+func (x *ListPrincipalsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPrincipalsResponse.ProtoReflect.Descriptor instead.
+func (*ListPrincipalsResponse) Descriptor() ([]byte, []int) {
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListPrincipalsResponse) GetPrincipals() []*Principal {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+func (x *ListPrincipalsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // SigningKey describes a signing key (never its private part).
 type SigningKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1599,15 +1782,25 @@ type SigningKey struct {
 	PublishTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=publish_time,json=publishTime,proto3" json:"publish_time,omitempty"`
 	// When the key starts (or started) signing.
 	ActivateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=activate_time,json=activateTime,proto3" json:"activate_time,omitempty"`
-	// When the key stopped signing; unset while it signs or waits.
-	RetireTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=retire_time,json=retireTime,proto3" json:"retire_time,omitempty"`
+	// When the key stops (or stopped) signing: its successor's `activate_time`. Unset while it has
+	// no successor, and for a withdrawn key.
+	RetireTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=retire_time,json=retireTime,proto3" json:"retire_time,omitempty"`
+	// Where the key is in its lifecycle.
+	State SigningKeyState `protobuf:"varint,6,opt,name=state,proto3,enum=tokenauthority.v1.SigningKeyState" json:"state,omitempty"`
+	// When the key was generated.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When a retiring key stops verifying and leaves the JWKS: `retire_time` and the retention,
+	// which covers the longest access-token lifetime. Set with `retire_time`.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// When the key was withdrawn; set for a withdrawn key only.
+	WithdrawTime  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=withdraw_time,json=withdrawTime,proto3" json:"withdraw_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1812,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1825,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{26}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SigningKey) GetKid() string {
@@ -1670,6 +1863,34 @@ func (x *SigningKey) GetRetireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *SigningKey) GetState() SigningKeyState {
+	if x != nil {
+		return x.State
+	}
+	return SigningKeyState_SIGNING_KEY_STATE_UNSPECIFIED
+}
+
+func (x *SigningKey) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *SigningKey) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *SigningKey) GetWithdrawTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WithdrawTime
+	}
+	return nil
+}
+
 // RotateSigningKeyRequest asks for a new signing key.
 type RotateSigningKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1683,7 +1904,7 @@ type RotateSigningKeyRequest struct {
 
 func (x *RotateSigningKeyRequest) Reset() {
 	*x = RotateSigningKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1916,7 @@ func (x *RotateSigningKeyRequest) String() string {
 func (*RotateSigningKeyRequest) ProtoMessage() {}
 
 func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1929,7 @@ func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateSigningKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{27}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RotateSigningKeyRequest) GetTenantId() string {
@@ -1736,7 +1957,7 @@ type RotateSigningKeyResponse struct {
 
 func (x *RotateSigningKeyResponse) Reset() {
 	*x = RotateSigningKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1969,7 @@ func (x *RotateSigningKeyResponse) String() string {
 func (*RotateSigningKeyResponse) ProtoMessage() {}
 
 func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1982,7 @@ func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateSigningKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{28}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RotateSigningKeyResponse) GetKey() *SigningKey {
@@ -1784,7 +2005,7 @@ type WithdrawSigningKeyRequest struct {
 
 func (x *WithdrawSigningKeyRequest) Reset() {
 	*x = WithdrawSigningKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1796,7 +2017,7 @@ func (x *WithdrawSigningKeyRequest) String() string {
 func (*WithdrawSigningKeyRequest) ProtoMessage() {}
 
 func (x *WithdrawSigningKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1809,7 +2030,7 @@ func (x *WithdrawSigningKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawSigningKeyRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawSigningKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{29}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WithdrawSigningKeyRequest) GetTenantId() string {
@@ -1835,7 +2056,7 @@ type WithdrawSigningKeyResponse struct {
 
 func (x *WithdrawSigningKeyResponse) Reset() {
 	*x = WithdrawSigningKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[30]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +2068,7 @@ func (x *WithdrawSigningKeyResponse) String() string {
 func (*WithdrawSigningKeyResponse) ProtoMessage() {}
 
 func (x *WithdrawSigningKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[30]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +2081,100 @@ func (x *WithdrawSigningKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawSigningKeyResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawSigningKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{30}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{32}
+}
+
+// ListSigningKeysRequest asks for the tenant's signing keys.
+type ListSigningKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant; defaults to the caller's.
+	TenantId      string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSigningKeysRequest) Reset() {
+	*x = ListSigningKeysRequest{}
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSigningKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSigningKeysRequest) ProtoMessage() {}
+
+func (x *ListSigningKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSigningKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListSigningKeysRequest) Descriptor() ([]byte, []int) {
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListSigningKeysRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+// ListSigningKeysResponse lists the tenant's signing keys.
+type ListSigningKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The keys that sign, wait to sign or still verify, in activation order, then the withdrawn
+	// ones, most recently withdrawn last.
+	Keys          []*SigningKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSigningKeysResponse) Reset() {
+	*x = ListSigningKeysResponse{}
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSigningKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSigningKeysResponse) ProtoMessage() {}
+
+func (x *ListSigningKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSigningKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListSigningKeysResponse) Descriptor() ([]byte, []int) {
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListSigningKeysResponse) GetKeys() []*SigningKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
 }
 
 // RotateRefreshKeyRequest asks for a new refresh-token key.
@@ -1879,7 +2193,7 @@ type RotateRefreshKeyRequest struct {
 
 func (x *RotateRefreshKeyRequest) Reset() {
 	*x = RotateRefreshKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[31]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1891,7 +2205,7 @@ func (x *RotateRefreshKeyRequest) String() string {
 func (*RotateRefreshKeyRequest) ProtoMessage() {}
 
 func (x *RotateRefreshKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[31]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1904,7 +2218,7 @@ func (x *RotateRefreshKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateRefreshKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateRefreshKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{31}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RotateRefreshKeyRequest) GetTenantId() string {
@@ -1946,7 +2260,7 @@ type RefreshKey struct {
 
 func (x *RefreshKey) Reset() {
 	*x = RefreshKey{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[32]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2272,7 @@ func (x *RefreshKey) String() string {
 func (*RefreshKey) ProtoMessage() {}
 
 func (x *RefreshKey) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[32]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2285,7 @@ func (x *RefreshKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshKey.ProtoReflect.Descriptor instead.
 func (*RefreshKey) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{32}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RefreshKey) GetKid() string {
@@ -2017,7 +2331,7 @@ type RotateRefreshKeyResponse struct {
 
 func (x *RotateRefreshKeyResponse) Reset() {
 	*x = RotateRefreshKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[33]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2029,7 +2343,7 @@ func (x *RotateRefreshKeyResponse) String() string {
 func (*RotateRefreshKeyResponse) ProtoMessage() {}
 
 func (x *RotateRefreshKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[33]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2042,7 +2356,7 @@ func (x *RotateRefreshKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateRefreshKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateRefreshKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{33}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RotateRefreshKeyResponse) GetCurrent() *RefreshKey {
@@ -2162,7 +2476,17 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
 	"identifier\x18\x01 \x01(\tR\n" +
 	"identifier\"\x19\n" +
-	"\x17DeletePrincipalResponse\"\x9e\x02\n" +
+	"\x17DeletePrincipalResponse\"p\n" +
+	"\x15ListPrincipalsRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"~\n" +
+	"\x16ListPrincipalsResponse\x12<\n" +
+	"\n" +
+	"principals\x18\x01 \x03(\v2\x1c.tokenauthority.v1.PrincipalR\n" +
+	"principals\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x93\x04\n" +
 	"\n" +
 	"SigningKey\x12\x10\n" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x12A\n" +
@@ -2170,7 +2494,13 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\fpublish_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishTime\x12?\n" +
 	"\ractivate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\factivateTime\x12;\n" +
 	"\vretire_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"retireTime\"y\n" +
+	"retireTime\x128\n" +
+	"\x05state\x18\x06 \x01(\x0e2\".tokenauthority.v1.SigningKeyStateR\x05state\x12;\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vexpire_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12?\n" +
+	"\rwithdraw_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\fwithdrawTime\"y\n" +
 	"\x17RotateSigningKeyRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12A\n" +
 	"\talgorithm\x18\x02 \x01(\x0e2#.tokenauthority.v1.SigningAlgorithmR\talgorithm\"K\n" +
@@ -2179,7 +2509,11 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\x19WithdrawSigningKeyRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x10\n" +
 	"\x03kid\x18\x02 \x01(\tR\x03kid\"\x1c\n" +
-	"\x1aWithdrawSigningKeyResponse\"z\n" +
+	"\x1aWithdrawSigningKeyResponse\"5\n" +
+	"\x16ListSigningKeysRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\"L\n" +
+	"\x17ListSigningKeysResponse\x121\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1d.tokenauthority.v1.SigningKeyR\x04keys\"z\n" +
 	"\x17RotateRefreshKeyRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1c\n" +
 	"\temergency\x18\x02 \x01(\bR\temergency\x12$\n" +
@@ -2210,7 +2544,13 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\vROLE_VERIFY\x10\x02\x12\x0f\n" +
 	"\vROLE_REVOKE\x10\x03\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x042\x9b\v\n" +
+	"ROLE_ADMIN\x10\x04*\xb4\x01\n" +
+	"\x0fSigningKeyState\x12!\n" +
+	"\x1dSIGNING_KEY_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bSIGNING_KEY_STATE_PUBLISHED\x10\x01\x12\x1c\n" +
+	"\x18SIGNING_KEY_STATE_ACTIVE\x10\x02\x12\x1e\n" +
+	"\x1aSIGNING_KEY_STATE_RETIRING\x10\x03\x12\x1f\n" +
+	"\x1bSIGNING_KEY_STATE_WITHDRAWN\x10\x042\xec\f\n" +
 	"\fAdminService\x12_\n" +
 	"\fCreateTenant\x12&.tokenauthority.v1.CreateTenantRequest\x1a'.tokenauthority.v1.CreateTenantResponse\x12V\n" +
 	"\tGetTenant\x12#.tokenauthority.v1.GetTenantRequest\x1a$.tokenauthority.v1.GetTenantResponse\x12\\\n" +
@@ -2222,9 +2562,11 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\fDeleteApiKey\x12&.tokenauthority.v1.DeleteApiKeyRequest\x1a'.tokenauthority.v1.DeleteApiKeyResponse\x12h\n" +
 	"\x0fCreatePrincipal\x12).tokenauthority.v1.CreatePrincipalRequest\x1a*.tokenauthority.v1.CreatePrincipalResponse\x12q\n" +
 	"\x12SetPrincipalSecret\x12,.tokenauthority.v1.SetPrincipalSecretRequest\x1a-.tokenauthority.v1.SetPrincipalSecretResponse\x12h\n" +
-	"\x0fDeletePrincipal\x12).tokenauthority.v1.DeletePrincipalRequest\x1a*.tokenauthority.v1.DeletePrincipalResponse\x12k\n" +
+	"\x0fDeletePrincipal\x12).tokenauthority.v1.DeletePrincipalRequest\x1a*.tokenauthority.v1.DeletePrincipalResponse\x12e\n" +
+	"\x0eListPrincipals\x12(.tokenauthority.v1.ListPrincipalsRequest\x1a).tokenauthority.v1.ListPrincipalsResponse\x12k\n" +
 	"\x10RotateSigningKey\x12*.tokenauthority.v1.RotateSigningKeyRequest\x1a+.tokenauthority.v1.RotateSigningKeyResponse\x12q\n" +
-	"\x12WithdrawSigningKey\x12,.tokenauthority.v1.WithdrawSigningKeyRequest\x1a-.tokenauthority.v1.WithdrawSigningKeyResponse\x12k\n" +
+	"\x12WithdrawSigningKey\x12,.tokenauthority.v1.WithdrawSigningKeyRequest\x1a-.tokenauthority.v1.WithdrawSigningKeyResponse\x12h\n" +
+	"\x0fListSigningKeys\x12).tokenauthority.v1.ListSigningKeysRequest\x1a*.tokenauthority.v1.ListSigningKeysResponse\x12k\n" +
 	"\x10RotateRefreshKey\x12*.tokenauthority.v1.RotateRefreshKeyRequest\x1a+.tokenauthority.v1.RotateRefreshKeyResponseB\xe0\x01\n" +
 	"\x15com.tokenauthority.v1B\x11AdminServiceProtoP\x01ZOgithub.com/tokenauthority/tokenauthority/gen/tokenauthority/v1;tokenauthorityv1\xa2\x02\x03TXX\xaa\x02\x11Tokenauthority.V1\xca\x02\x11Tokenauthority\\V1\xe2\x02\x1dTokenauthority\\V1\\GPBMetadata\xea\x02\x12Tokenauthority::V1b\x06proto3"
 
@@ -2240,115 +2582,130 @@ func file_tokenauthority_v1_admin_service_proto_rawDescGZIP() []byte {
 	return file_tokenauthority_v1_admin_service_proto_rawDescData
 }
 
-var file_tokenauthority_v1_admin_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tokenauthority_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_tokenauthority_v1_admin_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_tokenauthority_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_tokenauthority_v1_admin_service_proto_goTypes = []any{
 	(SigningAlgorithm)(0),              // 0: tokenauthority.v1.SigningAlgorithm
 	(Role)(0),                          // 1: tokenauthority.v1.Role
-	(*Tenant)(nil),                     // 2: tokenauthority.v1.Tenant
-	(*RateLimit)(nil),                  // 3: tokenauthority.v1.RateLimit
-	(*CreateTenantRequest)(nil),        // 4: tokenauthority.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),       // 5: tokenauthority.v1.CreateTenantResponse
-	(*GetTenantRequest)(nil),           // 6: tokenauthority.v1.GetTenantRequest
-	(*GetTenantResponse)(nil),          // 7: tokenauthority.v1.GetTenantResponse
-	(*ListTenantsRequest)(nil),         // 8: tokenauthority.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),        // 9: tokenauthority.v1.ListTenantsResponse
-	(*DeleteTenantRequest)(nil),        // 10: tokenauthority.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),       // 11: tokenauthority.v1.DeleteTenantResponse
-	(*ApiKey)(nil),                     // 12: tokenauthority.v1.ApiKey
-	(*CreateApiKeyRequest)(nil),        // 13: tokenauthority.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),       // 14: tokenauthority.v1.CreateApiKeyResponse
-	(*ListApiKeysRequest)(nil),         // 15: tokenauthority.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),        // 16: tokenauthority.v1.ListApiKeysResponse
-	(*RotateApiKeyRequest)(nil),        // 17: tokenauthority.v1.RotateApiKeyRequest
-	(*RotateApiKeyResponse)(nil),       // 18: tokenauthority.v1.RotateApiKeyResponse
-	(*DeleteApiKeyRequest)(nil),        // 19: tokenauthority.v1.DeleteApiKeyRequest
-	(*DeleteApiKeyResponse)(nil),       // 20: tokenauthority.v1.DeleteApiKeyResponse
-	(*Principal)(nil),                  // 21: tokenauthority.v1.Principal
-	(*CreatePrincipalRequest)(nil),     // 22: tokenauthority.v1.CreatePrincipalRequest
-	(*CreatePrincipalResponse)(nil),    // 23: tokenauthority.v1.CreatePrincipalResponse
-	(*SetPrincipalSecretRequest)(nil),  // 24: tokenauthority.v1.SetPrincipalSecretRequest
-	(*SetPrincipalSecretResponse)(nil), // 25: tokenauthority.v1.SetPrincipalSecretResponse
-	(*DeletePrincipalRequest)(nil),     // 26: tokenauthority.v1.DeletePrincipalRequest
-	(*DeletePrincipalResponse)(nil),    // 27: tokenauthority.v1.DeletePrincipalResponse
-	(*SigningKey)(nil),                 // 28: tokenauthority.v1.SigningKey
-	(*RotateSigningKeyRequest)(nil),    // 29: tokenauthority.v1.RotateSigningKeyRequest
-	(*RotateSigningKeyResponse)(nil),   // 30: tokenauthority.v1.RotateSigningKeyResponse
-	(*WithdrawSigningKeyRequest)(nil),  // 31: tokenauthority.v1.WithdrawSigningKeyRequest
-	(*WithdrawSigningKeyResponse)(nil), // 32: tokenauthority.v1.WithdrawSigningKeyResponse
-	(*RotateRefreshKeyRequest)(nil),    // 33: tokenauthority.v1.RotateRefreshKeyRequest
-	(*RefreshKey)(nil),                 // 34: tokenauthority.v1.RefreshKey
-	(*RotateRefreshKeyResponse)(nil),   // 35: tokenauthority.v1.RotateRefreshKeyResponse
-	(*durationpb.Duration)(nil),        // 36: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 37: google.protobuf.Timestamp
+	(SigningKeyState)(0),               // 2: tokenauthority.v1.SigningKeyState
+	(*Tenant)(nil),                     // 3: tokenauthority.v1.Tenant
+	(*RateLimit)(nil),                  // 4: tokenauthority.v1.RateLimit
+	(*CreateTenantRequest)(nil),        // 5: tokenauthority.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),       // 6: tokenauthority.v1.CreateTenantResponse
+	(*GetTenantRequest)(nil),           // 7: tokenauthority.v1.GetTenantRequest
+	(*GetTenantResponse)(nil),          // 8: tokenauthority.v1.GetTenantResponse
+	(*ListTenantsRequest)(nil),         // 9: tokenauthority.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),        // 10: tokenauthority.v1.ListTenantsResponse
+	(*DeleteTenantRequest)(nil),        // 11: tokenauthority.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),       // 12: tokenauthority.v1.DeleteTenantResponse
+	(*ApiKey)(nil),                     // 13: tokenauthority.v1.ApiKey
+	(*CreateApiKeyRequest)(nil),        // 14: tokenauthority.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),       // 15: tokenauthority.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),         // 16: tokenauthority.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),        // 17: tokenauthority.v1.ListApiKeysResponse
+	(*RotateApiKeyRequest)(nil),        // 18: tokenauthority.v1.RotateApiKeyRequest
+	(*RotateApiKeyResponse)(nil),       // 19: tokenauthority.v1.RotateApiKeyResponse
+	(*DeleteApiKeyRequest)(nil),        // 20: tokenauthority.v1.DeleteApiKeyRequest
+	(*DeleteApiKeyResponse)(nil),       // 21: tokenauthority.v1.DeleteApiKeyResponse
+	(*Principal)(nil),                  // 22: tokenauthority.v1.Principal
+	(*CreatePrincipalRequest)(nil),     // 23: tokenauthority.v1.CreatePrincipalRequest
+	(*CreatePrincipalResponse)(nil),    // 24: tokenauthority.v1.CreatePrincipalResponse
+	(*SetPrincipalSecretRequest)(nil),  // 25: tokenauthority.v1.SetPrincipalSecretRequest
+	(*SetPrincipalSecretResponse)(nil), // 26: tokenauthority.v1.SetPrincipalSecretResponse
+	(*DeletePrincipalRequest)(nil),     // 27: tokenauthority.v1.DeletePrincipalRequest
+	(*DeletePrincipalResponse)(nil),    // 28: tokenauthority.v1.DeletePrincipalResponse
+	(*ListPrincipalsRequest)(nil),      // 29: tokenauthority.v1.ListPrincipalsRequest
+	(*ListPrincipalsResponse)(nil),     // 30: tokenauthority.v1.ListPrincipalsResponse
+	(*SigningKey)(nil),                 // 31: tokenauthority.v1.SigningKey
+	(*RotateSigningKeyRequest)(nil),    // 32: tokenauthority.v1.RotateSigningKeyRequest
+	(*RotateSigningKeyResponse)(nil),   // 33: tokenauthority.v1.RotateSigningKeyResponse
+	(*WithdrawSigningKeyRequest)(nil),  // 34: tokenauthority.v1.WithdrawSigningKeyRequest
+	(*WithdrawSigningKeyResponse)(nil), // 35: tokenauthority.v1.WithdrawSigningKeyResponse
+	(*ListSigningKeysRequest)(nil),     // 36: tokenauthority.v1.ListSigningKeysRequest
+	(*ListSigningKeysResponse)(nil),    // 37: tokenauthority.v1.ListSigningKeysResponse
+	(*RotateRefreshKeyRequest)(nil),    // 38: tokenauthority.v1.RotateRefreshKeyRequest
+	(*RefreshKey)(nil),                 // 39: tokenauthority.v1.RefreshKey
+	(*RotateRefreshKeyResponse)(nil),   // 40: tokenauthority.v1.RotateRefreshKeyResponse
+	(*durationpb.Duration)(nil),        // 41: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 42: google.protobuf.Timestamp
 }
 var file_tokenauthority_v1_admin_service_proto_depIdxs = []int32{
 	0,  // 0: tokenauthority.v1.Tenant.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	36, // 1: tokenauthority.v1.Tenant.max_access_ttl:type_name -> google.protobuf.Duration
-	36, // 2: tokenauthority.v1.Tenant.max_refresh_ttl:type_name -> google.protobuf.Duration
-	37, // 3: tokenauthority.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 4: tokenauthority.v1.Tenant.issue_rate_limit:type_name -> tokenauthority.v1.RateLimit
-	3,  // 5: tokenauthority.v1.Tenant.refresh_rate_limit:type_name -> tokenauthority.v1.RateLimit
-	3,  // 6: tokenauthority.v1.Tenant.revoke_rate_limit:type_name -> tokenauthority.v1.RateLimit
-	2,  // 7: tokenauthority.v1.CreateTenantRequest.tenant:type_name -> tokenauthority.v1.Tenant
-	2,  // 8: tokenauthority.v1.CreateTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
-	2,  // 9: tokenauthority.v1.GetTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
-	2,  // 10: tokenauthority.v1.ListTenantsResponse.tenants:type_name -> tokenauthority.v1.Tenant
+	41, // 1: tokenauthority.v1.Tenant.max_access_ttl:type_name -> google.protobuf.Duration
+	41, // 2: tokenauthority.v1.Tenant.max_refresh_ttl:type_name -> google.protobuf.Duration
+	42, // 3: tokenauthority.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	4,  // 4: tokenauthority.v1.Tenant.issue_rate_limit:type_name -> tokenauthority.v1.RateLimit
+	4,  // 5: tokenauthority.v1.Tenant.refresh_rate_limit:type_name -> tokenauthority.v1.RateLimit
+	4,  // 6: tokenauthority.v1.Tenant.revoke_rate_limit:type_name -> tokenauthority.v1.RateLimit
+	3,  // 7: tokenauthority.v1.CreateTenantRequest.tenant:type_name -> tokenauthority.v1.Tenant
+	3,  // 8: tokenauthority.v1.CreateTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
+	3,  // 9: tokenauthority.v1.GetTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
+	3,  // 10: tokenauthority.v1.ListTenantsResponse.tenants:type_name -> tokenauthority.v1.Tenant
 	1,  // 11: tokenauthority.v1.ApiKey.roles:type_name -> tokenauthority.v1.Role
-	37, // 12: tokenauthority.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	37, // 13: tokenauthority.v1.ApiKey.previous_value_expire_time:type_name -> google.protobuf.Timestamp
+	42, // 12: tokenauthority.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	42, // 13: tokenauthority.v1.ApiKey.previous_value_expire_time:type_name -> google.protobuf.Timestamp
 	1,  // 14: tokenauthority.v1.CreateApiKeyRequest.roles:type_name -> tokenauthority.v1.Role
-	12, // 15: tokenauthority.v1.CreateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
-	12, // 16: tokenauthority.v1.ListApiKeysResponse.api_keys:type_name -> tokenauthority.v1.ApiKey
-	36, // 17: tokenauthority.v1.RotateApiKeyRequest.overlap:type_name -> google.protobuf.Duration
-	12, // 18: tokenauthority.v1.RotateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
-	37, // 19: tokenauthority.v1.Principal.create_time:type_name -> google.protobuf.Timestamp
-	21, // 20: tokenauthority.v1.CreatePrincipalRequest.principal:type_name -> tokenauthority.v1.Principal
-	21, // 21: tokenauthority.v1.CreatePrincipalResponse.principal:type_name -> tokenauthority.v1.Principal
-	0,  // 22: tokenauthority.v1.SigningKey.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	37, // 23: tokenauthority.v1.SigningKey.publish_time:type_name -> google.protobuf.Timestamp
-	37, // 24: tokenauthority.v1.SigningKey.activate_time:type_name -> google.protobuf.Timestamp
-	37, // 25: tokenauthority.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
-	0,  // 26: tokenauthority.v1.RotateSigningKeyRequest.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	28, // 27: tokenauthority.v1.RotateSigningKeyResponse.key:type_name -> tokenauthority.v1.SigningKey
-	37, // 28: tokenauthority.v1.RefreshKey.create_time:type_name -> google.protobuf.Timestamp
-	37, // 29: tokenauthority.v1.RefreshKey.retire_time:type_name -> google.protobuf.Timestamp
-	37, // 30: tokenauthority.v1.RefreshKey.delete_time:type_name -> google.protobuf.Timestamp
-	34, // 31: tokenauthority.v1.RotateRefreshKeyResponse.current:type_name -> tokenauthority.v1.RefreshKey
-	34, // 32: tokenauthority.v1.RotateRefreshKeyResponse.retired:type_name -> tokenauthority.v1.RefreshKey
-	4,  // 33: tokenauthority.v1.AdminService.CreateTenant:input_type -> tokenauthority.v1.CreateTenantRequest
-	6,  // 34: tokenauthority.v1.AdminService.GetTenant:input_type -> tokenauthority.v1.GetTenantRequest
-	8,  // 35: tokenauthority.v1.AdminService.ListTenants:input_type -> tokenauthority.v1.ListTenantsRequest
-	10, // 36: tokenauthority.v1.AdminService.DeleteTenant:input_type -> tokenauthority.v1.DeleteTenantRequest
-	13, // 37: tokenauthority.v1.AdminService.CreateApiKey:input_type -> tokenauthority.v1.CreateApiKeyRequest
-	15, // 38: tokenauthority.v1.AdminService.ListApiKeys:input_type -> tokenauthority.v1.ListApiKeysRequest
-	17, // 39: tokenauthority.v1.AdminService.RotateApiKey:input_type -> tokenauthority.v1.RotateApiKeyRequest
-	19, // 40: tokenauthority.v1.AdminService.DeleteApiKey:input_type -> tokenauthority.v1.DeleteApiKeyRequest
-	22, // 41: tokenauthority.v1.AdminService.CreatePrincipal:input_type -> tokenauthority.v1.CreatePrincipalRequest
-	24, // 42: tokenauthority.v1.AdminService.SetPrincipalSecret:input_type -> tokenauthority.v1.SetPrincipalSecretRequest
-	26, // 43: tokenauthority.v1.AdminService.DeletePrincipal:input_type -> tokenauthority.v1.DeletePrincipalRequest
-	29, // 44: tokenauthority.v1.AdminService.RotateSigningKey:input_type -> tokenauthority.v1.RotateSigningKeyRequest
-	31, // 45: tokenauthority.v1.AdminService.WithdrawSigningKey:input_type -> tokenauthority.v1.WithdrawSigningKeyRequest
-	33, // 46: tokenauthority.v1.AdminService.RotateRefreshKey:input_type -> tokenauthority.v1.RotateRefreshKeyRequest
-	5,  // 47: tokenauthority.v1.AdminService.CreateTenant:output_type -> tokenauthority.v1.CreateTenantResponse
-	7,  // 48: tokenauthority.v1.AdminService.GetTenant:output_type -> tokenauthority.v1.GetTenantResponse
-	9,  // 49: tokenauthority.v1.AdminService.ListTenants:output_type -> tokenauthority.v1.ListTenantsResponse
-	11, // 50: tokenauthority.v1.AdminService.DeleteTenant:output_type -> tokenauthority.v1.DeleteTenantResponse
-	14, // 51: tokenauthority.v1.AdminService.CreateApiKey:output_type -> tokenauthority.v1.CreateApiKeyResponse
-	16, // 52: tokenauthority.v1.AdminService.ListApiKeys:output_type -> tokenauthority.v1.ListApiKeysResponse
-	18, // 53: tokenauthority.v1.AdminService.RotateApiKey:output_type -> tokenauthority.v1.RotateApiKeyResponse
-	20, // 54: tokenauthority.v1.AdminService.DeleteApiKey:output_type -> tokenauthority.v1.DeleteApiKeyResponse
-	23, // 55: tokenauthority.v1.AdminService.CreatePrincipal:output_type -> tokenauthority.v1.CreatePrincipalResponse
-	25, // 56: tokenauthority.v1.AdminService.SetPrincipalSecret:output_type -> tokenauthority.v1.SetPrincipalSecretResponse
-	27, // 57: tokenauthority.v1.AdminService.DeletePrincipal:output_type -> tokenauthority.v1.DeletePrincipalResponse
-	30, // 58: tokenauthority.v1.AdminService.RotateSigningKey:output_type -> tokenauthority.v1.RotateSigningKeyResponse
-	32, // 59: tokenauthority.v1.AdminService.WithdrawSigningKey:output_type -> tokenauthority.v1.WithdrawSigningKeyResponse
-	35, // 60: tokenauthority.v1.AdminService.RotateRefreshKey:output_type -> tokenauthority.v1.RotateRefreshKeyResponse
-	47, // [47:61] is the sub-list for method output_type
-	33, // [33:47] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	13, // 15: tokenauthority.v1.CreateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
+	13, // 16: tokenauthority.v1.ListApiKeysResponse.api_keys:type_name -> tokenauthority.v1.ApiKey
+	41, // 17: tokenauthority.v1.RotateApiKeyRequest.overlap:type_name -> google.protobuf.Duration
+	13, // 18: tokenauthority.v1.RotateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
+	42, // 19: tokenauthority.v1.Principal.create_time:type_name -> google.protobuf.Timestamp
+	22, // 20: tokenauthority.v1.CreatePrincipalRequest.principal:type_name -> tokenauthority.v1.Principal
+	22, // 21: tokenauthority.v1.CreatePrincipalResponse.principal:type_name -> tokenauthority.v1.Principal
+	22, // 22: tokenauthority.v1.ListPrincipalsResponse.principals:type_name -> tokenauthority.v1.Principal
+	0,  // 23: tokenauthority.v1.SigningKey.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
+	42, // 24: tokenauthority.v1.SigningKey.publish_time:type_name -> google.protobuf.Timestamp
+	42, // 25: tokenauthority.v1.SigningKey.activate_time:type_name -> google.protobuf.Timestamp
+	42, // 26: tokenauthority.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
+	2,  // 27: tokenauthority.v1.SigningKey.state:type_name -> tokenauthority.v1.SigningKeyState
+	42, // 28: tokenauthority.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	42, // 29: tokenauthority.v1.SigningKey.expire_time:type_name -> google.protobuf.Timestamp
+	42, // 30: tokenauthority.v1.SigningKey.withdraw_time:type_name -> google.protobuf.Timestamp
+	0,  // 31: tokenauthority.v1.RotateSigningKeyRequest.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
+	31, // 32: tokenauthority.v1.RotateSigningKeyResponse.key:type_name -> tokenauthority.v1.SigningKey
+	31, // 33: tokenauthority.v1.ListSigningKeysResponse.keys:type_name -> tokenauthority.v1.SigningKey
+	42, // 34: tokenauthority.v1.RefreshKey.create_time:type_name -> google.protobuf.Timestamp
+	42, // 35: tokenauthority.v1.RefreshKey.retire_time:type_name -> google.protobuf.Timestamp
+	42, // 36: tokenauthority.v1.RefreshKey.delete_time:type_name -> google.protobuf.Timestamp
+	39, // 37: tokenauthority.v1.RotateRefreshKeyResponse.current:type_name -> tokenauthority.v1.RefreshKey
+	39, // 38: tokenauthority.v1.RotateRefreshKeyResponse.retired:type_name -> tokenauthority.v1.RefreshKey
+	5,  // 39: tokenauthority.v1.AdminService.CreateTenant:input_type -> tokenauthority.v1.CreateTenantRequest
+	7,  // 40: tokenauthority.v1.AdminService.GetTenant:input_type -> tokenauthority.v1.GetTenantRequest
+	9,  // 41: tokenauthority.v1.AdminService.ListTenants:input_type -> tokenauthority.v1.ListTenantsRequest
+	11, // 42: tokenauthority.v1.AdminService.DeleteTenant:input_type -> tokenauthority.v1.DeleteTenantRequest
+	14, // 43: tokenauthority.v1.AdminService.CreateApiKey:input_type -> tokenauthority.v1.CreateApiKeyRequest
+	16, // 44: tokenauthority.v1.AdminService.ListApiKeys:input_type -> tokenauthority.v1.ListApiKeysRequest
+	18, // 45: tokenauthority.v1.AdminService.RotateApiKey:input_type -> tokenauthority.v1.RotateApiKeyRequest
+	20, // 46: tokenauthority.v1.AdminService.DeleteApiKey:input_type -> tokenauthority.v1.DeleteApiKeyRequest
+	23, // 47: tokenauthority.v1.AdminService.CreatePrincipal:input_type -> tokenauthority.v1.CreatePrincipalRequest
+	25, // 48: tokenauthority.v1.AdminService.SetPrincipalSecret:input_type -> tokenauthority.v1.SetPrincipalSecretRequest
+	27, // 49: tokenauthority.v1.AdminService.DeletePrincipal:input_type -> tokenauthority.v1.DeletePrincipalRequest
+	29, // 50: tokenauthority.v1.AdminService.ListPrincipals:input_type -> tokenauthority.v1.ListPrincipalsRequest
+	32, // 51: tokenauthority.v1.AdminService.RotateSigningKey:input_type -> tokenauthority.v1.RotateSigningKeyRequest
+	34, // 52: tokenauthority.v1.AdminService.WithdrawSigningKey:input_type -> tokenauthority.v1.WithdrawSigningKeyRequest
+	36, // 53: tokenauthority.v1.AdminService.ListSigningKeys:input_type -> tokenauthority.v1.ListSigningKeysRequest
+	38, // 54: tokenauthority.v1.AdminService.RotateRefreshKey:input_type -> tokenauthority.v1.RotateRefreshKeyRequest
+	6,  // 55: tokenauthority.v1.AdminService.CreateTenant:output_type -> tokenauthority.v1.CreateTenantResponse
+	8,  // 56: tokenauthority.v1.AdminService.GetTenant:output_type -> tokenauthority.v1.GetTenantResponse
+	10, // 57: tokenauthority.v1.AdminService.ListTenants:output_type -> tokenauthority.v1.ListTenantsResponse
+	12, // 58: tokenauthority.v1.AdminService.DeleteTenant:output_type -> tokenauthority.v1.DeleteTenantResponse
+	15, // 59: tokenauthority.v1.AdminService.CreateApiKey:output_type -> tokenauthority.v1.CreateApiKeyResponse
+	17, // 60: tokenauthority.v1.AdminService.ListApiKeys:output_type -> tokenauthority.v1.ListApiKeysResponse
+	19, // 61: tokenauthority.v1.AdminService.RotateApiKey:output_type -> tokenauthority.v1.RotateApiKeyResponse
+	21, // 62: tokenauthority.v1.AdminService.DeleteApiKey:output_type -> tokenauthority.v1.DeleteApiKeyResponse
+	24, // 63: tokenauthority.v1.AdminService.CreatePrincipal:output_type -> tokenauthority.v1.CreatePrincipalResponse
+	26, // 64: tokenauthority.v1.AdminService.SetPrincipalSecret:output_type -> tokenauthority.v1.SetPrincipalSecretResponse
+	28, // 65: tokenauthority.v1.AdminService.DeletePrincipal:output_type -> tokenauthority.v1.DeletePrincipalResponse
+	30, // 66: tokenauthority.v1.AdminService.ListPrincipals:output_type -> tokenauthority.v1.ListPrincipalsResponse
+	33, // 67: tokenauthority.v1.AdminService.RotateSigningKey:output_type -> tokenauthority.v1.RotateSigningKeyResponse
+	35, // 68: tokenauthority.v1.AdminService.WithdrawSigningKey:output_type -> tokenauthority.v1.WithdrawSigningKeyResponse
+	37, // 69: tokenauthority.v1.AdminService.ListSigningKeys:output_type -> tokenauthority.v1.ListSigningKeysResponse
+	40, // 70: tokenauthority.v1.AdminService.RotateRefreshKey:output_type -> tokenauthority.v1.RotateRefreshKeyResponse
+	55, // [55:71] is the sub-list for method output_type
+	39, // [39:55] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_tokenauthority_v1_admin_service_proto_init() }
@@ -2361,8 +2718,8 @@ func file_tokenauthority_v1_admin_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenauthority_v1_admin_service_proto_rawDesc), len(file_tokenauthority_v1_admin_service_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   34,
+			NumEnums:      3,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

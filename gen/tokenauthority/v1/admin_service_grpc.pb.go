@@ -30,8 +30,10 @@ const (
 	AdminService_CreatePrincipal_FullMethodName    = "/tokenauthority.v1.AdminService/CreatePrincipal"
 	AdminService_SetPrincipalSecret_FullMethodName = "/tokenauthority.v1.AdminService/SetPrincipalSecret"
 	AdminService_DeletePrincipal_FullMethodName    = "/tokenauthority.v1.AdminService/DeletePrincipal"
+	AdminService_ListPrincipals_FullMethodName     = "/tokenauthority.v1.AdminService/ListPrincipals"
 	AdminService_RotateSigningKey_FullMethodName   = "/tokenauthority.v1.AdminService/RotateSigningKey"
 	AdminService_WithdrawSigningKey_FullMethodName = "/tokenauthority.v1.AdminService/WithdrawSigningKey"
+	AdminService_ListSigningKeys_FullMethodName    = "/tokenauthority.v1.AdminService/ListSigningKeys"
 	AdminService_RotateRefreshKey_FullMethodName   = "/tokenauthority.v1.AdminService/RotateRefreshKey"
 )
 
@@ -64,10 +66,17 @@ type AdminServiceClient interface {
 	SetPrincipalSecret(ctx context.Context, in *SetPrincipalSecretRequest, opts ...grpc.CallOption) (*SetPrincipalSecretResponse, error)
 	// DeletePrincipal deletes a principal.
 	DeletePrincipal(ctx context.Context, in *DeletePrincipalRequest, opts ...grpc.CallOption) (*DeletePrincipalResponse, error)
+	// ListPrincipals lists the tenant's principals by identifier, paginated; never a secret or its
+	// hash, only whether one is set.
+	ListPrincipals(ctx context.Context, in *ListPrincipalsRequest, opts ...grpc.CallOption) (*ListPrincipalsResponse, error)
 	// RotateSigningKey publishes a new signing key and makes it the signer after the pre-publish delay.
 	RotateSigningKey(ctx context.Context, in *RotateSigningKeyRequest, opts ...grpc.CallOption) (*RotateSigningKeyResponse, error)
 	// WithdrawSigningKey removes a signing key at once; every token it signed becomes inactive.
 	WithdrawSigningKey(ctx context.Context, in *WithdrawSigningKeyRequest, opts ...grpc.CallOption) (*WithdrawSigningKeyResponse, error)
+	// ListSigningKeys describes the tenant's signing keys and where each is in its lifecycle:
+	// published ahead of signing, signing, retiring (verifying what it signed), or withdrawn. Never
+	// a private key.
+	ListSigningKeys(ctx context.Context, in *ListSigningKeysRequest, opts ...grpc.CallOption) (*ListSigningKeysResponse, error)
 	// RotateRefreshKey gives the tenant a new refresh-token key, which signs every refresh token
 	// from then on. Routinely the older keys keep refreshing the tokens they signed until the longest
 	// session has passed, then leave; in an emergency every refresh token they signed is refused at
@@ -193,6 +202,16 @@ func (c *adminServiceClient) DeletePrincipal(ctx context.Context, in *DeletePrin
 	return out, nil
 }
 
+func (c *adminServiceClient) ListPrincipals(ctx context.Context, in *ListPrincipalsRequest, opts ...grpc.CallOption) (*ListPrincipalsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPrincipalsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListPrincipals_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) RotateSigningKey(ctx context.Context, in *RotateSigningKeyRequest, opts ...grpc.CallOption) (*RotateSigningKeyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RotateSigningKeyResponse)
@@ -207,6 +226,16 @@ func (c *adminServiceClient) WithdrawSigningKey(ctx context.Context, in *Withdra
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(WithdrawSigningKeyResponse)
 	err := c.cc.Invoke(ctx, AdminService_WithdrawSigningKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListSigningKeys(ctx context.Context, in *ListSigningKeysRequest, opts ...grpc.CallOption) (*ListSigningKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSigningKeysResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListSigningKeys_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -252,10 +281,17 @@ type AdminServiceServer interface {
 	SetPrincipalSecret(context.Context, *SetPrincipalSecretRequest) (*SetPrincipalSecretResponse, error)
 	// DeletePrincipal deletes a principal.
 	DeletePrincipal(context.Context, *DeletePrincipalRequest) (*DeletePrincipalResponse, error)
+	// ListPrincipals lists the tenant's principals by identifier, paginated; never a secret or its
+	// hash, only whether one is set.
+	ListPrincipals(context.Context, *ListPrincipalsRequest) (*ListPrincipalsResponse, error)
 	// RotateSigningKey publishes a new signing key and makes it the signer after the pre-publish delay.
 	RotateSigningKey(context.Context, *RotateSigningKeyRequest) (*RotateSigningKeyResponse, error)
 	// WithdrawSigningKey removes a signing key at once; every token it signed becomes inactive.
 	WithdrawSigningKey(context.Context, *WithdrawSigningKeyRequest) (*WithdrawSigningKeyResponse, error)
+	// ListSigningKeys describes the tenant's signing keys and where each is in its lifecycle:
+	// published ahead of signing, signing, retiring (verifying what it signed), or withdrawn. Never
+	// a private key.
+	ListSigningKeys(context.Context, *ListSigningKeysRequest) (*ListSigningKeysResponse, error)
 	// RotateRefreshKey gives the tenant a new refresh-token key, which signs every refresh token
 	// from then on. Routinely the older keys keep refreshing the tokens they signed until the longest
 	// session has passed, then leave; in an emergency every refresh token they signed is refused at
@@ -304,11 +340,17 @@ func (UnimplementedAdminServiceServer) SetPrincipalSecret(context.Context, *SetP
 func (UnimplementedAdminServiceServer) DeletePrincipal(context.Context, *DeletePrincipalRequest) (*DeletePrincipalResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeletePrincipal not implemented")
 }
+func (UnimplementedAdminServiceServer) ListPrincipals(context.Context, *ListPrincipalsRequest) (*ListPrincipalsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPrincipals not implemented")
+}
 func (UnimplementedAdminServiceServer) RotateSigningKey(context.Context, *RotateSigningKeyRequest) (*RotateSigningKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateSigningKey not implemented")
 }
 func (UnimplementedAdminServiceServer) WithdrawSigningKey(context.Context, *WithdrawSigningKeyRequest) (*WithdrawSigningKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WithdrawSigningKey not implemented")
+}
+func (UnimplementedAdminServiceServer) ListSigningKeys(context.Context, *ListSigningKeysRequest) (*ListSigningKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSigningKeys not implemented")
 }
 func (UnimplementedAdminServiceServer) RotateRefreshKey(context.Context, *RotateRefreshKeyRequest) (*RotateRefreshKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateRefreshKey not implemented")
@@ -532,6 +574,24 @@ func _AdminService_DeletePrincipal_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListPrincipals_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPrincipalsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListPrincipals(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListPrincipals_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListPrincipals(ctx, req.(*ListPrincipalsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_RotateSigningKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RotateSigningKeyRequest)
 	if err := dec(in); err != nil {
@@ -564,6 +624,24 @@ func _AdminService_WithdrawSigningKey_Handler(srv interface{}, ctx context.Conte
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).WithdrawSigningKey(ctx, req.(*WithdrawSigningKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListSigningKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSigningKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListSigningKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListSigningKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListSigningKeys(ctx, req.(*ListSigningKeysRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -638,12 +716,20 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AdminService_DeletePrincipal_Handler,
 		},
 		{
+			MethodName: "ListPrincipals",
+			Handler:    _AdminService_ListPrincipals_Handler,
+		},
+		{
 			MethodName: "RotateSigningKey",
 			Handler:    _AdminService_RotateSigningKey_Handler,
 		},
 		{
 			MethodName: "WithdrawSigningKey",
 			Handler:    _AdminService_WithdrawSigningKey_Handler,
+		},
+		{
+			MethodName: "ListSigningKeys",
+			Handler:    _AdminService_ListSigningKeys_Handler,
 		},
 		{
 			MethodName: "RotateRefreshKey",

@@ -498,6 +498,33 @@ func (s *Store) ListRecords(_ context.Context, kind, prefix string) ([]store.Rec
 	return out, nil
 }
 
+// ListRecordsPage returns up to limit records of kind whose id starts with prefix and sorts after
+// after, ordered by id, and the after of the next page ("" on the last).
+func (s *Store) ListRecordsPage(_ context.Context, kind, prefix, after string, limit int) ([]store.Record, string, error) {
+	if limit < 1 {
+		return nil, "", fmt.Errorf("memory store: list %s records: page limit %d is not positive", kind, limit)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for id := range s.records[kind] {
+		if strings.HasPrefix(id, prefix) && id > after {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	next := ""
+	if len(ids) > limit {
+		ids = ids[:limit]
+		next = ids[limit-1]
+	}
+	out := make([]store.Record, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, store.Record{ID: id, Value: append([]byte{}, s.records[kind][id]...)})
+	}
+	return out, next, nil
+}
+
 // CreateOwnedRecord stores a record that must not exist yet and lists it under owner, unless
 // owner lists limit records of kind already (limit > 0).
 func (s *Store) CreateOwnedRecord(_ context.Context, kind, owner, id string, value []byte, limit int) error {

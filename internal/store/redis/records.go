@@ -94,6 +94,39 @@ func (s *Store) ListRecords(ctx context.Context, kind, prefix string) ([]store.R
 	return s.readRecords(ctx, kind, ids)
 }
 
+// ListRecordsPage returns up to limit records of kind whose id starts with prefix and sorts after
+// after, ordered by id, and the after of the next page ("" on the last): the ids from one
+// ZRANGEBYLEX with a LIMIT of the kind's index, so that a page reads its own records only, the
+// values from MGETs. A record deleted between the two is left out; the next page still starts
+// after it.
+func (s *Store) ListRecordsPage(ctx context.Context, kind, prefix, after string, limit int) ([]store.Record, string, error) {
+	if limit < 1 {
+		return nil, "", fmt.Errorf("redis store: list %s records: page limit %d is not positive", kind, limit)
+	}
+	rng := &goredis.ZRangeBy{Min: "-", Max: "+", Count: int64(limit) + 1}
+	if prefix != "" {
+		// As in ListRecords: every id with the prefix sorts below prefix+"\xff".
+		rng.Min, rng.Max = "["+prefix, "("+prefix+"\xff"
+	}
+	if after != "" && after >= prefix {
+		rng.Min = "(" + after
+	}
+	ids, err := s.client.ZRangeByLex(ctx, recordIndexKey(kind), rng).Result()
+	if err != nil {
+		return nil, "", unavailable("list records", err)
+	}
+	next := ""
+	if len(ids) > limit {
+		ids = ids[:limit]
+		next = ids[limit-1]
+	}
+	recs, err := s.readRecords(ctx, kind, ids)
+	if err != nil {
+		return nil, "", err
+	}
+	return recs, next, nil
+}
+
 // readRecords returns the records kind/ids that exist, in the order of ids, with MGETs on the
 // kind's slot.
 func (s *Store) readRecords(ctx context.Context, kind string, ids []string) ([]store.Record, error) {

@@ -15,6 +15,7 @@ import (
 var recordTests = []test{
 	{"Lifecycle", testRecordLifecycle},
 	{"List", testRecordList},
+	{"ListPage", testRecordListPage},
 	{"Owned", testOwnedRecords},
 	{"OwnedLimit", testOwnedRecordLimit},
 	{"OwnedLimitConcurrently", testOwnedRecordLimitConcurrently},
@@ -126,6 +127,89 @@ func testRecordList(t *testing.T, f *fixture) {
 				t.Errorf("ListRecords(%q) ids = %q, want %q", tt.prefix, ids, tt.want)
 			}
 		})
+	}
+}
+
+// testRecordListPage pages through records of one prefix, among others of the kind and of other
+// kinds, with every page size: the pages hold each record once, in id order, and only the last
+// page has no next.
+func testRecordListPage(t *testing.T, f *fixture) {
+	const kind = store.KindPrincipal
+	want := []string{"acme/", "acme/a", "acme/a-z", "acme/a1", "acme/a10", "acme/\u00e9t\u00e9", "acme/\u00ff"}
+	others := []string{"acme", "acme-2/a", "acmf/a", "globex/a", "acm"}
+	for i, id := range append(slices.Clone(want), others...) {
+		if err := f.store.PutRecord(f.ctx, kind, id, []byte(strconv.Itoa(i))); err != nil {
+			t.Fatalf("PutRecord: %v", err)
+		}
+	}
+	if err := f.store.PutRecord(f.ctx, store.KindTenant, "acme/b", []byte("other kind")); err != nil {
+		t.Fatalf("PutRecord: %v", err)
+	}
+	if err := f.store.CreateRecord(f.ctx, kind, "acme/deleted", []byte("x")); err != nil {
+		t.Fatalf("CreateRecord: %v", err)
+	}
+	if _, err := f.store.DeleteRecord(f.ctx, kind, "acme/deleted"); err != nil {
+		t.Fatalf("DeleteRecord: %v", err)
+	}
+	for limit := 1; limit <= len(want)+1; limit++ {
+		t.Run(fmt.Sprintf("Limit%d", limit), func(t *testing.T) {
+			var got []string
+			after := ""
+			for pages := 0; ; pages++ {
+				if pages > len(want) {
+					t.Fatalf("more than %d pages: %q", len(want)+1, got)
+				}
+				recs, next, err := f.store.ListRecordsPage(f.ctx, kind, "acme/", after, limit)
+				if err != nil {
+					t.Fatalf("ListRecordsPage(after %q): %v", after, err)
+				}
+				if len(recs) > limit {
+					t.Fatalf("ListRecordsPage(after %q) = %d records, more than the limit %d", after, len(recs), limit)
+				}
+				for _, r := range recs {
+					got = append(got, r.ID)
+				}
+				if next == "" {
+					break
+				}
+				if len(recs) == 0 || next != recs[len(recs)-1].ID {
+					t.Fatalf("ListRecordsPage(after %q): next %q, want the last id of the page %v", after, next, recs)
+				}
+				after = next
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("pages of %d = %q, want %q", limit, got, want)
+			}
+		})
+	}
+	// A position before the prefix starts at it; one past it lists nothing.
+	for _, tc := range []struct {
+		after string
+		want  []string
+	}{
+		{"", want[:2]},
+		{"a", want[:2]},
+		{"acme/a1", want[4:6]},
+		{"acme/\u00ff", nil},
+		{"zzz", nil},
+	} {
+		recs, _, err := f.store.ListRecordsPage(f.ctx, kind, "acme/", tc.after, 2)
+		if err != nil {
+			t.Fatalf("ListRecordsPage(after %q): %v", tc.after, err)
+		}
+		var ids []string
+		for _, r := range recs {
+			ids = append(ids, r.ID)
+			if r.ID == want[0] && string(r.Value) != "0" {
+				t.Errorf("record %q = %q, want 0", r.ID, r.Value)
+			}
+		}
+		if !slices.Equal(ids, tc.want) {
+			t.Errorf("ListRecordsPage(after %q, 2) = %q, want %q", tc.after, ids, tc.want)
+		}
+	}
+	if _, _, err := f.store.ListRecordsPage(f.ctx, kind, "acme/", "", 0); err == nil {
+		t.Error("ListRecordsPage with limit 0 succeeded")
 	}
 }
 
