@@ -651,3 +651,27 @@ func TestListSessions(t *testing.T) {
 		}
 	}
 }
+
+// TestWithdrawnKeyDropsCachedVerifications: a token verified once is remembered (signature and
+// claims); withdrawing its key makes it inactive at the next Verify on the same replica, although
+// its verification is cached.
+func TestWithdrawnKeyDropsCachedVerifications(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	p := f.issue(t, nil)
+	for range 2 { // the second is answered from the cache
+		if v := f.verify(t, p.AccessToken, nil); !v.Active {
+			t.Fatalf("before the withdrawal: %v", v.Reason)
+		}
+	}
+	k, err := f.keys.SigningKey(ctx, f.tenant.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.keys.Withdraw(ctx, f.tenant.ID, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if v := f.verify(t, p.AccessToken, nil); v.Active || v.Reason != token.ReasonUnknownKey {
+		t.Fatalf("after the withdrawal: active %v, reason %v; want inactive, unknown key", v.Active, v.Reason)
+	}
+}
