@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -50,11 +51,11 @@ func TestDenySetMerge(t *testing.T) {
 	d.addTenantCutoff(cutoff{ms: 10, expire: t0})
 	d.prune(t0.Add(time.Minute), 0)
 	switch {
-	case d.denied("", "j", "", "", 0) != ErrRevoked:
+	case !errors.Is(d.denied("", "j", "", "", 0), ErrRevoked):
 		t.Fatal("jti entry shortened")
-	case d.denied("", "", "", "alice", 200) != ErrCutOff || d.denied("", "", "", "alice", 201) != nil:
+	case !errors.Is(d.denied("", "", "", "alice", 200), ErrCutOff) || d.denied("", "", "", "alice", 201) != nil:
 		t.Fatal("subject cut-off not the later one")
-	case d.denied("", "", "", "bob", 50) != ErrCutOff || d.denied("", "", "", "bob", 51) != nil:
+	case !errors.Is(d.denied("", "", "", "bob", 50), ErrCutOff) || d.denied("", "", "", "bob", 51) != nil:
 		t.Fatal("tenant cut-off not the later one, kept forever")
 	}
 }

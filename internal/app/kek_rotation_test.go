@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -86,7 +87,7 @@ func TestKeyEncryptionKeyRotationWithoutFailedCalls(t *testing.T) {
 				v, err := tokenauthorityv1.NewTokenServiceClient(rv.conn).VerifyToken(withKey(rv.devKey),
 					&tokenauthorityv1.VerifyTokenRequest{Token: n.GetAccessToken()})
 				if err != nil || !v.GetActive() {
-					fail("verify", fmt.Errorf("%v, active %v (%s)", err, v.GetActive(), v.GetReason()))
+					fail("verify", errors.Join(err, fmt.Errorf("active %v (%s)", v.GetActive(), v.GetReason())))
 				}
 			}
 		})

@@ -26,19 +26,23 @@ func listServices(t *testing.T, r *replica, alpha bool, credential string) ([]st
 	}
 	var names []string
 	if alpha {
+		// The deprecated v1alpha service is what grpcurl and older tools still call: it must be
+		// protected as v1 is.
+		//nolint:staticcheck // SA1019: deliberately the deprecated protocol
 		stream, err := reflectionv1alpha.NewServerReflectionClient(r.conn).ServerReflectionInfo(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if err := stream.Send(&reflectionv1alpha.ServerReflectionRequest{MessageRequest: &reflectionv1alpha.ServerReflectionRequest_ListServices{}}); err != nil && !errors.Is(err, io.EOF) {
+		req := &reflectionv1alpha.ServerReflectionRequest{MessageRequest: &reflectionv1alpha.ServerReflectionRequest_ListServices{}} //nolint:staticcheck // SA1019: as above
+		if err := stream.Send(req); err != nil && !errors.Is(err, io.EOF) {
 			return nil, err
 		}
 		resp, err := stream.Recv()
 		if err != nil {
 			return nil, err
 		}
-		for _, s := range resp.GetListServicesResponse().GetService() {
-			names = append(names, s.GetName())
+		for _, s := range resp.GetListServicesResponse().GetService() { //nolint:staticcheck // SA1019: as above
+			names = append(names, s.GetName()) //nolint:staticcheck // SA1019: as above
 		}
 		return names, stream.CloseSend()
 	}

@@ -155,16 +155,16 @@ func TestWatchEndsWhenItsCredentialDoes(t *testing.T) {
 		// time); nil means at once.
 		until func(t *testing.T, e *recheckEnv, w *testWatch)
 	}{
-		{name: "key deleted here", act: func(t *testing.T, e *recheckEnv) {
+		{name: "key deleted here", act: func(_ *testing.T, e *recheckEnv) {
 			must(e.admin.DeleteApiKey(e.key.ctx(), &tokenauthorityv1.DeleteApiKeyRequest{KeyId: e.key.id}))
 		}},
-		{name: "key rotated without overlap here", act: func(t *testing.T, e *recheckEnv) {
+		{name: "key rotated without overlap here", act: func(_ *testing.T, e *recheckEnv) {
 			must(e.admin.RotateApiKey(e.key.ctx(), &tokenauthorityv1.RotateApiKeyRequest{KeyId: e.key.id, Overlap: durationpb.New(0)}))
 		}},
-		{name: "tenant deleted here", act: func(t *testing.T, e *recheckEnv) {
+		{name: "tenant deleted here", act: func(_ *testing.T, e *recheckEnv) {
 			must(e.admin.DeleteTenant(withAPIKey(context.Background(), testMasterKey), &tokenauthorityv1.DeleteTenantRequest{TenantId: "acme"}))
 		}},
-		{name: "key rotated with an overlap that runs out", act: func(t *testing.T, e *recheckEnv) {
+		{name: "key rotated with an overlap that runs out", act: func(_ *testing.T, e *recheckEnv) {
 			must(e.admin.RotateApiKey(e.key.ctx(), &tokenauthorityv1.RotateApiKeyRequest{KeyId: e.key.id, Overlap: durationpb.New(time.Hour)}))
 		}, until: func(t *testing.T, e *recheckEnv, w *testWatch) {
 			// Within the overlap the old value still admits the stream: two ticks make sure that
@@ -178,7 +178,7 @@ func TestWatchEndsWhenItsCredentialDoes(t *testing.T) {
 			e.b.clock.Advance(time.Hour + time.Second)
 			e.here.tick(t)
 		}},
-		{name: "key deleted on another replica", onThere: true, act: func(t *testing.T, e *recheckEnv) {
+		{name: "key deleted on another replica", onThere: true, act: func(_ *testing.T, e *recheckEnv) {
 			must(e.admin.DeleteApiKey(e.key.ctx(), &tokenauthorityv1.DeleteApiKeyRequest{KeyId: e.key.id}))
 		}, until: func(t *testing.T, e *recheckEnv, _ *testWatch) {
 			// The other replica trusts its cached key record for its life, then reads the store.

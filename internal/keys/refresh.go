@@ -65,7 +65,8 @@ func validRefreshKID(kid string) bool {
 		return false
 	}
 	for _, c := range []byte(rest) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+		if !ok {
 			return false
 		}
 	}
@@ -193,7 +194,8 @@ func (m *Manager) RotateRefreshKey(ctx context.Context, tenant string, r Refresh
 			return ErrTooManyRefreshKeys
 		}
 		nk := &RefreshKey{ID: id, Secret: secret, CreatedAt: now}
-		ks.refreshKeys = append(kept, nk)
+		kept = append(kept, nk)
+		ks.refreshKeys = kept
 		out.Current = RefreshKey{ID: nk.ID, CreatedAt: now}
 		return nil
 	})

@@ -84,7 +84,7 @@ func (c *countingStore) ListOwnedRecords(ctx context.Context, kind, owner string
 
 // backends returns a fresh store of each backend, by name: the in-memory store, and Redis unless
 // short.
-func backends(t *testing.T) map[string]func(t *testing.T) (tenant.Store, *redistest.Server) {
+func backends(_ *testing.T) map[string]func(t *testing.T) (tenant.Store, *redistest.Server) {
 	b := map[string]func(t *testing.T) (tenant.Store, *redistest.Server){
 		"Memory": func(*testing.T) (tenant.Store, *redistest.Server) { return memory.New(nil), nil },
 	}

@@ -559,7 +559,7 @@ func testRecordUpdateDeleted(t *testing.T, f *fixture) {
 	if err := f.store.CreateRecord(f.ctx, kind, id, []byte("v")); err != nil {
 		t.Fatalf("CreateRecord: %v", err)
 	}
-	_, err := f.store.UpdateRecord(f.ctx, kind, id, func(old []byte) ([]byte, error) {
+	_, err := f.store.UpdateRecord(f.ctx, kind, id, func(_ []byte) ([]byte, error) {
 		if _, err := f.store.DeleteRecord(f.ctx, kind, id); err != nil {
 			t.Errorf("DeleteRecord: %v", err)
 		}
