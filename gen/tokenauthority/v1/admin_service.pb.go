@@ -98,6 +98,9 @@ const (
 	Role_ROLE_REVOKE Role = 3
 	// May manage the tenant's API keys, principals and signing keys.
 	Role_ROLE_ADMIN Role = 4
+	// May exchange tokens meant for it for tokens for other services (ExchangeToken), within the
+	// key's exchange policy, which a key with this role must have.
+	Role_ROLE_EXCHANGE Role = 5
 )
 
 // Enum value maps for Role.
@@ -108,6 +111,7 @@ var (
 		2: "ROLE_VERIFY",
 		3: "ROLE_REVOKE",
 		4: "ROLE_ADMIN",
+		5: "ROLE_EXCHANGE",
 	}
 	Role_value = map[string]int32{
 		"ROLE_UNSPECIFIED": 0,
@@ -115,6 +119,7 @@ var (
 		"ROLE_VERIFY":      2,
 		"ROLE_REVOKE":      3,
 		"ROLE_ADMIN":       4,
+		"ROLE_EXCHANGE":    5,
 	}
 )
 
@@ -170,8 +175,11 @@ type Tenant struct {
 	// The rate of RefreshToken calls each API key of the tenant may make on each replica; the server
 	// default (1000 per second, bursts of 2000) when unset.
 	RefreshRateLimit *RateLimit `protobuf:"bytes,10,opt,name=refresh_rate_limit,json=refreshRateLimit,proto3" json:"refresh_rate_limit,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The rate of ExchangeToken calls each API key of the tenant may make on each replica; the
+	// server default (1000 per second, bursts of 2000) when unset.
+	ExchangeRateLimit *RateLimit `protobuf:"bytes,12,opt,name=exchange_rate_limit,json=exchangeRateLimit,proto3" json:"exchange_rate_limit,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
@@ -270,6 +278,13 @@ func (x *Tenant) GetIssueRateLimit() *RateLimit {
 func (x *Tenant) GetRefreshRateLimit() *RateLimit {
 	if x != nil {
 		return x.RefreshRateLimit
+	}
+	return nil
+}
+
+func (x *Tenant) GetExchangeRateLimit() *RateLimit {
+	if x != nil {
+		return x.ExchangeRateLimit
 	}
 	return nil
 }
@@ -730,8 +745,10 @@ type ApiKey struct {
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When a rotated-out value stops working; unset when there is none.
 	PreviousValueExpireTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=previous_value_expire_time,json=previousValueExpireTime,proto3" json:"previous_value_expire_time,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// What the key may exchange (role `exchange`); unset for keys without that role.
+	ExchangePolicy *ExchangePolicy `protobuf:"bytes,7,opt,name=exchange_policy,json=exchangePolicy,proto3" json:"exchange_policy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ApiKey) Reset() {
@@ -806,6 +823,71 @@ func (x *ApiKey) GetPreviousValueExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ApiKey) GetExchangePolicy() *ExchangePolicy {
+	if x != nil {
+		return x.ExchangePolicy
+	}
+	return nil
+}
+
+// ExchangePolicy says which tokens an API key with role `exchange` may exchange, and for what.
+// The exchanged tokens name the key's `name` as their actor (`act.sub`), so a key that exchanges
+// needs a name, which stays the same when the key is rotated.
+type ExchangePolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The audience that a subject token must contain (`aud`): the service exchanges only tokens
+	// that were meant for itself. Required.
+	AcceptAudience string `protobuf:"bytes,1,opt,name=accept_audience,json=acceptAudience,proto3" json:"accept_audience,omitempty"`
+	// The audiences the key may ask for; at least one, each allowed by the tenant.
+	TargetAudiences []string `protobuf:"bytes,2,rep,name=target_audiences,json=targetAudiences,proto3" json:"target_audiences,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ExchangePolicy) Reset() {
+	*x = ExchangePolicy{}
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangePolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangePolicy) ProtoMessage() {}
+
+func (x *ExchangePolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangePolicy.ProtoReflect.Descriptor instead.
+func (*ExchangePolicy) Descriptor() ([]byte, []int) {
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ExchangePolicy) GetAcceptAudience() string {
+	if x != nil {
+		return x.AcceptAudience
+	}
+	return ""
+}
+
+func (x *ExchangePolicy) GetTargetAudiences() []string {
+	if x != nil {
+		return x.TargetAudiences
+	}
+	return nil
+}
+
 // CreateApiKeyRequest describes the new key.
 type CreateApiKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -814,14 +896,16 @@ type CreateApiKeyRequest struct {
 	// A human-readable name.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// The roles to grant; at least one.
-	Roles         []Role `protobuf:"varint,3,rep,packed,name=roles,proto3,enum=tokenauthority.v1.Role" json:"roles,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Roles []Role `protobuf:"varint,3,rep,packed,name=roles,proto3,enum=tokenauthority.v1.Role" json:"roles,omitempty"`
+	// What the key may exchange: required with role `exchange`, refused without it.
+	ExchangePolicy *ExchangePolicy `protobuf:"bytes,4,opt,name=exchange_policy,json=exchangePolicy,proto3" json:"exchange_policy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateApiKeyRequest) Reset() {
 	*x = CreateApiKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[11]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +917,7 @@ func (x *CreateApiKeyRequest) String() string {
 func (*CreateApiKeyRequest) ProtoMessage() {}
 
 func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[11]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +930,7 @@ func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{11}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateApiKeyRequest) GetTenantId() string {
@@ -870,6 +954,13 @@ func (x *CreateApiKeyRequest) GetRoles() []Role {
 	return nil
 }
 
+func (x *CreateApiKeyRequest) GetExchangePolicy() *ExchangePolicy {
+	if x != nil {
+		return x.ExchangePolicy
+	}
+	return nil
+}
+
 // CreateApiKeyResponse returns the key and its value, once.
 type CreateApiKeyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -883,7 +974,7 @@ type CreateApiKeyResponse struct {
 
 func (x *CreateApiKeyResponse) Reset() {
 	*x = CreateApiKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[12]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +986,7 @@ func (x *CreateApiKeyResponse) String() string {
 func (*CreateApiKeyResponse) ProtoMessage() {}
 
 func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[12]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +999,7 @@ func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{12}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateApiKeyResponse) GetApiKey() *ApiKey {
@@ -936,7 +1027,7 @@ type ListApiKeysRequest struct {
 
 func (x *ListApiKeysRequest) Reset() {
 	*x = ListApiKeysRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[13]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1039,7 @@ func (x *ListApiKeysRequest) String() string {
 func (*ListApiKeysRequest) ProtoMessage() {}
 
 func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[13]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1052,7 @@ func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{13}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListApiKeysRequest) GetTenantId() string {
@@ -982,7 +1073,7 @@ type ListApiKeysResponse struct {
 
 func (x *ListApiKeysResponse) Reset() {
 	*x = ListApiKeysResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[14]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1085,7 @@ func (x *ListApiKeysResponse) String() string {
 func (*ListApiKeysResponse) ProtoMessage() {}
 
 func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[14]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1098,7 @@ func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{14}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
@@ -1030,7 +1121,7 @@ type RotateApiKeyRequest struct {
 
 func (x *RotateApiKeyRequest) Reset() {
 	*x = RotateApiKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[15]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1133,7 @@ func (x *RotateApiKeyRequest) String() string {
 func (*RotateApiKeyRequest) ProtoMessage() {}
 
 func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[15]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1146,7 @@ func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{15}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RotateApiKeyRequest) GetKeyId() string {
@@ -1085,7 +1176,7 @@ type RotateApiKeyResponse struct {
 
 func (x *RotateApiKeyResponse) Reset() {
 	*x = RotateApiKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[16]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1188,7 @@ func (x *RotateApiKeyResponse) String() string {
 func (*RotateApiKeyResponse) ProtoMessage() {}
 
 func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[16]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1201,7 @@ func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{16}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RotateApiKeyResponse) GetApiKey() *ApiKey {
@@ -1138,7 +1229,7 @@ type DeleteApiKeyRequest struct {
 
 func (x *DeleteApiKeyRequest) Reset() {
 	*x = DeleteApiKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[17]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1241,7 @@ func (x *DeleteApiKeyRequest) String() string {
 func (*DeleteApiKeyRequest) ProtoMessage() {}
 
 func (x *DeleteApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[17]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1254,7 @@ func (x *DeleteApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*DeleteApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{17}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteApiKeyRequest) GetKeyId() string {
@@ -1182,7 +1273,7 @@ type DeleteApiKeyResponse struct {
 
 func (x *DeleteApiKeyResponse) Reset() {
 	*x = DeleteApiKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[18]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1285,7 @@ func (x *DeleteApiKeyResponse) String() string {
 func (*DeleteApiKeyResponse) ProtoMessage() {}
 
 func (x *DeleteApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[18]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1298,7 @@ func (x *DeleteApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*DeleteApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{18}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{19}
 }
 
 // Principal is a user or service account that may obtain tokens with its own secret.
@@ -1233,7 +1324,7 @@ type Principal struct {
 
 func (x *Principal) Reset() {
 	*x = Principal{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[19]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1336,7 @@ func (x *Principal) String() string {
 func (*Principal) ProtoMessage() {}
 
 func (x *Principal) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[19]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1349,7 @@ func (x *Principal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Principal.ProtoReflect.Descriptor instead.
 func (*Principal) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{19}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Principal) GetIdentifier() string {
@@ -1321,7 +1412,7 @@ type CreatePrincipalRequest struct {
 
 func (x *CreatePrincipalRequest) Reset() {
 	*x = CreatePrincipalRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[20]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1424,7 @@ func (x *CreatePrincipalRequest) String() string {
 func (*CreatePrincipalRequest) ProtoMessage() {}
 
 func (x *CreatePrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[20]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1437,7 @@ func (x *CreatePrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePrincipalRequest.ProtoReflect.Descriptor instead.
 func (*CreatePrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{20}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreatePrincipalRequest) GetPrincipal() *Principal {
@@ -1367,7 +1458,7 @@ type CreatePrincipalResponse struct {
 
 func (x *CreatePrincipalResponse) Reset() {
 	*x = CreatePrincipalResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[21]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1470,7 @@ func (x *CreatePrincipalResponse) String() string {
 func (*CreatePrincipalResponse) ProtoMessage() {}
 
 func (x *CreatePrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[21]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1483,7 @@ func (x *CreatePrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePrincipalResponse.ProtoReflect.Descriptor instead.
 func (*CreatePrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{21}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreatePrincipalResponse) GetPrincipal() *Principal {
@@ -1413,7 +1504,7 @@ type SetPrincipalSecretRequest struct {
 
 func (x *SetPrincipalSecretRequest) Reset() {
 	*x = SetPrincipalSecretRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[22]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1516,7 @@ func (x *SetPrincipalSecretRequest) String() string {
 func (*SetPrincipalSecretRequest) ProtoMessage() {}
 
 func (x *SetPrincipalSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[22]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1529,7 @@ func (x *SetPrincipalSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPrincipalSecretRequest.ProtoReflect.Descriptor instead.
 func (*SetPrincipalSecretRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{22}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetPrincipalSecretRequest) GetIdentifier() string {
@@ -1459,7 +1550,7 @@ type SetPrincipalSecretResponse struct {
 
 func (x *SetPrincipalSecretResponse) Reset() {
 	*x = SetPrincipalSecretResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[23]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1562,7 @@ func (x *SetPrincipalSecretResponse) String() string {
 func (*SetPrincipalSecretResponse) ProtoMessage() {}
 
 func (x *SetPrincipalSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[23]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1575,7 @@ func (x *SetPrincipalSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPrincipalSecretResponse.ProtoReflect.Descriptor instead.
 func (*SetPrincipalSecretResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{23}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetPrincipalSecretResponse) GetSecret() string {
@@ -1505,7 +1596,7 @@ type DeletePrincipalRequest struct {
 
 func (x *DeletePrincipalRequest) Reset() {
 	*x = DeletePrincipalRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[24]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1608,7 @@ func (x *DeletePrincipalRequest) String() string {
 func (*DeletePrincipalRequest) ProtoMessage() {}
 
 func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[24]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1621,7 @@ func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalRequest.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{24}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeletePrincipalRequest) GetIdentifier() string {
@@ -1549,7 +1640,7 @@ type DeletePrincipalResponse struct {
 
 func (x *DeletePrincipalResponse) Reset() {
 	*x = DeletePrincipalResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[25]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1652,7 @@ func (x *DeletePrincipalResponse) String() string {
 func (*DeletePrincipalResponse) ProtoMessage() {}
 
 func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[25]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1665,7 @@ func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalResponse.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{25}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{26}
 }
 
 // SigningKey describes a signing key (never its private part).
@@ -1596,7 +1687,7 @@ type SigningKey struct {
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1699,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1712,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{26}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SigningKey) GetKid() string {
@@ -1672,7 +1763,7 @@ type RotateSigningKeyRequest struct {
 
 func (x *RotateSigningKeyRequest) Reset() {
 	*x = RotateSigningKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1684,7 +1775,7 @@ func (x *RotateSigningKeyRequest) String() string {
 func (*RotateSigningKeyRequest) ProtoMessage() {}
 
 func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1697,7 +1788,7 @@ func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateSigningKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{27}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RotateSigningKeyRequest) GetTenantId() string {
@@ -1725,7 +1816,7 @@ type RotateSigningKeyResponse struct {
 
 func (x *RotateSigningKeyResponse) Reset() {
 	*x = RotateSigningKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1828,7 @@ func (x *RotateSigningKeyResponse) String() string {
 func (*RotateSigningKeyResponse) ProtoMessage() {}
 
 func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1841,7 @@ func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateSigningKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{28}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RotateSigningKeyResponse) GetKey() *SigningKey {
@@ -1773,7 +1864,7 @@ type WithdrawSigningKeyRequest struct {
 
 func (x *WithdrawSigningKeyRequest) Reset() {
 	*x = WithdrawSigningKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1785,7 +1876,7 @@ func (x *WithdrawSigningKeyRequest) String() string {
 func (*WithdrawSigningKeyRequest) ProtoMessage() {}
 
 func (x *WithdrawSigningKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1798,7 +1889,7 @@ func (x *WithdrawSigningKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawSigningKeyRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawSigningKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{29}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WithdrawSigningKeyRequest) GetTenantId() string {
@@ -1824,7 +1915,7 @@ type WithdrawSigningKeyResponse struct {
 
 func (x *WithdrawSigningKeyResponse) Reset() {
 	*x = WithdrawSigningKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[30]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +1927,7 @@ func (x *WithdrawSigningKeyResponse) String() string {
 func (*WithdrawSigningKeyResponse) ProtoMessage() {}
 
 func (x *WithdrawSigningKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[30]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +1940,7 @@ func (x *WithdrawSigningKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawSigningKeyResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawSigningKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{30}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{31}
 }
 
 // RotateRefreshKeyRequest asks for a new refresh-token key.
@@ -1868,7 +1959,7 @@ type RotateRefreshKeyRequest struct {
 
 func (x *RotateRefreshKeyRequest) Reset() {
 	*x = RotateRefreshKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[31]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1880,7 +1971,7 @@ func (x *RotateRefreshKeyRequest) String() string {
 func (*RotateRefreshKeyRequest) ProtoMessage() {}
 
 func (x *RotateRefreshKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[31]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1893,7 +1984,7 @@ func (x *RotateRefreshKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateRefreshKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateRefreshKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{31}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RotateRefreshKeyRequest) GetTenantId() string {
@@ -1935,7 +2026,7 @@ type RefreshKey struct {
 
 func (x *RefreshKey) Reset() {
 	*x = RefreshKey{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[32]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2038,7 @@ func (x *RefreshKey) String() string {
 func (*RefreshKey) ProtoMessage() {}
 
 func (x *RefreshKey) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[32]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2051,7 @@ func (x *RefreshKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshKey.ProtoReflect.Descriptor instead.
 func (*RefreshKey) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{32}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RefreshKey) GetKid() string {
@@ -2006,7 +2097,7 @@ type RotateRefreshKeyResponse struct {
 
 func (x *RotateRefreshKeyResponse) Reset() {
 	*x = RotateRefreshKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[33]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2109,7 @@ func (x *RotateRefreshKeyResponse) String() string {
 func (*RotateRefreshKeyResponse) ProtoMessage() {}
 
 func (x *RotateRefreshKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[33]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2122,7 @@ func (x *RotateRefreshKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateRefreshKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateRefreshKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{33}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RotateRefreshKeyResponse) GetCurrent() *RefreshKey {
@@ -2059,7 +2150,7 @@ var File_tokenauthority_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
-	"%tokenauthority/v1/admin_service.proto\x12\x11tokenauthority.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x04\n" +
+	"%tokenauthority/v1/admin_service.proto\x12\x11tokenauthority.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x04\n" +
 	"\x06Tenant\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x16\n" +
 	"\x06issuer\x18\x02 \x01(\tR\x06issuer\x12A\n" +
@@ -2072,7 +2163,8 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"createTime\x12F\n" +
 	"\x10issue_rate_limit\x18\t \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x0eissueRateLimit\x12J\n" +
 	"\x12refresh_rate_limit\x18\n" +
-	" \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x10refreshRateLimit\"@\n" +
+	" \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x10refreshRateLimit\x12L\n" +
+	"\x13exchange_rate_limit\x18\f \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x11exchangeRateLimit\"@\n" +
 	"\tRateLimit\x12\x1d\n" +
 	"\n" +
 	"per_second\x18\x01 \x01(\x01R\tperSecond\x12\x14\n" +
@@ -2095,7 +2187,7 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"2\n" +
 	"\x13DeleteTenantRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\"\x16\n" +
-	"\x14DeleteTenantResponse\"\x95\x02\n" +
+	"\x14DeleteTenantResponse\"\xe1\x02\n" +
 	"\x06ApiKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x12\n" +
@@ -2103,11 +2195,16 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\x05roles\x18\x04 \x03(\x0e2\x17.tokenauthority.v1.RoleR\x05roles\x12;\n" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12W\n" +
-	"\x1aprevious_value_expire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x17previousValueExpireTime\"u\n" +
+	"\x1aprevious_value_expire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x17previousValueExpireTime\x12J\n" +
+	"\x0fexchange_policy\x18\a \x01(\v2!.tokenauthority.v1.ExchangePolicyR\x0eexchangePolicy\"d\n" +
+	"\x0eExchangePolicy\x12'\n" +
+	"\x0faccept_audience\x18\x01 \x01(\tR\x0eacceptAudience\x12)\n" +
+	"\x10target_audiences\x18\x02 \x03(\tR\x0ftargetAudiences\"\xc1\x01\n" +
 	"\x13CreateApiKeyRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12-\n" +
-	"\x05roles\x18\x03 \x03(\x0e2\x17.tokenauthority.v1.RoleR\x05roles\"b\n" +
+	"\x05roles\x18\x03 \x03(\x0e2\x17.tokenauthority.v1.RoleR\x05roles\x12J\n" +
+	"\x0fexchange_policy\x18\x04 \x01(\v2!.tokenauthority.v1.ExchangePolicyR\x0eexchangePolicy\"b\n" +
 	"\x14CreateApiKeyResponse\x122\n" +
 	"\aapi_key\x18\x01 \x01(\v2\x19.tokenauthority.v1.ApiKeyR\x06apiKey\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\"1\n" +
@@ -2190,7 +2287,7 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\x17SIGNING_ALGORITHM_EDDSA\x10\x01\x12\x1b\n" +
 	"\x17SIGNING_ALGORITHM_ES256\x10\x02\x12\x1b\n" +
 	"\x17SIGNING_ALGORITHM_RS256\x10\x03\x12\x1b\n" +
-	"\x17SIGNING_ALGORITHM_HS256\x10\x04*^\n" +
+	"\x17SIGNING_ALGORITHM_HS256\x10\x04*q\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2198,7 +2295,8 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\vROLE_VERIFY\x10\x02\x12\x0f\n" +
 	"\vROLE_REVOKE\x10\x03\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x042\x9b\v\n" +
+	"ROLE_ADMIN\x10\x04\x12\x11\n" +
+	"\rROLE_EXCHANGE\x10\x052\x9b\v\n" +
 	"\fAdminService\x12_\n" +
 	"\fCreateTenant\x12&.tokenauthority.v1.CreateTenantRequest\x1a'.tokenauthority.v1.CreateTenantResponse\x12V\n" +
 	"\tGetTenant\x12#.tokenauthority.v1.GetTenantRequest\x1a$.tokenauthority.v1.GetTenantResponse\x12\\\n" +
@@ -2229,7 +2327,7 @@ func file_tokenauthority_v1_admin_service_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenauthority_v1_admin_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tokenauthority_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_tokenauthority_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_tokenauthority_v1_admin_service_proto_goTypes = []any{
 	(SigningAlgorithm)(0),              // 0: tokenauthority.v1.SigningAlgorithm
 	(Role)(0),                          // 1: tokenauthority.v1.Role
@@ -2244,98 +2342,102 @@ var file_tokenauthority_v1_admin_service_proto_goTypes = []any{
 	(*DeleteTenantRequest)(nil),        // 10: tokenauthority.v1.DeleteTenantRequest
 	(*DeleteTenantResponse)(nil),       // 11: tokenauthority.v1.DeleteTenantResponse
 	(*ApiKey)(nil),                     // 12: tokenauthority.v1.ApiKey
-	(*CreateApiKeyRequest)(nil),        // 13: tokenauthority.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),       // 14: tokenauthority.v1.CreateApiKeyResponse
-	(*ListApiKeysRequest)(nil),         // 15: tokenauthority.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),        // 16: tokenauthority.v1.ListApiKeysResponse
-	(*RotateApiKeyRequest)(nil),        // 17: tokenauthority.v1.RotateApiKeyRequest
-	(*RotateApiKeyResponse)(nil),       // 18: tokenauthority.v1.RotateApiKeyResponse
-	(*DeleteApiKeyRequest)(nil),        // 19: tokenauthority.v1.DeleteApiKeyRequest
-	(*DeleteApiKeyResponse)(nil),       // 20: tokenauthority.v1.DeleteApiKeyResponse
-	(*Principal)(nil),                  // 21: tokenauthority.v1.Principal
-	(*CreatePrincipalRequest)(nil),     // 22: tokenauthority.v1.CreatePrincipalRequest
-	(*CreatePrincipalResponse)(nil),    // 23: tokenauthority.v1.CreatePrincipalResponse
-	(*SetPrincipalSecretRequest)(nil),  // 24: tokenauthority.v1.SetPrincipalSecretRequest
-	(*SetPrincipalSecretResponse)(nil), // 25: tokenauthority.v1.SetPrincipalSecretResponse
-	(*DeletePrincipalRequest)(nil),     // 26: tokenauthority.v1.DeletePrincipalRequest
-	(*DeletePrincipalResponse)(nil),    // 27: tokenauthority.v1.DeletePrincipalResponse
-	(*SigningKey)(nil),                 // 28: tokenauthority.v1.SigningKey
-	(*RotateSigningKeyRequest)(nil),    // 29: tokenauthority.v1.RotateSigningKeyRequest
-	(*RotateSigningKeyResponse)(nil),   // 30: tokenauthority.v1.RotateSigningKeyResponse
-	(*WithdrawSigningKeyRequest)(nil),  // 31: tokenauthority.v1.WithdrawSigningKeyRequest
-	(*WithdrawSigningKeyResponse)(nil), // 32: tokenauthority.v1.WithdrawSigningKeyResponse
-	(*RotateRefreshKeyRequest)(nil),    // 33: tokenauthority.v1.RotateRefreshKeyRequest
-	(*RefreshKey)(nil),                 // 34: tokenauthority.v1.RefreshKey
-	(*RotateRefreshKeyResponse)(nil),   // 35: tokenauthority.v1.RotateRefreshKeyResponse
-	(*durationpb.Duration)(nil),        // 36: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 37: google.protobuf.Timestamp
+	(*ExchangePolicy)(nil),             // 13: tokenauthority.v1.ExchangePolicy
+	(*CreateApiKeyRequest)(nil),        // 14: tokenauthority.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),       // 15: tokenauthority.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),         // 16: tokenauthority.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),        // 17: tokenauthority.v1.ListApiKeysResponse
+	(*RotateApiKeyRequest)(nil),        // 18: tokenauthority.v1.RotateApiKeyRequest
+	(*RotateApiKeyResponse)(nil),       // 19: tokenauthority.v1.RotateApiKeyResponse
+	(*DeleteApiKeyRequest)(nil),        // 20: tokenauthority.v1.DeleteApiKeyRequest
+	(*DeleteApiKeyResponse)(nil),       // 21: tokenauthority.v1.DeleteApiKeyResponse
+	(*Principal)(nil),                  // 22: tokenauthority.v1.Principal
+	(*CreatePrincipalRequest)(nil),     // 23: tokenauthority.v1.CreatePrincipalRequest
+	(*CreatePrincipalResponse)(nil),    // 24: tokenauthority.v1.CreatePrincipalResponse
+	(*SetPrincipalSecretRequest)(nil),  // 25: tokenauthority.v1.SetPrincipalSecretRequest
+	(*SetPrincipalSecretResponse)(nil), // 26: tokenauthority.v1.SetPrincipalSecretResponse
+	(*DeletePrincipalRequest)(nil),     // 27: tokenauthority.v1.DeletePrincipalRequest
+	(*DeletePrincipalResponse)(nil),    // 28: tokenauthority.v1.DeletePrincipalResponse
+	(*SigningKey)(nil),                 // 29: tokenauthority.v1.SigningKey
+	(*RotateSigningKeyRequest)(nil),    // 30: tokenauthority.v1.RotateSigningKeyRequest
+	(*RotateSigningKeyResponse)(nil),   // 31: tokenauthority.v1.RotateSigningKeyResponse
+	(*WithdrawSigningKeyRequest)(nil),  // 32: tokenauthority.v1.WithdrawSigningKeyRequest
+	(*WithdrawSigningKeyResponse)(nil), // 33: tokenauthority.v1.WithdrawSigningKeyResponse
+	(*RotateRefreshKeyRequest)(nil),    // 34: tokenauthority.v1.RotateRefreshKeyRequest
+	(*RefreshKey)(nil),                 // 35: tokenauthority.v1.RefreshKey
+	(*RotateRefreshKeyResponse)(nil),   // 36: tokenauthority.v1.RotateRefreshKeyResponse
+	(*durationpb.Duration)(nil),        // 37: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 38: google.protobuf.Timestamp
 }
 var file_tokenauthority_v1_admin_service_proto_depIdxs = []int32{
 	0,  // 0: tokenauthority.v1.Tenant.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	36, // 1: tokenauthority.v1.Tenant.max_access_ttl:type_name -> google.protobuf.Duration
-	36, // 2: tokenauthority.v1.Tenant.max_refresh_ttl:type_name -> google.protobuf.Duration
-	37, // 3: tokenauthority.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	37, // 1: tokenauthority.v1.Tenant.max_access_ttl:type_name -> google.protobuf.Duration
+	37, // 2: tokenauthority.v1.Tenant.max_refresh_ttl:type_name -> google.protobuf.Duration
+	38, // 3: tokenauthority.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
 	3,  // 4: tokenauthority.v1.Tenant.issue_rate_limit:type_name -> tokenauthority.v1.RateLimit
 	3,  // 5: tokenauthority.v1.Tenant.refresh_rate_limit:type_name -> tokenauthority.v1.RateLimit
-	2,  // 6: tokenauthority.v1.CreateTenantRequest.tenant:type_name -> tokenauthority.v1.Tenant
-	2,  // 7: tokenauthority.v1.CreateTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
-	2,  // 8: tokenauthority.v1.GetTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
-	2,  // 9: tokenauthority.v1.ListTenantsResponse.tenants:type_name -> tokenauthority.v1.Tenant
-	1,  // 10: tokenauthority.v1.ApiKey.roles:type_name -> tokenauthority.v1.Role
-	37, // 11: tokenauthority.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	37, // 12: tokenauthority.v1.ApiKey.previous_value_expire_time:type_name -> google.protobuf.Timestamp
-	1,  // 13: tokenauthority.v1.CreateApiKeyRequest.roles:type_name -> tokenauthority.v1.Role
-	12, // 14: tokenauthority.v1.CreateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
-	12, // 15: tokenauthority.v1.ListApiKeysResponse.api_keys:type_name -> tokenauthority.v1.ApiKey
-	36, // 16: tokenauthority.v1.RotateApiKeyRequest.overlap:type_name -> google.protobuf.Duration
-	12, // 17: tokenauthority.v1.RotateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
-	37, // 18: tokenauthority.v1.Principal.create_time:type_name -> google.protobuf.Timestamp
-	21, // 19: tokenauthority.v1.CreatePrincipalRequest.principal:type_name -> tokenauthority.v1.Principal
-	21, // 20: tokenauthority.v1.CreatePrincipalResponse.principal:type_name -> tokenauthority.v1.Principal
-	0,  // 21: tokenauthority.v1.SigningKey.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	37, // 22: tokenauthority.v1.SigningKey.publish_time:type_name -> google.protobuf.Timestamp
-	37, // 23: tokenauthority.v1.SigningKey.activate_time:type_name -> google.protobuf.Timestamp
-	37, // 24: tokenauthority.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
-	0,  // 25: tokenauthority.v1.RotateSigningKeyRequest.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	28, // 26: tokenauthority.v1.RotateSigningKeyResponse.key:type_name -> tokenauthority.v1.SigningKey
-	37, // 27: tokenauthority.v1.RefreshKey.create_time:type_name -> google.protobuf.Timestamp
-	37, // 28: tokenauthority.v1.RefreshKey.retire_time:type_name -> google.protobuf.Timestamp
-	37, // 29: tokenauthority.v1.RefreshKey.delete_time:type_name -> google.protobuf.Timestamp
-	34, // 30: tokenauthority.v1.RotateRefreshKeyResponse.current:type_name -> tokenauthority.v1.RefreshKey
-	34, // 31: tokenauthority.v1.RotateRefreshKeyResponse.retired:type_name -> tokenauthority.v1.RefreshKey
-	4,  // 32: tokenauthority.v1.AdminService.CreateTenant:input_type -> tokenauthority.v1.CreateTenantRequest
-	6,  // 33: tokenauthority.v1.AdminService.GetTenant:input_type -> tokenauthority.v1.GetTenantRequest
-	8,  // 34: tokenauthority.v1.AdminService.ListTenants:input_type -> tokenauthority.v1.ListTenantsRequest
-	10, // 35: tokenauthority.v1.AdminService.DeleteTenant:input_type -> tokenauthority.v1.DeleteTenantRequest
-	13, // 36: tokenauthority.v1.AdminService.CreateApiKey:input_type -> tokenauthority.v1.CreateApiKeyRequest
-	15, // 37: tokenauthority.v1.AdminService.ListApiKeys:input_type -> tokenauthority.v1.ListApiKeysRequest
-	17, // 38: tokenauthority.v1.AdminService.RotateApiKey:input_type -> tokenauthority.v1.RotateApiKeyRequest
-	19, // 39: tokenauthority.v1.AdminService.DeleteApiKey:input_type -> tokenauthority.v1.DeleteApiKeyRequest
-	22, // 40: tokenauthority.v1.AdminService.CreatePrincipal:input_type -> tokenauthority.v1.CreatePrincipalRequest
-	24, // 41: tokenauthority.v1.AdminService.SetPrincipalSecret:input_type -> tokenauthority.v1.SetPrincipalSecretRequest
-	26, // 42: tokenauthority.v1.AdminService.DeletePrincipal:input_type -> tokenauthority.v1.DeletePrincipalRequest
-	29, // 43: tokenauthority.v1.AdminService.RotateSigningKey:input_type -> tokenauthority.v1.RotateSigningKeyRequest
-	31, // 44: tokenauthority.v1.AdminService.WithdrawSigningKey:input_type -> tokenauthority.v1.WithdrawSigningKeyRequest
-	33, // 45: tokenauthority.v1.AdminService.RotateRefreshKey:input_type -> tokenauthority.v1.RotateRefreshKeyRequest
-	5,  // 46: tokenauthority.v1.AdminService.CreateTenant:output_type -> tokenauthority.v1.CreateTenantResponse
-	7,  // 47: tokenauthority.v1.AdminService.GetTenant:output_type -> tokenauthority.v1.GetTenantResponse
-	9,  // 48: tokenauthority.v1.AdminService.ListTenants:output_type -> tokenauthority.v1.ListTenantsResponse
-	11, // 49: tokenauthority.v1.AdminService.DeleteTenant:output_type -> tokenauthority.v1.DeleteTenantResponse
-	14, // 50: tokenauthority.v1.AdminService.CreateApiKey:output_type -> tokenauthority.v1.CreateApiKeyResponse
-	16, // 51: tokenauthority.v1.AdminService.ListApiKeys:output_type -> tokenauthority.v1.ListApiKeysResponse
-	18, // 52: tokenauthority.v1.AdminService.RotateApiKey:output_type -> tokenauthority.v1.RotateApiKeyResponse
-	20, // 53: tokenauthority.v1.AdminService.DeleteApiKey:output_type -> tokenauthority.v1.DeleteApiKeyResponse
-	23, // 54: tokenauthority.v1.AdminService.CreatePrincipal:output_type -> tokenauthority.v1.CreatePrincipalResponse
-	25, // 55: tokenauthority.v1.AdminService.SetPrincipalSecret:output_type -> tokenauthority.v1.SetPrincipalSecretResponse
-	27, // 56: tokenauthority.v1.AdminService.DeletePrincipal:output_type -> tokenauthority.v1.DeletePrincipalResponse
-	30, // 57: tokenauthority.v1.AdminService.RotateSigningKey:output_type -> tokenauthority.v1.RotateSigningKeyResponse
-	32, // 58: tokenauthority.v1.AdminService.WithdrawSigningKey:output_type -> tokenauthority.v1.WithdrawSigningKeyResponse
-	35, // 59: tokenauthority.v1.AdminService.RotateRefreshKey:output_type -> tokenauthority.v1.RotateRefreshKeyResponse
-	46, // [46:60] is the sub-list for method output_type
-	32, // [32:46] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	3,  // 6: tokenauthority.v1.Tenant.exchange_rate_limit:type_name -> tokenauthority.v1.RateLimit
+	2,  // 7: tokenauthority.v1.CreateTenantRequest.tenant:type_name -> tokenauthority.v1.Tenant
+	2,  // 8: tokenauthority.v1.CreateTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
+	2,  // 9: tokenauthority.v1.GetTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
+	2,  // 10: tokenauthority.v1.ListTenantsResponse.tenants:type_name -> tokenauthority.v1.Tenant
+	1,  // 11: tokenauthority.v1.ApiKey.roles:type_name -> tokenauthority.v1.Role
+	38, // 12: tokenauthority.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	38, // 13: tokenauthority.v1.ApiKey.previous_value_expire_time:type_name -> google.protobuf.Timestamp
+	13, // 14: tokenauthority.v1.ApiKey.exchange_policy:type_name -> tokenauthority.v1.ExchangePolicy
+	1,  // 15: tokenauthority.v1.CreateApiKeyRequest.roles:type_name -> tokenauthority.v1.Role
+	13, // 16: tokenauthority.v1.CreateApiKeyRequest.exchange_policy:type_name -> tokenauthority.v1.ExchangePolicy
+	12, // 17: tokenauthority.v1.CreateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
+	12, // 18: tokenauthority.v1.ListApiKeysResponse.api_keys:type_name -> tokenauthority.v1.ApiKey
+	37, // 19: tokenauthority.v1.RotateApiKeyRequest.overlap:type_name -> google.protobuf.Duration
+	12, // 20: tokenauthority.v1.RotateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
+	38, // 21: tokenauthority.v1.Principal.create_time:type_name -> google.protobuf.Timestamp
+	22, // 22: tokenauthority.v1.CreatePrincipalRequest.principal:type_name -> tokenauthority.v1.Principal
+	22, // 23: tokenauthority.v1.CreatePrincipalResponse.principal:type_name -> tokenauthority.v1.Principal
+	0,  // 24: tokenauthority.v1.SigningKey.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
+	38, // 25: tokenauthority.v1.SigningKey.publish_time:type_name -> google.protobuf.Timestamp
+	38, // 26: tokenauthority.v1.SigningKey.activate_time:type_name -> google.protobuf.Timestamp
+	38, // 27: tokenauthority.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
+	0,  // 28: tokenauthority.v1.RotateSigningKeyRequest.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
+	29, // 29: tokenauthority.v1.RotateSigningKeyResponse.key:type_name -> tokenauthority.v1.SigningKey
+	38, // 30: tokenauthority.v1.RefreshKey.create_time:type_name -> google.protobuf.Timestamp
+	38, // 31: tokenauthority.v1.RefreshKey.retire_time:type_name -> google.protobuf.Timestamp
+	38, // 32: tokenauthority.v1.RefreshKey.delete_time:type_name -> google.protobuf.Timestamp
+	35, // 33: tokenauthority.v1.RotateRefreshKeyResponse.current:type_name -> tokenauthority.v1.RefreshKey
+	35, // 34: tokenauthority.v1.RotateRefreshKeyResponse.retired:type_name -> tokenauthority.v1.RefreshKey
+	4,  // 35: tokenauthority.v1.AdminService.CreateTenant:input_type -> tokenauthority.v1.CreateTenantRequest
+	6,  // 36: tokenauthority.v1.AdminService.GetTenant:input_type -> tokenauthority.v1.GetTenantRequest
+	8,  // 37: tokenauthority.v1.AdminService.ListTenants:input_type -> tokenauthority.v1.ListTenantsRequest
+	10, // 38: tokenauthority.v1.AdminService.DeleteTenant:input_type -> tokenauthority.v1.DeleteTenantRequest
+	14, // 39: tokenauthority.v1.AdminService.CreateApiKey:input_type -> tokenauthority.v1.CreateApiKeyRequest
+	16, // 40: tokenauthority.v1.AdminService.ListApiKeys:input_type -> tokenauthority.v1.ListApiKeysRequest
+	18, // 41: tokenauthority.v1.AdminService.RotateApiKey:input_type -> tokenauthority.v1.RotateApiKeyRequest
+	20, // 42: tokenauthority.v1.AdminService.DeleteApiKey:input_type -> tokenauthority.v1.DeleteApiKeyRequest
+	23, // 43: tokenauthority.v1.AdminService.CreatePrincipal:input_type -> tokenauthority.v1.CreatePrincipalRequest
+	25, // 44: tokenauthority.v1.AdminService.SetPrincipalSecret:input_type -> tokenauthority.v1.SetPrincipalSecretRequest
+	27, // 45: tokenauthority.v1.AdminService.DeletePrincipal:input_type -> tokenauthority.v1.DeletePrincipalRequest
+	30, // 46: tokenauthority.v1.AdminService.RotateSigningKey:input_type -> tokenauthority.v1.RotateSigningKeyRequest
+	32, // 47: tokenauthority.v1.AdminService.WithdrawSigningKey:input_type -> tokenauthority.v1.WithdrawSigningKeyRequest
+	34, // 48: tokenauthority.v1.AdminService.RotateRefreshKey:input_type -> tokenauthority.v1.RotateRefreshKeyRequest
+	5,  // 49: tokenauthority.v1.AdminService.CreateTenant:output_type -> tokenauthority.v1.CreateTenantResponse
+	7,  // 50: tokenauthority.v1.AdminService.GetTenant:output_type -> tokenauthority.v1.GetTenantResponse
+	9,  // 51: tokenauthority.v1.AdminService.ListTenants:output_type -> tokenauthority.v1.ListTenantsResponse
+	11, // 52: tokenauthority.v1.AdminService.DeleteTenant:output_type -> tokenauthority.v1.DeleteTenantResponse
+	15, // 53: tokenauthority.v1.AdminService.CreateApiKey:output_type -> tokenauthority.v1.CreateApiKeyResponse
+	17, // 54: tokenauthority.v1.AdminService.ListApiKeys:output_type -> tokenauthority.v1.ListApiKeysResponse
+	19, // 55: tokenauthority.v1.AdminService.RotateApiKey:output_type -> tokenauthority.v1.RotateApiKeyResponse
+	21, // 56: tokenauthority.v1.AdminService.DeleteApiKey:output_type -> tokenauthority.v1.DeleteApiKeyResponse
+	24, // 57: tokenauthority.v1.AdminService.CreatePrincipal:output_type -> tokenauthority.v1.CreatePrincipalResponse
+	26, // 58: tokenauthority.v1.AdminService.SetPrincipalSecret:output_type -> tokenauthority.v1.SetPrincipalSecretResponse
+	28, // 59: tokenauthority.v1.AdminService.DeletePrincipal:output_type -> tokenauthority.v1.DeletePrincipalResponse
+	31, // 60: tokenauthority.v1.AdminService.RotateSigningKey:output_type -> tokenauthority.v1.RotateSigningKeyResponse
+	33, // 61: tokenauthority.v1.AdminService.WithdrawSigningKey:output_type -> tokenauthority.v1.WithdrawSigningKeyResponse
+	36, // 62: tokenauthority.v1.AdminService.RotateRefreshKey:output_type -> tokenauthority.v1.RotateRefreshKeyResponse
+	49, // [49:63] is the sub-list for method output_type
+	35, // [35:49] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_tokenauthority_v1_admin_service_proto_init() }
@@ -2349,7 +2451,7 @@ func file_tokenauthority_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenauthority_v1_admin_service_proto_rawDesc), len(file_tokenauthority_v1_admin_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
