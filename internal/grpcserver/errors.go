@@ -36,7 +36,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return status.Error(codes.Canceled, "request canceled")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case errors.Is(err, token.ErrInvalidArgument), errors.Is(err, tenant.ErrInvalid):
+	case errors.Is(err, token.ErrInvalidArgument), errors.Is(err, tenant.ErrInvalid), errors.Is(err, token.ErrInvalidSubjectToken):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, token.ErrRefreshReuse):
 		return status.Error(codes.Unauthenticated, token.ErrRefreshReuse.Error())

@@ -28,6 +28,8 @@ type ExchangeRequest struct {
 	SubjectToken string
 	// Actor names the caller in the new token's `act` claim: its API key's name.
 	Actor string
+	// ActorKeyID is the caller's API key id, for the audit log.
+	ActorKeyID string
 	// Policy is the caller's exchange policy; nil refuses every exchange.
 	Policy *tenant.ExchangePolicy
 	// Audience and Scopes are the new token's; AccessTTL its lifetime, zero for the default.
@@ -64,7 +66,7 @@ func (s *Service) Exchange(ctx context.Context, req ExchangeRequest) (ex *Exchan
 	defer func() {
 		if err != nil && (errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrPermissionDenied) || errors.Is(err, ErrInvalidSubjectToken)) {
 			attrs := []slog.Attr{slog.String("audit", "exchange_refused"), slog.String("tenant", t.ID),
-				slog.String("actor", req.Actor), slog.String("reason", err.Error())}
+				slog.String("actor", req.Actor), slog.String("key_id", req.ActorKeyID), slog.String("reason", err.Error())}
 			if subject != nil {
 				attrs = append(attrs, slog.String("subject", subject.Subject), slog.String("session_id", subject.SessionID))
 			}
@@ -147,7 +149,7 @@ func (s *Service) Exchange(ctx context.Context, req ExchangeRequest) (ex *Exchan
 	}
 	s.audit.LogAttrs(ctx, auditLevel, "token exchanged", slog.String("audit", "exchanged"), slog.String("tenant", t.ID),
 		slog.String("subject", c.Subject), slog.String("session_id", c.SessionID), slog.String("jti", c.JTI),
-		slog.String("actor", req.Actor), slog.Any("actor_chain", actorNames(chain)), slog.Any("audience", c.Audience))
+		slog.String("actor", req.Actor), slog.String("key_id", req.ActorKeyID), slog.Any("actor_chain", actorNames(chain)), slog.Any("audience", c.Audience))
 	return &Exchanged{AccessToken: tok, ExpiresAt: c.ExpiresAt, Claims: c}, nil
 }
 
