@@ -103,7 +103,9 @@ func TestExchangeTokenRefusals(t *testing.T) {
 		{"no audience", e.svcA, func(r *tokenauthorityv1.ExchangeTokenRequest) { r.Audience = nil }, codes.InvalidArgument, "audience is required"},
 		{"target outside the policy", e.svcA, func(r *tokenauthorityv1.ExchangeTokenRequest) { r.Audience = []string{"svc-c"} }, codes.PermissionDenied, "exchange target audiences"},
 		{"wider scopes", e.svcA, func(r *tokenauthorityv1.ExchangeTokenRequest) { r.Scopes = []string{"read", "admin"} }, codes.PermissionDenied, "only narrows"},
-		{"invalid duration", e.svcA, func(r *tokenauthorityv1.ExchangeTokenRequest) { r.AccessTtl = &durationpb.Duration{Seconds: 1, Nanos: -1} }, codes.InvalidArgument, "valid duration"},
+		{"invalid duration", e.svcA, func(r *tokenauthorityv1.ExchangeTokenRequest) {
+			r.AccessTtl = &durationpb.Duration{Seconds: 1, Nanos: -1}
+		}, codes.InvalidArgument, "valid duration"},
 		{"ttl above the bound", e.svcA, func(r *tokenauthorityv1.ExchangeTokenRequest) { r.AccessTtl = durationpb.New(2 * 3600e9) }, codes.InvalidArgument, "exceeds the bound"},
 	}
 	for _, tt := range tests {
