@@ -24,7 +24,9 @@ const maxTokenLen = 8 << 10
 //     answers Unauthenticated when it is missing or malformed;
 //   - verifies the token with v: Unauthenticated when it is invalid, expired or revoked,
 //     PermissionDenied when it is for another audience, Unavailable when v cannot tell;
-//   - answers PermissionDenied when the token lacks a scope the method requires;
+//   - answers PermissionDenied when the token lacks a scope the method requires, or is delegated
+//     (obtained by token exchange) where p refuses delegated tokens, or is not delegated (or by
+//     another actor) where p requires them;
 //   - otherwise places the claims in the context (see ClaimsFromContext).
 //
 // The method name comes from grpc.Method, so the AuthFunc works only inside a server interceptor.
@@ -59,6 +61,9 @@ func AuthFunc(v Verifier, p Policy) auth.AuthFunc {
 			if !claims.HasScope(s) {
 				return nil, status.Errorf(codes.PermissionDenied, "token lacks scope %q, which %s requires", s, method)
 			}
+		}
+		if err := r.checkDelegation(method, claims); err != nil {
+			return nil, err
 		}
 		return ContextWithClaims(ctx, claims), nil
 	}

@@ -27,6 +27,29 @@ type Claims struct {
 	Scopes []string
 	// Extra holds the claims given at issue beyond the registered ones; nil when there are none.
 	Extra map[string]any
+	// Actor is the delegation chain of a token obtained by token exchange (its nested `act`
+	// claims, RFC 8693), outermost first: Actor[0] is the service that exchanged it last, the one
+	// presenting it now on Subject's behalf. Empty for a token that was not exchanged.
+	Actor []Actor
+}
+
+// Actor is one link of a delegation chain: a service that exchanged a token on the subject's
+// behalf.
+type Actor struct {
+	// Subject names the service: the name of the API key it exchanged with.
+	Subject string
+}
+
+// Delegated reports whether the token was obtained by token exchange, on behalf of Subject.
+func (c *Claims) Delegated() bool { return len(c.Actor) > 0 }
+
+// ActingParty returns the service presenting a delegated token (the outermost actor), and false
+// for a token that was not exchanged.
+func (c *Claims) ActingParty() (string, bool) {
+	if len(c.Actor) == 0 {
+		return "", false
+	}
+	return c.Actor[0].Subject, true
 }
 
 // HasScope reports whether the token carries scope.

@@ -511,6 +511,16 @@ func claimsFromMap(m jwt.MapClaims) (*Claims, bool) {
 		}
 		c.Scopes = accesstoken.ParseScope(s)
 	}
+	if v, present := m["act"]; present {
+		chain, ok := accesstoken.ParseActor(v)
+		if !ok {
+			return nil, false
+		}
+		c.Actor = make([]Actor, len(chain))
+		for i, a := range chain {
+			c.Actor[i] = Actor{Subject: a.Subject}
+		}
+	}
 	for name, v := range m {
 		if !accesstoken.IsRegistered(name) {
 			if c.Extra == nil {

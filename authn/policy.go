@@ -11,6 +11,8 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 )
@@ -41,30 +43,67 @@ type Policy struct {
 	Scopes map[string][]string
 	// Unlisted decides the methods in neither Public nor Scopes; DenyUnlisted by default.
 	Unlisted Unlisted
+	// Delegation says, per method, whether tokens obtained by token exchange (Claims.Delegated)
+	// may call it; a method it does not name accepts both kinds (AcceptDelegated).
+	Delegation map[string]Delegation
+	// Actors restricts, per method, which services may present a delegated token: the token's
+	// acting party (Claims.ActingParty) must be one of the names listed. A method named here needs
+	// a delegated token, as with RequireDelegated.
+	Actors map[string][]string
 }
+
+// Delegation says whether a method accepts tokens that a service obtained by token exchange to
+// act on a user's behalf.
+type Delegation int
+
+const (
+	// AcceptDelegated lets both tokens issued to their subject and delegated tokens call the
+	// method. It is the zero value.
+	AcceptDelegated Delegation = iota
+	// RequireDelegated accepts delegated tokens only: a method that services call on a user's
+	// behalf, never the user directly.
+	RequireDelegated
+	// RefuseDelegated accepts tokens issued to their subject only: a method that no service may
+	// call on a user's behalf.
+	RefuseDelegated
+)
 
 // rule is what the AuthFunc does with one method.
 type rule struct {
-	public bool
-	deny   bool
-	scopes []string
+	public     bool
+	deny       bool
+	scopes     []string
+	delegation Delegation
+	actors     []string // nil: any actor
 }
 
 // compiledPolicy is a Policy copied into maps, so that later changes to the caller's Policy
 // cannot change a running interceptor.
 type compiledPolicy struct {
-	public   map[string]bool
-	scopes   map[string][]string
-	unlisted Unlisted
+	public     map[string]bool
+	scopes     map[string][]string
+	delegation map[string]Delegation
+	actors     map[string][]string
+	unlisted   Unlisted
 }
 
 func (p Policy) compile() *compiledPolicy {
-	cp := &compiledPolicy{public: map[string]bool{}, scopes: map[string][]string{}, unlisted: p.Unlisted}
+	cp := &compiledPolicy{public: map[string]bool{}, scopes: map[string][]string{}, delegation: map[string]Delegation{},
+		actors: map[string][]string{}, unlisted: p.Unlisted}
 	for _, m := range p.Public {
 		cp.public[m] = true
 	}
 	for m, s := range p.Scopes {
 		cp.scopes[m] = slices.Clone(s)
+		delete(cp.public, m)
+	}
+	for m, d := range p.Delegation {
+		cp.delegation[m] = d
+		delete(cp.public, m) // a delegation rule needs a token: the stricter entry wins
+	}
+	for m, a := range p.Actors {
+		// An empty list admits no actor at all, not any actor.
+		cp.actors[m] = append([]string{}, a...)
 		delete(cp.public, m)
 	}
 	return cp
@@ -74,10 +113,28 @@ func (cp *compiledPolicy) rule(method string) rule {
 	if cp.public[method] {
 		return rule{public: true}
 	}
+	r := rule{delegation: cp.delegation[method], actors: cp.actors[method]}
 	if s, ok := cp.scopes[method]; ok {
-		return rule{scopes: s}
+		r.scopes = s
+		return r
 	}
-	return rule{deny: cp.unlisted != AuthenticateUnlisted}
+	r.deny = cp.unlisted != AuthenticateUnlisted
+	return r
+}
+
+// checkDelegation applies the rule's delegation entries to a verified token, and returns a
+// PermissionDenied status for a token the method does not accept.
+func (r rule) checkDelegation(method string, c *Claims) error {
+	actor, delegated := c.ActingParty()
+	switch {
+	case r.delegation == RefuseDelegated && delegated:
+		return status.Errorf(codes.PermissionDenied, "%s does not accept delegated tokens (this one is presented by %q on behalf of its subject)", method, actor)
+	case (r.delegation == RequireDelegated || r.actors != nil) && !delegated:
+		return status.Errorf(codes.PermissionDenied, "%s accepts only tokens obtained by token exchange on a user's behalf", method)
+	case r.actors != nil && !slices.Contains(r.actors, actor):
+		return status.Errorf(codes.PermissionDenied, "%s does not accept delegated tokens presented by %q", method, actor)
+	}
+	return nil
 }
 
 // Validate reports every mistake in p at once: method names that are not full method names,
@@ -101,6 +158,37 @@ func (p Policy) Validate() error {
 		for _, s := range p.Scopes[m] {
 			if !accesstoken.ValidScope(s) {
 				errs = append(errs, fmt.Errorf("method %q: scope %q is not a scope token: %s", m, s, accesstoken.ScopeRule))
+			}
+		}
+	}
+	for _, m := range sortedKeys(p.Delegation) {
+		d := p.Delegation[m]
+		switch {
+		case !validMethodName(m):
+			errs = append(errs, fmt.Errorf("delegation rule's method %q is not a full method name (/package.Service/Method)", m))
+		case public[m]:
+			errs = append(errs, fmt.Errorf("method %q is both public and given a delegation rule", m))
+		}
+		if d != AcceptDelegated && d != RequireDelegated && d != RefuseDelegated {
+			errs = append(errs, fmt.Errorf("method %q: unknown Delegation value %d", m, int(d)))
+		}
+		if _, ok := p.Actors[m]; ok && d == RefuseDelegated {
+			errs = append(errs, fmt.Errorf("method %q refuses delegated tokens and lists actors for them", m))
+		}
+	}
+	for _, m := range sortedKeys(p.Actors) {
+		switch {
+		case !validMethodName(m):
+			errs = append(errs, fmt.Errorf("actors' method %q is not a full method name (/package.Service/Method)", m))
+		case public[m]:
+			errs = append(errs, fmt.Errorf("method %q is both public and given actors", m))
+		}
+		if len(p.Actors[m]) == 0 {
+			errs = append(errs, fmt.Errorf("method %q: an empty actor list admits no token; list the actors, or remove the entry", m))
+		}
+		for _, a := range p.Actors[m] {
+			if !accesstoken.ValidActor(a) {
+				errs = append(errs, fmt.Errorf("method %q: actor %q is not 1-256 bytes of UTF-8", m, a))
 			}
 		}
 	}
@@ -133,6 +221,12 @@ func (p Policy) Covers(services map[string]grpc.ServiceInfo) error {
 		if !listed[m] {
 			errs = append(errs, fmt.Errorf("method %s is not in the policy", m))
 		}
+	}
+	for m := range p.Delegation {
+		listed[m] = true
+	}
+	for m := range p.Actors {
+		listed[m] = true
 	}
 	for _, m := range sortedKeys(listed) {
 		if !known[m] {

@@ -189,6 +189,9 @@ func claimsFromProto(p *tokenauthorityv1.TokenClaims) *Claims {
 	if p.GetExtra() != nil {
 		c.Extra = p.GetExtra().AsMap()
 	}
+	for _, a := range p.GetActor() {
+		c.Actor = append(c.Actor, Actor{Subject: a.GetSubject()})
+	}
 	return c
 }
 

@@ -161,6 +161,8 @@ type claims struct {
 	JTI        string   `json:"jti"`
 	SessionID  string   `json:"sid"`
 	Scope      string   `json:"scope,omitempty"`
+	// Act is the delegation chain, as the authority writes it for exchanged tokens.
+	Act *accesstoken.ActClaim `json:"act,omitempty"`
 }
 
 // tokenSpec is what Token mints.
@@ -217,6 +219,18 @@ func SessionID(sid string) TokenOption { return func(s *tokenSpec) { s.SessionID
 
 // JTI sets jti (default: a fresh one of the session).
 func JTI(jti string) TokenOption { return func(s *tokenSpec) { s.JTI = jti } }
+
+// Actors makes a token obtained by token exchange, acting for its subject along the chain actors,
+// outermost first (actors[0] is the service presenting it), as the authority writes it.
+func Actors(actors ...string) TokenOption {
+	return func(s *tokenSpec) {
+		chain := make([]accesstoken.Actor, len(actors))
+		for i, a := range actors {
+			chain[i] = accesstoken.Actor{Subject: a}
+		}
+		s.Act = accesstoken.ActorClaim(chain)
+	}
+}
 
 // Extra adds an extra claim; it cannot replace a registered one.
 func Extra(name string, value any) TokenOption {

@@ -48,7 +48,7 @@ type command struct {
 var commands = []*command{
 	{
 		name:     "tenant create",
-		synopsis: "-id ID -issuer URL [-alg EdDSA|ES256|RS256|HS256] [-max-access-ttl D] [-max-refresh-ttl D] [-audience a,b] [-scopes x,y] [-issue-rate N [-issue-burst N]] [-refresh-rate N [-refresh-burst N]] [-revoke-rate N [-revoke-burst N]]",
+		synopsis: "-id ID -issuer URL [-alg EdDSA|ES256|RS256|HS256] [-max-access-ttl D] [-max-refresh-ttl D] [-audience a,b] [-scopes x,y] [-issue-rate N [-issue-burst N]] [-refresh-rate N [-refresh-burst N]] [-revoke-rate N [-revoke-burst N]] [-exchange-rate N [-exchange-burst N]]",
 		summary:  "Create a tenant and print its first admin API key.",
 		details:  "The admin API key is printed once: store it at once, it is not shown again.",
 		bind:     bindTenantCreate,
@@ -73,10 +73,13 @@ var commands = []*command{
 	},
 	{
 		name:     "apikey create",
-		synopsis: "-name N -roles issue,verify[,revoke,admin] [-tenant ID]",
+		synopsis: "-name N -roles issue,verify[,revoke,admin,exchange] [-accept-audience A -target-audiences x,y] [-tenant ID]",
 		summary:  "Create an API key and print its value once.",
-		details:  "Roles: " + validRoles() + " (case-insensitive).",
-		bind:     bindAPIKeyCreate,
+		details: "Roles: " + validRoles() + " (case-insensitive). Role exchange needs an exchange policy:\n" +
+			"-accept-audience (the audience of the tokens the key may exchange: its own service) and\n" +
+			"-target-audiences (the audiences it may ask for). The key's -name becomes the actor (act.sub)\n" +
+			"of the tokens it exchanges, and stays the same when the key is rotated.",
+		bind: bindAPIKeyCreate,
 	},
 	{
 		name:     "apikey list",
@@ -163,6 +166,16 @@ var commands = []*command{
 		details: "-subject asserts a subject and needs an API key with role issue; -principal presents the\n" +
 			"principal's own secret, and any API key of the tenant may carry the call.",
 		bind: bindIssue,
+	},
+	{
+		name:     "exchange",
+		synopsis: "-subject-token-file F|- | -subject-token T -audience a,b [-scopes x,y] [-access-ttl D]",
+		summary:  "Exchange a token meant for the caller for a narrower one for another service (RFC 8693).",
+		details: "The API key needs role exchange; its exchange policy says which tokens it may exchange and\n" +
+			"for which audiences. The new token keeps the subject and session, carries only the -scopes\n" +
+			"asked for (each one the subject token has), never outlives the subject token, and names the\n" +
+			"key's name as its actor. No refresh token is issued.",
+		bind: bindExchange,
 	},
 	{
 		name:     "refresh",
@@ -271,6 +284,8 @@ func bindTenantCreate(fs *flag.FlagSet) prepareFunc {
 	refreshBurst := fs.Uint("refresh-burst", 0, "RefreshToken burst per API key and replica (twice the rate when unset)")
 	revokeRate := fs.Float64("revoke-rate", 0, "RevokeToken calls per second per API key and replica, and apart RevokeSessions calls (server default when unset)")
 	revokeBurst := fs.Uint("revoke-burst", 0, "RevokeToken and RevokeSessions burst per API key and replica (twice the rate when unset)")
+	exchangeRate := fs.Float64("exchange-rate", 0, "ExchangeToken calls per second per API key and replica (server default when unset)")
+	exchangeBurst := fs.Uint("exchange-burst", 0, "ExchangeToken burst per API key and replica (twice the rate when unset)")
 	return func() (callFunc, error) {
 		if err := required("id", *id); err != nil {
 			return nil, err
@@ -291,16 +306,17 @@ func bindTenantCreate(fs *flag.FlagSet) prepareFunc {
 			return nil, err
 		}
 		req := &tokenauthorityv1.CreateTenantRequest{Tenant: &tokenauthorityv1.Tenant{
-			TenantId:         *id,
-			Issuer:           *issuer,
-			Algorithm:        a,
-			MaxAccessTtl:     at,
-			MaxRefreshTtl:    rt,
-			AllowedAudiences: *audience,
-			AllowedScopes:    *scopes,
-			IssueRateLimit:   rateLimit(*issueRate, *issueBurst),
-			RefreshRateLimit: rateLimit(*refreshRate, *refreshBurst),
-			RevokeRateLimit:  rateLimit(*revokeRate, *revokeBurst),
+			TenantId:          *id,
+			Issuer:            *issuer,
+			Algorithm:         a,
+			MaxAccessTtl:      at,
+			MaxRefreshTtl:     rt,
+			AllowedAudiences:  *audience,
+			AllowedScopes:     *scopes,
+			IssueRateLimit:    rateLimit(*issueRate, *issueBurst),
+			RefreshRateLimit:  rateLimit(*refreshRate, *refreshBurst),
+			RevokeRateLimit:   rateLimit(*revokeRate, *revokeBurst),
+			ExchangeRateLimit: rateLimit(*exchangeRate, *exchangeBurst),
 		}}
 		return func(ctx context.Context, c *clients, p *printer) error {
 			resp, err := c.admin.CreateTenant(ctx, req)
@@ -377,6 +393,8 @@ func bindAPIKeyCreate(fs *flag.FlagSet) prepareFunc {
 	name := fs.String("name", "", "human-readable name of the key (required)")
 	roles := listVar(fs, "roles", "comma-separated `list` of roles: "+validRoles()+" (required)")
 	tenant := fs.String("tenant", "", "tenant of the key (the caller's when unset)")
+	accept := fs.String("accept-audience", "", "with role exchange: the audience a token must contain for the key to exchange it")
+	targets := listVar(fs, "target-audiences", "with role exchange: comma-separated `list` of the audiences the key may exchange tokens for")
 	return func() (callFunc, error) {
 		if err := required("name", *name); err != nil {
 			return nil, err
@@ -389,6 +407,9 @@ func bindAPIKeyCreate(fs *flag.FlagSet) prepareFunc {
 			return nil, err
 		}
 		req := &tokenauthorityv1.CreateApiKeyRequest{TenantId: *tenant, Name: *name, Roles: rs}
+		if *accept != "" || len(*targets) > 0 {
+			req.ExchangePolicy = &tokenauthorityv1.ExchangePolicy{AcceptAudience: *accept, TargetAudiences: *targets}
+		}
 		return func(ctx context.Context, c *clients, p *printer) error {
 			resp, err := c.admin.CreateApiKey(ctx, req)
 			if err != nil {

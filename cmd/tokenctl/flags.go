@@ -50,6 +50,7 @@ var roleNames = []struct {
 	{"verify", tokenauthorityv1.Role_ROLE_VERIFY},
 	{"revoke", tokenauthorityv1.Role_ROLE_REVOKE},
 	{"admin", tokenauthorityv1.Role_ROLE_ADMIN},
+	{"exchange", tokenauthorityv1.Role_ROLE_EXCHANGE},
 }
 
 // validRoles lists the accepted role names for messages.

@@ -233,6 +233,11 @@ func (f *fakeTokenService) VerifyToken(ctx context.Context, req *tokenauthorityv
 	return respond(ctx, f.rec, "VerifyToken", req, &tokenauthorityv1.VerifyTokenResponse{Active: true, Claims: cannedClaims})
 }
 
+func (f *fakeTokenService) ExchangeToken(ctx context.Context, req *tokenauthorityv1.ExchangeTokenRequest) (*tokenauthorityv1.ExchangeTokenResponse, error) {
+	return respond(ctx, f.rec, "ExchangeToken", req, &tokenauthorityv1.ExchangeTokenResponse{
+		AccessToken: cannedAccessToken, AccessExpiresAt: t0, TokenType: "Bearer"})
+}
+
 func (f *fakeTokenService) RevokeToken(ctx context.Context, req *tokenauthorityv1.RevokeTokenRequest) (*tokenauthorityv1.RevokeTokenResponse, error) {
 	return respond(ctx, f.rec, "RevokeToken", req, &tokenauthorityv1.RevokeTokenResponse{})
 }
@@ -1117,7 +1122,7 @@ var usageCases = []struct {
 	{name: "delete without -yes", args: []string{"tenant", "delete", "-id", "acme"}, wantErr: "without -yes"},
 	{name: "negative page size", args: []string{"tenant", "list", "-page-size", "-1"}, wantErr: "-page-size must be between"},
 	{name: "missing roles", args: []string{"apikey", "create", "-name", "ci"}, wantErr: "-roles is required"},
-	{name: "unknown role", args: []string{"apikey", "create", "-name", "ci", "-roles", "issue,superuser"}, wantErr: `unknown role "superuser" (valid: issue, verify, revoke, admin)`},
+	{name: "unknown role", args: []string{"apikey", "create", "-name", "ci", "-roles", "issue,superuser"}, wantErr: `unknown role "superuser" (valid: issue, verify, revoke, admin, exchange)`},
 	{name: "negative overlap", args: []string{"apikey", "rotate", "-id", "k", "-overlap", "-1s"}, wantErr: "-overlap must not be negative"},
 	{name: "withdraw without -yes", args: []string{"signing-key", "withdraw", "-kid", "kid-1"}, wantErr: "without -yes"},
 	{name: "emergency rotation without -yes", args: []string{"refresh-key", "rotate", "-emergency"}, wantErr: "refusing an emergency rotation without -yes"},

@@ -87,6 +87,7 @@ func writeTenant(w io.Writer, t *tokenauthorityv1.Tenant) {
 	fmt.Fprintf(w, "Issue rate limit:\t%s\n", formatRateLimit(t.GetIssueRateLimit()))
 	fmt.Fprintf(w, "Refresh rate limit:\t%s\n", formatRateLimit(t.GetRefreshRateLimit()))
 	fmt.Fprintf(w, "Revoke rate limit:\t%s\n", formatRateLimit(t.GetRevokeRateLimit()))
+	fmt.Fprintf(w, "Exchange rate limit:\t%s\n", formatRateLimit(t.GetExchangeRateLimit()))
 	fmt.Fprintf(w, "Created:\t%s\n", formatTime(t.GetCreateTime()))
 }
 
@@ -119,6 +120,10 @@ func writeAPIKey(w io.Writer, k *tokenauthorityv1.ApiKey) {
 	if k.GetPreviousValueExpireTime() != nil {
 		fmt.Fprintf(w, "Previous value expires:\t%s\n", formatTime(k.GetPreviousValueExpireTime()))
 	}
+	if p := k.GetExchangePolicy(); p != nil {
+		fmt.Fprintf(w, "Exchanges tokens for:\t%s\n", display(p.GetAcceptAudience()))
+		fmt.Fprintf(w, "Exchanges them into:\t%s\n", formatList(p.GetTargetAudiences(), "-"))
+	}
 }
 
 func writeAPIKeyList(w io.Writer, resp *tokenauthorityv1.ListApiKeysResponse) {
@@ -126,11 +131,15 @@ func writeAPIKeyList(w io.Writer, resp *tokenauthorityv1.ListApiKeysResponse) {
 		fmt.Fprintln(w, "no API keys")
 		return
 	}
-	fmt.Fprintln(w, "KEY ID\tNAME\tTENANT\tROLES\tCREATED\tPREVIOUS VALUE EXPIRES")
+	fmt.Fprintln(w, "KEY ID\tNAME\tTENANT\tROLES\tCREATED\tPREVIOUS VALUE EXPIRES\tEXCHANGE POLICY")
 	for _, k := range resp.GetApiKeys() {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n",
+		policy := "-"
+		if p := k.GetExchangePolicy(); p != nil {
+			policy = display(p.GetAcceptAudience()) + " -> " + formatList(p.GetTargetAudiences(), "-")
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			display(k.GetKeyId()), display(k.GetName()), display(k.GetTenantId()), formatRoles(k.GetRoles()),
-			formatTime(k.GetCreateTime()), formatTime(k.GetPreviousValueExpireTime()))
+			formatTime(k.GetCreateTime()), formatTime(k.GetPreviousValueExpireTime()), policy)
 	}
 }
 
@@ -239,6 +248,14 @@ func writeVerify(w io.Writer, resp *tokenauthorityv1.VerifyTokenResponse) {
 	fmt.Fprintf(w, "Expires:\t%s\n", formatTime(c.GetExpireTime()))
 	fmt.Fprintf(w, "Session:\t%s\n", display(c.GetSessionId()))
 	fmt.Fprintf(w, "JTI:\t%s\n", display(c.GetJti()))
+	if len(c.GetActor()) > 0 {
+		actors := make([]string, len(c.GetActor()))
+		for i, a := range c.GetActor() {
+			actors[i] = a.GetSubject()
+		}
+		// Outermost first: the service presenting the token, then those it acts after.
+		fmt.Fprintf(w, "Acting for the subject:\t%s\n", display(strings.Join(actors, " <- ")))
+	}
 }
 
 // writeNextPage tells how to fetch the next page, when there is one.

@@ -96,6 +96,44 @@ func bindRefresh(fs *flag.FlagSet) prepareFunc {
 	}
 }
 
+func bindExchange(fs *flag.FlagSet) prepareFunc {
+	token := secretVar(fs, "subject-token", "the access token to exchange")
+	audience := listVar(fs, "audience", "comma-separated `list` of audiences (aud) of the new token, within the key's target audiences (required)")
+	scopes := listVar(fs, "scopes", "comma-separated `list` of scopes of the new token, each one the subject token has (none when unset)")
+	accessTTL := fs.Duration("access-ttl", 0, "lifetime of the new token, e.g. 5m (the tenant's default when unset; never past the subject token's expiry)")
+	return func() (callFunc, error) {
+		if !token.given() {
+			return nil, usagef("one of -subject-token-file FILE (- for the standard input) or -subject-token is required")
+		}
+		if err := token.check(); err != nil {
+			return nil, err
+		}
+		if len(*audience) == 0 {
+			return nil, usagef("-audience is required: name the service the new token is for")
+		}
+		ttl, err := optionalDuration("access-ttl", *accessTTL)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, c *clients, p *printer) error {
+			st, err := token.read(p.in)
+			if err != nil {
+				return err
+			}
+			resp, err := c.token.ExchangeToken(ctx, &tokenauthorityv1.ExchangeTokenRequest{
+				SubjectToken: st, Audience: *audience, Scopes: *scopes, AccessTtl: ttl})
+			if err != nil {
+				return redactErr(err, st)
+			}
+			return p.print(resp, func(w io.Writer) {
+				fmt.Fprintf(w, "Access token:\t%s\n", display(resp.GetAccessToken()))
+				fmt.Fprintf(w, "Access expires:\t%s\n", formatTime(resp.GetAccessExpiresAt()))
+				fmt.Fprintf(w, "Token type:\t%s\n", display(resp.GetTokenType()))
+			})
+		}, nil
+	}
+}
+
 // tokenPair is what IssueTokenResponse and RefreshTokenResponse have in common.
 type tokenPair interface {
 	GetAccessToken() string

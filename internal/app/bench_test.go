@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,9 +99,17 @@ func TestPerformanceRatios(t *testing.T) {
 	if verifyCmds["hmget"] != 1 || verifyCmds["mget"] != 1 || verifyCmds["get"] != 1 || verifyCmds["evalsha"] != 0 {
 		t.Errorf("verify: %v, want hmget 1, mget 1, get 1", verifyCmds)
 	}
+	// An exchange reads what a verification reads, and writes nothing.
+	ex := newBenchExchange(t, r)
+	exchangeCmds := perCall("exchange", ex.call(r.conn))
+	t.Logf("redis commands per exchange: %v", exchangeCmds)
+	if !maps.Equal(exchangeCmds, verifyCmds) {
+		t.Errorf("exchange: %v, want what verify costs: %v", exchangeCmds, verifyCmds)
+	}
 
 	rows := throughput(t, r, dur, func() float64 { return srv.CPUSeconds(t) })
 	t.Log("on redis-server (cpu/call: this process, load generator included; redis/call: redis-server):\n" + rows.String())
+	logExchangeRatio(t, rows)
 	ghz := os.Getenv("GHZ")
 	if ghz != "" {
 		runGHZ(t, ghz, labelRedis, r, dur)
@@ -111,6 +120,7 @@ func TestPerformanceRatios(t *testing.T) {
 		mem.devKey = unlimitedKey(t, mem, "bench", "https://bench.example")
 		memRows := throughput(t, mem, dur, nil)
 		t.Log("the same server on the in-memory store (no store I/O):\n" + memRows.String())
+		logExchangeRatio(t, memRows)
 		if ghz != "" {
 			runGHZ(t, ghz, "on the in-memory store", mem, dur)
 		}
@@ -242,7 +252,9 @@ func throughput(t *testing.T, r *running, dur time.Duration, redisCPU func() flo
 		name string
 		call func(*grpc.ClientConn, int) error
 	}
-	workloads := []workload{{"Health/Check (no-op)", noop}, {"VerifyToken", verify}, {"IssueToken", issue}, {"RefreshToken", refresh}}
+	exchange := newBenchExchange(t, r)
+	workloads := []workload{{"Health/Check (no-op)", noop}, {"VerifyToken", verify}, {"IssueToken", issue}, {"RefreshToken", refresh},
+		{"ExchangeToken", func(cc *grpc.ClientConn, _ int) error { return exchange.call(cc)() }}}
 	if only := os.Getenv("BENCH_ONLY"); only != "" {
 		workloads = slices.DeleteFunc(workloads, func(wl workload) bool { return !strings.Contains(wl.name, only) })
 	}
@@ -287,6 +299,50 @@ func throughput(t *testing.T, r *running, dur time.Duration, redisCPU func() flo
 		}
 	}
 	return rows
+}
+
+// benchExchange is what the ExchangeToken phases present: the key of service "bench-in", which
+// exchanges tokens meant for it for tokens for "bench-out", and a user's token for "bench-in".
+type benchExchange struct {
+	key, subjectToken string
+}
+
+func newBenchExchange(t *testing.T, r *running) *benchExchange {
+	t.Helper()
+	k := must(tokenauthorityv1.NewAdminServiceClient(r.conn).CreateApiKey(withKey(r.devKey), &tokenauthorityv1.CreateApiKeyRequest{
+		Name: "bench-in", Roles: []tokenauthorityv1.Role{tokenauthorityv1.Role_ROLE_EXCHANGE},
+		ExchangePolicy: &tokenauthorityv1.ExchangePolicy{AcceptAudience: "bench-in", TargetAudiences: []string{"bench-out"}}}))
+	p := must(tokenauthorityv1.NewTokenServiceClient(r.conn).IssueToken(withKey(r.devKey), &tokenauthorityv1.IssueTokenRequest{
+		Subject: "bench", Audience: []string{"bench-in"}, Scopes: []string{"read", "write"}}))
+	return &benchExchange{key: k.GetSecret(), subjectToken: p.GetAccessToken()}
+}
+
+// call returns one exchange over cc.
+func (b *benchExchange) call(cc *grpc.ClientConn) func() error {
+	ctx := withKey(b.key)
+	req := &tokenauthorityv1.ExchangeTokenRequest{SubjectToken: b.subjectToken, Audience: []string{"bench-out"}, Scopes: []string{"read"}}
+	return func() error {
+		_, err := tokenauthorityv1.NewTokenServiceClient(cc).ExchangeToken(ctx, req)
+		return err
+	}
+}
+
+// logExchangeRatio logs ExchangeToken's throughput as a fraction of IssueToken's.
+func logExchangeRatio(t *testing.T, rows benchRows) {
+	t.Helper()
+	var issue, exchange benchRow
+	for _, rw := range rows {
+		switch rw.name {
+		case "IssueToken":
+			issue = rw
+		case "ExchangeToken":
+			exchange = rw
+		}
+	}
+	if issue.rps > 0 && exchange.rps > 0 {
+		t.Logf("ExchangeToken / IssueToken throughput: %.2f (medians of the rounds' ratios to the no-op: %.2f / %.2f)",
+			exchange.rps/issue.rps, exchange.ratio, issue.ratio)
+	}
 }
 
 // benchPair opens the session whose access token the Verify phases present.
@@ -347,7 +403,7 @@ func unlimitedKey(t *testing.T, r *running, id, issuer string) string {
 	admin := tokenauthorityv1.NewAdminServiceClient(r.conn)
 	most := &tokenauthorityv1.RateLimit{PerSecond: 100_000, Burst: 100_000}
 	created := must(admin.CreateTenant(withKey(r.master), &tokenauthorityv1.CreateTenantRequest{Tenant: &tokenauthorityv1.Tenant{
-		TenantId: id, Issuer: issuer, IssueRateLimit: most, RefreshRateLimit: most, RevokeRateLimit: most}}))
+		TenantId: id, Issuer: issuer, IssueRateLimit: most, RefreshRateLimit: most, RevokeRateLimit: most, ExchangeRateLimit: most}}))
 	return must(admin.CreateApiKey(withKey(created.GetAdminApiKey()), &tokenauthorityv1.CreateApiKeyRequest{Name: id,
 		Roles: []tokenauthorityv1.Role{tokenauthorityv1.Role_ROLE_ISSUE, tokenauthorityv1.Role_ROLE_VERIFY,
 			tokenauthorityv1.Role_ROLE_REVOKE, tokenauthorityv1.Role_ROLE_ADMIN}})).GetSecret()

@@ -28,6 +28,7 @@ type TenantAdmin interface {
 	ListTenants(ctx context.Context, limit int, after string) ([]*tenant.Tenant, string, error)
 	DeleteTenant(ctx context.Context, id string) error
 	CreateAPIKey(ctx context.Context, tenantID, name string, roles []tenant.Role) (*tenant.APIKey, string, error)
+	CreateAPIKeyWithPolicy(ctx context.Context, tenantID, name string, roles []tenant.Role, exchange *tenant.ExchangePolicy) (*tenant.APIKey, string, error)
 	ListAPIKeys(ctx context.Context, tenantID string) ([]*tenant.APIKey, error)
 	RotateAPIKey(ctx context.Context, tenantID, id string, overlap time.Duration) (*tenant.APIKey, string, error)
 	DeleteAPIKey(ctx context.Context, tenantID, id string) error
@@ -95,10 +96,11 @@ func algorithmToProto(a string) tokenauthorityv1.SigningAlgorithm {
 }
 
 var roleNames = map[tokenauthorityv1.Role]tenant.Role{
-	tokenauthorityv1.Role_ROLE_ISSUE:  tenant.RoleIssue,
-	tokenauthorityv1.Role_ROLE_VERIFY: tenant.RoleVerify,
-	tokenauthorityv1.Role_ROLE_REVOKE: tenant.RoleRevoke,
-	tokenauthorityv1.Role_ROLE_ADMIN:  tenant.RoleAdmin,
+	tokenauthorityv1.Role_ROLE_ISSUE:    tenant.RoleIssue,
+	tokenauthorityv1.Role_ROLE_VERIFY:   tenant.RoleVerify,
+	tokenauthorityv1.Role_ROLE_REVOKE:   tenant.RoleRevoke,
+	tokenauthorityv1.Role_ROLE_ADMIN:    tenant.RoleAdmin,
+	tokenauthorityv1.Role_ROLE_EXCHANGE: tenant.RoleExchange,
 }
 
 func rolesFromProto(rs []tokenauthorityv1.Role) ([]tenant.Role, error) {
@@ -118,17 +120,18 @@ func rolesFromProto(rs []tokenauthorityv1.Role) ([]tenant.Role, error) {
 
 func tenantToProto(t *tenant.Tenant) *tokenauthorityv1.Tenant {
 	return &tokenauthorityv1.Tenant{
-		TenantId:         t.ID,
-		Issuer:           t.Issuer,
-		Algorithm:        algorithmToProto(t.Algorithm),
-		MaxAccessTtl:     durationOrNil(t.MaxAccessTTL),
-		MaxRefreshTtl:    durationOrNil(t.MaxRefreshTTL),
-		AllowedAudiences: t.AllowedAudiences,
-		AllowedScopes:    t.AllowedScopes,
-		CreateTime:       timestamppb.New(t.CreatedAt),
-		IssueRateLimit:   rateLimitToProto(t.IssueLimit),
-		RefreshRateLimit: rateLimitToProto(t.RefreshLimit),
-		RevokeRateLimit:  rateLimitToProto(t.RevokeLimit),
+		TenantId:          t.ID,
+		Issuer:            t.Issuer,
+		Algorithm:         algorithmToProto(t.Algorithm),
+		MaxAccessTtl:      durationOrNil(t.MaxAccessTTL),
+		MaxRefreshTtl:     durationOrNil(t.MaxRefreshTTL),
+		AllowedAudiences:  t.AllowedAudiences,
+		AllowedScopes:     t.AllowedScopes,
+		CreateTime:        timestamppb.New(t.CreatedAt),
+		IssueRateLimit:    rateLimitToProto(t.IssueLimit),
+		RefreshRateLimit:  rateLimitToProto(t.RefreshLimit),
+		RevokeRateLimit:   rateLimitToProto(t.RevokeLimit),
+		ExchangeRateLimit: rateLimitToProto(t.ExchangeLimit),
 	}
 }
 
@@ -165,7 +168,17 @@ func apiKeyToProto(k *tenant.APIKey) *tokenauthorityv1.ApiKey {
 	if !k.PrevExpiresAt.IsZero() {
 		out.PreviousValueExpireTime = timestamppb.New(k.PrevExpiresAt)
 	}
+	if p := k.Exchange; p != nil {
+		out.ExchangePolicy = &tokenauthorityv1.ExchangePolicy{AcceptAudience: p.AcceptAudience, TargetAudiences: p.TargetAudiences}
+	}
 	return out
+}
+
+func exchangePolicyFromProto(p *tokenauthorityv1.ExchangePolicy) *tenant.ExchangePolicy {
+	if p == nil {
+		return nil
+	}
+	return &tenant.ExchangePolicy{AcceptAudience: p.GetAcceptAudience(), TargetAudiences: p.GetTargetAudiences()}
 }
 
 func (s *adminService) CreateTenant(ctx context.Context, req *tokenauthorityv1.CreateTenantRequest) (*tokenauthorityv1.CreateTenantResponse, error) {
@@ -193,6 +206,7 @@ func (s *adminService) CreateTenant(ctx context.Context, req *tokenauthorityv1.C
 		IssueLimit:       rateLimitFromProto(in.GetIssueRateLimit()),
 		RefreshLimit:     rateLimitFromProto(in.GetRefreshRateLimit()),
 		RevokeLimit:      rateLimitFromProto(in.GetRevokeRateLimit()),
+		ExchangeLimit:    rateLimitFromProto(in.GetExchangeRateLimit()),
 	}
 	if err := s.tenants.CreateTenant(ctx, t); err != nil {
 		return nil, toStatus(ctx, s.log, err)
@@ -289,11 +303,16 @@ func (s *adminService) CreateApiKey(ctx context.Context, req *tokenauthorityv1.C
 	if err != nil {
 		return nil, err
 	}
-	k, value, err := s.tenants.CreateAPIKey(ctx, t.ID, req.GetName(), roles)
+	k, value, err := s.tenants.CreateAPIKeyWithPolicy(ctx, t.ID, req.GetName(), roles, exchangePolicyFromProto(req.GetExchangePolicy()))
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	s.audit.LogAttrs(ctx, slog.LevelInfo, "API key created", slog.String("audit", "api_key_created"), slog.String("tenant", t.ID), slog.String("key_id", k.ID))
+	attrs := []slog.Attr{slog.String("audit", "api_key_created"), slog.String("tenant", t.ID), slog.String("key_id", k.ID)}
+	if p := k.Exchange; p != nil {
+		attrs = append(attrs, slog.String("exchange_actor", k.Name), slog.String("accept_audience", p.AcceptAudience),
+			slog.Any("target_audiences", p.TargetAudiences))
+	}
+	s.audit.LogAttrs(ctx, slog.LevelInfo, "API key created", attrs...)
 	return &tokenauthorityv1.CreateApiKeyResponse{ApiKey: apiKeyToProto(k), Secret: value}, nil
 }
 

@@ -41,7 +41,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return status.Error(codes.ResourceExhausted, "this tenant's revocation log is full of revocations of single tokens and "+
 			"sessions that still matter; nothing was revoked: use RevokeSessions (a subject's or the whole tenant's cut-off) "+
 			"instead, or retry once some of them expire")
-	case errors.Is(err, token.ErrInvalidArgument), errors.Is(err, tenant.ErrInvalid), errors.Is(err, tenant.ErrPageToken):
+	case errors.Is(err, token.ErrInvalidArgument), errors.Is(err, tenant.ErrInvalid), errors.Is(err, tenant.ErrPageToken), errors.Is(err, token.ErrInvalidSubjectToken):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, token.ErrRefreshReuse):
 		return status.Error(codes.Unauthenticated, token.ErrRefreshReuse.Error())

@@ -32,6 +32,8 @@ var policies = map[string]policy{
 	tokenauthorityv1.TokenService_ListSessions_FullMethodName:     roles(tenant.RoleVerify, tenant.RoleRevoke, tenant.RoleAdmin),
 	tokenauthorityv1.TokenService_ListPublicKeys_FullMethodName:   roles(tenant.RoleVerify, tenant.RoleIssue, tenant.RoleAdmin),
 	tokenauthorityv1.TokenService_WatchRevocations_FullMethodName: roles(tenant.RoleVerify),
+	// The key's exchange policy, which the handler applies, says what it may exchange.
+	tokenauthorityv1.TokenService_ExchangeToken_FullMethodName: roles(tenant.RoleExchange),
 
 	tokenauthorityv1.AdminService_CreateTenant_FullMethodName:       {master: true},
 	tokenauthorityv1.AdminService_GetTenant_FullMethodName:          {master: true, roles: []tenant.Role{tenant.RoleAdmin}},
@@ -67,7 +69,7 @@ var reflectionMethods = map[string]bool{
 }
 
 // anyCredential admits the master credential and every API key, whatever its roles.
-var anyCredential = policy{master: true, roles: tenant.AllRoles}
+var anyCredential = policy{master: true, roles: append([]tenant.Role{tenant.RoleExchange}, tenant.AllRoles...)}
 
 // policyLookup returns a server's access policy of a method: the table's, except that reflection
 // needs a credential when protectReflection holds.

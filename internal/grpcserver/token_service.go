@@ -292,6 +292,35 @@ func (s *tokenService) ListPublicKeys(ctx context.Context, _ *tokenauthorityv1.L
 	return out, nil
 }
 
+func (s *tokenService) ExchangeToken(ctx context.Context, req *tokenauthorityv1.ExchangeTokenRequest) (*tokenauthorityv1.ExchangeTokenResponse, error) {
+	t, err := s.tenantWithin(ctx, "exchange", func(t *tenant.Tenant) *tenant.RateLimit { return t.ExchangeLimit })
+	if err != nil {
+		return nil, err
+	}
+	if d := req.GetAccessTtl(); d != nil && !d.IsValid() {
+		return nil, status.Error(codes.InvalidArgument, "access_ttl must be a valid duration")
+	}
+	c, _ := CallerFrom(ctx)
+	ex, err := s.tokens.Exchange(ctx, token.ExchangeRequest{
+		Tenant:       t,
+		SubjectToken: req.GetSubjectToken(),
+		Actor:        c.KeyName,
+		ActorKeyID:   c.KeyID,
+		Policy:       c.Exchange,
+		Audience:     req.GetAudience(),
+		Scopes:       req.GetScopes(),
+		AccessTTL:    req.GetAccessTtl().AsDuration(),
+	})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &tokenauthorityv1.ExchangeTokenResponse{
+		AccessToken:     ex.AccessToken,
+		AccessExpiresAt: timestamppb.New(ex.ExpiresAt),
+		TokenType:       "Bearer",
+	}, nil
+}
+
 // claimsToProto converts verified claims.
 func claimsToProto(c *token.Claims) (*tokenauthorityv1.TokenClaims, error) {
 	out := &tokenauthorityv1.TokenClaims{
@@ -306,6 +335,9 @@ func claimsToProto(c *token.Claims) (*tokenauthorityv1.TokenClaims, error) {
 	}
 	if !c.NotBefore.IsZero() {
 		out.NotBeforeTime = timestamppb.New(c.NotBefore)
+	}
+	for _, a := range c.Actor {
+		out.Actor = append(out.Actor, &tokenauthorityv1.Actor{Subject: a.Subject})
 	}
 	if c.Extra != nil {
 		extra, err := structpb.NewStruct(c.Extra)

@@ -42,6 +42,8 @@ type APIKey struct {
 	// PrevHash is the rotated-out value's hash, valid until PrevExpiresAt.
 	PrevHash      []byte    `json:"prev_hash,omitempty"`
 	PrevExpiresAt time.Time `json:"prev_exp,omitzero"`
+	// Exchange is the exchange policy of a key with RoleExchange; nil otherwise.
+	Exchange *ExchangePolicy `json:"exchange,omitempty"`
 }
 
 // Caller is an authenticated caller: the master credential, or an API key of a tenant.
@@ -53,6 +55,11 @@ type Caller struct {
 	KeyID             string
 	Tenant            *Tenant
 	Roles             []Role
+	// KeyName is the API key's name: the actor (`act.sub`) of the tokens it exchanges, the same
+	// across rotations of the key.
+	KeyName string
+	// Exchange is the key's exchange policy; nil unless it has RoleExchange.
+	Exchange *ExchangePolicy
 }
 
 // Has reports whether the caller holds role.
@@ -184,7 +191,7 @@ func (s *Service) Authenticate(ctx context.Context, credential string) (*Caller,
 	if !match {
 		return nil, ErrUnauthenticated
 	}
-	return &Caller{KeyID: k.ID, Tenant: t, Roles: k.Roles}, nil
+	return &Caller{KeyID: k.ID, Tenant: t, Roles: k.Roles, KeyName: k.Name, Exchange: k.Exchange}, nil
 }
 
 // AuthenticateFromStore is Authenticate without this replica's cache: it reads the key and its
@@ -296,8 +303,25 @@ const MaxAPIKeys = 500
 // is returned once and never stored. A tenant holding MaxAPIKeys keys gets an error wrapping
 // ErrLimit.
 func (s *Service) CreateAPIKey(ctx context.Context, tenantID, name string, roles []Role) (*APIKey, string, error) {
+	return s.CreateAPIKeyWithPolicy(ctx, tenantID, name, roles, nil)
+}
+
+// CreateAPIKeyWithPolicy is CreateAPIKey for a key that may also carry an exchange policy: one
+// with RoleExchange must (and needs a name), one without must not. The policy's target audiences
+// must be allowed by the tenant.
+func (s *Service) CreateAPIKeyWithPolicy(ctx context.Context, tenantID, name string, roles []Role, exchange *ExchangePolicy) (*APIKey, string, error) {
+	var t *Tenant
+	if exchange != nil {
+		var err error
+		if t, err = getTenant(ctx, s.store, tenantID); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := validateExchange(t, name, roles, exchange); err != nil {
+		return nil, "", err
+	}
 	value := NewAPIKeyValue()
-	k, raw, err := s.newAPIKey(tenantID, name, roles, value)
+	k, raw, err := s.newAPIKey(tenantID, name, roles, value, exchange)
 	if err != nil {
 		return nil, "", err
 	}
@@ -315,7 +339,10 @@ func (s *Service) CreateAPIKey(ctx context.Context, tenantID, name string, roles
 // RegisterAPIKey stores the hash of an existing key value (the development key persisted on disk),
 // replacing the key of the same id. MaxAPIKeys does not apply.
 func (s *Service) RegisterAPIKey(ctx context.Context, tenantID, name string, roles []Role, value string) (*APIKey, error) {
-	k, raw, err := s.newAPIKey(tenantID, name, roles, value)
+	if err := validateExchange(nil, name, roles, nil); err != nil {
+		return nil, err
+	}
+	k, raw, err := s.newAPIKey(tenantID, name, roles, value, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +354,7 @@ func (s *Service) RegisterAPIKey(ctx context.Context, tenantID, name string, rol
 }
 
 // newAPIKey validates a key definition and returns the key of value and its record.
-func (s *Service) newAPIKey(tenantID, name string, roles []Role, value string) (*APIKey, []byte, error) {
+func (s *Service) newAPIKey(tenantID, name string, roles []Role, value string, exchange *ExchangePolicy) (*APIKey, []byte, error) {
 	id, ok := parseAPIKey(value)
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: malformed API key value", ErrInvalid)
@@ -336,7 +363,7 @@ func (s *Service) newAPIKey(tenantID, name string, roles []Role, value string) (
 		return nil, nil, fmt.Errorf("%w: an API key needs at least one role", ErrInvalid)
 	}
 	for _, r := range roles {
-		if !slices.Contains(AllRoles, r) {
+		if !slices.Contains(AllRoles, r) && r != RoleExchange {
 			return nil, nil, fmt.Errorf("%w: unknown role %q", ErrInvalid, r)
 		}
 	}
@@ -344,7 +371,7 @@ func (s *Service) newAPIKey(tenantID, name string, roles []Role, value string) (
 		return nil, nil, fmt.Errorf("%w: name is at most 256 bytes", ErrInvalid)
 	}
 	h := sha256.Sum256([]byte(value))
-	k := &APIKey{ID: id, Tenant: tenantID, Name: name, Roles: roles, Hash: h[:], CreatedAt: s.now()}
+	k := &APIKey{ID: id, Tenant: tenantID, Name: name, Roles: roles, Hash: h[:], CreatedAt: s.now(), Exchange: exchange}
 	raw, err := json.Marshal(k)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode API key: %w", err)

@@ -23,9 +23,13 @@ const (
 	RoleVerify Role = "verify"
 	RoleRevoke Role = "revoke"
 	RoleAdmin  Role = "admin"
+	// RoleExchange allows ExchangeToken within the key's ExchangePolicy, which a key with this
+	// role must have.
+	RoleExchange Role = "exchange"
 )
 
-// AllRoles lists every role.
+// AllRoles lists every role that an API key may carry without further settings: every role but
+// RoleExchange, which needs an ExchangePolicy.
 var AllRoles = []Role{RoleIssue, RoleVerify, RoleRevoke, RoleAdmin}
 
 // Tenant is an isolation boundary with its own issuer, keys, sessions and policy.
@@ -45,6 +49,9 @@ type Tenant struct {
 	// each replica; nil means DefaultRateLimit.
 	IssueLimit   *RateLimit `json:"issue_limit,omitempty"`
 	RefreshLimit *RateLimit `json:"refresh_limit,omitempty"`
+	// ExchangeLimit bounds the ExchangeToken calls of each API key on each replica; nil means
+	// DefaultRateLimit.
+	ExchangeLimit *RateLimit `json:"exchange_limit,omitempty"`
 	// Incarnation is drawn at random when the tenant is created: a tenant deleted and created
 	// again under the same id is another incarnation, and what was granted to the first (an open
 	// revocation stream) does not carry over to the second. Records written before incarnations
@@ -146,6 +153,9 @@ func (t *Tenant) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := t.RevokeLimit.validate("revoke_rate_limit"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := t.ExchangeLimit.validate("exchange_rate_limit"); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 )
 
@@ -50,6 +51,8 @@ type accessClaims struct {
 	JTI        string `json:"jti"`
 	SessionID  string `json:"sid"`
 	Scope      string `json:"scope,omitempty"`
+	// Act is the delegation chain of an exchanged token (RFC 8693 section 4.1); nil otherwise.
+	Act *accesstoken.ActClaim `json:"act,omitempty"`
 }
 
 // accessPayload encodes c followed by the members of extra, a JSON object whose names were

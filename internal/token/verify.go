@@ -88,6 +88,9 @@ type Claims struct {
 	Scopes    []string
 	// Extra holds every claim that is not a registered one; nil when there is none.
 	Extra map[string]any
+	// Actor is the delegation chain of an exchanged token (its `act` claim), outermost first;
+	// nil for a token that was not exchanged.
+	Actor []accesstoken.Actor
 }
 
 // claimsFrom extracts typed claims, or reports the token malformed. exp, iat, jti and sid are
@@ -123,6 +126,11 @@ func claimsFrom(m jwt.MapClaims) (*Claims, bool) {
 			return nil, false
 		}
 		c.Scopes = accesstoken.ParseScope(claim)
+	}
+	if v, present := m["act"]; present {
+		if c.Actor, ok = accesstoken.ParseActor(v); !ok {
+			return nil, false
+		}
 	}
 	for name, v := range m {
 		if !accesstoken.IsRegistered(name) {

@@ -98,6 +98,9 @@ const (
 	Role_ROLE_REVOKE Role = 3
 	// May manage the tenant's API keys, principals and signing keys.
 	Role_ROLE_ADMIN Role = 4
+	// May exchange tokens meant for it for tokens for other services (ExchangeToken), within the
+	// key's exchange policy, which a key with this role must have.
+	Role_ROLE_EXCHANGE Role = 5
 )
 
 // Enum value maps for Role.
@@ -108,6 +111,7 @@ var (
 		2: "ROLE_VERIFY",
 		3: "ROLE_REVOKE",
 		4: "ROLE_ADMIN",
+		5: "ROLE_EXCHANGE",
 	}
 	Role_value = map[string]int32{
 		"ROLE_UNSPECIFIED": 0,
@@ -115,6 +119,7 @@ var (
 		"ROLE_VERIFY":      2,
 		"ROLE_REVOKE":      3,
 		"ROLE_ADMIN":       4,
+		"ROLE_EXCHANGE":    5,
 	}
 )
 
@@ -238,8 +243,11 @@ type Tenant struct {
 	// the rate of its RevokeSessions calls; the server default (100 per second, bursts of 200) when
 	// unset.
 	RevokeRateLimit *RateLimit `protobuf:"bytes,11,opt,name=revoke_rate_limit,json=revokeRateLimit,proto3" json:"revoke_rate_limit,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The rate of ExchangeToken calls each API key of the tenant may make on each replica; the
+	// server default (1000 per second, bursts of 2000) when unset.
+	ExchangeRateLimit *RateLimit `protobuf:"bytes,12,opt,name=exchange_rate_limit,json=exchangeRateLimit,proto3" json:"exchange_rate_limit,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
@@ -345,6 +353,13 @@ func (x *Tenant) GetRefreshRateLimit() *RateLimit {
 func (x *Tenant) GetRevokeRateLimit() *RateLimit {
 	if x != nil {
 		return x.RevokeRateLimit
+	}
+	return nil
+}
+
+func (x *Tenant) GetExchangeRateLimit() *RateLimit {
+	if x != nil {
+		return x.ExchangeRateLimit
 	}
 	return nil
 }
@@ -805,8 +820,10 @@ type ApiKey struct {
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When a rotated-out value stops working; unset when there is none.
 	PreviousValueExpireTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=previous_value_expire_time,json=previousValueExpireTime,proto3" json:"previous_value_expire_time,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// What the key may exchange (role `exchange`); unset for keys without that role.
+	ExchangePolicy *ExchangePolicy `protobuf:"bytes,7,opt,name=exchange_policy,json=exchangePolicy,proto3" json:"exchange_policy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ApiKey) Reset() {
@@ -881,6 +898,71 @@ func (x *ApiKey) GetPreviousValueExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ApiKey) GetExchangePolicy() *ExchangePolicy {
+	if x != nil {
+		return x.ExchangePolicy
+	}
+	return nil
+}
+
+// ExchangePolicy says which tokens an API key with role `exchange` may exchange, and for what.
+// The exchanged tokens name the key's `name` as their actor (`act.sub`), so a key that exchanges
+// needs a name, which stays the same when the key is rotated.
+type ExchangePolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The audience that a subject token must contain (`aud`): the service exchanges only tokens
+	// that were meant for itself. Required.
+	AcceptAudience string `protobuf:"bytes,1,opt,name=accept_audience,json=acceptAudience,proto3" json:"accept_audience,omitempty"`
+	// The audiences the key may ask for; at least one, each allowed by the tenant.
+	TargetAudiences []string `protobuf:"bytes,2,rep,name=target_audiences,json=targetAudiences,proto3" json:"target_audiences,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ExchangePolicy) Reset() {
+	*x = ExchangePolicy{}
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangePolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangePolicy) ProtoMessage() {}
+
+func (x *ExchangePolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangePolicy.ProtoReflect.Descriptor instead.
+func (*ExchangePolicy) Descriptor() ([]byte, []int) {
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ExchangePolicy) GetAcceptAudience() string {
+	if x != nil {
+		return x.AcceptAudience
+	}
+	return ""
+}
+
+func (x *ExchangePolicy) GetTargetAudiences() []string {
+	if x != nil {
+		return x.TargetAudiences
+	}
+	return nil
+}
+
 // CreateApiKeyRequest describes the new key.
 type CreateApiKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -889,14 +971,16 @@ type CreateApiKeyRequest struct {
 	// A human-readable name.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// The roles to grant; at least one.
-	Roles         []Role `protobuf:"varint,3,rep,packed,name=roles,proto3,enum=tokenauthority.v1.Role" json:"roles,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Roles []Role `protobuf:"varint,3,rep,packed,name=roles,proto3,enum=tokenauthority.v1.Role" json:"roles,omitempty"`
+	// What the key may exchange: required with role `exchange`, refused without it.
+	ExchangePolicy *ExchangePolicy `protobuf:"bytes,4,opt,name=exchange_policy,json=exchangePolicy,proto3" json:"exchange_policy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateApiKeyRequest) Reset() {
 	*x = CreateApiKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[11]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -908,7 +992,7 @@ func (x *CreateApiKeyRequest) String() string {
 func (*CreateApiKeyRequest) ProtoMessage() {}
 
 func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[11]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -921,7 +1005,7 @@ func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{11}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateApiKeyRequest) GetTenantId() string {
@@ -945,6 +1029,13 @@ func (x *CreateApiKeyRequest) GetRoles() []Role {
 	return nil
 }
 
+func (x *CreateApiKeyRequest) GetExchangePolicy() *ExchangePolicy {
+	if x != nil {
+		return x.ExchangePolicy
+	}
+	return nil
+}
+
 // CreateApiKeyResponse returns the key and its value, once.
 type CreateApiKeyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -958,7 +1049,7 @@ type CreateApiKeyResponse struct {
 
 func (x *CreateApiKeyResponse) Reset() {
 	*x = CreateApiKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[12]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1061,7 @@ func (x *CreateApiKeyResponse) String() string {
 func (*CreateApiKeyResponse) ProtoMessage() {}
 
 func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[12]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1074,7 @@ func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{12}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateApiKeyResponse) GetApiKey() *ApiKey {
@@ -1011,7 +1102,7 @@ type ListApiKeysRequest struct {
 
 func (x *ListApiKeysRequest) Reset() {
 	*x = ListApiKeysRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[13]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1114,7 @@ func (x *ListApiKeysRequest) String() string {
 func (*ListApiKeysRequest) ProtoMessage() {}
 
 func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[13]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1127,7 @@ func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{13}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListApiKeysRequest) GetTenantId() string {
@@ -1057,7 +1148,7 @@ type ListApiKeysResponse struct {
 
 func (x *ListApiKeysResponse) Reset() {
 	*x = ListApiKeysResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[14]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1160,7 @@ func (x *ListApiKeysResponse) String() string {
 func (*ListApiKeysResponse) ProtoMessage() {}
 
 func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[14]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1173,7 @@ func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{14}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
@@ -1105,7 +1196,7 @@ type RotateApiKeyRequest struct {
 
 func (x *RotateApiKeyRequest) Reset() {
 	*x = RotateApiKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[15]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1208,7 @@ func (x *RotateApiKeyRequest) String() string {
 func (*RotateApiKeyRequest) ProtoMessage() {}
 
 func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[15]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1221,7 @@ func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{15}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RotateApiKeyRequest) GetKeyId() string {
@@ -1160,7 +1251,7 @@ type RotateApiKeyResponse struct {
 
 func (x *RotateApiKeyResponse) Reset() {
 	*x = RotateApiKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[16]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1263,7 @@ func (x *RotateApiKeyResponse) String() string {
 func (*RotateApiKeyResponse) ProtoMessage() {}
 
 func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[16]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1276,7 @@ func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{16}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RotateApiKeyResponse) GetApiKey() *ApiKey {
@@ -1213,7 +1304,7 @@ type DeleteApiKeyRequest struct {
 
 func (x *DeleteApiKeyRequest) Reset() {
 	*x = DeleteApiKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[17]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1316,7 @@ func (x *DeleteApiKeyRequest) String() string {
 func (*DeleteApiKeyRequest) ProtoMessage() {}
 
 func (x *DeleteApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[17]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +1329,7 @@ func (x *DeleteApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*DeleteApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{17}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteApiKeyRequest) GetKeyId() string {
@@ -1257,7 +1348,7 @@ type DeleteApiKeyResponse struct {
 
 func (x *DeleteApiKeyResponse) Reset() {
 	*x = DeleteApiKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[18]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1360,7 @@ func (x *DeleteApiKeyResponse) String() string {
 func (*DeleteApiKeyResponse) ProtoMessage() {}
 
 func (x *DeleteApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[18]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1373,7 @@ func (x *DeleteApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*DeleteApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{18}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{19}
 }
 
 // Principal is a user or service account that may obtain tokens with its own secret.
@@ -1308,7 +1399,7 @@ type Principal struct {
 
 func (x *Principal) Reset() {
 	*x = Principal{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[19]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1411,7 @@ func (x *Principal) String() string {
 func (*Principal) ProtoMessage() {}
 
 func (x *Principal) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[19]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1424,7 @@ func (x *Principal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Principal.ProtoReflect.Descriptor instead.
 func (*Principal) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{19}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Principal) GetIdentifier() string {
@@ -1396,7 +1487,7 @@ type CreatePrincipalRequest struct {
 
 func (x *CreatePrincipalRequest) Reset() {
 	*x = CreatePrincipalRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[20]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1499,7 @@ func (x *CreatePrincipalRequest) String() string {
 func (*CreatePrincipalRequest) ProtoMessage() {}
 
 func (x *CreatePrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[20]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1512,7 @@ func (x *CreatePrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePrincipalRequest.ProtoReflect.Descriptor instead.
 func (*CreatePrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{20}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreatePrincipalRequest) GetPrincipal() *Principal {
@@ -1442,7 +1533,7 @@ type CreatePrincipalResponse struct {
 
 func (x *CreatePrincipalResponse) Reset() {
 	*x = CreatePrincipalResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[21]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1545,7 @@ func (x *CreatePrincipalResponse) String() string {
 func (*CreatePrincipalResponse) ProtoMessage() {}
 
 func (x *CreatePrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[21]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1558,7 @@ func (x *CreatePrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePrincipalResponse.ProtoReflect.Descriptor instead.
 func (*CreatePrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{21}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreatePrincipalResponse) GetPrincipal() *Principal {
@@ -1488,7 +1579,7 @@ type SetPrincipalSecretRequest struct {
 
 func (x *SetPrincipalSecretRequest) Reset() {
 	*x = SetPrincipalSecretRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[22]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1591,7 @@ func (x *SetPrincipalSecretRequest) String() string {
 func (*SetPrincipalSecretRequest) ProtoMessage() {}
 
 func (x *SetPrincipalSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[22]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1604,7 @@ func (x *SetPrincipalSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPrincipalSecretRequest.ProtoReflect.Descriptor instead.
 func (*SetPrincipalSecretRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{22}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetPrincipalSecretRequest) GetIdentifier() string {
@@ -1534,7 +1625,7 @@ type SetPrincipalSecretResponse struct {
 
 func (x *SetPrincipalSecretResponse) Reset() {
 	*x = SetPrincipalSecretResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[23]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1637,7 @@ func (x *SetPrincipalSecretResponse) String() string {
 func (*SetPrincipalSecretResponse) ProtoMessage() {}
 
 func (x *SetPrincipalSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[23]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1650,7 @@ func (x *SetPrincipalSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPrincipalSecretResponse.ProtoReflect.Descriptor instead.
 func (*SetPrincipalSecretResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{23}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetPrincipalSecretResponse) GetSecret() string {
@@ -1580,7 +1671,7 @@ type DeletePrincipalRequest struct {
 
 func (x *DeletePrincipalRequest) Reset() {
 	*x = DeletePrincipalRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[24]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +1683,7 @@ func (x *DeletePrincipalRequest) String() string {
 func (*DeletePrincipalRequest) ProtoMessage() {}
 
 func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[24]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +1696,7 @@ func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalRequest.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{24}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeletePrincipalRequest) GetIdentifier() string {
@@ -1624,7 +1715,7 @@ type DeletePrincipalResponse struct {
 
 func (x *DeletePrincipalResponse) Reset() {
 	*x = DeletePrincipalResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[25]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1727,7 @@ func (x *DeletePrincipalResponse) String() string {
 func (*DeletePrincipalResponse) ProtoMessage() {}
 
 func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[25]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1740,7 @@ func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalResponse.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{25}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{26}
 }
 
 // ListPrincipalsRequest asks for one page of the tenant's principals.
@@ -1667,7 +1758,7 @@ type ListPrincipalsRequest struct {
 
 func (x *ListPrincipalsRequest) Reset() {
 	*x = ListPrincipalsRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1770,7 @@ func (x *ListPrincipalsRequest) String() string {
 func (*ListPrincipalsRequest) ProtoMessage() {}
 
 func (x *ListPrincipalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[26]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1783,7 @@ func (x *ListPrincipalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrincipalsRequest.ProtoReflect.Descriptor instead.
 func (*ListPrincipalsRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{26}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListPrincipalsRequest) GetTenantId() string {
@@ -1729,7 +1820,7 @@ type ListPrincipalsResponse struct {
 
 func (x *ListPrincipalsResponse) Reset() {
 	*x = ListPrincipalsResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1741,7 +1832,7 @@ func (x *ListPrincipalsResponse) String() string {
 func (*ListPrincipalsResponse) ProtoMessage() {}
 
 func (x *ListPrincipalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[27]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1754,7 +1845,7 @@ func (x *ListPrincipalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrincipalsResponse.ProtoReflect.Descriptor instead.
 func (*ListPrincipalsResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{27}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListPrincipalsResponse) GetPrincipals() []*Principal {
@@ -1800,7 +1891,7 @@ type SigningKey struct {
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1903,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[28]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1916,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{28}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SigningKey) GetKid() string {
@@ -1904,7 +1995,7 @@ type RotateSigningKeyRequest struct {
 
 func (x *RotateSigningKeyRequest) Reset() {
 	*x = RotateSigningKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1916,7 +2007,7 @@ func (x *RotateSigningKeyRequest) String() string {
 func (*RotateSigningKeyRequest) ProtoMessage() {}
 
 func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[29]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1929,7 +2020,7 @@ func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateSigningKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{29}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RotateSigningKeyRequest) GetTenantId() string {
@@ -1957,7 +2048,7 @@ type RotateSigningKeyResponse struct {
 
 func (x *RotateSigningKeyResponse) Reset() {
 	*x = RotateSigningKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[30]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1969,7 +2060,7 @@ func (x *RotateSigningKeyResponse) String() string {
 func (*RotateSigningKeyResponse) ProtoMessage() {}
 
 func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[30]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1982,7 +2073,7 @@ func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateSigningKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{30}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RotateSigningKeyResponse) GetKey() *SigningKey {
@@ -2005,7 +2096,7 @@ type WithdrawSigningKeyRequest struct {
 
 func (x *WithdrawSigningKeyRequest) Reset() {
 	*x = WithdrawSigningKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[31]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2108,7 @@ func (x *WithdrawSigningKeyRequest) String() string {
 func (*WithdrawSigningKeyRequest) ProtoMessage() {}
 
 func (x *WithdrawSigningKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[31]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2121,7 @@ func (x *WithdrawSigningKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawSigningKeyRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawSigningKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{31}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WithdrawSigningKeyRequest) GetTenantId() string {
@@ -2056,7 +2147,7 @@ type WithdrawSigningKeyResponse struct {
 
 func (x *WithdrawSigningKeyResponse) Reset() {
 	*x = WithdrawSigningKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[32]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2068,7 +2159,7 @@ func (x *WithdrawSigningKeyResponse) String() string {
 func (*WithdrawSigningKeyResponse) ProtoMessage() {}
 
 func (x *WithdrawSigningKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[32]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2081,7 +2172,7 @@ func (x *WithdrawSigningKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawSigningKeyResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawSigningKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{32}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{33}
 }
 
 // ListSigningKeysRequest asks for the tenant's signing keys.
@@ -2095,7 +2186,7 @@ type ListSigningKeysRequest struct {
 
 func (x *ListSigningKeysRequest) Reset() {
 	*x = ListSigningKeysRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[33]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2198,7 @@ func (x *ListSigningKeysRequest) String() string {
 func (*ListSigningKeysRequest) ProtoMessage() {}
 
 func (x *ListSigningKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[33]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2211,7 @@ func (x *ListSigningKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSigningKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListSigningKeysRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{33}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListSigningKeysRequest) GetTenantId() string {
@@ -2142,7 +2233,7 @@ type ListSigningKeysResponse struct {
 
 func (x *ListSigningKeysResponse) Reset() {
 	*x = ListSigningKeysResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[34]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2245,7 @@ func (x *ListSigningKeysResponse) String() string {
 func (*ListSigningKeysResponse) ProtoMessage() {}
 
 func (x *ListSigningKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[34]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2258,7 @@ func (x *ListSigningKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSigningKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListSigningKeysResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{34}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListSigningKeysResponse) GetKeys() []*SigningKey {
@@ -2193,7 +2284,7 @@ type RotateRefreshKeyRequest struct {
 
 func (x *RotateRefreshKeyRequest) Reset() {
 	*x = RotateRefreshKeyRequest{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[35]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2205,7 +2296,7 @@ func (x *RotateRefreshKeyRequest) String() string {
 func (*RotateRefreshKeyRequest) ProtoMessage() {}
 
 func (x *RotateRefreshKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[35]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2218,7 +2309,7 @@ func (x *RotateRefreshKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateRefreshKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateRefreshKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{35}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RotateRefreshKeyRequest) GetTenantId() string {
@@ -2260,7 +2351,7 @@ type RefreshKey struct {
 
 func (x *RefreshKey) Reset() {
 	*x = RefreshKey{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[36]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2272,7 +2363,7 @@ func (x *RefreshKey) String() string {
 func (*RefreshKey) ProtoMessage() {}
 
 func (x *RefreshKey) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[36]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2285,7 +2376,7 @@ func (x *RefreshKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshKey.ProtoReflect.Descriptor instead.
 func (*RefreshKey) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{36}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RefreshKey) GetKid() string {
@@ -2331,7 +2422,7 @@ type RotateRefreshKeyResponse struct {
 
 func (x *RotateRefreshKeyResponse) Reset() {
 	*x = RotateRefreshKeyResponse{}
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[37]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2343,7 +2434,7 @@ func (x *RotateRefreshKeyResponse) String() string {
 func (*RotateRefreshKeyResponse) ProtoMessage() {}
 
 func (x *RotateRefreshKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[37]
+	mi := &file_tokenauthority_v1_admin_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2356,7 +2447,7 @@ func (x *RotateRefreshKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateRefreshKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateRefreshKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{37}
+	return file_tokenauthority_v1_admin_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RotateRefreshKeyResponse) GetCurrent() *RefreshKey {
@@ -2384,7 +2475,7 @@ var File_tokenauthority_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
-	"%tokenauthority/v1/admin_service.proto\x12\x11tokenauthority.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x04\n" +
+	"%tokenauthority/v1/admin_service.proto\x12\x11tokenauthority.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x05\n" +
 	"\x06Tenant\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x16\n" +
 	"\x06issuer\x18\x02 \x01(\tR\x06issuer\x12A\n" +
@@ -2398,7 +2489,8 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\x10issue_rate_limit\x18\t \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x0eissueRateLimit\x12J\n" +
 	"\x12refresh_rate_limit\x18\n" +
 	" \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x10refreshRateLimit\x12H\n" +
-	"\x11revoke_rate_limit\x18\v \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x0frevokeRateLimit\"@\n" +
+	"\x11revoke_rate_limit\x18\v \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x0frevokeRateLimit\x12L\n" +
+	"\x13exchange_rate_limit\x18\f \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x11exchangeRateLimit\"@\n" +
 	"\tRateLimit\x12\x1d\n" +
 	"\n" +
 	"per_second\x18\x01 \x01(\x01R\tperSecond\x12\x14\n" +
@@ -2421,7 +2513,7 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"2\n" +
 	"\x13DeleteTenantRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\"\x16\n" +
-	"\x14DeleteTenantResponse\"\x95\x02\n" +
+	"\x14DeleteTenantResponse\"\xe1\x02\n" +
 	"\x06ApiKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x12\n" +
@@ -2429,11 +2521,16 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\x05roles\x18\x04 \x03(\x0e2\x17.tokenauthority.v1.RoleR\x05roles\x12;\n" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12W\n" +
-	"\x1aprevious_value_expire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x17previousValueExpireTime\"u\n" +
+	"\x1aprevious_value_expire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x17previousValueExpireTime\x12J\n" +
+	"\x0fexchange_policy\x18\a \x01(\v2!.tokenauthority.v1.ExchangePolicyR\x0eexchangePolicy\"d\n" +
+	"\x0eExchangePolicy\x12'\n" +
+	"\x0faccept_audience\x18\x01 \x01(\tR\x0eacceptAudience\x12)\n" +
+	"\x10target_audiences\x18\x02 \x03(\tR\x0ftargetAudiences\"\xc1\x01\n" +
 	"\x13CreateApiKeyRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12-\n" +
-	"\x05roles\x18\x03 \x03(\x0e2\x17.tokenauthority.v1.RoleR\x05roles\"b\n" +
+	"\x05roles\x18\x03 \x03(\x0e2\x17.tokenauthority.v1.RoleR\x05roles\x12J\n" +
+	"\x0fexchange_policy\x18\x04 \x01(\v2!.tokenauthority.v1.ExchangePolicyR\x0eexchangePolicy\"b\n" +
 	"\x14CreateApiKeyResponse\x122\n" +
 	"\aapi_key\x18\x01 \x01(\v2\x19.tokenauthority.v1.ApiKeyR\x06apiKey\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\"1\n" +
@@ -2536,7 +2633,7 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\x17SIGNING_ALGORITHM_EDDSA\x10\x01\x12\x1b\n" +
 	"\x17SIGNING_ALGORITHM_ES256\x10\x02\x12\x1b\n" +
 	"\x17SIGNING_ALGORITHM_RS256\x10\x03\x12\x1b\n" +
-	"\x17SIGNING_ALGORITHM_HS256\x10\x04*^\n" +
+	"\x17SIGNING_ALGORITHM_HS256\x10\x04*q\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2544,7 +2641,8 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\vROLE_VERIFY\x10\x02\x12\x0f\n" +
 	"\vROLE_REVOKE\x10\x03\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x04*\xb4\x01\n" +
+	"ROLE_ADMIN\x10\x04\x12\x11\n" +
+	"\rROLE_EXCHANGE\x10\x05*\xb4\x01\n" +
 	"\x0fSigningKeyState\x12!\n" +
 	"\x1dSIGNING_KEY_STATE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bSIGNING_KEY_STATE_PUBLISHED\x10\x01\x12\x1c\n" +
@@ -2583,7 +2681,7 @@ func file_tokenauthority_v1_admin_service_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenauthority_v1_admin_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tokenauthority_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_tokenauthority_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_tokenauthority_v1_admin_service_proto_goTypes = []any{
 	(SigningAlgorithm)(0),              // 0: tokenauthority.v1.SigningAlgorithm
 	(Role)(0),                          // 1: tokenauthority.v1.Role
@@ -2599,113 +2697,117 @@ var file_tokenauthority_v1_admin_service_proto_goTypes = []any{
 	(*DeleteTenantRequest)(nil),        // 11: tokenauthority.v1.DeleteTenantRequest
 	(*DeleteTenantResponse)(nil),       // 12: tokenauthority.v1.DeleteTenantResponse
 	(*ApiKey)(nil),                     // 13: tokenauthority.v1.ApiKey
-	(*CreateApiKeyRequest)(nil),        // 14: tokenauthority.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),       // 15: tokenauthority.v1.CreateApiKeyResponse
-	(*ListApiKeysRequest)(nil),         // 16: tokenauthority.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),        // 17: tokenauthority.v1.ListApiKeysResponse
-	(*RotateApiKeyRequest)(nil),        // 18: tokenauthority.v1.RotateApiKeyRequest
-	(*RotateApiKeyResponse)(nil),       // 19: tokenauthority.v1.RotateApiKeyResponse
-	(*DeleteApiKeyRequest)(nil),        // 20: tokenauthority.v1.DeleteApiKeyRequest
-	(*DeleteApiKeyResponse)(nil),       // 21: tokenauthority.v1.DeleteApiKeyResponse
-	(*Principal)(nil),                  // 22: tokenauthority.v1.Principal
-	(*CreatePrincipalRequest)(nil),     // 23: tokenauthority.v1.CreatePrincipalRequest
-	(*CreatePrincipalResponse)(nil),    // 24: tokenauthority.v1.CreatePrincipalResponse
-	(*SetPrincipalSecretRequest)(nil),  // 25: tokenauthority.v1.SetPrincipalSecretRequest
-	(*SetPrincipalSecretResponse)(nil), // 26: tokenauthority.v1.SetPrincipalSecretResponse
-	(*DeletePrincipalRequest)(nil),     // 27: tokenauthority.v1.DeletePrincipalRequest
-	(*DeletePrincipalResponse)(nil),    // 28: tokenauthority.v1.DeletePrincipalResponse
-	(*ListPrincipalsRequest)(nil),      // 29: tokenauthority.v1.ListPrincipalsRequest
-	(*ListPrincipalsResponse)(nil),     // 30: tokenauthority.v1.ListPrincipalsResponse
-	(*SigningKey)(nil),                 // 31: tokenauthority.v1.SigningKey
-	(*RotateSigningKeyRequest)(nil),    // 32: tokenauthority.v1.RotateSigningKeyRequest
-	(*RotateSigningKeyResponse)(nil),   // 33: tokenauthority.v1.RotateSigningKeyResponse
-	(*WithdrawSigningKeyRequest)(nil),  // 34: tokenauthority.v1.WithdrawSigningKeyRequest
-	(*WithdrawSigningKeyResponse)(nil), // 35: tokenauthority.v1.WithdrawSigningKeyResponse
-	(*ListSigningKeysRequest)(nil),     // 36: tokenauthority.v1.ListSigningKeysRequest
-	(*ListSigningKeysResponse)(nil),    // 37: tokenauthority.v1.ListSigningKeysResponse
-	(*RotateRefreshKeyRequest)(nil),    // 38: tokenauthority.v1.RotateRefreshKeyRequest
-	(*RefreshKey)(nil),                 // 39: tokenauthority.v1.RefreshKey
-	(*RotateRefreshKeyResponse)(nil),   // 40: tokenauthority.v1.RotateRefreshKeyResponse
-	(*durationpb.Duration)(nil),        // 41: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 42: google.protobuf.Timestamp
+	(*ExchangePolicy)(nil),             // 14: tokenauthority.v1.ExchangePolicy
+	(*CreateApiKeyRequest)(nil),        // 15: tokenauthority.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),       // 16: tokenauthority.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),         // 17: tokenauthority.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),        // 18: tokenauthority.v1.ListApiKeysResponse
+	(*RotateApiKeyRequest)(nil),        // 19: tokenauthority.v1.RotateApiKeyRequest
+	(*RotateApiKeyResponse)(nil),       // 20: tokenauthority.v1.RotateApiKeyResponse
+	(*DeleteApiKeyRequest)(nil),        // 21: tokenauthority.v1.DeleteApiKeyRequest
+	(*DeleteApiKeyResponse)(nil),       // 22: tokenauthority.v1.DeleteApiKeyResponse
+	(*Principal)(nil),                  // 23: tokenauthority.v1.Principal
+	(*CreatePrincipalRequest)(nil),     // 24: tokenauthority.v1.CreatePrincipalRequest
+	(*CreatePrincipalResponse)(nil),    // 25: tokenauthority.v1.CreatePrincipalResponse
+	(*SetPrincipalSecretRequest)(nil),  // 26: tokenauthority.v1.SetPrincipalSecretRequest
+	(*SetPrincipalSecretResponse)(nil), // 27: tokenauthority.v1.SetPrincipalSecretResponse
+	(*DeletePrincipalRequest)(nil),     // 28: tokenauthority.v1.DeletePrincipalRequest
+	(*DeletePrincipalResponse)(nil),    // 29: tokenauthority.v1.DeletePrincipalResponse
+	(*ListPrincipalsRequest)(nil),      // 30: tokenauthority.v1.ListPrincipalsRequest
+	(*ListPrincipalsResponse)(nil),     // 31: tokenauthority.v1.ListPrincipalsResponse
+	(*SigningKey)(nil),                 // 32: tokenauthority.v1.SigningKey
+	(*RotateSigningKeyRequest)(nil),    // 33: tokenauthority.v1.RotateSigningKeyRequest
+	(*RotateSigningKeyResponse)(nil),   // 34: tokenauthority.v1.RotateSigningKeyResponse
+	(*WithdrawSigningKeyRequest)(nil),  // 35: tokenauthority.v1.WithdrawSigningKeyRequest
+	(*WithdrawSigningKeyResponse)(nil), // 36: tokenauthority.v1.WithdrawSigningKeyResponse
+	(*ListSigningKeysRequest)(nil),     // 37: tokenauthority.v1.ListSigningKeysRequest
+	(*ListSigningKeysResponse)(nil),    // 38: tokenauthority.v1.ListSigningKeysResponse
+	(*RotateRefreshKeyRequest)(nil),    // 39: tokenauthority.v1.RotateRefreshKeyRequest
+	(*RefreshKey)(nil),                 // 40: tokenauthority.v1.RefreshKey
+	(*RotateRefreshKeyResponse)(nil),   // 41: tokenauthority.v1.RotateRefreshKeyResponse
+	(*durationpb.Duration)(nil),        // 42: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 43: google.protobuf.Timestamp
 }
 var file_tokenauthority_v1_admin_service_proto_depIdxs = []int32{
 	0,  // 0: tokenauthority.v1.Tenant.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	41, // 1: tokenauthority.v1.Tenant.max_access_ttl:type_name -> google.protobuf.Duration
-	41, // 2: tokenauthority.v1.Tenant.max_refresh_ttl:type_name -> google.protobuf.Duration
-	42, // 3: tokenauthority.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	42, // 1: tokenauthority.v1.Tenant.max_access_ttl:type_name -> google.protobuf.Duration
+	42, // 2: tokenauthority.v1.Tenant.max_refresh_ttl:type_name -> google.protobuf.Duration
+	43, // 3: tokenauthority.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
 	4,  // 4: tokenauthority.v1.Tenant.issue_rate_limit:type_name -> tokenauthority.v1.RateLimit
 	4,  // 5: tokenauthority.v1.Tenant.refresh_rate_limit:type_name -> tokenauthority.v1.RateLimit
 	4,  // 6: tokenauthority.v1.Tenant.revoke_rate_limit:type_name -> tokenauthority.v1.RateLimit
-	3,  // 7: tokenauthority.v1.CreateTenantRequest.tenant:type_name -> tokenauthority.v1.Tenant
-	3,  // 8: tokenauthority.v1.CreateTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
-	3,  // 9: tokenauthority.v1.GetTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
-	3,  // 10: tokenauthority.v1.ListTenantsResponse.tenants:type_name -> tokenauthority.v1.Tenant
-	1,  // 11: tokenauthority.v1.ApiKey.roles:type_name -> tokenauthority.v1.Role
-	42, // 12: tokenauthority.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	42, // 13: tokenauthority.v1.ApiKey.previous_value_expire_time:type_name -> google.protobuf.Timestamp
-	1,  // 14: tokenauthority.v1.CreateApiKeyRequest.roles:type_name -> tokenauthority.v1.Role
-	13, // 15: tokenauthority.v1.CreateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
-	13, // 16: tokenauthority.v1.ListApiKeysResponse.api_keys:type_name -> tokenauthority.v1.ApiKey
-	41, // 17: tokenauthority.v1.RotateApiKeyRequest.overlap:type_name -> google.protobuf.Duration
-	13, // 18: tokenauthority.v1.RotateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
-	42, // 19: tokenauthority.v1.Principal.create_time:type_name -> google.protobuf.Timestamp
-	22, // 20: tokenauthority.v1.CreatePrincipalRequest.principal:type_name -> tokenauthority.v1.Principal
-	22, // 21: tokenauthority.v1.CreatePrincipalResponse.principal:type_name -> tokenauthority.v1.Principal
-	22, // 22: tokenauthority.v1.ListPrincipalsResponse.principals:type_name -> tokenauthority.v1.Principal
-	0,  // 23: tokenauthority.v1.SigningKey.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	42, // 24: tokenauthority.v1.SigningKey.publish_time:type_name -> google.protobuf.Timestamp
-	42, // 25: tokenauthority.v1.SigningKey.activate_time:type_name -> google.protobuf.Timestamp
-	42, // 26: tokenauthority.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
-	2,  // 27: tokenauthority.v1.SigningKey.state:type_name -> tokenauthority.v1.SigningKeyState
-	42, // 28: tokenauthority.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
-	42, // 29: tokenauthority.v1.SigningKey.expire_time:type_name -> google.protobuf.Timestamp
-	42, // 30: tokenauthority.v1.SigningKey.withdraw_time:type_name -> google.protobuf.Timestamp
-	0,  // 31: tokenauthority.v1.RotateSigningKeyRequest.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
-	31, // 32: tokenauthority.v1.RotateSigningKeyResponse.key:type_name -> tokenauthority.v1.SigningKey
-	31, // 33: tokenauthority.v1.ListSigningKeysResponse.keys:type_name -> tokenauthority.v1.SigningKey
-	42, // 34: tokenauthority.v1.RefreshKey.create_time:type_name -> google.protobuf.Timestamp
-	42, // 35: tokenauthority.v1.RefreshKey.retire_time:type_name -> google.protobuf.Timestamp
-	42, // 36: tokenauthority.v1.RefreshKey.delete_time:type_name -> google.protobuf.Timestamp
-	39, // 37: tokenauthority.v1.RotateRefreshKeyResponse.current:type_name -> tokenauthority.v1.RefreshKey
-	39, // 38: tokenauthority.v1.RotateRefreshKeyResponse.retired:type_name -> tokenauthority.v1.RefreshKey
-	5,  // 39: tokenauthority.v1.AdminService.CreateTenant:input_type -> tokenauthority.v1.CreateTenantRequest
-	7,  // 40: tokenauthority.v1.AdminService.GetTenant:input_type -> tokenauthority.v1.GetTenantRequest
-	9,  // 41: tokenauthority.v1.AdminService.ListTenants:input_type -> tokenauthority.v1.ListTenantsRequest
-	11, // 42: tokenauthority.v1.AdminService.DeleteTenant:input_type -> tokenauthority.v1.DeleteTenantRequest
-	14, // 43: tokenauthority.v1.AdminService.CreateApiKey:input_type -> tokenauthority.v1.CreateApiKeyRequest
-	16, // 44: tokenauthority.v1.AdminService.ListApiKeys:input_type -> tokenauthority.v1.ListApiKeysRequest
-	18, // 45: tokenauthority.v1.AdminService.RotateApiKey:input_type -> tokenauthority.v1.RotateApiKeyRequest
-	20, // 46: tokenauthority.v1.AdminService.DeleteApiKey:input_type -> tokenauthority.v1.DeleteApiKeyRequest
-	23, // 47: tokenauthority.v1.AdminService.CreatePrincipal:input_type -> tokenauthority.v1.CreatePrincipalRequest
-	25, // 48: tokenauthority.v1.AdminService.SetPrincipalSecret:input_type -> tokenauthority.v1.SetPrincipalSecretRequest
-	27, // 49: tokenauthority.v1.AdminService.DeletePrincipal:input_type -> tokenauthority.v1.DeletePrincipalRequest
-	29, // 50: tokenauthority.v1.AdminService.ListPrincipals:input_type -> tokenauthority.v1.ListPrincipalsRequest
-	32, // 51: tokenauthority.v1.AdminService.RotateSigningKey:input_type -> tokenauthority.v1.RotateSigningKeyRequest
-	34, // 52: tokenauthority.v1.AdminService.WithdrawSigningKey:input_type -> tokenauthority.v1.WithdrawSigningKeyRequest
-	36, // 53: tokenauthority.v1.AdminService.ListSigningKeys:input_type -> tokenauthority.v1.ListSigningKeysRequest
-	38, // 54: tokenauthority.v1.AdminService.RotateRefreshKey:input_type -> tokenauthority.v1.RotateRefreshKeyRequest
-	6,  // 55: tokenauthority.v1.AdminService.CreateTenant:output_type -> tokenauthority.v1.CreateTenantResponse
-	8,  // 56: tokenauthority.v1.AdminService.GetTenant:output_type -> tokenauthority.v1.GetTenantResponse
-	10, // 57: tokenauthority.v1.AdminService.ListTenants:output_type -> tokenauthority.v1.ListTenantsResponse
-	12, // 58: tokenauthority.v1.AdminService.DeleteTenant:output_type -> tokenauthority.v1.DeleteTenantResponse
-	15, // 59: tokenauthority.v1.AdminService.CreateApiKey:output_type -> tokenauthority.v1.CreateApiKeyResponse
-	17, // 60: tokenauthority.v1.AdminService.ListApiKeys:output_type -> tokenauthority.v1.ListApiKeysResponse
-	19, // 61: tokenauthority.v1.AdminService.RotateApiKey:output_type -> tokenauthority.v1.RotateApiKeyResponse
-	21, // 62: tokenauthority.v1.AdminService.DeleteApiKey:output_type -> tokenauthority.v1.DeleteApiKeyResponse
-	24, // 63: tokenauthority.v1.AdminService.CreatePrincipal:output_type -> tokenauthority.v1.CreatePrincipalResponse
-	26, // 64: tokenauthority.v1.AdminService.SetPrincipalSecret:output_type -> tokenauthority.v1.SetPrincipalSecretResponse
-	28, // 65: tokenauthority.v1.AdminService.DeletePrincipal:output_type -> tokenauthority.v1.DeletePrincipalResponse
-	30, // 66: tokenauthority.v1.AdminService.ListPrincipals:output_type -> tokenauthority.v1.ListPrincipalsResponse
-	33, // 67: tokenauthority.v1.AdminService.RotateSigningKey:output_type -> tokenauthority.v1.RotateSigningKeyResponse
-	35, // 68: tokenauthority.v1.AdminService.WithdrawSigningKey:output_type -> tokenauthority.v1.WithdrawSigningKeyResponse
-	37, // 69: tokenauthority.v1.AdminService.ListSigningKeys:output_type -> tokenauthority.v1.ListSigningKeysResponse
-	40, // 70: tokenauthority.v1.AdminService.RotateRefreshKey:output_type -> tokenauthority.v1.RotateRefreshKeyResponse
-	55, // [55:71] is the sub-list for method output_type
-	39, // [39:55] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	4,  // 7: tokenauthority.v1.Tenant.exchange_rate_limit:type_name -> tokenauthority.v1.RateLimit
+	3,  // 8: tokenauthority.v1.CreateTenantRequest.tenant:type_name -> tokenauthority.v1.Tenant
+	3,  // 9: tokenauthority.v1.CreateTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
+	3,  // 10: tokenauthority.v1.GetTenantResponse.tenant:type_name -> tokenauthority.v1.Tenant
+	3,  // 11: tokenauthority.v1.ListTenantsResponse.tenants:type_name -> tokenauthority.v1.Tenant
+	1,  // 12: tokenauthority.v1.ApiKey.roles:type_name -> tokenauthority.v1.Role
+	43, // 13: tokenauthority.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	43, // 14: tokenauthority.v1.ApiKey.previous_value_expire_time:type_name -> google.protobuf.Timestamp
+	14, // 15: tokenauthority.v1.ApiKey.exchange_policy:type_name -> tokenauthority.v1.ExchangePolicy
+	1,  // 16: tokenauthority.v1.CreateApiKeyRequest.roles:type_name -> tokenauthority.v1.Role
+	14, // 17: tokenauthority.v1.CreateApiKeyRequest.exchange_policy:type_name -> tokenauthority.v1.ExchangePolicy
+	13, // 18: tokenauthority.v1.CreateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
+	13, // 19: tokenauthority.v1.ListApiKeysResponse.api_keys:type_name -> tokenauthority.v1.ApiKey
+	42, // 20: tokenauthority.v1.RotateApiKeyRequest.overlap:type_name -> google.protobuf.Duration
+	13, // 21: tokenauthority.v1.RotateApiKeyResponse.api_key:type_name -> tokenauthority.v1.ApiKey
+	43, // 22: tokenauthority.v1.Principal.create_time:type_name -> google.protobuf.Timestamp
+	23, // 23: tokenauthority.v1.CreatePrincipalRequest.principal:type_name -> tokenauthority.v1.Principal
+	23, // 24: tokenauthority.v1.CreatePrincipalResponse.principal:type_name -> tokenauthority.v1.Principal
+	23, // 25: tokenauthority.v1.ListPrincipalsResponse.principals:type_name -> tokenauthority.v1.Principal
+	0,  // 26: tokenauthority.v1.SigningKey.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
+	43, // 27: tokenauthority.v1.SigningKey.publish_time:type_name -> google.protobuf.Timestamp
+	43, // 28: tokenauthority.v1.SigningKey.activate_time:type_name -> google.protobuf.Timestamp
+	43, // 29: tokenauthority.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
+	2,  // 30: tokenauthority.v1.SigningKey.state:type_name -> tokenauthority.v1.SigningKeyState
+	43, // 31: tokenauthority.v1.SigningKey.create_time:type_name -> google.protobuf.Timestamp
+	43, // 32: tokenauthority.v1.SigningKey.expire_time:type_name -> google.protobuf.Timestamp
+	43, // 33: tokenauthority.v1.SigningKey.withdraw_time:type_name -> google.protobuf.Timestamp
+	0,  // 34: tokenauthority.v1.RotateSigningKeyRequest.algorithm:type_name -> tokenauthority.v1.SigningAlgorithm
+	32, // 35: tokenauthority.v1.RotateSigningKeyResponse.key:type_name -> tokenauthority.v1.SigningKey
+	32, // 36: tokenauthority.v1.ListSigningKeysResponse.keys:type_name -> tokenauthority.v1.SigningKey
+	43, // 37: tokenauthority.v1.RefreshKey.create_time:type_name -> google.protobuf.Timestamp
+	43, // 38: tokenauthority.v1.RefreshKey.retire_time:type_name -> google.protobuf.Timestamp
+	43, // 39: tokenauthority.v1.RefreshKey.delete_time:type_name -> google.protobuf.Timestamp
+	40, // 40: tokenauthority.v1.RotateRefreshKeyResponse.current:type_name -> tokenauthority.v1.RefreshKey
+	40, // 41: tokenauthority.v1.RotateRefreshKeyResponse.retired:type_name -> tokenauthority.v1.RefreshKey
+	5,  // 42: tokenauthority.v1.AdminService.CreateTenant:input_type -> tokenauthority.v1.CreateTenantRequest
+	7,  // 43: tokenauthority.v1.AdminService.GetTenant:input_type -> tokenauthority.v1.GetTenantRequest
+	9,  // 44: tokenauthority.v1.AdminService.ListTenants:input_type -> tokenauthority.v1.ListTenantsRequest
+	11, // 45: tokenauthority.v1.AdminService.DeleteTenant:input_type -> tokenauthority.v1.DeleteTenantRequest
+	15, // 46: tokenauthority.v1.AdminService.CreateApiKey:input_type -> tokenauthority.v1.CreateApiKeyRequest
+	17, // 47: tokenauthority.v1.AdminService.ListApiKeys:input_type -> tokenauthority.v1.ListApiKeysRequest
+	19, // 48: tokenauthority.v1.AdminService.RotateApiKey:input_type -> tokenauthority.v1.RotateApiKeyRequest
+	21, // 49: tokenauthority.v1.AdminService.DeleteApiKey:input_type -> tokenauthority.v1.DeleteApiKeyRequest
+	24, // 50: tokenauthority.v1.AdminService.CreatePrincipal:input_type -> tokenauthority.v1.CreatePrincipalRequest
+	26, // 51: tokenauthority.v1.AdminService.SetPrincipalSecret:input_type -> tokenauthority.v1.SetPrincipalSecretRequest
+	28, // 52: tokenauthority.v1.AdminService.DeletePrincipal:input_type -> tokenauthority.v1.DeletePrincipalRequest
+	30, // 53: tokenauthority.v1.AdminService.ListPrincipals:input_type -> tokenauthority.v1.ListPrincipalsRequest
+	33, // 54: tokenauthority.v1.AdminService.RotateSigningKey:input_type -> tokenauthority.v1.RotateSigningKeyRequest
+	35, // 55: tokenauthority.v1.AdminService.WithdrawSigningKey:input_type -> tokenauthority.v1.WithdrawSigningKeyRequest
+	37, // 56: tokenauthority.v1.AdminService.ListSigningKeys:input_type -> tokenauthority.v1.ListSigningKeysRequest
+	39, // 57: tokenauthority.v1.AdminService.RotateRefreshKey:input_type -> tokenauthority.v1.RotateRefreshKeyRequest
+	6,  // 58: tokenauthority.v1.AdminService.CreateTenant:output_type -> tokenauthority.v1.CreateTenantResponse
+	8,  // 59: tokenauthority.v1.AdminService.GetTenant:output_type -> tokenauthority.v1.GetTenantResponse
+	10, // 60: tokenauthority.v1.AdminService.ListTenants:output_type -> tokenauthority.v1.ListTenantsResponse
+	12, // 61: tokenauthority.v1.AdminService.DeleteTenant:output_type -> tokenauthority.v1.DeleteTenantResponse
+	16, // 62: tokenauthority.v1.AdminService.CreateApiKey:output_type -> tokenauthority.v1.CreateApiKeyResponse
+	18, // 63: tokenauthority.v1.AdminService.ListApiKeys:output_type -> tokenauthority.v1.ListApiKeysResponse
+	20, // 64: tokenauthority.v1.AdminService.RotateApiKey:output_type -> tokenauthority.v1.RotateApiKeyResponse
+	22, // 65: tokenauthority.v1.AdminService.DeleteApiKey:output_type -> tokenauthority.v1.DeleteApiKeyResponse
+	25, // 66: tokenauthority.v1.AdminService.CreatePrincipal:output_type -> tokenauthority.v1.CreatePrincipalResponse
+	27, // 67: tokenauthority.v1.AdminService.SetPrincipalSecret:output_type -> tokenauthority.v1.SetPrincipalSecretResponse
+	29, // 68: tokenauthority.v1.AdminService.DeletePrincipal:output_type -> tokenauthority.v1.DeletePrincipalResponse
+	31, // 69: tokenauthority.v1.AdminService.ListPrincipals:output_type -> tokenauthority.v1.ListPrincipalsResponse
+	34, // 70: tokenauthority.v1.AdminService.RotateSigningKey:output_type -> tokenauthority.v1.RotateSigningKeyResponse
+	36, // 71: tokenauthority.v1.AdminService.WithdrawSigningKey:output_type -> tokenauthority.v1.WithdrawSigningKeyResponse
+	38, // 72: tokenauthority.v1.AdminService.ListSigningKeys:output_type -> tokenauthority.v1.ListSigningKeysResponse
+	41, // 73: tokenauthority.v1.AdminService.RotateRefreshKey:output_type -> tokenauthority.v1.RotateRefreshKeyResponse
+	58, // [58:74] is the sub-list for method output_type
+	42, // [42:58] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_tokenauthority_v1_admin_service_proto_init() }
@@ -2719,7 +2821,7 @@ func file_tokenauthority_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenauthority_v1_admin_service_proto_rawDesc), len(file_tokenauthority_v1_admin_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   38,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -736,7 +736,11 @@ type TokenClaims struct {
 	// The scopes (the space-separated `scope` claim, split).
 	Scopes []string `protobuf:"bytes,9,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	// The extra claims given at issue; unset when there are none.
-	Extra         *structpb.Struct `protobuf:"bytes,10,opt,name=extra,proto3" json:"extra,omitempty"`
+	Extra *structpb.Struct `protobuf:"bytes,10,opt,name=extra,proto3" json:"extra,omitempty"`
+	// The delegation chain of an exchanged token (its nested `act` claims), outermost first: the
+	// first actor is the service that made the last exchange, presenting the token now. Empty for a
+	// token that was not exchanged.
+	Actor         []*Actor `protobuf:"bytes,12,rep,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -841,6 +845,203 @@ func (x *TokenClaims) GetExtra() *structpb.Struct {
 	return nil
 }
 
+func (x *TokenClaims) GetActor() []*Actor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+// Actor is one link of a delegation chain: a service that exchanged a token on the subject's
+// behalf (one level of the `act` claim, RFC 8693 section 4.1).
+type Actor struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The actor (`act.sub`): the name of the API key that made the exchange, which rotating the key
+	// keeps.
+	Subject       string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Actor) Reset() {
+	*x = Actor{}
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Actor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Actor) ProtoMessage() {}
+
+func (x *Actor) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Actor.ProtoReflect.Descriptor instead.
+func (*Actor) Descriptor() ([]byte, []int) {
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Actor) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+// ExchangeTokenRequest asks for a token for the next service on a subject's behalf.
+type ExchangeTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The access token to exchange: an active access token of the caller's tenant whose audience
+	// contains the caller's `exchange_policy.accept_audience`. At most 8 KiB.
+	SubjectToken string `protobuf:"bytes,1,opt,name=subject_token,json=subjectToken,proto3" json:"subject_token,omitempty"`
+	// The audiences (`aud`) of the new token; at least one, each among the caller's
+	// `exchange_policy.target_audiences` and allowed by the tenant.
+	Audience []string `protobuf:"bytes,2,rep,name=audience,proto3" json:"audience,omitempty"`
+	// The scopes of the new token, each one the subject token carries: a scope it lacks is refused
+	// (PERMISSION_DENIED), never dropped. None when empty: scopes are never copied by default.
+	Scopes []string `protobuf:"bytes,3,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// The new token's lifetime: the tenant's default access lifetime when unset, refused above the
+	// tenant's bound, and cut to the subject token's expiry either way.
+	AccessTtl     *durationpb.Duration `protobuf:"bytes,4,opt,name=access_ttl,json=accessTtl,proto3" json:"access_ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeTokenRequest) Reset() {
+	*x = ExchangeTokenRequest{}
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeTokenRequest) ProtoMessage() {}
+
+func (x *ExchangeTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeTokenRequest.ProtoReflect.Descriptor instead.
+func (*ExchangeTokenRequest) Descriptor() ([]byte, []int) {
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ExchangeTokenRequest) GetSubjectToken() string {
+	if x != nil {
+		return x.SubjectToken
+	}
+	return ""
+}
+
+func (x *ExchangeTokenRequest) GetAudience() []string {
+	if x != nil {
+		return x.Audience
+	}
+	return nil
+}
+
+func (x *ExchangeTokenRequest) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *ExchangeTokenRequest) GetAccessTtl() *durationpb.Duration {
+	if x != nil {
+		return x.AccessTtl
+	}
+	return nil
+}
+
+// ExchangeTokenResponse carries the exchanged access token.
+type ExchangeTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The access token, a JWT with `typ: at+jwt`, the subject token's `sub` and `sid`, its own
+	// `jti`, and the `act` chain.
+	AccessToken string `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	// When the access token expires: never after the subject token.
+	AccessExpiresAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=access_expires_at,json=accessExpiresAt,proto3" json:"access_expires_at,omitempty"`
+	// Always "Bearer".
+	TokenType     string `protobuf:"bytes,3,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeTokenResponse) Reset() {
+	*x = ExchangeTokenResponse{}
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeTokenResponse) ProtoMessage() {}
+
+func (x *ExchangeTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeTokenResponse.ProtoReflect.Descriptor instead.
+func (*ExchangeTokenResponse) Descriptor() ([]byte, []int) {
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ExchangeTokenResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *ExchangeTokenResponse) GetAccessExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AccessExpiresAt
+	}
+	return nil
+}
+
+func (x *ExchangeTokenResponse) GetTokenType() string {
+	if x != nil {
+		return x.TokenType
+	}
+	return ""
+}
+
 // VerifyTokenResponse is the introspection answer.
 type VerifyTokenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -856,7 +1057,7 @@ type VerifyTokenResponse struct {
 
 func (x *VerifyTokenResponse) Reset() {
 	*x = VerifyTokenResponse{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[8]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +1069,7 @@ func (x *VerifyTokenResponse) String() string {
 func (*VerifyTokenResponse) ProtoMessage() {}
 
 func (x *VerifyTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[8]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +1082,7 @@ func (x *VerifyTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyTokenResponse.ProtoReflect.Descriptor instead.
 func (*VerifyTokenResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{8}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *VerifyTokenResponse) GetActive() bool {
@@ -922,7 +1123,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[9]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -934,7 +1135,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[9]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -947,7 +1148,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{9}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RevokeTokenRequest) GetTarget() isRevokeTokenRequest_Target {
@@ -1018,7 +1219,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[10]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1231,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[10]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1244,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{10}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{13}
 }
 
 // RevokeSessionsRequest names the sessions to end.
@@ -1062,7 +1263,7 @@ type RevokeSessionsRequest struct {
 
 func (x *RevokeSessionsRequest) Reset() {
 	*x = RevokeSessionsRequest{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[11]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1275,7 @@ func (x *RevokeSessionsRequest) String() string {
 func (*RevokeSessionsRequest) ProtoMessage() {}
 
 func (x *RevokeSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[11]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1288,7 @@ func (x *RevokeSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSessionsRequest.ProtoReflect.Descriptor instead.
 func (*RevokeSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{11}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RevokeSessionsRequest) GetScope() isRevokeSessionsRequest_Scope {
@@ -1144,7 +1345,7 @@ type RevokeSessionsResponse struct {
 
 func (x *RevokeSessionsResponse) Reset() {
 	*x = RevokeSessionsResponse{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[12]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1357,7 @@ func (x *RevokeSessionsResponse) String() string {
 func (*RevokeSessionsResponse) ProtoMessage() {}
 
 func (x *RevokeSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[12]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1370,7 @@ func (x *RevokeSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeSessionsResponse.ProtoReflect.Descriptor instead.
 func (*RevokeSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{12}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RevokeSessionsResponse) GetCutoffTime() *timestamppb.Timestamp {
@@ -1195,7 +1396,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[13]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1408,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[13]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1421,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{13}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListSessionsRequest) GetSubject() string {
@@ -1271,7 +1472,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[14]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1484,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[14]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1497,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{14}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Session) GetSessionId() string {
@@ -1377,7 +1578,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[15]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1590,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[15]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1603,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{15}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -1428,7 +1629,7 @@ type ListPublicKeysRequest struct {
 
 func (x *ListPublicKeysRequest) Reset() {
 	*x = ListPublicKeysRequest{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[16]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1641,7 @@ func (x *ListPublicKeysRequest) String() string {
 func (*ListPublicKeysRequest) ProtoMessage() {}
 
 func (x *ListPublicKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[16]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1654,7 @@ func (x *ListPublicKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPublicKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListPublicKeysRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{16}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{19}
 }
 
 // JsonWebKey is one public key in JWK form (RFC 7517).
@@ -1483,7 +1684,7 @@ type JsonWebKey struct {
 
 func (x *JsonWebKey) Reset() {
 	*x = JsonWebKey{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[17]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1696,7 @@ func (x *JsonWebKey) String() string {
 func (*JsonWebKey) ProtoMessage() {}
 
 func (x *JsonWebKey) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[17]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1709,7 @@ func (x *JsonWebKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JsonWebKey.ProtoReflect.Descriptor instead.
 func (*JsonWebKey) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{17}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JsonWebKey) GetKty() string {
@@ -1587,7 +1788,7 @@ type ListPublicKeysResponse struct {
 
 func (x *ListPublicKeysResponse) Reset() {
 	*x = ListPublicKeysResponse{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[18]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1800,7 @@ func (x *ListPublicKeysResponse) String() string {
 func (*ListPublicKeysResponse) ProtoMessage() {}
 
 func (x *ListPublicKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[18]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1813,7 @@ func (x *ListPublicKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPublicKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListPublicKeysResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{18}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListPublicKeysResponse) GetKeys() []*JsonWebKey {
@@ -1641,7 +1842,7 @@ type WatchRevocationsRequest struct {
 
 func (x *WatchRevocationsRequest) Reset() {
 	*x = WatchRevocationsRequest{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[19]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +1854,7 @@ func (x *WatchRevocationsRequest) String() string {
 func (*WatchRevocationsRequest) ProtoMessage() {}
 
 func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[19]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +1867,7 @@ func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*WatchRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{19}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WatchRevocationsRequest) GetCursor() string {
@@ -1705,7 +1906,7 @@ type WatchRevocationsResponse struct {
 
 func (x *WatchRevocationsResponse) Reset() {
 	*x = WatchRevocationsResponse{}
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[20]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1918,7 @@ func (x *WatchRevocationsResponse) String() string {
 func (*WatchRevocationsResponse) ProtoMessage() {}
 
 func (x *WatchRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[20]
+	mi := &file_tokenauthority_v1_token_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1931,7 @@ func (x *WatchRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*WatchRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{20}
+	return file_tokenauthority_v1_token_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchRevocationsResponse) GetKind() RevocationKind {
@@ -1845,7 +2046,7 @@ const file_tokenauthority_v1_token_service_proto_rawDesc = "" +
 	"\x12VerifyTokenRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n" +
 	"\baudience\x18\x02 \x01(\tR\baudience\x12'\n" +
-	"\x0frequired_scopes\x18\x03 \x03(\tR\x0erequiredScopes\"\x8f\x03\n" +
+	"\x0frequired_scopes\x18\x03 \x03(\tR\x0erequiredScopes\"\xbf\x03\n" +
 	"\vTokenClaims\x12\x16\n" +
 	"\x06issuer\x18\x01 \x01(\tR\x06issuer\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x1a\n" +
@@ -1860,7 +2061,21 @@ const file_tokenauthority_v1_token_service_proto_rawDesc = "" +
 	"session_id\x18\b \x01(\tR\tsessionId\x12\x16\n" +
 	"\x06scopes\x18\t \x03(\tR\x06scopes\x12-\n" +
 	"\x05extra\x18\n" +
-	" \x01(\v2\x17.google.protobuf.StructR\x05extra\"\xa0\x01\n" +
+	" \x01(\v2\x17.google.protobuf.StructR\x05extra\x12.\n" +
+	"\x05actor\x18\f \x03(\v2\x18.tokenauthority.v1.ActorR\x05actor\"!\n" +
+	"\x05Actor\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\"\xa9\x01\n" +
+	"\x14ExchangeTokenRequest\x12#\n" +
+	"\rsubject_token\x18\x01 \x01(\tR\fsubjectToken\x12\x1a\n" +
+	"\baudience\x18\x02 \x03(\tR\baudience\x12\x16\n" +
+	"\x06scopes\x18\x03 \x03(\tR\x06scopes\x128\n" +
+	"\n" +
+	"access_ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\taccessTtl\"\xa1\x01\n" +
+	"\x15ExchangeTokenResponse\x12!\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12F\n" +
+	"\x11access_expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0faccessExpiresAt\x12\x1d\n" +
+	"\n" +
+	"token_type\x18\x03 \x01(\tR\ttokenType\"\xa0\x01\n" +
 	"\x13VerifyTokenResponse\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\bR\x06active\x129\n" +
 	"\x06reason\x18\x02 \x01(\x0e2!.tokenauthority.v1.InactiveReasonR\x06reason\x126\n" +
@@ -1955,7 +2170,7 @@ const file_tokenauthority_v1_token_service_proto_rawDesc = "" +
 	"\x1eREVOCATION_KIND_SUBJECT_CUTOFF\x10\x03\x12!\n" +
 	"\x1dREVOCATION_KIND_TENANT_CUTOFF\x10\x04\x12!\n" +
 	"\x1dREVOCATION_KIND_KEY_WITHDRAWN\x10\x05\x12!\n" +
-	"\x1dREVOCATION_KIND_KEY_PUBLISHED\x10\x062\xa4\x06\n" +
+	"\x1dREVOCATION_KIND_KEY_PUBLISHED\x10\x062\x88\a\n" +
 	"\fTokenService\x12Y\n" +
 	"\n" +
 	"IssueToken\x12$.tokenauthority.v1.IssueTokenRequest\x1a%.tokenauthority.v1.IssueTokenResponse\x12_\n" +
@@ -1965,7 +2180,8 @@ const file_tokenauthority_v1_token_service_proto_rawDesc = "" +
 	"\x0eRevokeSessions\x12(.tokenauthority.v1.RevokeSessionsRequest\x1a).tokenauthority.v1.RevokeSessionsResponse\x12_\n" +
 	"\fListSessions\x12&.tokenauthority.v1.ListSessionsRequest\x1a'.tokenauthority.v1.ListSessionsResponse\x12e\n" +
 	"\x0eListPublicKeys\x12(.tokenauthority.v1.ListPublicKeysRequest\x1a).tokenauthority.v1.ListPublicKeysResponse\x12m\n" +
-	"\x10WatchRevocations\x12*.tokenauthority.v1.WatchRevocationsRequest\x1a+.tokenauthority.v1.WatchRevocationsResponse0\x01B\xe0\x01\n" +
+	"\x10WatchRevocations\x12*.tokenauthority.v1.WatchRevocationsRequest\x1a+.tokenauthority.v1.WatchRevocationsResponse0\x01\x12b\n" +
+	"\rExchangeToken\x12'.tokenauthority.v1.ExchangeTokenRequest\x1a(.tokenauthority.v1.ExchangeTokenResponseB\xe0\x01\n" +
 	"\x15com.tokenauthority.v1B\x11TokenServiceProtoP\x01ZOgithub.com/tokenauthority/tokenauthority/gen/tokenauthority/v1;tokenauthorityv1\xa2\x02\x03TXX\xaa\x02\x11Tokenauthority.V1\xca\x02\x11Tokenauthority\\V1\xe2\x02\x1dTokenauthority\\V1\\GPBMetadata\xea\x02\x12Tokenauthority::V1b\x06proto3"
 
 var (
@@ -1981,7 +2197,7 @@ func file_tokenauthority_v1_token_service_proto_rawDescGZIP() []byte {
 }
 
 var file_tokenauthority_v1_token_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tokenauthority_v1_token_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_tokenauthority_v1_token_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_tokenauthority_v1_token_service_proto_goTypes = []any{
 	(InactiveReason)(0),              // 0: tokenauthority.v1.InactiveReason
 	(RevocationKind)(0),              // 1: tokenauthority.v1.RevocationKind
@@ -1993,70 +2209,78 @@ var file_tokenauthority_v1_token_service_proto_goTypes = []any{
 	(*RefreshTokenResponse)(nil),     // 7: tokenauthority.v1.RefreshTokenResponse
 	(*VerifyTokenRequest)(nil),       // 8: tokenauthority.v1.VerifyTokenRequest
 	(*TokenClaims)(nil),              // 9: tokenauthority.v1.TokenClaims
-	(*VerifyTokenResponse)(nil),      // 10: tokenauthority.v1.VerifyTokenResponse
-	(*RevokeTokenRequest)(nil),       // 11: tokenauthority.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),      // 12: tokenauthority.v1.RevokeTokenResponse
-	(*RevokeSessionsRequest)(nil),    // 13: tokenauthority.v1.RevokeSessionsRequest
-	(*RevokeSessionsResponse)(nil),   // 14: tokenauthority.v1.RevokeSessionsResponse
-	(*ListSessionsRequest)(nil),      // 15: tokenauthority.v1.ListSessionsRequest
-	(*Session)(nil),                  // 16: tokenauthority.v1.Session
-	(*ListSessionsResponse)(nil),     // 17: tokenauthority.v1.ListSessionsResponse
-	(*ListPublicKeysRequest)(nil),    // 18: tokenauthority.v1.ListPublicKeysRequest
-	(*JsonWebKey)(nil),               // 19: tokenauthority.v1.JsonWebKey
-	(*ListPublicKeysResponse)(nil),   // 20: tokenauthority.v1.ListPublicKeysResponse
-	(*WatchRevocationsRequest)(nil),  // 21: tokenauthority.v1.WatchRevocationsRequest
-	(*WatchRevocationsResponse)(nil), // 22: tokenauthority.v1.WatchRevocationsResponse
-	(*structpb.Struct)(nil),          // 23: google.protobuf.Struct
-	(*durationpb.Duration)(nil),      // 24: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 25: google.protobuf.Timestamp
+	(*Actor)(nil),                    // 10: tokenauthority.v1.Actor
+	(*ExchangeTokenRequest)(nil),     // 11: tokenauthority.v1.ExchangeTokenRequest
+	(*ExchangeTokenResponse)(nil),    // 12: tokenauthority.v1.ExchangeTokenResponse
+	(*VerifyTokenResponse)(nil),      // 13: tokenauthority.v1.VerifyTokenResponse
+	(*RevokeTokenRequest)(nil),       // 14: tokenauthority.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),      // 15: tokenauthority.v1.RevokeTokenResponse
+	(*RevokeSessionsRequest)(nil),    // 16: tokenauthority.v1.RevokeSessionsRequest
+	(*RevokeSessionsResponse)(nil),   // 17: tokenauthority.v1.RevokeSessionsResponse
+	(*ListSessionsRequest)(nil),      // 18: tokenauthority.v1.ListSessionsRequest
+	(*Session)(nil),                  // 19: tokenauthority.v1.Session
+	(*ListSessionsResponse)(nil),     // 20: tokenauthority.v1.ListSessionsResponse
+	(*ListPublicKeysRequest)(nil),    // 21: tokenauthority.v1.ListPublicKeysRequest
+	(*JsonWebKey)(nil),               // 22: tokenauthority.v1.JsonWebKey
+	(*ListPublicKeysResponse)(nil),   // 23: tokenauthority.v1.ListPublicKeysResponse
+	(*WatchRevocationsRequest)(nil),  // 24: tokenauthority.v1.WatchRevocationsRequest
+	(*WatchRevocationsResponse)(nil), // 25: tokenauthority.v1.WatchRevocationsResponse
+	(*structpb.Struct)(nil),          // 26: google.protobuf.Struct
+	(*durationpb.Duration)(nil),      // 27: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
 }
 var file_tokenauthority_v1_token_service_proto_depIdxs = []int32{
-	23, // 0: tokenauthority.v1.IssueTokenRequest.extra_claims:type_name -> google.protobuf.Struct
-	24, // 1: tokenauthority.v1.IssueTokenRequest.access_ttl:type_name -> google.protobuf.Duration
-	24, // 2: tokenauthority.v1.IssueTokenRequest.refresh_ttl:type_name -> google.protobuf.Duration
+	26, // 0: tokenauthority.v1.IssueTokenRequest.extra_claims:type_name -> google.protobuf.Struct
+	27, // 1: tokenauthority.v1.IssueTokenRequest.access_ttl:type_name -> google.protobuf.Duration
+	27, // 2: tokenauthority.v1.IssueTokenRequest.refresh_ttl:type_name -> google.protobuf.Duration
 	2,  // 3: tokenauthority.v1.IssueTokenRequest.metadata:type_name -> tokenauthority.v1.SessionMetadata
 	3,  // 4: tokenauthority.v1.IssueTokenRequest.principal:type_name -> tokenauthority.v1.PrincipalCredentials
-	25, // 5: tokenauthority.v1.IssueTokenResponse.access_expires_at:type_name -> google.protobuf.Timestamp
-	25, // 6: tokenauthority.v1.IssueTokenResponse.refresh_expires_at:type_name -> google.protobuf.Timestamp
-	25, // 7: tokenauthority.v1.RefreshTokenResponse.access_expires_at:type_name -> google.protobuf.Timestamp
-	25, // 8: tokenauthority.v1.RefreshTokenResponse.refresh_expires_at:type_name -> google.protobuf.Timestamp
-	25, // 9: tokenauthority.v1.TokenClaims.expire_time:type_name -> google.protobuf.Timestamp
-	25, // 10: tokenauthority.v1.TokenClaims.not_before_time:type_name -> google.protobuf.Timestamp
-	25, // 11: tokenauthority.v1.TokenClaims.issue_time:type_name -> google.protobuf.Timestamp
-	23, // 12: tokenauthority.v1.TokenClaims.extra:type_name -> google.protobuf.Struct
-	0,  // 13: tokenauthority.v1.VerifyTokenResponse.reason:type_name -> tokenauthority.v1.InactiveReason
-	9,  // 14: tokenauthority.v1.VerifyTokenResponse.claims:type_name -> tokenauthority.v1.TokenClaims
-	25, // 15: tokenauthority.v1.RevokeSessionsResponse.cutoff_time:type_name -> google.protobuf.Timestamp
-	25, // 16: tokenauthority.v1.Session.create_time:type_name -> google.protobuf.Timestamp
-	25, // 17: tokenauthority.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
-	25, // 18: tokenauthority.v1.Session.refresh_time:type_name -> google.protobuf.Timestamp
-	2,  // 19: tokenauthority.v1.Session.metadata:type_name -> tokenauthority.v1.SessionMetadata
-	16, // 20: tokenauthority.v1.ListSessionsResponse.sessions:type_name -> tokenauthority.v1.Session
-	19, // 21: tokenauthority.v1.ListPublicKeysResponse.keys:type_name -> tokenauthority.v1.JsonWebKey
-	1,  // 22: tokenauthority.v1.WatchRevocationsResponse.kind:type_name -> tokenauthority.v1.RevocationKind
-	25, // 23: tokenauthority.v1.WatchRevocationsResponse.cutoff_time:type_name -> google.protobuf.Timestamp
-	25, // 24: tokenauthority.v1.WatchRevocationsResponse.expire_time:type_name -> google.protobuf.Timestamp
-	4,  // 25: tokenauthority.v1.TokenService.IssueToken:input_type -> tokenauthority.v1.IssueTokenRequest
-	6,  // 26: tokenauthority.v1.TokenService.RefreshToken:input_type -> tokenauthority.v1.RefreshTokenRequest
-	8,  // 27: tokenauthority.v1.TokenService.VerifyToken:input_type -> tokenauthority.v1.VerifyTokenRequest
-	11, // 28: tokenauthority.v1.TokenService.RevokeToken:input_type -> tokenauthority.v1.RevokeTokenRequest
-	13, // 29: tokenauthority.v1.TokenService.RevokeSessions:input_type -> tokenauthority.v1.RevokeSessionsRequest
-	15, // 30: tokenauthority.v1.TokenService.ListSessions:input_type -> tokenauthority.v1.ListSessionsRequest
-	18, // 31: tokenauthority.v1.TokenService.ListPublicKeys:input_type -> tokenauthority.v1.ListPublicKeysRequest
-	21, // 32: tokenauthority.v1.TokenService.WatchRevocations:input_type -> tokenauthority.v1.WatchRevocationsRequest
-	5,  // 33: tokenauthority.v1.TokenService.IssueToken:output_type -> tokenauthority.v1.IssueTokenResponse
-	7,  // 34: tokenauthority.v1.TokenService.RefreshToken:output_type -> tokenauthority.v1.RefreshTokenResponse
-	10, // 35: tokenauthority.v1.TokenService.VerifyToken:output_type -> tokenauthority.v1.VerifyTokenResponse
-	12, // 36: tokenauthority.v1.TokenService.RevokeToken:output_type -> tokenauthority.v1.RevokeTokenResponse
-	14, // 37: tokenauthority.v1.TokenService.RevokeSessions:output_type -> tokenauthority.v1.RevokeSessionsResponse
-	17, // 38: tokenauthority.v1.TokenService.ListSessions:output_type -> tokenauthority.v1.ListSessionsResponse
-	20, // 39: tokenauthority.v1.TokenService.ListPublicKeys:output_type -> tokenauthority.v1.ListPublicKeysResponse
-	22, // 40: tokenauthority.v1.TokenService.WatchRevocations:output_type -> tokenauthority.v1.WatchRevocationsResponse
-	33, // [33:41] is the sub-list for method output_type
-	25, // [25:33] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	28, // 5: tokenauthority.v1.IssueTokenResponse.access_expires_at:type_name -> google.protobuf.Timestamp
+	28, // 6: tokenauthority.v1.IssueTokenResponse.refresh_expires_at:type_name -> google.protobuf.Timestamp
+	28, // 7: tokenauthority.v1.RefreshTokenResponse.access_expires_at:type_name -> google.protobuf.Timestamp
+	28, // 8: tokenauthority.v1.RefreshTokenResponse.refresh_expires_at:type_name -> google.protobuf.Timestamp
+	28, // 9: tokenauthority.v1.TokenClaims.expire_time:type_name -> google.protobuf.Timestamp
+	28, // 10: tokenauthority.v1.TokenClaims.not_before_time:type_name -> google.protobuf.Timestamp
+	28, // 11: tokenauthority.v1.TokenClaims.issue_time:type_name -> google.protobuf.Timestamp
+	26, // 12: tokenauthority.v1.TokenClaims.extra:type_name -> google.protobuf.Struct
+	10, // 13: tokenauthority.v1.TokenClaims.actor:type_name -> tokenauthority.v1.Actor
+	27, // 14: tokenauthority.v1.ExchangeTokenRequest.access_ttl:type_name -> google.protobuf.Duration
+	28, // 15: tokenauthority.v1.ExchangeTokenResponse.access_expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 16: tokenauthority.v1.VerifyTokenResponse.reason:type_name -> tokenauthority.v1.InactiveReason
+	9,  // 17: tokenauthority.v1.VerifyTokenResponse.claims:type_name -> tokenauthority.v1.TokenClaims
+	28, // 18: tokenauthority.v1.RevokeSessionsResponse.cutoff_time:type_name -> google.protobuf.Timestamp
+	28, // 19: tokenauthority.v1.Session.create_time:type_name -> google.protobuf.Timestamp
+	28, // 20: tokenauthority.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
+	28, // 21: tokenauthority.v1.Session.refresh_time:type_name -> google.protobuf.Timestamp
+	2,  // 22: tokenauthority.v1.Session.metadata:type_name -> tokenauthority.v1.SessionMetadata
+	19, // 23: tokenauthority.v1.ListSessionsResponse.sessions:type_name -> tokenauthority.v1.Session
+	22, // 24: tokenauthority.v1.ListPublicKeysResponse.keys:type_name -> tokenauthority.v1.JsonWebKey
+	1,  // 25: tokenauthority.v1.WatchRevocationsResponse.kind:type_name -> tokenauthority.v1.RevocationKind
+	28, // 26: tokenauthority.v1.WatchRevocationsResponse.cutoff_time:type_name -> google.protobuf.Timestamp
+	28, // 27: tokenauthority.v1.WatchRevocationsResponse.expire_time:type_name -> google.protobuf.Timestamp
+	4,  // 28: tokenauthority.v1.TokenService.IssueToken:input_type -> tokenauthority.v1.IssueTokenRequest
+	6,  // 29: tokenauthority.v1.TokenService.RefreshToken:input_type -> tokenauthority.v1.RefreshTokenRequest
+	8,  // 30: tokenauthority.v1.TokenService.VerifyToken:input_type -> tokenauthority.v1.VerifyTokenRequest
+	14, // 31: tokenauthority.v1.TokenService.RevokeToken:input_type -> tokenauthority.v1.RevokeTokenRequest
+	16, // 32: tokenauthority.v1.TokenService.RevokeSessions:input_type -> tokenauthority.v1.RevokeSessionsRequest
+	18, // 33: tokenauthority.v1.TokenService.ListSessions:input_type -> tokenauthority.v1.ListSessionsRequest
+	21, // 34: tokenauthority.v1.TokenService.ListPublicKeys:input_type -> tokenauthority.v1.ListPublicKeysRequest
+	24, // 35: tokenauthority.v1.TokenService.WatchRevocations:input_type -> tokenauthority.v1.WatchRevocationsRequest
+	11, // 36: tokenauthority.v1.TokenService.ExchangeToken:input_type -> tokenauthority.v1.ExchangeTokenRequest
+	5,  // 37: tokenauthority.v1.TokenService.IssueToken:output_type -> tokenauthority.v1.IssueTokenResponse
+	7,  // 38: tokenauthority.v1.TokenService.RefreshToken:output_type -> tokenauthority.v1.RefreshTokenResponse
+	13, // 39: tokenauthority.v1.TokenService.VerifyToken:output_type -> tokenauthority.v1.VerifyTokenResponse
+	15, // 40: tokenauthority.v1.TokenService.RevokeToken:output_type -> tokenauthority.v1.RevokeTokenResponse
+	17, // 41: tokenauthority.v1.TokenService.RevokeSessions:output_type -> tokenauthority.v1.RevokeSessionsResponse
+	20, // 42: tokenauthority.v1.TokenService.ListSessions:output_type -> tokenauthority.v1.ListSessionsResponse
+	23, // 43: tokenauthority.v1.TokenService.ListPublicKeys:output_type -> tokenauthority.v1.ListPublicKeysResponse
+	25, // 44: tokenauthority.v1.TokenService.WatchRevocations:output_type -> tokenauthority.v1.WatchRevocationsResponse
+	12, // 45: tokenauthority.v1.TokenService.ExchangeToken:output_type -> tokenauthority.v1.ExchangeTokenResponse
+	37, // [37:46] is the sub-list for method output_type
+	28, // [28:37] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_tokenauthority_v1_token_service_proto_init() }
@@ -2064,12 +2288,12 @@ func file_tokenauthority_v1_token_service_proto_init() {
 	if File_tokenauthority_v1_token_service_proto != nil {
 		return
 	}
-	file_tokenauthority_v1_token_service_proto_msgTypes[9].OneofWrappers = []any{
+	file_tokenauthority_v1_token_service_proto_msgTypes[12].OneofWrappers = []any{
 		(*RevokeTokenRequest_Token)(nil),
 		(*RevokeTokenRequest_Jti)(nil),
 		(*RevokeTokenRequest_SessionId)(nil),
 	}
-	file_tokenauthority_v1_token_service_proto_msgTypes[11].OneofWrappers = []any{
+	file_tokenauthority_v1_token_service_proto_msgTypes[14].OneofWrappers = []any{
 		(*RevokeSessionsRequest_Subject)(nil),
 		(*RevokeSessionsRequest_AllInTenant)(nil),
 	}
@@ -2079,7 +2303,7 @@ func file_tokenauthority_v1_token_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenauthority_v1_token_service_proto_rawDesc), len(file_tokenauthority_v1_token_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

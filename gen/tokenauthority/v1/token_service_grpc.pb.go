@@ -27,6 +27,7 @@ const (
 	TokenService_ListSessions_FullMethodName     = "/tokenauthority.v1.TokenService/ListSessions"
 	TokenService_ListPublicKeys_FullMethodName   = "/tokenauthority.v1.TokenService/ListPublicKeys"
 	TokenService_WatchRevocations_FullMethodName = "/tokenauthority.v1.TokenService/WatchRevocations"
+	TokenService_ExchangeToken_FullMethodName    = "/tokenauthority.v1.TokenService/ExchangeToken"
 )
 
 // TokenServiceClient is the client API for TokenService service.
@@ -61,6 +62,12 @@ type TokenServiceClient interface {
 	// and then about every second while idle, it sends a marker (kind UNSPECIFIED) with the current
 	// cursor, so that a watcher can tell a quiet stream from a dead one.
 	WatchRevocations(ctx context.Context, in *WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRevocationsResponse], error)
+	// ExchangeToken (RFC 8693 token exchange, role `exchange`) trades an access token that was meant
+	// for the caller for a narrower one for the next service, on the subject's behalf: same subject
+	// and session, the requested audience and scopes, and an `act` claim naming the caller (nesting
+	// the subject token's own `act`, so the whole chain is visible). Revoking the session, the
+	// subject or the tenant ends it with the subject token. No refresh token is issued.
+	ExchangeToken(ctx context.Context, in *ExchangeTokenRequest, opts ...grpc.CallOption) (*ExchangeTokenResponse, error)
 }
 
 type tokenServiceClient struct {
@@ -160,6 +167,16 @@ func (c *tokenServiceClient) WatchRevocations(ctx context.Context, in *WatchRevo
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TokenService_WatchRevocationsClient = grpc.ServerStreamingClient[WatchRevocationsResponse]
 
+func (c *tokenServiceClient) ExchangeToken(ctx context.Context, in *ExchangeTokenRequest, opts ...grpc.CallOption) (*ExchangeTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExchangeTokenResponse)
+	err := c.cc.Invoke(ctx, TokenService_ExchangeToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenServiceServer is the server API for TokenService service.
 // All implementations must embed UnimplementedTokenServiceServer
 // for forward compatibility.
@@ -192,6 +209,12 @@ type TokenServiceServer interface {
 	// and then about every second while idle, it sends a marker (kind UNSPECIFIED) with the current
 	// cursor, so that a watcher can tell a quiet stream from a dead one.
 	WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[WatchRevocationsResponse]) error
+	// ExchangeToken (RFC 8693 token exchange, role `exchange`) trades an access token that was meant
+	// for the caller for a narrower one for the next service, on the subject's behalf: same subject
+	// and session, the requested audience and scopes, and an `act` claim naming the caller (nesting
+	// the subject token's own `act`, so the whole chain is visible). Revoking the session, the
+	// subject or the tenant ends it with the subject token. No refresh token is issued.
+	ExchangeToken(context.Context, *ExchangeTokenRequest) (*ExchangeTokenResponse, error)
 	mustEmbedUnimplementedTokenServiceServer()
 }
 
@@ -225,6 +248,9 @@ func (UnimplementedTokenServiceServer) ListPublicKeys(context.Context, *ListPubl
 }
 func (UnimplementedTokenServiceServer) WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[WatchRevocationsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchRevocations not implemented")
+}
+func (UnimplementedTokenServiceServer) ExchangeToken(context.Context, *ExchangeTokenRequest) (*ExchangeTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExchangeToken not implemented")
 }
 func (UnimplementedTokenServiceServer) mustEmbedUnimplementedTokenServiceServer() {}
 func (UnimplementedTokenServiceServer) testEmbeddedByValue()                      {}
@@ -384,6 +410,24 @@ func _TokenService_WatchRevocations_Handler(srv interface{}, stream grpc.ServerS
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TokenService_WatchRevocationsServer = grpc.ServerStreamingServer[WatchRevocationsResponse]
 
+func _TokenService_ExchangeToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExchangeTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).ExchangeToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_ExchangeToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).ExchangeToken(ctx, req.(*ExchangeTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenService_ServiceDesc is the grpc.ServiceDesc for TokenService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -418,6 +462,10 @@ var TokenService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPublicKeys",
 			Handler:    _TokenService_ListPublicKeys_Handler,
+		},
+		{
+			MethodName: "ExchangeToken",
+			Handler:    _TokenService_ExchangeToken_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
