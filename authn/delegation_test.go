@@ -1,6 +1,7 @@
 package authn_test
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -86,7 +87,7 @@ func TestLocalActorClaims(t *testing.T) {
 	if err != nil || c.Delegated() || c.Actor != nil {
 		t.Errorf("a direct token: %+v, %v", c, err)
 	}
-	if _, err := v.Verify(t.Context(), iss.Token(authntest.Actors("e", "d", "c", "b", "a"))); err != authn.ErrMalformed {
+	if _, err := v.Verify(t.Context(), iss.Token(authntest.Actors("e", "d", "c", "b", "a"))); !errors.Is(err, authn.ErrMalformed) {
 		t.Errorf("a chain of five: %v; want ErrMalformed", err)
 	}
 }
