@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -327,18 +326,8 @@ func (l *Local) fetchUntilAnswered(ctx context.Context, conn grpc.ClientConnInte
 		if err == nil || errors.Is(err, ErrCredentialsRejected) {
 			return err
 		}
-		wait := backoff/2 + rand.N(backoff/2+1) //nolint:gosec // G404: jitter needs no secrecy
-		l.cfg.logger.WarnContext(ctx, "authn: the authority did not answer; retrying", "err", err, "in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retryAfter(ctx, conn, l.cfg.logger, "authn: the authority did not answer; retrying", err, backoff) {
 			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-		case <-t.C:
-		}
-		// As the watcher does: our schedule, not the connection's own (up to two minutes).
-		if cc, ok := conn.(interface{ ResetConnectBackoff() }); ok {
-			cc.ResetConnectBackoff()
 		}
 		backoff = min(backoff*2, l.cfg.backoffMax)
 	}

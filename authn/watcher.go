@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -118,21 +119,8 @@ func (w *watcher) run(ctx context.Context) {
 		if wasLive {
 			backoff = w.cfg.backoffMin
 		}
-		// Full jitter over the upper half, so that many watchers do not reconnect in step.
-		wait := backoff/2 + rand.N(backoff/2+1) //nolint:gosec // G404: jitter needs no secrecy
-		w.cfg.logger.WarnContext(ctx, "authn: revocation stream ended; reconnecting", "err", err, "in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retryAfter(ctx, w.conn, w.cfg.logger, "authn: revocation stream ended; reconnecting", err, backoff) {
 			return
-		case <-t.C:
-		}
-		// A *grpc.ClientConn waits out its own connection backoff (up to two minutes) before it
-		// dials the authority again, failing every call meanwhile: the watcher's own, shorter
-		// schedule decides instead.
-		if cc, ok := w.conn.(interface{ ResetConnectBackoff() }); ok {
-			cc.ResetConnectBackoff()
 		}
 		backoff = min(backoff*2, w.cfg.backoffMax)
 	}
@@ -183,4 +171,25 @@ func (w *watcher) follow(ctx context.Context) (caughtUp bool, _ error) {
 			}
 		}
 	}
+}
+
+// retryAfter waits out one step of a reconnect schedule: a jittered delay over the upper half of
+// backoff (so that many clients do not retry in step), logged with msg and the error that caused
+// it. It returns false when ctx ends first. Before returning true it resets conn's own connection
+// backoff: a *grpc.ClientConn waits out its own (up to two minutes) before it dials again, failing
+// every call meanwhile, while this schedule is shorter.
+func retryAfter(ctx context.Context, conn grpc.ClientConnInterface, log *slog.Logger, msg string, cause error, backoff time.Duration) bool {
+	wait := backoff/2 + rand.N(backoff/2+1) //nolint:gosec // G404: jitter needs no secrecy
+	log.WarnContext(ctx, msg, "err", cause, "in", wait)
+	t := time.NewTimer(wait)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return false
+	case <-t.C:
+	}
+	if cc, ok := conn.(interface{ ResetConnectBackoff() }); ok {
+		cc.ResetConnectBackoff()
+	}
+	return true
 }
