@@ -20,8 +20,13 @@ type verified struct {
 	until int64
 }
 
-// verifiedShards spreads the cache so that writers (a token seen for the first time) rarely meet.
-const verifiedShards = 64
+// The cache is spread over shards so that writers (a token seen for the first time) rarely meet,
+// each shard holding about shardEntries, so that the copy a write makes costs little next to the
+// signature check that precedes it; at most maxShards.
+const (
+	shardEntries = 16
+	maxShards    = 256
+)
 
 // verifiedCache remembers verified tokens, bounded in number. Reads take no lock and allocate
 // nothing: each shard is an immutable map behind an atomic pointer, replaced whole (copy on write)
@@ -33,7 +38,7 @@ const verifiedShards = 64
 type verifiedCache struct {
 	seed     maphash.Seed
 	perShard int
-	shards   [verifiedShards]verifiedShard
+	shards   []verifiedShard
 }
 
 type verifiedShard struct {
@@ -42,19 +47,19 @@ type verifiedShard struct {
 	_  [48]byte // one shard per cache line: writers of one shard do not slow readers of another
 }
 
-// newVerifiedCache returns a cache of at most size tokens (rounded up to a multiple of the shard
-// count), or nil for size 0: no cache.
+// newVerifiedCache returns a cache of at most size tokens, or nil for size 0: no cache.
 func newVerifiedCache(size int) *verifiedCache {
 	if size <= 0 {
 		return nil
 	}
-	return &verifiedCache{seed: maphash.MakeSeed(), perShard: (size + verifiedShards - 1) / verifiedShards}
+	n := min(max(size/shardEntries, 1), maxShards)
+	return &verifiedCache{seed: maphash.MakeSeed(), perShard: size / n, shards: make([]verifiedShard, n)}
 }
 
 // get returns the entry of token, unexpired at now (Unix nanoseconds), or nil.
 func (c *verifiedCache) get(token string, now int64) *verified {
 	h := maphash.String(c.seed, token)
-	m := c.shards[h%verifiedShards].m.Load()
+	m := c.shards[h%uint64(len(c.shards))].m.Load()
 	if m == nil {
 		return nil
 	}
@@ -69,7 +74,7 @@ func (c *verifiedCache) get(token string, now int64) *verified {
 // live entry is evicted.
 func (c *verifiedCache) put(v *verified, now int64) {
 	h := maphash.String(c.seed, v.token)
-	s := &c.shards[h%verifiedShards]
+	s := &c.shards[h%uint64(len(c.shards))]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var old map[uint64]*verified
