@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+	"github.com/tokenauthority/tokenauthority/internal/extauthz"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/token"
@@ -70,6 +71,10 @@ type Config struct {
 	// StoreTimeout bounds the store work of each unary call, its authentication included: the
 	// store ends it with store.ErrUnavailable (Unavailable) once the time has passed. None when zero.
 	StoreTimeout time.Duration
+	// ExtAuthz, when not nil, is the per-route policy of the Envoy ext_authz service
+	// (envoy.service.auth.v3.Authorization) that the server then serves, strictly: each Check
+	// verifies with Tokens for the tenant of the caller's API key, as VerifyToken does.
+	ExtAuthz *extauthz.Policy
 }
 
 // storeBudget gives each unary call a store budget of d from its start (store.WithBudget), before
@@ -174,6 +179,13 @@ func New(cfg Config) (*Server, error) {
 		recheckEvery: orDefault(cfg.WatchRecheck, DefaultWatchRecheck), recheckTicker: ticker, policyOf: policyOf})
 	tokenauthorityv1.RegisterAdminServiceServer(srv, &adminService{tenants: cfg.Tenants, keys: cfg.Keys, tokens: cfg.Tokens, log: log,
 		audit: AuditLogger(log), watches: watches})
+	if cfg.ExtAuthz != nil {
+		ea, err := extauthz.New(extauthz.Config{Verifier: strictVerifier{tokens: cfg.Tokens}, Policy: cfg.ExtAuthz, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		ea.Register(srv)
+	}
 	hs := health.NewServer()
 	for _, name := range Services {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
