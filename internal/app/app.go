@@ -193,6 +193,7 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 			// Below the pre-publish delay: a cache that honours it has every new key before the key
 			// signs.
 			JWKSMaxAge: keys.JWKSMaxAge(cfg.KeyPrePublish),
+			OAuth:      a.grpc.OAuth,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,

@@ -93,6 +93,9 @@ func storeBudget(d time.Duration) grpc.UnaryServerInterceptor {
 type Server struct {
 	GRPC   *grpc.Server
 	Health *health.Server
+	// OAuth answers RFC 7662 introspection and RFC 7009 revocation for the HTTP server, with the
+	// same authentication, policy, rate limits and answers as VerifyToken and RevokeToken.
+	OAuth *OAuth
 }
 
 // Services lists the names whose health the server reports.
@@ -132,7 +135,8 @@ func New(cfg Config) (*Server, error) {
 		return status.Error(codes.Internal, "internal error")
 	})
 	policyOf := policyLookup(cfg.AuthenticateReflection)
-	authUnary, authStream := authInterceptors(cfg.Tenants, log, cfg.Now, policyOf)
+	guards := newAuthGuards(cfg.Now)
+	authUnary, authStream := authInterceptors(cfg.Tenants, log, guards, policyOf)
 	publicStreams := &streamCap{max: int64(orDefault(cfg.MaxPublicStreams, DefaultMaxPublicStreams)), policyOf: policyOf}
 	codec := newRequestCodec()
 	unary = append(unary, leanCallLog(log, logging.UnaryServerInterceptor(logger, logOpts...)), recovery.UnaryServerInterceptor(recoverOpt),
@@ -173,10 +177,11 @@ func New(cfg Config) (*Server, error) {
 			return t.C, t.Stop
 		}
 	}
-	tokenauthorityv1.RegisterTokenServiceServer(srv, &tokenService{tokens: cfg.Tokens, keys: cfg.Keys, tenants: cfg.Tenants,
+	ts := &tokenService{tokens: cfg.Tokens, keys: cfg.Keys, tenants: cfg.Tenants,
 		hub: cfg.Revocations, watches: watches, limits: newLimiter(cfg.Now), log: log,
 		watchObs: cfg.WatchObserver, now: now,
-		recheckEvery: orDefault(cfg.WatchRecheck, DefaultWatchRecheck), recheckTicker: ticker, policyOf: policyOf})
+		recheckEvery: orDefault(cfg.WatchRecheck, DefaultWatchRecheck), recheckTicker: ticker, policyOf: policyOf}
+	tokenauthorityv1.RegisterTokenServiceServer(srv, ts)
 	tokenauthorityv1.RegisterAdminServiceServer(srv, &adminService{tenants: cfg.Tenants, keys: cfg.Keys, tokens: cfg.Tokens, log: log,
 		audit: AuditLogger(log), watches: watches})
 	if cfg.ExtAuthz != nil {
@@ -195,7 +200,8 @@ func New(cfg Config) (*Server, error) {
 	if metrics != nil {
 		metrics.InitializeMetrics(srv)
 	}
-	return &Server{GRPC: srv, Health: hs}, nil
+	oauth := &OAuth{tokens: ts, authorize: authorizer(cfg.Tenants, log, guards, policyOf), storeTimeout: cfg.StoreTimeout}
+	return &Server{GRPC: srv, Health: hs, OAuth: oauth}, nil
 }
 
 // orDefault returns v, or def when v is not positive.
