@@ -154,3 +154,10 @@ func TestPeerThumbprint(t *testing.T) {
 		}
 	}
 }
+
+// TestDeployPolicy: the sidecar policy that deploy/envoy ships parses.
+func TestDeployPolicy(t *testing.T) {
+	if _, err := LoadPolicy(filepath.Join("..", "..", "deploy", "envoy", "extauthz-policy.json")); err != nil {
+		t.Error(err)
+	}
+}
