@@ -41,11 +41,16 @@ build: ## build bin/tokenauthority
 	go build -o $(BIN)/tokenauthority ./cmd/tokenauthority
 
 .PHONY: test
-test: redis-server $(GRPCURL) ## run every test with -race, including those against a real redis-server
+test: redis-server $(GRPCURL) oauth-client ## run every test with -race, including those against a real redis-server
 	GRPCURL=$(GRPCURL) go test $(GO_TEST_FLAGS) ./...
 	@# The manifests test has no concurrency to race-check, and a -race build of the Kubernetes
 	@# packages takes minutes.
 	cd deploy && go test -count=1 ./...
+
+.PHONY: oauth-client
+oauth-client: ## install openid-client (npm, pinned by its lockfile), which a test runs against the RFC 7662/7009 endpoints
+	@if command -v npm >/dev/null; then cd internal/app/testdata/oauthclient && npm ci --no-audit --no-fund --silent; \
+	else echo "npm not found: TestOAuthEndpointsWithOpenIDClient will skip if node is missing too"; fi
 
 .PHONY: check
 check: tools ## vet, lint (golangci-lint, buf), format check and generated-code check

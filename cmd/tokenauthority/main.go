@@ -3,6 +3,9 @@
 //
 // "tokenauthority healthcheck" instead asks a running server whether it is serving, through the
 // gRPC health protocol, for container images that have no shell or curl.
+//
+// "tokenauthority extauthz" runs the Envoy ext_authz sidecar: envoy.service.auth.v3.Authorization
+// next to the proxy, verifying tokens locally against the authority's keys and pushed revocations.
 package main
 
 import (
@@ -42,6 +45,9 @@ func exitCode(err error, stderr io.Writer) int {
 func run(ctx context.Context, args []string) error {
 	if len(args) > 0 && args[0] == healthcheckCommand {
 		return healthcheck(ctx, args[1:], os.Getenv, os.Stderr)
+	}
+	if len(args) > 0 && args[0] == extauthzCommand {
+		return runExtauthz(ctx, args[1:], os.Getenv, os.Stderr)
 	}
 	cfg, err := config.Parse(args, os.Getenv, os.Stderr)
 	if err != nil {

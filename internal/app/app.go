@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/stats"
 
 	"github.com/tokenauthority/tokenauthority/internal/config"
+	"github.com/tokenauthority/tokenauthority/internal/extauthz"
 	"github.com/tokenauthority/tokenauthority/internal/grpcserver"
 	"github.com/tokenauthority/tokenauthority/internal/httpserver"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
@@ -74,6 +75,16 @@ const tracingShutdownTimeout = 5 * time.Second
 // collector; tests pass an in-memory one.
 func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) (*App, error) {
 	a := &App{cfg: cfg, log: log, now: time.Now}
+	var extAuthz *extauthz.Policy
+	if cfg.ExtAuthzPolicy != "" {
+		// Before anything is opened: a bad policy stops start-up with every problem named.
+		var err error
+		if extAuthz, err = extauthz.LoadPolicy(cfg.ExtAuthzPolicy); err != nil {
+			return nil, fmt.Errorf("TOKENAUTHORITY_EXTAUTHZ_POLICY: %w", err)
+		}
+		log.Info("serving Envoy ext_authz (envoy.service.auth.v3.Authorization)", slog.String("policy", cfg.ExtAuthzPolicy),
+			slog.Int("routes", len(extAuthz.Routes)))
+	}
 	// Nothing of OpenTelemetry is made, let alone installed on a hot path, unless tracing is on.
 	var tracing *telemetry.Tracing
 	if cfg.Tracing == config.TracingOTLP {
@@ -171,7 +182,7 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 		Revocations: a.hub, StatsHandler: statsHandler, WatchObserver: metrics, Now: a.now, StoreTimeout: cfg.StoreTimeout,
 		WatchRecheck: cfg.WatchRecheck, MaxWatchesPerTenant: cfg.MaxWatchesPerTenant, MaxPublicStreams: cfg.MaxPublicStreams,
 		MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
-		AuthenticateReflection: cfg.Production()})
+		AuthenticateReflection: cfg.Production(), ExtAuthz: extAuthz})
 	if err != nil {
 		a.close()
 		return nil, err
@@ -182,6 +193,7 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 			// Below the pre-publish delay: a cache that honours it has every new key before the key
 			// signs.
 			JWKSMaxAge: keys.JWKSMaxAge(cfg.KeyPrePublish),
+			OAuth:      a.grpc.OAuth,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,

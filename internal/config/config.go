@@ -79,6 +79,8 @@ const (
 	varMaxConnectionAgeGrace = envPrefix + "MAX_CONNECTION_AGE_GRACE"
 	varMaxPublicStreams      = envPrefix + "MAX_PUBLIC_STREAMS"
 	varMaxWatchesPerTenant   = envPrefix + "MAX_WATCHES_PER_TENANT"
+
+	varExtAuthzPolicy = envPrefix + "EXTAUTHZ_POLICY"
 )
 
 // Defaults that do not depend on the environment.
@@ -148,6 +150,7 @@ var settings = []setting{
 	{env: varMaxAccessTTL, arg: "duration", help: "longest access-token lifetime, at least -access-ttl", devDef: defaultMaxAccessTTL.String()},
 	{env: varMaxRefreshTTL, arg: "duration", help: "longest session lifetime, at least -refresh-ttl", devDef: defaultMaxRefreshTTL.String()},
 	{env: varShutdownTimeout, arg: "duration", help: "time allowed for a graceful shutdown", devDef: defaultShutdownTimeout.String()},
+	{env: varExtAuthzPolicy, arg: "path", help: "per-route policy (JSON) of the Envoy ext_authz service (envoy.service.auth.v3.Authorization) on the gRPC port; the service is not served when empty"},
 	{env: varKeyPrePublish, arg: "duration", help: "how long a rotated signing key is published before it signs: longer than every consumer caches the JWKS (the JWKS's max-age stays below it), from 0s to 24h", devDef: defaultKeyPrePublish.String()},
 	{env: varLogLevel, arg: "level", help: "log level: debug, info, warn or error", devDef: "info"},
 	{env: varLogFormat, arg: "format", help: "log format: text or json", devDef: logFormatText, prodDef: logFormatJSON},
@@ -210,6 +213,10 @@ type Config struct {
 	// MaxPublicStreams bounds the streams without a credential open at once;
 	// MaxWatchesPerTenant the WatchRevocations streams of one tenant.
 	MaxPublicStreams, MaxWatchesPerTenant int
+
+	// ExtAuthzPolicy is the path of the per-route policy of the ext_authz service; the service
+	// is not served when it is empty.
+	ExtAuthzPolicy string
 
 	// MasterKey is resolved by ResolveSecrets.
 	MasterKey Secret
@@ -289,6 +296,7 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 	}
 	c.RedisURL = p.redisURL(prod)
 	c.DataDir = p.str(varDataDir, defaultDataDir)
+	c.ExtAuthzPolicy = p.str(varExtAuthzPolicy, "")
 
 	c.masterKey = p.secret(masterKeyKind, prod)
 	c.keyEncryptionKey = p.secret(keyEncryptionKeyKind, prod)

@@ -62,10 +62,10 @@ func (g *authGuards) logFailure(ctx context.Context, log *slog.Logger, method, w
 
 // authFunc authenticates the caller and applies the method's policy and the admin write limit.
 func authFunc(authn Authenticator, log *slog.Logger, g *authGuards, policyOf func(string) (policy, bool)) auth.AuthFunc {
+	authorize := authorizer(authn, log, g, policyOf)
 	return func(ctx context.Context) (context.Context, error) {
 		method, _ := grpc.Method(ctx)
-		p, ok := policyOf(method)
-		if !ok {
+		if _, ok := policyOf(method); !ok {
 			return nil, status.Error(codes.PermissionDenied, "method has no access policy")
 		}
 		md, _ := metadata.FromIncomingContext(ctx)
@@ -74,7 +74,19 @@ func authFunc(authn Authenticator, log *slog.Logger, g *authGuards, policyOf fun
 			g.logFailure(ctx, log, method, "no x-api-key")
 			return nil, status.Error(codes.Unauthenticated, "missing x-api-key metadata")
 		}
-		caller, err := authn.Authenticate(ctx, vals[0])
+		return authorize(ctx, method, vals[0])
+	}
+}
+
+// authorizer authenticates a credential presented for a method and applies the method's policy
+// and the admin write limit: the gRPC interceptor and the HTTP endpoints (OAuth) share it.
+func authorizer(authn Authenticator, log *slog.Logger, g *authGuards, policyOf func(string) (policy, bool)) func(ctx context.Context, method, credential string) (context.Context, error) {
+	return func(ctx context.Context, method, credential string) (context.Context, error) {
+		p, ok := policyOf(method)
+		if !ok {
+			return nil, status.Error(codes.PermissionDenied, "method has no access policy")
+		}
+		caller, err := authn.Authenticate(ctx, credential)
 		if errors.Is(err, tenant.ErrUnauthenticated) {
 			// Never log the credential, not even a prefix of it.
 			g.logFailure(ctx, log, method, "invalid x-api-key")
@@ -116,8 +128,8 @@ func needsAuth(policyOf func(string) (policy, bool)) selector.Matcher {
 	})
 }
 
-func authInterceptors(authn Authenticator, log *slog.Logger, now func() time.Time, policyOf func(string) (policy, bool)) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
-	af := authFunc(authn, log, newAuthGuards(now), policyOf)
+func authInterceptors(authn Authenticator, log *slog.Logger, g *authGuards, policyOf func(string) (policy, bool)) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	af := authFunc(authn, log, g, policyOf)
 	match := needsAuth(policyOf)
 	return selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(af), match),
 		selector.StreamServerInterceptor(auth.StreamServerInterceptor(af), match)

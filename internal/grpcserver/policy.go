@@ -1,6 +1,7 @@
 package grpcserver
 
 import (
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
@@ -51,6 +52,9 @@ var policies = map[string]policy{
 	tokenauthorityv1.AdminService_WithdrawSigningKey_FullMethodName: roles(tenant.RoleAdmin),
 	tokenauthorityv1.AdminService_ListSigningKeys_FullMethodName:    roles(tenant.RoleAdmin),
 	tokenauthorityv1.AdminService_RotateRefreshKey_FullMethodName:   roles(tenant.RoleAdmin),
+
+	// Envoy's ext_authz, served when a policy is configured: an answer is a verification.
+	authv3.Authorization_Check_FullMethodName: roles(tenant.RoleVerify),
 
 	healthpb.Health_Check_FullMethodName: {public: true},
 	healthpb.Health_Watch_FullMethodName: {public: true},

@@ -7,7 +7,7 @@ import (
 // TestEveryMethodHasAPolicy walks the registered services: a new RPC without an entry in the
 // policy table fails here (and is refused at run time).
 func TestEveryMethodHasAPolicy(t *testing.T) {
-	srv, err := New(Config{Logger: discardLogger()})
+	srv, err := New(Config{Logger: discardLogger(), ExtAuthz: testExtAuthzPolicy(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

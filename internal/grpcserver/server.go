@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+	"github.com/tokenauthority/tokenauthority/internal/extauthz"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/token"
@@ -70,6 +71,10 @@ type Config struct {
 	// StoreTimeout bounds the store work of each unary call, its authentication included: the
 	// store ends it with store.ErrUnavailable (Unavailable) once the time has passed. None when zero.
 	StoreTimeout time.Duration
+	// ExtAuthz, when not nil, is the per-route policy of the Envoy ext_authz service
+	// (envoy.service.auth.v3.Authorization) that the server then serves, strictly: each Check
+	// verifies with Tokens for the tenant of the caller's API key, as VerifyToken does.
+	ExtAuthz *extauthz.Policy
 }
 
 // storeBudget gives each unary call a store budget of d from its start (store.WithBudget), before
@@ -88,6 +93,9 @@ func storeBudget(d time.Duration) grpc.UnaryServerInterceptor {
 type Server struct {
 	GRPC   *grpc.Server
 	Health *health.Server
+	// OAuth answers RFC 7662 introspection and RFC 7009 revocation for the HTTP server, with the
+	// same authentication, policy, rate limits and answers as VerifyToken and RevokeToken.
+	OAuth *OAuth
 }
 
 // Services lists the names whose health the server reports.
@@ -127,7 +135,8 @@ func New(cfg Config) (*Server, error) {
 		return status.Error(codes.Internal, "internal error")
 	})
 	policyOf := policyLookup(cfg.AuthenticateReflection)
-	authUnary, authStream := authInterceptors(cfg.Tenants, log, cfg.Now, policyOf)
+	guards := newAuthGuards(cfg.Now)
+	authUnary, authStream := authInterceptors(cfg.Tenants, log, guards, policyOf)
 	publicStreams := &streamCap{max: int64(orDefault(cfg.MaxPublicStreams, DefaultMaxPublicStreams)), policyOf: policyOf}
 	codec := newRequestCodec()
 	unary = append(unary, leanCallLog(log, logging.UnaryServerInterceptor(logger, logOpts...)), recovery.UnaryServerInterceptor(recoverOpt),
@@ -168,12 +177,20 @@ func New(cfg Config) (*Server, error) {
 			return t.C, t.Stop
 		}
 	}
-	tokenauthorityv1.RegisterTokenServiceServer(srv, &tokenService{tokens: cfg.Tokens, keys: cfg.Keys, tenants: cfg.Tenants,
+	ts := &tokenService{tokens: cfg.Tokens, keys: cfg.Keys, tenants: cfg.Tenants,
 		hub: cfg.Revocations, watches: watches, limits: newLimiter(cfg.Now), log: log,
 		watchObs: cfg.WatchObserver, now: now,
-		recheckEvery: orDefault(cfg.WatchRecheck, DefaultWatchRecheck), recheckTicker: ticker, policyOf: policyOf})
+		recheckEvery: orDefault(cfg.WatchRecheck, DefaultWatchRecheck), recheckTicker: ticker, policyOf: policyOf}
+	tokenauthorityv1.RegisterTokenServiceServer(srv, ts)
 	tokenauthorityv1.RegisterAdminServiceServer(srv, &adminService{tenants: cfg.Tenants, keys: cfg.Keys, tokens: cfg.Tokens, log: log,
 		audit: AuditLogger(log), watches: watches})
+	if cfg.ExtAuthz != nil {
+		ea, err := extauthz.New(extauthz.Config{Verifier: strictVerifier{tokens: cfg.Tokens}, Policy: cfg.ExtAuthz, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		ea.Register(srv)
+	}
 	hs := health.NewServer()
 	for _, name := range Services {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
@@ -183,7 +200,8 @@ func New(cfg Config) (*Server, error) {
 	if metrics != nil {
 		metrics.InitializeMetrics(srv)
 	}
-	return &Server{GRPC: srv, Health: hs}, nil
+	oauth := &OAuth{tokens: ts, authorize: authorizer(cfg.Tenants, log, guards, policyOf), storeTimeout: cfg.StoreTimeout}
+	return &Server{GRPC: srv, Health: hs, OAuth: oauth}, nil
 }
 
 // orDefault returns v, or def when v is not positive.

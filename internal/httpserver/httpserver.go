@@ -30,6 +30,9 @@ type Config struct {
 	Logger *slog.Logger
 	// JWKSMaxAge is the Cache-Control max-age of the JWKS.
 	JWKSMaxAge time.Duration
+	// OAuth serves POST /oauth2/introspect (RFC 7662) and /oauth2/revoke (RFC 7009); they are
+	// not served when nil.
+	OAuth OAuth
 }
 
 // New returns the HTTP handler.
@@ -45,6 +48,9 @@ func New(cfg Config) http.Handler {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	if cfg.OAuth != nil {
+		oauthHandlers(mux, cfg.OAuth, cfg.Logger)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
 		id := r.URL.Query().Get("tenant")

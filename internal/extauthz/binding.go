@@ -1,0 +1,42 @@
+package extauthz
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/pem"
+	"net/url"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/tokenauthority/tokenauthority/authn"
+)
+
+// bindingOf returns the certificate thumbprint (RFC 8705 x5t#S256) a token is bound to, or "" for
+// a token bound to nothing. Issue 14 (certificate-bound tokens: the cnf claim) fills it in from
+// authn.Claims; until then no token is bound.
+func bindingOf(*authn.Claims) string { return "" }
+
+// actorsOf returns a delegated token's actor chain (the act claim, nearest actor first), or nil
+// for a token that was not exchanged. Issue 15 (delegation) fills it in from authn.Claims.
+func actorsOf(*authn.Claims) []string { return nil }
+
+// peerThumbprint returns the x5t#S256 thumbprint (base64url of the SHA-256 of the DER) of the
+// client certificate Envoy forwards in source.certificate (URL-encoded PEM, sent when the
+// listener's ext_authz filter has include_peer_certificate), or "" when there is none or it does
+// not decode.
+func peerThumbprint(req *authv3.CheckRequest) string {
+	enc := req.GetAttributes().GetSource().GetCertificate()
+	if enc == "" {
+		return ""
+	}
+	raw, err := url.QueryUnescape(enc)
+	if err != nil {
+		return ""
+	}
+	block, _ := pem.Decode([]byte(raw))
+	if block == nil || block.Type != "CERTIFICATE" {
+		return ""
+	}
+	sum := sha256.Sum256(block.Bytes)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
