@@ -16,9 +16,19 @@ import (
 // authn.Claims; until then no token is bound.
 func bindingOf(*authn.Claims) string { return "" }
 
-// actorsOf returns a delegated token's actor chain (the act claim, nearest actor first), or nil
-// for a token that was not exchanged. Issue 15 (delegation) fills it in from authn.Claims.
-func actorsOf(*authn.Claims) []string { return nil }
+// actorsOf returns a delegated token's actor chain (its nested act claims), outermost first: the
+// service presenting the token, then the one it got the token from, and so on; nil for a token
+// that was not exchanged.
+func actorsOf(c *authn.Claims) []string {
+	if len(c.Actor) == 0 {
+		return nil
+	}
+	out := make([]string, len(c.Actor))
+	for i, a := range c.Actor {
+		out[i] = a.Subject
+	}
+	return out
+}
 
 // peerThumbprint returns the x5t#S256 thumbprint (base64url of the SHA-256 of the DER) of the
 // client certificate Envoy forwards in source.certificate (URL-encoded PEM, sent when the

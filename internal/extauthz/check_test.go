@@ -195,11 +195,32 @@ func TestCheckBinding(t *testing.T) {
 	}
 }
 
-// TestCheckDelegated covers delegated tokens (RFC 8693 act), which issue 15 brings.
+// TestCheckDelegated: a delegated token (RFC 8693 act) passes with its actor chain in the actors
+// header, outermost first, and a client cannot set that header itself.
 func TestCheckDelegated(t *testing.T) {
-	t.Run("delegated token names its actor chain", func(t *testing.T) {
-		t.Skip("needs issue 15: authn.Claims carrying the act chain, read by actorsOf")
-	})
+	iss := authntest.NewIssuer(authntest.WithAudience("orders"))
+	static := iss.Verifier(authn.WithAnyAudience())
+	t.Cleanup(static.Close)
+	tok := iss.Token(authntest.Subject("alice"), authntest.Actors("svc-b", "svc-a"))
+	headers := bearerOf(tok)
+	headers["x-token-actors"] = "svc-evil"
+	got, err := newServer(t, static, `{"routes":[{"path_prefix":"/","audience":"orders"}]}`).Check(t.Context(), request("h", "/x", headers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := got.GetOkResponse()
+	if ok == nil {
+		t.Fatalf("delegated token denied: %v", got)
+	}
+	var actors string
+	for _, h := range ok.GetHeaders() {
+		if h.GetHeader().GetKey() == "x-token-actors" {
+			actors = h.GetHeader().GetValue()
+		}
+	}
+	if actors != "svc-b,svc-a" {
+		t.Fatalf("actors header %q, want the chain svc-b,svc-a", actors)
+	}
 }
 
 func TestCheckHeaders(t *testing.T) {
