@@ -196,6 +196,8 @@ func TestREADMEGrpcurlExamples(t *testing.T) {
 	buildTokenctl(t, filepath.Join(work, "bin", "tokenctl"))
 
 	cfg := testConfig(t, "")
+	// As the README's ext_authz example asks of make run.
+	cfg.ExtAuthzPolicy = filepath.Join("..", "..", "deploy", "envoy", "extauthz-policy.json")
 	r := start(t, cfg)
 	if err := os.Symlink(cfg.DataDir, filepath.Join(work, ".data")); err != nil {
 		t.Fatal(err)
