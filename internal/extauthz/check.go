@@ -222,7 +222,8 @@ func bearer(v string) (tok string, present bool) {
 	for i := 0; i < len(rest); i++ {
 		c := rest[i]
 		// RFC 6750 b64token, which a JWS compact serialisation fits.
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/=", c) >= 0) {
+		b64token := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/=", c) >= 0
+		if !b64token {
 			return "", true
 		}
 	}

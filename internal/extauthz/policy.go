@@ -237,7 +237,7 @@ func validHost(h string) bool {
 		return false
 	}
 	for _, c := range h {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+		if ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.'; !ok {
 			return false
 		}
 	}
@@ -257,7 +257,7 @@ func validHeaderName(n string) error {
 		return errors.New("empty header name")
 	}
 	for _, c := range n {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", c)) {
+		if ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", c); !ok {
 			return fmt.Errorf("%q is not a header name", n)
 		}
 	}
