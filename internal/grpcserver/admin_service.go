@@ -126,6 +126,8 @@ func tenantToProto(t *tenant.Tenant) *tokenauthorityv1.Tenant {
 		CreateTime:       timestamppb.New(t.CreatedAt),
 		IssueRateLimit:   rateLimitToProto(t.IssueLimit),
 		RefreshRateLimit: rateLimitToProto(t.RefreshLimit),
+
+		RequireCertificateBinding: t.RequireCertificateBinding,
 	}
 }
 
@@ -189,6 +191,8 @@ func (s *adminService) CreateTenant(ctx context.Context, req *tokenauthorityv1.C
 		AllowedScopes:    in.GetAllowedScopes(),
 		IssueLimit:       rateLimitFromProto(in.GetIssueRateLimit()),
 		RefreshLimit:     rateLimitFromProto(in.GetRefreshRateLimit()),
+
+		RequireCertificateBinding: in.GetRequireCertificateBinding(),
 	}
 	if err := s.tenants.CreateTenant(ctx, t); err != nil {
 		return nil, toStatus(ctx, s.log, err)

@@ -50,6 +50,8 @@ type accessClaims struct {
 	JTI        string `json:"jti"`
 	SessionID  string `json:"sid"`
 	Scope      string `json:"scope,omitempty"`
+	// Confirmation binds the token to a client certificate (RFC 8705); absent when unbound.
+	Confirmation *confirmation `json:"cnf,omitempty"`
 }
 
 // accessPayload encodes c followed by the members of extra, a JSON object whose names were
@@ -76,6 +78,9 @@ type refreshClaims struct {
 	IssuedAt   int64  `json:"iat"`
 	SessionID  string `json:"sid"`
 	Generation uint64 `json:"gen"`
+	// CertThumbprint is the session's certificate binding, checked before the store is asked to
+	// rotate; absent when the session is unbound.
+	CertThumbprint string `json:"x5t,omitempty"`
 }
 
 // refreshToken returns the refresh token of s's current generation, signed by key and naming it.
@@ -87,6 +92,8 @@ func refreshToken(key *keys.RefreshKey, issuer string, s *Session) (string, erro
 		IssuedAt:   s.RotatedAt.Unix(),
 		SessionID:  s.ID,
 		Generation: s.Generation,
+
+		CertThumbprint: s.CertThumbprint,
 	}
 	payload, err := json.Marshal(c)
 	if err != nil {
