@@ -2,6 +2,7 @@ package grpcserver
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -70,6 +72,9 @@ type Config struct {
 	// StoreTimeout bounds the store work of each unary call, its authentication included: the
 	// store ends it with store.ErrUnavailable (Unavailable) once the time has passed. None when zero.
 	StoreTimeout time.Duration
+	// TLS, when not nil, makes the server speak TLS (mutual TLS when it asks for client
+	// certificates); plaintext when nil.
+	TLS *tls.Config
 }
 
 // storeBudget gives each unary call a store budget of d from its start (store.WithBudget), before
@@ -153,6 +158,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.StatsHandler != nil {
 		opts = append(opts, grpc.StatsHandler(cfg.StatsHandler))
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	srv := grpc.NewServer(opts...)
 	now := cfg.Now
