@@ -324,4 +324,3 @@ func TestTenantRequiresCertificateBinding(t *testing.T) {
 		t.Errorf("bound token of a tenant requiring binding: %v", v)
 	}
 }
-
