@@ -147,7 +147,10 @@ func TestProductionRefusesPlaintext(t *testing.T) {
 	t.Setenv("TOKENAUTHORITY_REDIS_URL", "redis://127.0.0.1:1/0")
 	t.Setenv("TOKENAUTHORITY_MASTER_KEY", strings.Repeat("m", 40))
 	t.Setenv("TOKENAUTHORITY_KEY_ENCRYPTION_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
-	err := run(context.Background(), nil)
+	// Bounded: a server that did start would serve until cancelled.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := run(ctx, nil)
 	if err == nil {
 		t.Fatal("production started in plaintext")
 	}
