@@ -20,6 +20,21 @@ func tokenKey(token string) cacheKey {
 	return sha256.Sum256([]byte(token))
 }
 
+// answerKey returns the cache key of the answer about token presented on a connection whose
+// client certificate has the thumbprint presented: tokenKey(token) when there is none.
+func answerKey(token, presented string) cacheKey {
+	if presented == "" {
+		return tokenKey(token)
+	}
+	h := sha256.New()
+	h.Write([]byte(token))
+	h.Write([]byte{0})
+	h.Write([]byte(presented))
+	var k cacheKey
+	h.Sum(k[:0])
+	return k
+}
+
 // answer is what the authority said about a token: claims, or the error to return.
 type answer struct {
 	claims *Claims

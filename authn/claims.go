@@ -25,6 +25,10 @@ type Claims struct {
 	SessionID string
 	// Scopes is the space-separated scope claim, split.
 	Scopes []string
+	// CertificateThumbprint is the x5t#S256 of the client certificate the token is bound to
+	// (cnf, RFC 8705); empty when it is not bound. The verifiers accept a bound token only from
+	// a connection that presented that certificate.
+	CertificateThumbprint string
 	// Extra holds the claims given at issue beyond the registered ones; nil when there are none.
 	Extra map[string]any
 	// Actor is the delegation chain of a token obtained by token exchange (its nested `act`

@@ -38,6 +38,11 @@ type TokenRequest struct {
 	AccessTTL time.Duration
 	// Extra holds extra claims (JSON values) for the access tokens.
 	Extra map[string]any
+	// BindClientCertificate binds the tokens to the client certificate that conn presents to the
+	// authority (mutual TLS, RFC 8705): services accept them only over connections presenting
+	// the same certificate, so conn and the connections the tokens travel on must share it.
+	// Refreshes go over conn, hence under the same identity.
+	BindClientCertificate bool
 }
 
 type sourceConfig struct {
@@ -106,7 +111,8 @@ func NewTokenSource(conn grpc.ClientConnInterface, apiKey string, req TokenReque
 	if cfg.now == nil || cfg.logger == nil || cfg.callTimeout <= 0 {
 		errs = append(errs, errors.New("nil clock or logger, or non-positive call timeout"))
 	}
-	issue := &tokenauthorityv1.IssueTokenRequest{Subject: req.Subject, Audience: req.Audience, Scopes: req.Scopes}
+	issue := &tokenauthorityv1.IssueTokenRequest{Subject: req.Subject, Audience: req.Audience, Scopes: req.Scopes,
+		BindClientCertificate: req.BindClientCertificate}
 	if req.Principal != nil {
 		issue.Principal = &tokenauthorityv1.PrincipalCredentials{Identifier: req.Principal.Identifier, Secret: req.Principal.Secret}
 	}

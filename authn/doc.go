@@ -26,6 +26,13 @@
 // audience (WithAudience). Errors match one of three classes with errors.Is: ErrInvalidToken,
 // ErrPermissionDenied and ErrUnavailable.
 //
+// A token bound to a client certificate (RFC 8705: `cnf` with `x5t#S256`) is accepted only on a
+// call whose connection presented that certificate (mutual TLS; PresentedThumbprint), otherwise it
+// is ErrCertificateMismatch (Unauthenticated). Behind a sidecar that terminates the mutual TLS, a
+// service opts in with WithForwardedClientCert to take the certificate from the `Hash` of Envoy's
+// x-forwarded-client-cert header instead. Remote mode sends the thumbprint to VerifyToken and
+// caches answers per token and certificate.
+//
 // # Protecting methods
 //
 // AuthFunc is a go-grpc-middleware v2 auth.AuthFunc. It reads `authorization: Bearer <token>`,
@@ -52,5 +59,7 @@
 //
 // A TokenSource is a credentials.PerRPCCredentials: it obtains a token with IssueToken (for a
 // subject, or with a principal's credentials), attaches it to every call, and renews it with
-// RefreshToken before it expires; concurrent calls share one renewal.
+// RefreshToken before it expires; concurrent calls share one renewal. With
+// TokenRequest.BindClientCertificate, on a connection to the authority that presents the
+// workload's client certificate, its tokens are bound to that certificate and renewed under it.
 package authn

@@ -47,6 +47,9 @@ var (
 	// ErrCutOff: the token was issued at or before a cut-off of its subject or tenant ("log
 	// everyone out"). It also matches ErrRevoked.
 	ErrCutOff error = &classedError{msg: "token cut off: every session of its subject or tenant was ended", class: ErrInvalidToken, also: ErrRevoked}
+	// ErrCertificateMismatch: the token is bound to a client certificate (cnf) that the call's
+	// connection did not present.
+	ErrCertificateMismatch = classed("token bound to another client certificate", ErrInvalidToken)
 	// ErrWrongAudience: the token is not meant for this service.
 	ErrWrongAudience = classed("token not issued for this audience", ErrPermissionDenied)
 	// ErrInsufficientScope: the token lacks a scope the method requires.

@@ -175,7 +175,7 @@ func (l *Local) Verify(ctx context.Context, token string) (*Claims, error) {
 		// A token seen before: its signature and claims were checked then. Its key must still be
 		// in the current set (a withdrawn or replaced key's tokens stop at once).
 		if v := l.verified.get(token, now.UnixNano()); v != nil && l.keys.Load().byKid[v.key.kid] == v.key {
-			return l.check(now, v.key.kid, v.claims)
+			return l.check(now, v.key.kid, v.claims, l.cfg.presented(ctx))
 		}
 	}
 	var key *verifyKey
@@ -203,12 +203,13 @@ func (l *Local) Verify(ctx context.Context, token string) (*Claims, error) {
 	if until := c.ExpiresAt.Add(l.cfg.leeway); l.verified != nil && now.Before(until) {
 		l.verified.put(&verified{token: token, claims: c, key: key, until: until.UnixNano()}, now.UnixNano())
 	}
-	return l.check(now, key.kid, c)
+	return l.check(now, key.kid, c, l.cfg.presented(ctx))
 }
 
 // check applies to a token whose signature verified what can change between two presentations of
-// it: the clock, the issuer, revocations and cut-offs, the audience.
-func (l *Local) check(now time.Time, kid string, c *Claims) (*Claims, error) {
+// it: the clock, the issuer, revocations and cut-offs, the client certificate (presented is its
+// thumbprint), the audience.
+func (l *Local) check(now time.Time, kid string, c *Claims, presented string) (*Claims, error) {
 	leeway := l.cfg.leeway
 	if !now.Before(c.ExpiresAt.Add(leeway)) {
 		return nil, ErrExpired
@@ -223,6 +224,9 @@ func (l *Local) check(now time.Time, kid string, c *Claims) (*Claims, error) {
 	// PermissionDenied where it was not meant to go.
 	if err := l.deny.denied(kid, c.JTI, c.SessionID, c.Subject, c.IssuedAt.UnixMilli()); err != nil {
 		return nil, err
+	}
+	if !bindingOK(c, presented) {
+		return nil, ErrCertificateMismatch
 	}
 	if l.cfg.audience != "" && !c.HasAudience(l.cfg.audience) {
 		return nil, ErrWrongAudience
@@ -508,6 +512,12 @@ func claimsFromMap(m jwt.MapClaims) (*Claims, bool) {
 		c.Actor = make([]Actor, len(chain))
 		for i, a := range chain {
 			c.Actor[i] = Actor{Subject: a.Subject}
+		}
+	}
+	if v, present := m["cnf"]; present {
+		// A binding that cannot be read must not read as none.
+		if c.CertificateThumbprint, ok = accesstoken.CertificateThumbprint(v); !ok {
+			return nil, false
 		}
 	}
 	for name, v := range m {

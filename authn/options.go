@@ -67,6 +67,9 @@ type config struct {
 	cacheTTL    time.Duration
 	inactiveTTL time.Duration
 	watch       bool
+
+	// forwardedClientCert takes the client certificate from x-forwarded-client-cert.
+	forwardedClientCert bool
 }
 
 func newConfig(opts []Option) *config {

@@ -75,21 +75,29 @@ func (r *Remote) Verify(ctx context.Context, token string) (*Claims, error) {
 		return nil, ErrMalformed
 	}
 	now := r.cfg.now()
+	// The answer depends on the client certificate when the token is bound: it is cached, and
+	// shared, per token and certificate, so that a call without the certificate can neither
+	// use nor spoil the answer of a call with it.
+	presented := r.cfg.presented(ctx)
 	if r.cacheUsable(now) {
-		key := tokenKey(token)
+		key := answerKey(token, presented)
 		if a, ok := r.cache.get(&key, now); ok {
 			return a.claims, a.err
 		}
 	}
+	flightKey := token
+	if presented != "" {
+		flightKey = token + "\x00" + presented
+	}
 	// Concurrent misses for one token share one call.
-	ch := r.flight.DoChan(token, func() (any, error) {
+	ch := r.flight.DoChan(flightKey, func() (any, error) {
 		var gen uint64
 		if r.cache != nil {
 			gen = r.cache.generation()
 		}
-		a, ttl := r.introspect(token)
+		a, ttl := r.introspect(token, presented)
 		if now := r.cfg.now(); ttl > 0 && r.cacheUsable(now) {
-			k := tokenKey(token) // again: capturing key would move it to the heap on hits too
+			k := answerKey(token, presented) // again: capturing key would move it to the heap on hits too
 			r.cache.put(&k, a, now.Add(ttl), gen)
 		}
 		return a, nil
@@ -108,12 +116,13 @@ func (r *Remote) cacheUsable(now time.Time) bool {
 }
 
 // introspect calls VerifyToken and returns the answer and how long it may be cached.
-func (r *Remote) introspect(token string) (answer, time.Duration) {
+func (r *Remote) introspect(token, presented string) (answer, time.Duration) {
 	// The call is shared by every caller waiting for this token, so no caller's cancellation
 	// ends it; each caller stops waiting on its own context.
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.callTimeout)
 	defer cancel()
-	resp, err := r.client.VerifyToken(ctx, &tokenauthorityv1.VerifyTokenRequest{Token: token, Audience: r.cfg.audience})
+	resp, err := r.client.VerifyToken(ctx, &tokenauthorityv1.VerifyTokenRequest{Token: token, Audience: r.cfg.audience,
+		CertificateThumbprint: presented})
 	if err != nil {
 		switch status.Code(err) {
 		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.ResourceExhausted:
@@ -132,6 +141,10 @@ func (r *Remote) introspect(token string) (answer, time.Duration) {
 	c := claimsFromProto(resp.GetClaims())
 	if r.cfg.issuer != "" && c.Issuer != r.cfg.issuer {
 		return answer{err: ErrWrongIssuer}, r.cfg.inactiveTTL
+	}
+	if !bindingOK(c, presented) {
+		// The authority checked it; an answer that says otherwise is not trusted.
+		return answer{err: ErrCertificateMismatch}, r.cfg.inactiveTTL
 	}
 	if r.cfg.audience != "" && !c.HasAudience(r.cfg.audience) {
 		return answer{err: ErrWrongAudience}, r.cfg.inactiveTTL
@@ -168,6 +181,8 @@ func reasonError(r tokenauthorityv1.InactiveReason) error {
 		return ErrCutOff
 	case tokenauthorityv1.InactiveReason_INACTIVE_REASON_INSUFFICIENT_SCOPE:
 		return ErrInsufficientScope
+	case tokenauthorityv1.InactiveReason_INACTIVE_REASON_CERTIFICATE_MISMATCH:
+		return ErrCertificateMismatch
 	}
 	return ErrInvalidToken
 }
@@ -182,6 +197,8 @@ func claimsFromProto(p *tokenauthorityv1.TokenClaims) *Claims {
 		JTI:       p.GetJti(),
 		SessionID: p.GetSessionId(),
 		Scopes:    p.GetScopes(),
+
+		CertificateThumbprint: p.GetCertificateThumbprint(),
 	}
 	if p.GetNotBeforeTime() != nil {
 		c.NotBefore = p.GetNotBeforeTime().AsTime()

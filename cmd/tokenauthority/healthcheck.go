@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -37,13 +41,20 @@ var errNotServing = errors.New("not serving")
 // getenv) with a wildcard host replaced by the loopback address, so that the check run inside the
 // server's container reaches the server whatever address it listens on.
 func healthcheck(ctx context.Context, args []string, getenv func(string) string, usage io.Writer) error {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
 	fs := flag.NewFlagSet("tokenauthority healthcheck", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	addr := fs.String("addr", "", "gRPC address to check (default: "+grpcAddrEnv+" with a wildcard host replaced by 127.0.0.1, else 127.0.0.1:"+defaultHealthcheckPort+")")
 	service := fs.String("service", "", "service name to check; empty means the whole server")
 	timeout := fs.Duration("timeout", defaultHealthcheckTimeout, "time allowed for the check")
+	useTLS := fs.Bool("tls", getenv(tlsCertEnv) != "", "speak TLS (default: true when "+tlsCertEnv+" is set, as for the server beside it)")
+	caFile := fs.String("cacert", "", "PEM CAs to verify the server's certificate with; without it the certificate is not verified (the check sends no credential and reads one status)")
+	certFile := fs.String("cert", "", "PEM client certificate to present (default: "+tlsCertEnv+" when "+tlsClientAuthEnv+"=require)")
+	keyFile := fs.String("key", "", "PEM key of -cert (default: "+tlsKeyEnv+" when "+tlsClientAuthEnv+"=require)")
 	fs.Usage = func() {
-		fmt.Fprintln(usage, "Usage: tokenauthority healthcheck [-addr host:port] [-service name] [-timeout duration]")
+		fmt.Fprintln(usage, "Usage: tokenauthority healthcheck [-addr host:port] [-service name] [-timeout duration] [-tls] [-cacert file] [-cert file -key file]")
 		fmt.Fprintln(usage, "\nCalls grpc.health.v1.Health/Check and exits 0 only when the answer is SERVING.")
 		fmt.Fprintln(usage)
 		fs.PrintDefaults()
@@ -65,10 +76,22 @@ func healthcheck(ctx context.Context, args []string, getenv func(string) string,
 		}
 	}
 
+	creds := insecure.NewCredentials()
+	if *useTLS {
+		if *certFile == "" && *keyFile == "" && getenv(tlsClientAuthEnv) == "require" {
+			// The server's own certificate, which cert-manager issues for client auth as well.
+			*certFile, *keyFile = getenv(tlsCertEnv), getenv(tlsKeyEnv)
+		}
+		cfg, err := healthcheckTLS(*caFile, *certFile, *keyFile)
+		if err != nil {
+			return fmt.Errorf("healthcheck: %w", err)
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	// The server speaks plaintext gRPC; TLS, where there is any, ends in front of it.
-	conn, err := grpc.NewClient("passthrough:///"+target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("passthrough:///"+target, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return fmt.Errorf("healthcheck %s: %w", target, err)
 	}
@@ -83,6 +106,45 @@ func healthcheck(ctx context.Context, args []string, getenv func(string) string,
 		return fmt.Errorf("healthcheck %s: %w: %s", target, errNotServing, st)
 	}
 	return nil
+}
+
+// The server's TLS settings, which the check follows by default.
+const (
+	tlsCertEnv       = "TOKENAUTHORITY_TLS_CERT_FILE"
+	tlsKeyEnv        = "TOKENAUTHORITY_TLS_KEY_FILE"
+	tlsClientAuthEnv = "TOKENAUTHORITY_TLS_CLIENT_AUTH"
+)
+
+// healthcheckTLS returns the client configuration of the check: the server verified against
+// caFile when given, and the client certificate in certFile and keyFile when given.
+func healthcheckTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("-cacert: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-cacert: %s holds no PEM certificate", caFile)
+		}
+	} else {
+		// The check runs beside the server, whose certificate names the service, not the
+		// loopback address it dials; it sends no credential and reads one status, as the
+		// kubelet's HTTPS probes do without verifying either.
+		cfg.InsecureSkipVerify = true //nolint:gosec // see above: nothing secret crosses this connection
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("-cert and -key go together")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("-cert and -key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 // probeAddr returns the address to probe for a listen address: an empty or wildcard host becomes

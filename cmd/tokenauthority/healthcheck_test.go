@@ -6,13 +6,18 @@ import (
 	"errors"
 	"flag"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tokenauthority/tokenauthority/internal/tlsfiles"
+	"github.com/tokenauthority/tokenauthority/internal/tlstest"
 )
 
 // startHealthServer serves the standard gRPC health service on a loopback port, with the whole
@@ -113,5 +118,71 @@ func TestProbeAddr(t *testing.T) {
 		if (err != nil) != tt.wantErr || got != tt.want {
 			t.Errorf("probeAddr(%q) = %q, %v; want %q, error %v", tt.listen, got, err, tt.want, tt.wantErr)
 		}
+	}
+}
+
+// startTLSHealthServer is startHealthServer over TLS with the certificate files in dir, asking
+// for (and requiring, when require is set) client certificates of ca.
+func startTLSHealthServer(t *testing.T, ca *tlstest.CA, dir string, require bool) string {
+	t.Helper()
+	certFile, keyFile := ca.Server(t).Write(t, dir)
+	cfg := tlsfiles.Config{CertFile: certFile, KeyFile: keyFile}
+	if require {
+		cfg.ClientCAFile, cfg.RequireClientCert = filepath.Join(dir, "ca.pem"), true
+		tlstest.WriteFile(t, cfg.ClientCAFile, ca.PEM)
+	}
+	files, err := tlsfiles.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(files.GRPC())))
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	return lis.Addr().String()
+}
+
+// TestHealthcheckTLS: the check follows the server's TLS settings from the environment.
+func TestHealthcheckTLS(t *testing.T) {
+	ca, other := tlstest.NewCA(t, "test CA"), tlstest.NewCA(t, "other CA")
+	dir := t.TempDir()
+	addr := startTLSHealthServer(t, ca, dir, false)
+	mtlsDir := t.TempDir()
+	mtlsAddr := startTLSHealthServer(t, ca, mtlsDir, true)
+	caFile, otherFile := filepath.Join(dir, "trust.pem"), filepath.Join(dir, "other.pem")
+	tlstest.WriteFile(t, caFile, ca.PEM)
+	tlstest.WriteFile(t, otherFile, other.PEM)
+	clientDir := t.TempDir()
+	clientCert, clientKey := ca.Client(t, "probe").Write(t, clientDir)
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want int
+	}{
+		{name: "TLS from the environment", args: []string{"-addr", addr}, env: map[string]string{tlsCertEnv: filepath.Join(dir, "cert.pem")}, want: 0},
+		{name: "TLS by flag, verified", args: []string{"-addr", addr, "-tls", "-cacert", caFile}, want: 0},
+		{name: "another CA", args: []string{"-addr", addr, "-tls", "-cacert", otherFile, "-timeout", "300ms"}, want: 1},
+		{name: "plaintext against TLS", args: []string{"-addr", addr, "-timeout", "300ms"}, want: 1},
+		{name: "mTLS without a certificate", args: []string{"-addr", mtlsAddr, "-tls", "-timeout", "300ms"}, want: 1},
+		{name: "mTLS with a client certificate", args: []string{"-addr", mtlsAddr, "-tls", "-cert", clientCert, "-key", clientKey}, want: 0},
+		{name: "cert without key", args: []string{"-addr", addr, "-tls", "-cert", clientCert}, want: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, name := range []string{tlsCertEnv, tlsKeyEnv, tlsClientAuthEnv} {
+				t.Setenv(name, tt.env[name])
+			}
+			var stderr bytes.Buffer
+			if got := exitCode(run(context.Background(), append([]string{"healthcheck"}, tt.args...)), &stderr); got != tt.want {
+				t.Fatalf("exit code %d, want %d; stderr:\n%s", got, tt.want, stderr.String())
+			}
+		})
 	}
 }

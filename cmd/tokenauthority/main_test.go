@@ -139,3 +139,29 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 		t.Errorf("the log does not say where the dev API key is:\n%s", log.String())
 	}
 }
+
+// TestProductionRefusesPlaintext: production with every secret but no TLS stops start-up with a
+// message naming both ways out.
+func TestProductionRefusesPlaintext(t *testing.T) {
+	t.Setenv("TOKENAUTHORITY_ENV", "production")
+	t.Setenv("TOKENAUTHORITY_REDIS_URL", "redis://127.0.0.1:1/0")
+	t.Setenv("TOKENAUTHORITY_MASTER_KEY", strings.Repeat("m", 40))
+	t.Setenv("TOKENAUTHORITY_KEY_ENCRYPTION_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+	// Bounded: a server that did start would serve until cancelled.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := run(ctx, nil)
+	if err == nil {
+		t.Fatal("production started in plaintext")
+	}
+	for _, name := range []string{"TOKENAUTHORITY_TLS_CERT_FILE", "TOKENAUTHORITY_INSECURE_PLAINTEXT"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not name %s: %v", name, err)
+		}
+	}
+	for _, name := range []string{"TOKENAUTHORITY_MASTER_KEY (", "TOKENAUTHORITY_REDIS_URL ("} {
+		if strings.Contains(err.Error(), name) {
+			t.Errorf("error names %s, which is set: %v", name, err)
+		}
+	}
+}

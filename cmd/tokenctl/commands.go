@@ -745,11 +745,13 @@ func bindVerify(fs *flag.FlagSet) prepareFunc {
 	token := fs.String("token", "", "the access token (required)")
 	audience := fs.String("audience", "", "audience the token must contain")
 	scopes := listVar(fs, "scopes", "comma-separated `list` of scopes the token must all carry")
+	thumbprint := fs.String("cert-thumbprint", "", "x5t#S256 `thumbprint` of the client certificate the token was presented with (a bound token needs it)")
 	return func() (callFunc, error) {
 		if err := required("token", *token); err != nil {
 			return nil, err
 		}
-		req := &tokenauthorityv1.VerifyTokenRequest{Token: *token, Audience: *audience, RequiredScopes: *scopes}
+		req := &tokenauthorityv1.VerifyTokenRequest{Token: *token, Audience: *audience, RequiredScopes: *scopes,
+			CertificateThumbprint: *thumbprint}
 		return func(ctx context.Context, c *clients, p *printer) error {
 			resp, err := c.token.VerifyToken(ctx, req)
 			if err != nil {

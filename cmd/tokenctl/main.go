@@ -16,6 +16,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -89,6 +90,9 @@ type globals struct {
 	tls     bool
 	timeout time.Duration
 	output  string
+	// caCert, cert and certKey are the TLS files: the CAs that verify the server, and the client
+	// certificate and its key for mutual TLS. Any of them selects TLS.
+	caCert, cert, certKey string
 }
 
 // usageError reports a command line that cannot be run; run exits with exitUsage.
@@ -171,6 +175,11 @@ func runCommand(
 		return exitUsage
 	}
 	conn, err := dial(g)
+	if badFlags := (*usageError)(nil); errors.As(err, &badFlags) {
+		// TLS files that cannot be read: the command line is wrong, and nothing was sent.
+		fmt.Fprintf(stderr, "tokenctl: %v\n", err)
+		return exitUsage
+	}
 	if err != nil {
 		reportError(stderr, err, key)
 		return exitRPC
@@ -218,7 +227,11 @@ func newGlobalFlagSet(g *globals, getenv func(string) string) *flag.FlagSet {
 	// The key's default stays empty so that printing the defaults can never show it.
 	fs.StringVar(&g.key, "key", "", "API key sent as x-api-key (env "+envAPIKey+"; prefer -key-file, argv is visible to other users)")
 	fs.StringVar(&g.keyFile, "key-file", "", "read the API key from `file`, trimmed (env "+envAPIKeyFile+")")
-	fs.BoolVar(&g.tls, "tls", false, "use TLS with the system roots (default plaintext)")
+	fs.BoolVar(&g.tls, "tls", false, "use TLS with the system roots (default plaintext; implied by -cacert, -cert)")
+	fs.StringVar(&g.caCert, "cacert", "", "verify the server with the CA certificates in PEM `file` instead of the system roots")
+	fs.StringVar(&g.cert, "cert", "", "present the client certificate in PEM `file` (mutual TLS); needs -cert-key")
+	// Not -key, as in grpcurl: -key is the API key.
+	fs.StringVar(&g.certKey, "cert-key", "", "private key in PEM `file` of -cert")
 	fs.DurationVar(&g.timeout, "timeout", defaultTimeout, "deadline of the call (not of watch, which runs until interrupted)")
 	fs.StringVar(&g.output, "o", formatText, "output `format`: text or json")
 	return fs
@@ -233,6 +246,8 @@ func (g *globals) validate() error {
 		return usagef("-timeout must be positive, got %s", g.timeout)
 	case g.output != formatText && g.output != formatJSON:
 		return usagef("-o must be %q or %q, got %q", formatText, formatJSON, g.output)
+	case (g.cert == "") != (g.certKey == ""):
+		return usagef("-cert and -cert-key go together")
 	}
 	return nil
 }
@@ -276,14 +291,41 @@ func readAPIKeyFile(path string) (string, error) {
 // dial returns a client connection to the server; it connects on the first call.
 func dial(g *globals) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
-	if g.tls {
-		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
+	if g.tls || g.caCert != "" || g.cert != "" {
+		cfg, err := clientTLS(g)
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(cfg)
 	}
 	conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", g.addr, err)
 	}
 	return conn, nil
+}
+
+// clientTLS returns the TLS configuration the flags describe.
+func clientTLS(g *globals) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if g.caCert != "" {
+		pem, err := os.ReadFile(g.caCert) //nolint:gosec // G304: the operator names the file
+		if err != nil {
+			return nil, usagef("-cacert: %v", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, usagef("-cacert: %s holds no PEM certificate", g.caCert)
+		}
+	}
+	if g.cert != "" {
+		cert, err := tls.LoadX509KeyPair(g.cert, g.certKey)
+		if err != nil {
+			return nil, usagef("-cert and -cert-key: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 // reportError prints a failed call as "tokenctl: <code>: <message>", with any occurrence of the

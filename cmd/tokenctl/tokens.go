@@ -25,8 +25,11 @@ func bindIssue(fs *flag.FlagSet) prepareFunc {
 	device := fs.String("device", "", "device name recorded with the session")
 	userAgent := fs.String("user-agent", "", "user agent recorded with the session")
 	ip := fs.String("ip", "", "client IP address recorded with the session")
+	bind := fs.Bool("bind-cert", false, "bind the tokens to the client certificate of this connection (-cert; RFC 8705)")
+	thumbprint := fs.String("cert-thumbprint", "", "bind the tokens to the certificate of this x5t#S256 `thumbprint` (base64url SHA-256 of its DER)")
 	return func() (callFunc, error) {
-		req := &tokenauthorityv1.IssueTokenRequest{Subject: *subject, Audience: *audience, Scopes: *scopes}
+		req := &tokenauthorityv1.IssueTokenRequest{Subject: *subject, Audience: *audience, Scopes: *scopes,
+			BindClientCertificate: *bind, CertificateThumbprint: *thumbprint}
 		switch {
 		case (*subject == "") == (*principal == ""):
 			return nil, usagef("exactly one of -subject or -principal is required")

@@ -33,3 +33,18 @@ func IsReservedName(name string) bool {
 	}
 	return false
 }
+
+// CertificateThumbprint reads the `cnf` claim of a certificate-bound token (RFC 8705): an object
+// whose `x5t#S256` member is the thumbprint. It reports false for a claim of any other shape, a
+// token that a verifier must then refuse: a binding it cannot read must not read as none.
+func CertificateThumbprint(cnf any) (string, bool) {
+	m, ok := cnf.(map[string]any)
+	if !ok {
+		return "", false
+	}
+	x5t, ok := m["x5t#S256"].(string)
+	if !ok || x5t == "" {
+		return "", false
+	}
+	return x5t, true
+}

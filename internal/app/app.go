@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 	redisstore "github.com/tokenauthority/tokenauthority/internal/store/redis"
 	"github.com/tokenauthority/tokenauthority/internal/telemetry"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
+	"github.com/tokenauthority/tokenauthority/internal/tlsfiles"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
@@ -61,6 +63,8 @@ type App struct {
 	// settings were checked (checkRedis), on the first probe that reached it.
 	redis        redis.UniversalClient
 	redisChecked atomic.Bool
+	// tls holds the listeners' certificates, re-read when their files change; nil in plaintext.
+	tls *tlsfiles.Files
 }
 
 // New builds the authority from cfg; its secrets must be resolved.
@@ -84,6 +88,18 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 		}
 		log.Info("serving Envoy ext_authz (envoy.service.auth.v3.Authorization)", slog.String("policy", cfg.ExtAuthzPolicy),
 			slog.Int("routes", len(extAuthz.Routes)))
+	}
+	if cfg.TLS() {
+		files, err := tlsfiles.Load(tlsfiles.Config{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile,
+			ClientCAFile: cfg.TLSClientCAFile, RequireClientCert: cfg.TLSClientAuth == config.ClientAuthRequire, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("TOKENAUTHORITY_TLS_CERT_FILE, TOKENAUTHORITY_TLS_KEY_FILE, TOKENAUTHORITY_TLS_CLIENT_CA_FILE: %w", err)
+		}
+		a.tls = files
+		log.Info("serving TLS", slog.String("serial", files.Leaf().SerialNumber.String()), slog.Time("not_after", files.Leaf().NotAfter),
+			slog.Bool("client_certificates", cfg.TLSClientCAFile != ""), slog.String("client_auth", cfg.TLSClientAuth))
+	} else if cfg.Production() {
+		log.Warn("serving plaintext in production (TOKENAUTHORITY_INSECURE_PLAINTEXT=true): a mesh or proxy in front must terminate TLS")
 	}
 	// Nothing of OpenTelemetry is made, let alone installed on a hot path, unless tracing is on.
 	var tracing *telemetry.Tracing
@@ -182,7 +198,7 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 		Revocations: a.hub, StatsHandler: statsHandler, WatchObserver: metrics, Now: a.now, StoreTimeout: cfg.StoreTimeout,
 		WatchRecheck: cfg.WatchRecheck, MaxWatchesPerTenant: cfg.MaxWatchesPerTenant, MaxPublicStreams: cfg.MaxPublicStreams,
 		MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
-		AuthenticateReflection: cfg.Production(), ExtAuthz: extAuthz})
+		AuthenticateReflection: cfg.Production(), ExtAuthz: extAuthz, TLS: a.grpcTLS()})
 	if err != nil {
 		a.close()
 		return nil, err
@@ -199,8 +215,25 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
 	}
+	if a.tls != nil {
+		a.http.TLSConfig = a.tls.HTTP()
+		// Failed handshakes (scanners, plaintext clients, refused client certificates) are the
+		// callers' problem, as refused RPCs are: debug level, as the gRPC server logs them.
+		a.http.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	}
 	return a, nil
 }
+
+// grpcTLS returns the gRPC listener's TLS configuration, nil in plaintext.
+func (a *App) grpcTLS() *tls.Config {
+	if a.tls == nil {
+		return nil
+	}
+	return a.tls.GRPC()
+}
+
+// tlsPollInterval is how often the TLS files are checked for a change; tests shorten it.
+var tlsPollInterval = tlsfiles.DefaultPollInterval
 
 // Run serves until ctx is done, then stops gracefully: in-flight calls finish, bounded by the
 // shutdown timeout. It returns an error when a listener fails or the stored keys cannot be opened.
@@ -241,11 +274,22 @@ func (a *App) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 		return nil
 	})
 	g.Go(func() error {
-		if err := a.http.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+		serve := a.http.Serve
+		if a.tls != nil {
+			// The certificate is the one the TLS configuration holds now, not a file's.
+			serve = func(l net.Listener) error { return a.http.ServeTLS(l, "", "") }
+		}
+		if err := serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
 	})
+	if a.tls != nil {
+		g.Go(func() error {
+			a.tls.Run(gctx, tlsPollInterval)
+			return nil
+		})
+	}
 	g.Go(func() error { return a.watchStore(gctx) })
 	g.Go(func() error { return a.refreshKeys(gctx) })
 	g.Go(func() error {

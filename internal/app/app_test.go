@@ -17,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -94,6 +95,13 @@ func startLogging(t testing.TB, cfg *config.Config, w io.Writer) *running {
 // address of its HTTP server.
 func startWith(t testing.TB, cfg *config.Config, w io.Writer, build func(log *slog.Logger) (*App, error)) (*running, string) {
 	t.Helper()
+	return startWithCreds(t, cfg, w, build, insecure.NewCredentials())
+}
+
+// startWithCreds is startWith with the transport credentials of the test's connection.
+func startWithCreds(t testing.TB, cfg *config.Config, w io.Writer, build func(log *slog.Logger) (*App, error),
+	creds credentials.TransportCredentials) (*running, string) {
+	t.Helper()
 	logs := &syncBuffer{}
 	var out io.Writer = logs
 	if w != nil {
@@ -114,7 +122,7 @@ func startWith(t testing.TB, cfg *config.Config, w io.Writer, build func(log *sl
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{app: a, logs: logs, cancel: cancel, done: make(chan error, 1), master: cfg.MasterKey.Reveal()}
 	go func() { r.done <- a.Serve(ctx, gl, hl) }()
-	r.conn, err = grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	r.conn, err = grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}

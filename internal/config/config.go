@@ -80,7 +80,20 @@ const (
 	varMaxPublicStreams      = envPrefix + "MAX_PUBLIC_STREAMS"
 	varMaxWatchesPerTenant   = envPrefix + "MAX_WATCHES_PER_TENANT"
 
-	varExtAuthzPolicy = envPrefix + "EXTAUTHZ_POLICY"
+	varExtAuthzPolicy    = envPrefix + "EXTAUTHZ_POLICY"
+	varTLSCertFile       = envPrefix + "TLS_CERT_FILE"
+	varTLSKeyFile        = envPrefix + "TLS_KEY_FILE"
+	varTLSClientCAFile   = envPrefix + "TLS_CLIENT_CA_FILE"
+	varTLSClientAuth     = envPrefix + "TLS_CLIENT_AUTH"
+	varInsecurePlaintext = envPrefix + "INSECURE_PLAINTEXT"
+)
+
+// Client certificate policies (TOKENAUTHORITY_TLS_CLIENT_AUTH).
+const (
+	// ClientAuthOptional asks for a client certificate and verifies one that is presented.
+	ClientAuthOptional = "optional"
+	// ClientAuthRequire refuses a handshake without a verified client certificate.
+	ClientAuthRequire = "require"
 )
 
 // Defaults that do not depend on the environment.
@@ -160,6 +173,11 @@ var settings = []setting{
 	{env: varMaxConnectionAgeGrace, arg: "duration", help: "time the calls still open on an aged connection may run, from 1s to 1h", devDef: defaultMaxConnectionAgeGrace.String()},
 	{env: varMaxPublicStreams, arg: "n", help: "streams without a credential (health watches) open at once on this replica, at most 1000000", devDef: strconv.Itoa(defaultMaxPublicStreams)},
 	{env: varMaxWatchesPerTenant, arg: "n", help: "WatchRevocations streams of one tenant open at once on this replica, at most 1000000", devDef: strconv.Itoa(defaultMaxWatchesPerTenant)},
+	{env: varTLSCertFile, arg: "path", help: "PEM certificate (a chain is allowed) served by the gRPC and HTTP ports; re-read when the file changes. Required in production unless -insecure-plaintext"},
+	{env: varTLSKeyFile, arg: "path", help: "PEM private key of -tls-cert-file; re-read with it"},
+	{env: varTLSClientCAFile, arg: "path", help: "PEM bundle of the CAs that client certificates must chain to: the server asks for client certificates (mutual TLS) and verifies those presented; re-read when the file changes"},
+	{env: varTLSClientAuth, arg: "policy", help: "optional (a client certificate is verified when presented) or require (refused without one); needs -tls-client-ca-file", devDef: ClientAuthOptional},
+	{env: varInsecurePlaintext, arg: "bool", help: "true lets production serve plaintext, when a mesh or proxy in front terminates TLS (a warning is logged at start)", devDef: "false"},
 }
 
 // flagName returns the flag of an environment variable: TOKENAUTHORITY_GRPC_ADDR -> grpc-addr.
@@ -217,6 +235,14 @@ type Config struct {
 	// ExtAuthzPolicy is the path of the per-route policy of the ext_authz service; the service
 	// is not served when it is empty.
 	ExtAuthzPolicy string
+	// TLSCertFile and TLSKeyFile, when set, make both ports serve TLS; empty serves plaintext.
+	TLSCertFile, TLSKeyFile string
+	// TLSClientCAFile, when set, makes the ports ask for client certificates and verify them
+	// against its bundle; TLSClientAuth (ClientAuthOptional or ClientAuthRequire) says whether
+	// one is mandatory.
+	TLSClientCAFile, TLSClientAuth string
+	// InsecurePlaintext lets production serve plaintext behind a mesh or proxy that terminates TLS.
+	InsecurePlaintext bool
 
 	// MasterKey is resolved by ResolveSecrets.
 	MasterKey Secret
@@ -339,11 +365,46 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 		between(minMaxConnectionAgeGrace, maxMaxConnectionAgeGrace))
 	c.MaxPublicStreams = p.count(varMaxPublicStreams, defaultMaxPublicStreams, maxStreamLimit)
 	c.MaxWatchesPerTenant = p.count(varMaxWatchesPerTenant, defaultMaxWatchesPerTenant, maxStreamLimit)
+	p.transport(c, prod)
 
 	if err := errors.Join(p.errs...); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// transport reads the TLS settings. Production is encrypted unless the operator says that
+// something in front terminates TLS.
+func (p *parser) transport(c *Config, prod bool) {
+	c.TLSCertFile = p.str(varTLSCertFile, "")
+	c.TLSKeyFile = p.str(varTLSKeyFile, "")
+	c.TLSClientCAFile = p.str(varTLSClientCAFile, "")
+	c.TLSClientAuth = p.oneOf(varTLSClientAuth, ClientAuthOptional, ClientAuthOptional, ClientAuthRequire)
+	c.InsecurePlaintext = p.oneOf(varInsecurePlaintext, "false", "false", "true") == "true"
+	switch {
+	case c.TLSCertFile != "" && c.TLSKeyFile == "":
+		p.errorf(p.lookup(varTLSKeyFile), "must be set with %s", varTLSCertFile)
+	case c.TLSCertFile == "" && c.TLSKeyFile != "":
+		p.errorf(p.lookup(varTLSCertFile), "must be set with %s", varTLSKeyFile)
+	}
+	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
+		p.errorf(p.lookup(varTLSClientCAFile), "needs %s and %s: client certificates are asked for in a TLS handshake", varTLSCertFile, varTLSKeyFile)
+	}
+	if in := p.lookup(varTLSClientAuth); in.value != "" && c.TLSClientCAFile == "" {
+		p.errorf(in, "needs %s, the CAs that client certificates are verified against", varTLSClientCAFile)
+	}
+	if c.InsecurePlaintext && c.TLSCertFile != "" {
+		p.errorf(p.lookup(varInsecurePlaintext), "cannot be true with %s set: choose TLS or plaintext", varTLSCertFile)
+	}
+	if prod && c.TLSCertFile == "" && !c.InsecurePlaintext {
+		p.errs = append(p.errs, fmt.Errorf("production serves TLS: set %s and %s, or %s=true when a mesh or proxy in front terminates TLS",
+			varTLSCertFile, varTLSKeyFile, varInsecurePlaintext))
+	}
+}
+
+// TLS reports whether the ports serve TLS.
+func (c *Config) TLS() bool {
+	return c.TLSCertFile != ""
 }
 
 // pick returns a if cond holds, b otherwise.
@@ -631,6 +692,11 @@ func (c Config) attrs() []slog.Attr {
 		slog.Duration("max_connection_age_grace", c.MaxConnectionAgeGrace),
 		slog.Int("max_public_streams", c.MaxPublicStreams),
 		slog.Int("max_watches_per_tenant", c.MaxWatchesPerTenant),
+		slog.String("tls_cert_file", c.TLSCertFile),
+		slog.String("tls_key_file", c.TLSKeyFile),
+		slog.String("tls_client_ca_file", c.TLSClientCAFile),
+		slog.String("tls_client_auth", c.TLSClientAuth),
+		slog.Bool("insecure_plaintext", c.InsecurePlaintext),
 		slog.String("master_key", redacted),
 		slog.String("key_encryption_key", redacted),
 		slog.Int("previous_key_encryption_keys", len(c.PreviousKeyEncryptionKeys)),

@@ -29,10 +29,11 @@ func fakeEnv(m map[string]string) func(string) string {
 // production returns a minimal valid production environment plus extra.
 func production(extra map[string]string) map[string]string {
 	m := map[string]string{
-		varEnv:              "production",
-		varRedisURL:         testRedisURL,
-		varMasterKey:        testMasterKey,
-		varKeyEncryptionKey: testKeyEncryptionKey,
+		varEnv:               "production",
+		varRedisURL:          testRedisURL,
+		varMasterKey:         testMasterKey,
+		varKeyEncryptionKey:  testKeyEncryptionKey,
+		varInsecurePlaintext: "true",
 	}
 	for k, v := range extra {
 		m[k] = v
@@ -345,6 +346,19 @@ func TestParseInvalid(t *testing.T) {
 		{name: "connection age grace too long", env: map[string]string{varMaxConnectionAgeGrace: "2h"}, want: []string{varMaxConnectionAgeGrace + ": must be between 1s and 1h0m0s, got 2h0m0s"}},
 		{name: "public streams zero", env: map[string]string{varMaxPublicStreams: "0"}, want: []string{varMaxPublicStreams + `: must be a whole number from 1 to 1000000, got "0"`}},
 		{name: "watches per tenant not a number", env: map[string]string{varMaxWatchesPerTenant: "many"}, want: []string{varMaxWatchesPerTenant + `: must be a whole number from 1 to 1000000, got "many"`}},
+		{name: "tls cert without key", env: map[string]string{varTLSCertFile: "/tls/tls.crt"}, want: []string{varTLSKeyFile + ": must be set with " + varTLSCertFile}},
+		{name: "tls key without cert", env: map[string]string{varTLSKeyFile: "/tls/tls.key"}, want: []string{varTLSCertFile + ": must be set with " + varTLSKeyFile}},
+		{name: "client CA without TLS", env: map[string]string{varTLSClientCAFile: "/tls/ca.crt"}, want: []string{varTLSClientCAFile + ": needs " + varTLSCertFile}},
+		{name: "client auth without CA", env: map[string]string{varTLSCertFile: "/c", varTLSKeyFile: "/k", varTLSClientAuth: "require"},
+			want: []string{varTLSClientAuth + ": needs " + varTLSClientCAFile}},
+		{name: "client auth unknown", env: map[string]string{varTLSCertFile: "/c", varTLSKeyFile: "/k", varTLSClientCAFile: "/ca", varTLSClientAuth: "always"},
+			want: []string{varTLSClientAuth + `: must be one of optional, require, got "always"`}},
+		{name: "plaintext and TLS", env: map[string]string{varTLSCertFile: "/c", varTLSKeyFile: "/k", varInsecurePlaintext: "true"},
+			want: []string{varInsecurePlaintext + ": cannot be true with " + varTLSCertFile + " set"}},
+		{name: "plaintext not a bool", env: map[string]string{varInsecurePlaintext: "yes"}, want: []string{varInsecurePlaintext + `: must be one of false, true, got "yes"`}},
+		// The refusal names both ways out.
+		{name: "production without TLS", env: production(map[string]string{varInsecurePlaintext: ""}),
+			want: []string{"production serves TLS", varTLSCertFile, varTLSKeyFile, varInsecurePlaintext + "=true"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -365,6 +379,37 @@ func TestParseInvalid(t *testing.T) {
 			}
 			if tt.leak != "" && strings.Contains(err.Error(), tt.leak) {
 				t.Errorf("error %q leaks %q", err, tt.leak)
+			}
+		})
+	}
+}
+
+// TestParseTransport: what the TLS settings turn into.
+func TestParseTransport(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want Config
+	}{
+		{name: "development default is plaintext", env: nil, want: Config{TLSClientAuth: ClientAuthOptional}},
+		{name: "TLS", env: map[string]string{varTLSCertFile: "/c", varTLSKeyFile: "/k"},
+			want: Config{TLSCertFile: "/c", TLSKeyFile: "/k", TLSClientAuth: ClientAuthOptional}},
+		{name: "mutual TLS required", env: map[string]string{varTLSCertFile: "/c", varTLSKeyFile: "/k", varTLSClientCAFile: "/ca", varTLSClientAuth: "require"},
+			want: Config{TLSCertFile: "/c", TLSKeyFile: "/k", TLSClientCAFile: "/ca", TLSClientAuth: ClientAuthRequire}},
+		{name: "production over TLS", env: production(map[string]string{varInsecurePlaintext: "", varTLSCertFile: "/c", varTLSKeyFile: "/k"}),
+			want: Config{TLSCertFile: "/c", TLSKeyFile: "/k", TLSClientAuth: ClientAuthOptional}},
+		{name: "production behind a mesh", env: production(nil), want: Config{TLSClientAuth: ClientAuthOptional, InsecurePlaintext: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(nil, fakeEnv(tt.env), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := Config{TLSCertFile: c.TLSCertFile, TLSKeyFile: c.TLSKeyFile, TLSClientCAFile: c.TLSClientCAFile,
+				TLSClientAuth: c.TLSClientAuth, InsecurePlaintext: c.InsecurePlaintext}
+			if got.String() != tt.want.String() || got.TLS() != (tt.want.TLSCertFile != "") {
+				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})
 	}
@@ -409,13 +454,14 @@ func TestParseProductionNothingSet(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse(tt.args, fakeEnv(tt.env), nil)
-			if errs := joined(err); len(errs) != 3 {
-				t.Errorf("Parse reported %d errors, want 3:\n%v", len(errs), err)
+			if errs := joined(err); len(errs) != 4 {
+				t.Errorf("Parse reported %d errors, want 4:\n%v", len(errs), err)
 			}
 			for _, want := range []string{
 				"TOKENAUTHORITY_MASTER_KEY (or TOKENAUTHORITY_MASTER_KEY_FILE) must be set in production",
 				"TOKENAUTHORITY_KEY_ENCRYPTION_KEY (or TOKENAUTHORITY_KEY_ENCRYPTION_KEY_FILE) must be set in production",
 				"TOKENAUTHORITY_REDIS_URL (or TOKENAUTHORITY_REDIS_URL_FILE) must be set in production",
+				"production serves TLS: set TOKENAUTHORITY_TLS_CERT_FILE and TOKENAUTHORITY_TLS_KEY_FILE, or TOKENAUTHORITY_INSECURE_PLAINTEXT=true",
 			} {
 				if err == nil || !strings.Contains(err.Error(), want) {
 					t.Errorf("error does not contain %q:\n%v", want, err)

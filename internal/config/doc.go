@@ -9,7 +9,8 @@
 // Parse reports every problem at once, each naming the variable (and the flag when the value came
 // from one), and never echoes the Redis URL or a secret. The environment is development unless
 // TOKENAUTHORITY_ENV=production or -env production says otherwise; production is never guessed.
-// In production a Redis URL and both secrets are required.
+// In production a Redis URL and both secrets are required, and TLS (TOKENAUTHORITY_TLS_CERT_FILE
+// and _KEY_FILE) unless TOKENAUTHORITY_INSECURE_PLAINTEXT=true says a mesh terminates it.
 //
 // The secrets, the master key and the key-encryption key, may be given as a value
 // (TOKENAUTHORITY_MASTER_KEY, -master-key) or as a file holding the value

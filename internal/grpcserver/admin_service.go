@@ -132,6 +132,8 @@ func tenantToProto(t *tenant.Tenant) *tokenauthorityv1.Tenant {
 		RefreshRateLimit:  rateLimitToProto(t.RefreshLimit),
 		RevokeRateLimit:   rateLimitToProto(t.RevokeLimit),
 		ExchangeRateLimit: rateLimitToProto(t.ExchangeLimit),
+
+		RequireCertificateBinding: t.RequireCertificateBinding,
 	}
 }
 
@@ -207,6 +209,8 @@ func (s *adminService) CreateTenant(ctx context.Context, req *tokenauthorityv1.C
 		RefreshLimit:     rateLimitFromProto(in.GetRefreshRateLimit()),
 		RevokeLimit:      rateLimitFromProto(in.GetRevokeRateLimit()),
 		ExchangeLimit:    rateLimitFromProto(in.GetExchangeRateLimit()),
+
+		RequireCertificateBinding: in.GetRequireCertificateBinding(),
 	}
 	if err := s.tenants.CreateTenant(ctx, t); err != nil {
 		return nil, toStatus(ctx, s.log, err)

@@ -47,6 +47,8 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return status.Error(codes.Unauthenticated, token.ErrRefreshReuse.Error())
 	case errors.Is(err, token.ErrInvalidRefreshToken):
 		return status.Error(codes.Unauthenticated, token.ErrInvalidRefreshToken.Error())
+	case errors.Is(err, token.ErrCertificateMismatch):
+		return status.Error(codes.Unauthenticated, token.ErrCertificateMismatch.Error())
 	case errors.Is(err, tenant.ErrUnauthenticated):
 		return status.Error(codes.Unauthenticated, tenant.ErrUnauthenticated.Error())
 	case errors.Is(err, token.ErrPermissionDenied):

@@ -2,6 +2,7 @@ package grpcserver
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -75,6 +77,9 @@ type Config struct {
 	// (envoy.service.auth.v3.Authorization) that the server then serves, strictly: each Check
 	// verifies with Tokens for the tenant of the caller's API key, as VerifyToken does.
 	ExtAuthz *extauthz.Policy
+	// TLS, when not nil, makes the server speak TLS (mutual TLS when it asks for client
+	// certificates); plaintext when nil.
+	TLS *tls.Config
 }
 
 // storeBudget gives each unary call a store budget of d from its start (store.WithBudget), before
@@ -162,6 +167,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.StatsHandler != nil {
 		opts = append(opts, grpc.StatsHandler(cfg.StatsHandler))
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	srv := grpc.NewServer(opts...)
 	now := cfg.Now

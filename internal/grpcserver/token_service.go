@@ -103,6 +103,9 @@ func (s *tokenService) IssueToken(ctx context.Context, req *tokenauthorityv1.Iss
 	if err := s.authorizeSubject(ctx, t, req, &ir); err != nil {
 		return nil, err
 	}
+	if ir.CertThumbprint, err = bindingOf(ctx, req); err != nil {
+		return nil, err
+	}
 	p, err := s.tokens.Issue(ctx, ir)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
@@ -171,7 +174,7 @@ func (s *tokenService) RefreshToken(ctx context.Context, req *tokenauthorityv1.R
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.tokens.Refresh(ctx, t, req.GetRefreshToken())
+	p, err := s.tokens.RefreshFrom(ctx, t, req.GetRefreshToken(), PeerThumbprint(ctx))
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
@@ -193,11 +196,15 @@ func (s *tokenService) VerifyToken(ctx context.Context, req *tokenauthorityv1.Ve
 	if len(req.GetAudience()) > 256 || len(req.GetRequiredScopes()) > 64 {
 		return nil, status.Error(codes.InvalidArgument, "audience is at most 256 bytes and required_scopes at most 64 entries")
 	}
+	if tp := req.GetCertificateThumbprint(); tp != "" && !token.ValidThumbprint(tp) {
+		return nil, status.Error(codes.InvalidArgument, errThumbprintSyntax)
+	}
 	v, err := s.tokens.Verify(ctx, token.VerifyRequest{
 		Tenant:         t,
 		Token:          req.GetToken(),
 		Audience:       req.GetAudience(),
 		RequiredScopes: req.GetRequiredScopes(),
+		CertThumbprint: req.GetCertificateThumbprint(),
 	})
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
@@ -332,6 +339,8 @@ func claimsToProto(c *token.Claims) (*tokenauthorityv1.TokenClaims, error) {
 		Jti:        c.JTI,
 		SessionId:  c.SessionID,
 		Scopes:     c.Scopes,
+
+		CertificateThumbprint: c.CertThumbprint,
 	}
 	if !c.NotBefore.IsZero() {
 		out.NotBeforeTime = timestamppb.New(c.NotBefore)

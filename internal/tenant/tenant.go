@@ -52,6 +52,9 @@ type Tenant struct {
 	// ExchangeLimit bounds the ExchangeToken calls of each API key on each replica; nil means
 	// DefaultRateLimit.
 	ExchangeLimit *RateLimit `json:"exchange_limit,omitempty"`
+	// RequireCertificateBinding refuses to issue a token that is not bound to a client
+	// certificate (RFC 8705), and makes an unbound token of the tenant inactive.
+	RequireCertificateBinding bool `json:"require_cnf,omitempty"`
 	// Incarnation is drawn at random when the tenant is created: a tenant deleted and created
 	// again under the same id is another incarnation, and what was granted to the first (an open
 	// revocation stream) does not carry over to the second. Records written before incarnations

@@ -13,6 +13,9 @@ var (
 	// ErrRefreshReuse reports a rotated refresh token presented after the grace window; the session
 	// has been revoked.
 	ErrRefreshReuse = errors.New("refresh token reuse detected; session revoked")
+	// ErrCertificateMismatch reports a token bound to a client certificate (RFC 8705) presented
+	// over a connection without that certificate.
+	ErrCertificateMismatch = errors.New("the token is bound to another client certificate")
 	// ErrPermissionDenied reports a request outside the tenant's policy.
 	ErrPermissionDenied = errors.New("permission denied")
 )

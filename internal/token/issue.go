@@ -34,6 +34,9 @@ type IssueRequest struct {
 	// AccessTTL and RefreshTTL are the requested lifetimes; zero means the default.
 	AccessTTL, RefreshTTL time.Duration
 	Metadata              Metadata
+	// CertThumbprint binds the session's tokens to the client certificate of this x5t#S256
+	// thumbprint (RFC 8705); empty for unbound tokens.
+	CertThumbprint string
 }
 
 // Pair is a session's access and refresh tokens.
@@ -87,6 +90,8 @@ func (s *Service) Issue(ctx context.Context, req IssueRequest) (*Pair, error) {
 		ExpiresAt: now.Add(refreshTTL),
 		AccessTTL: accessTTL,
 		RotatedAt: now,
+
+		CertThumbprint: req.CertThumbprint,
 	}
 	rt, err := refreshToken(refreshKey, t.Issuer, sess)
 	if err != nil {
@@ -139,7 +144,7 @@ func (s *Service) accessToken(k *keys.Key, t *tenant.Tenant, sess *Session, rt s
 	if exp.After(sess.ExpiresAt) {
 		exp = sess.ExpiresAt
 	}
-	payload, err := accessPayload(&accessClaims{
+	c := &accessClaims{
 		Issuer:     t.Issuer,
 		Subject:    sess.Subject,
 		Audience:   sess.Audience,
@@ -150,7 +155,11 @@ func (s *Service) accessToken(k *keys.Key, t *tenant.Tenant, sess *Session, rt s
 		JTI:        generationJTI(sess.ID, rt),
 		SessionID:  sess.ID,
 		Scope:      accesstoken.JoinScope(sess.Scopes),
-	}, sess.Extra)
+	}
+	if sess.CertThumbprint != "" {
+		c.Confirmation = &confirmation{X5tS256: sess.CertThumbprint}
+	}
+	payload, err := accessPayload(c, sess.Extra)
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -194,6 +203,12 @@ func (s *Service) validateIssue(req IssueRequest) error {
 		if accesstoken.IsReservedName(name) {
 			problems = append(problems, fmt.Sprintf("extra_claims cannot set %q: it is, or matches under case folding, a registered claim", name))
 		}
+	}
+	switch {
+	case req.CertThumbprint != "" && !ValidThumbprint(req.CertThumbprint):
+		problems = append(problems, "certificate_thumbprint must be the unpadded base64url of a SHA-256 (43 characters), as in x5t#S256")
+	case req.CertThumbprint == "" && req.Tenant.RequireCertificateBinding:
+		problems = append(problems, "this tenant requires certificate-bound tokens: set bind_client_certificate or certificate_thumbprint")
 	}
 	m := req.Metadata
 	if len(m.UserAgent) > maxMetadataLen || len(m.IP) > maxMetadataLen || len(m.Device) > maxMetadataLen {

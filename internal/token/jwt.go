@@ -53,6 +53,8 @@ type accessClaims struct {
 	Scope      string `json:"scope,omitempty"`
 	// Act is the delegation chain of an exchanged token (RFC 8693 section 4.1); nil otherwise.
 	Act *accesstoken.ActClaim `json:"act,omitempty"`
+	// Confirmation binds the token to a client certificate (RFC 8705); absent when unbound.
+	Confirmation *confirmation `json:"cnf,omitempty"`
 }
 
 // accessPayload encodes c followed by the members of extra, a JSON object whose names were
@@ -79,6 +81,9 @@ type refreshClaims struct {
 	IssuedAt   int64  `json:"iat"`
 	SessionID  string `json:"sid"`
 	Generation uint64 `json:"gen"`
+	// CertThumbprint is the session's certificate binding, checked before the store is asked to
+	// rotate; absent when the session is unbound.
+	CertThumbprint string `json:"x5t,omitempty"`
 }
 
 // refreshToken returns the refresh token of s's current generation, signed by key and naming it.
@@ -90,6 +95,8 @@ func refreshToken(key *keys.RefreshKey, issuer string, s *Session) (string, erro
 		IssuedAt:   s.RotatedAt.Unix(),
 		SessionID:  s.ID,
 		Generation: s.Generation,
+
+		CertThumbprint: s.CertThumbprint,
 	}
 	payload, err := json.Marshal(c)
 	if err != nil {

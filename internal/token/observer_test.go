@@ -162,7 +162,7 @@ func TestObserver(t *testing.T) {
 
 func TestReasons(t *testing.T) {
 	rs := token.Reasons()
-	if len(rs) == 0 || rs[0] != token.ReasonMalformed || rs[len(rs)-1] != token.ReasonInsufficientScope {
+	if len(rs) == 0 || rs[0] != token.ReasonMalformed || rs[len(rs)-1] != token.ReasonCertificateMismatch {
 		t.Fatalf("Reasons() = %v", rs)
 	}
 	seen := map[string]bool{}

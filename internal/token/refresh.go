@@ -87,8 +87,17 @@ func (s *Service) parseRefresh(ctx context.Context, t *tenant.Tenant, raw string
 	return &c, nil
 }
 
-// Refresh consumes a refresh token of tenant t and returns the session's next pair.
+// Refresh consumes a refresh token of tenant t and returns the session's next pair. It is
+// RefreshFrom over a connection without a client certificate.
 func (s *Service) Refresh(ctx context.Context, t *tenant.Tenant, raw string) (*Pair, error) {
+	return s.RefreshFrom(ctx, t, raw, "")
+}
+
+// RefreshFrom consumes a refresh token of tenant t, presented over a connection whose client
+// certificate has the x5t#S256 thumbprint presented ("" for none), and returns the session's next
+// pair. A token of a session bound to another certificate is refused with ErrCertificateMismatch
+// before the store is asked: the token stays current, and nothing counts as reuse.
+func (s *Service) RefreshFrom(ctx context.Context, t *tenant.Tenant, raw, presented string) (*Pair, error) {
 	if err := checkTokenField("refresh_token", raw); err != nil {
 		return nil, err
 	}
@@ -100,6 +109,11 @@ func (s *Service) Refresh(ctx context.Context, t *tenant.Tenant, raw string) (*P
 	if err != nil {
 		return nil, err
 	}
+	if !thumbprintMatches(c.CertThumbprint, presented) {
+		s.audit.LogAttrs(ctx, slog.LevelWarn, "refresh refused: the connection lacks the session's client certificate",
+			slog.String("audit", "refresh_certificate_mismatch"), slog.String("tenant", t.ID), slog.String("session_id", c.SessionID))
+		return nil, ErrCertificateMismatch
+	}
 	// The next token is signed by the current key, whichever key signed this one.
 	key, signer, err := s.signingKeys(ctx, t.ID)
 	if err != nil {
@@ -108,7 +122,8 @@ func (s *Service) Refresh(ctx context.Context, t *tenant.Tenant, raw string) (*P
 	now := time.UnixMilli(s.now().UnixMilli())
 	// The next token is fully determined by the session and the rotation time: make it now so that
 	// the store can record its hash in the same atomic step.
-	next := &Session{ID: c.SessionID, Subject: c.Subject, ExpiresAt: time.Unix(c.ExpiresAt, 0), Generation: c.Generation + 1, RotatedAt: now}
+	next := &Session{ID: c.SessionID, Subject: c.Subject, ExpiresAt: time.Unix(c.ExpiresAt, 0), Generation: c.Generation + 1, RotatedAt: now,
+		CertThumbprint: c.CertThumbprint}
 	nextRT, err := refreshToken(key, t.Issuer, next)
 	if err != nil {
 		return nil, err

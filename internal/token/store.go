@@ -28,6 +28,9 @@ type Session struct {
 	RefreshHash []byte
 	// RotatedAt is when the current generation began (CreatedAt for generation 0).
 	RotatedAt time.Time
+	// CertThumbprint is the x5t#S256 thumbprint of the client certificate the session's tokens
+	// are bound to (RFC 8705); empty when they are not bound.
+	CertThumbprint string
 }
 
 // Metadata describes the device that opened a session.

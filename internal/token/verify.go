@@ -34,16 +34,20 @@ const (
 	ReasonRevoked
 	ReasonCutOff
 	ReasonInsufficientScope
+	// ReasonCertificateMismatch: the token is bound to a client certificate other than the one
+	// presented, or the tenant requires bound tokens and it is not bound. It is checked after the
+	// audience, before the store.
+	ReasonCertificateMismatch
 )
 
 var reasonNames = [...]string{
 	"none", "malformed", "unsupported_algorithm", "unknown_key", "bad_signature", "wrong_type",
 	"expired", "not_yet_valid", "wrong_issuer", "wrong_audience", "session_ended", "revoked",
-	"cut_off", "insufficient_scope",
+	"cut_off", "insufficient_scope", "certificate_mismatch",
 }
 
 // Reasons returns every reason a token can be inactive for (ReasonNone excluded), in the order
-// the checks run.
+// of their values.
 func Reasons() []Reason {
 	out := make([]Reason, 0, len(reasonNames)-1)
 	for r := ReasonMalformed; int(r) < len(reasonNames); r++ {
@@ -65,6 +69,9 @@ type VerifyRequest struct {
 	Token          string
 	Audience       string
 	RequiredScopes []string
+	// CertThumbprint is the x5t#S256 thumbprint of the client certificate on the connection that
+	// presented the token to the resource server; empty when there was none.
+	CertThumbprint string
 }
 
 // Verification is the introspection answer.
@@ -86,6 +93,9 @@ type Claims struct {
 	JTI       string
 	SessionID string
 	Scopes    []string
+	// CertThumbprint is the x5t#S256 of the client certificate the token is bound to (`cnf`);
+	// empty when it is not bound.
+	CertThumbprint string
 	// Extra holds every claim that is not a registered one; nil when there is none.
 	Extra map[string]any
 	// Actor is the delegation chain of an exchanged token (its `act` claim), outermost first;
@@ -129,6 +139,12 @@ func claimsFrom(m jwt.MapClaims) (*Claims, bool) {
 	}
 	if v, present := m["act"]; present {
 		if c.Actor, ok = accesstoken.ParseActor(v); !ok {
+			return nil, false
+		}
+	}
+	if v, present := m["cnf"]; present {
+		var ok bool
+		if c.CertThumbprint, ok = accesstoken.CertificateThumbprint(v); !ok {
 			return nil, false
 		}
 	}
@@ -214,6 +230,9 @@ func (s *Service) verify(ctx context.Context, req VerifyRequest) (*Verification,
 	claims := v.claims
 	if r := s.checkClaims(t, claims, req.Audience, now); r != ReasonNone {
 		return inactive(r), nil
+	}
+	if !thumbprintMatches(claims.CertThumbprint, req.CertThumbprint) || t.RequireCertificateBinding && claims.CertThumbprint == "" {
+		return inactive(ReasonCertificateMismatch), nil
 	}
 	st, err := s.cfg.Store.CheckAccess(ctx, t.ID, claims.SessionID, claims.JTI)
 	if err != nil {

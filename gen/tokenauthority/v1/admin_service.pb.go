@@ -246,8 +246,12 @@ type Tenant struct {
 	// The rate of ExchangeToken calls each API key of the tenant may make on each replica; the
 	// server default (1000 per second, bursts of 2000) when unset.
 	ExchangeRateLimit *RateLimit `protobuf:"bytes,12,opt,name=exchange_rate_limit,json=exchangeRateLimit,proto3" json:"exchange_rate_limit,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Every token of the tenant must be bound to a client certificate (RFC 8705): IssueToken without a
+	// binding is refused, and VerifyToken reports an unbound token inactive
+	// (INACTIVE_REASON_CERTIFICATE_MISMATCH).
+	RequireCertificateBinding bool `protobuf:"varint,13,opt,name=require_certificate_binding,json=requireCertificateBinding,proto3" json:"require_certificate_binding,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
@@ -362,6 +366,13 @@ func (x *Tenant) GetExchangeRateLimit() *RateLimit {
 		return x.ExchangeRateLimit
 	}
 	return nil
+}
+
+func (x *Tenant) GetRequireCertificateBinding() bool {
+	if x != nil {
+		return x.RequireCertificateBinding
+	}
+	return false
 }
 
 // RateLimit is a token bucket: calls beyond it fail with RESOURCE_EXHAUSTED.
@@ -2475,7 +2486,7 @@ var File_tokenauthority_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
-	"%tokenauthority/v1/admin_service.proto\x12\x11tokenauthority.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x05\n" +
+	"%tokenauthority/v1/admin_service.proto\x12\x11tokenauthority.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x06\n" +
 	"\x06Tenant\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x16\n" +
 	"\x06issuer\x18\x02 \x01(\tR\x06issuer\x12A\n" +
@@ -2490,7 +2501,8 @@ const file_tokenauthority_v1_admin_service_proto_rawDesc = "" +
 	"\x12refresh_rate_limit\x18\n" +
 	" \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x10refreshRateLimit\x12H\n" +
 	"\x11revoke_rate_limit\x18\v \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x0frevokeRateLimit\x12L\n" +
-	"\x13exchange_rate_limit\x18\f \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x11exchangeRateLimit\"@\n" +
+	"\x13exchange_rate_limit\x18\f \x01(\v2\x1c.tokenauthority.v1.RateLimitR\x11exchangeRateLimit\x12>\n" +
+	"\x1brequire_certificate_binding\x18\r \x01(\bR\x19requireCertificateBinding\"@\n" +
 	"\tRateLimit\x12\x1d\n" +
 	"\n" +
 	"per_second\x18\x01 \x01(\x01R\tperSecond\x12\x14\n" +

@@ -56,6 +56,9 @@ const (
 	InactiveReason_INACTIVE_REASON_CUT_OFF InactiveReason = 12
 	// The token lacks a required scope.
 	InactiveReason_INACTIVE_REASON_INSUFFICIENT_SCOPE InactiveReason = 13
+	// The token is bound to a client certificate (`cnf`) other than the one given in
+	// `certificate_thumbprint`, or the tenant requires bound tokens and this one is not.
+	InactiveReason_INACTIVE_REASON_CERTIFICATE_MISMATCH InactiveReason = 14
 )
 
 // Enum value maps for InactiveReason.
@@ -75,6 +78,7 @@ var (
 		11: "INACTIVE_REASON_REVOKED",
 		12: "INACTIVE_REASON_CUT_OFF",
 		13: "INACTIVE_REASON_INSUFFICIENT_SCOPE",
+		14: "INACTIVE_REASON_CERTIFICATE_MISMATCH",
 	}
 	InactiveReason_value = map[string]int32{
 		"INACTIVE_REASON_UNSPECIFIED":           0,
@@ -91,6 +95,7 @@ var (
 		"INACTIVE_REASON_REVOKED":               11,
 		"INACTIVE_REASON_CUT_OFF":               12,
 		"INACTIVE_REASON_INSUFFICIENT_SCOPE":    13,
+		"INACTIVE_REASON_CERTIFICATE_MISMATCH":  14,
 	}
 )
 
@@ -330,9 +335,17 @@ type IssueTokenRequest struct {
 	// Informational metadata recorded with the session.
 	Metadata *SessionMetadata `protobuf:"bytes,7,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	// The principal grant: when set, the tokens are issued for this principal and `subject` must be empty.
-	Principal     *PrincipalCredentials `protobuf:"bytes,8,opt,name=principal,proto3" json:"principal,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Principal *PrincipalCredentials `protobuf:"bytes,8,opt,name=principal,proto3" json:"principal,omitempty"`
+	// Binds the session's tokens (RFC 8705) to the client certificate presented on this call's
+	// connection (mutual TLS): the access tokens carry `cnf: {"x5t#S256": ...}` and RefreshToken is
+	// refused over a connection without that certificate. Refused when the connection has none.
+	BindClientCertificate bool `protobuf:"varint,9,opt,name=bind_client_certificate,json=bindClientCertificate,proto3" json:"bind_client_certificate,omitempty"`
+	// Binds the session's tokens to the certificate with this thumbprint (base64url, unpadded, of the
+	// SHA-256 of its DER encoding, as in `x5t#S256`), for a caller that issues on a workload's behalf.
+	// Exclusive with `bind_client_certificate`.
+	CertificateThumbprint string `protobuf:"bytes,10,opt,name=certificate_thumbprint,json=certificateThumbprint,proto3" json:"certificate_thumbprint,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *IssueTokenRequest) Reset() {
@@ -419,6 +432,20 @@ func (x *IssueTokenRequest) GetPrincipal() *PrincipalCredentials {
 		return x.Principal
 	}
 	return nil
+}
+
+func (x *IssueTokenRequest) GetBindClientCertificate() bool {
+	if x != nil {
+		return x.BindClientCertificate
+	}
+	return false
+}
+
+func (x *IssueTokenRequest) GetCertificateThumbprint() string {
+	if x != nil {
+		return x.CertificateThumbprint
+	}
+	return ""
 }
 
 // IssueTokenResponse carries a new token pair.
@@ -658,8 +685,12 @@ type VerifyTokenRequest struct {
 	Audience string `protobuf:"bytes,2,opt,name=audience,proto3" json:"audience,omitempty"`
 	// When set, the token's `scope` must contain every one of these scopes.
 	RequiredScopes []string `protobuf:"bytes,3,rep,name=required_scopes,json=requiredScopes,proto3" json:"required_scopes,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The `x5t#S256` thumbprint of the client certificate the resource server saw on the connection
+	// that presented the token. A certificate-bound token verified without the matching thumbprint is
+	// inactive with INACTIVE_REASON_CERTIFICATE_MISMATCH.
+	CertificateThumbprint string `protobuf:"bytes,4,opt,name=certificate_thumbprint,json=certificateThumbprint,proto3" json:"certificate_thumbprint,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *VerifyTokenRequest) Reset() {
@@ -713,6 +744,13 @@ func (x *VerifyTokenRequest) GetRequiredScopes() []string {
 	return nil
 }
 
+func (x *VerifyTokenRequest) GetCertificateThumbprint() string {
+	if x != nil {
+		return x.CertificateThumbprint
+	}
+	return ""
+}
+
 // TokenClaims are an access token's claims: the registered ones as typed fields, the caller's
 // extra claims as a Struct.
 type TokenClaims struct {
@@ -740,9 +778,12 @@ type TokenClaims struct {
 	// The delegation chain of an exchanged token (its nested `act` claims), outermost first: the
 	// first actor is the service that made the last exchange, presenting the token now. Empty for a
 	// token that was not exchanged.
-	Actor         []*Actor `protobuf:"bytes,12,rep,name=actor,proto3" json:"actor,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Actor []*Actor `protobuf:"bytes,12,rep,name=actor,proto3" json:"actor,omitempty"`
+	// The thumbprint of the client certificate the token is bound to (`cnf.x5t#S256`); empty when the
+	// token is not bound.
+	CertificateThumbprint string `protobuf:"bytes,11,opt,name=certificate_thumbprint,json=certificateThumbprint,proto3" json:"certificate_thumbprint,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *TokenClaims) Reset() {
@@ -850,6 +891,13 @@ func (x *TokenClaims) GetActor() []*Actor {
 		return x.Actor
 	}
 	return nil
+}
+
+func (x *TokenClaims) GetCertificateThumbprint() string {
+	if x != nil {
+		return x.CertificateThumbprint
+	}
+	return ""
 }
 
 // Actor is one link of a delegation chain: a service that exchanged a token on the subject's
@@ -2011,7 +2059,7 @@ const file_tokenauthority_v1_token_service_proto_rawDesc = "" +
 	"\n" +
 	"identifier\x18\x01 \x01(\tR\n" +
 	"identifier\x12\x16\n" +
-	"\x06secret\x18\x02 \x01(\tR\x06secret\"\x9a\x03\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"\x89\x04\n" +
 	"\x11IssueTokenRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1a\n" +
 	"\baudience\x18\x02 \x03(\tR\baudience\x12\x16\n" +
@@ -2022,7 +2070,10 @@ const file_tokenauthority_v1_token_service_proto_rawDesc = "" +
 	"\vrefresh_ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"refreshTtl\x12>\n" +
 	"\bmetadata\x18\a \x01(\v2\".tokenauthority.v1.SessionMetadataR\bmetadata\x12E\n" +
-	"\tprincipal\x18\b \x01(\v2'.tokenauthority.v1.PrincipalCredentialsR\tprincipal\"\xac\x02\n" +
+	"\tprincipal\x18\b \x01(\v2'.tokenauthority.v1.PrincipalCredentialsR\tprincipal\x126\n" +
+	"\x17bind_client_certificate\x18\t \x01(\bR\x15bindClientCertificate\x125\n" +
+	"\x16certificate_thumbprint\x18\n" +
+	" \x01(\tR\x15certificateThumbprint\"\xac\x02\n" +
 	"\x12IssueTokenResponse\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12#\n" +
 	"\rrefresh_token\x18\x02 \x01(\tR\frefreshToken\x12\x1d\n" +
@@ -2042,11 +2093,12 @@ const file_tokenauthority_v1_token_service_proto_rawDesc = "" +
 	"\x11access_expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0faccessExpiresAt\x12H\n" +
 	"\x12refresh_expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x10refreshExpiresAt\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x06 \x01(\tR\tsessionId\"o\n" +
+	"session_id\x18\x06 \x01(\tR\tsessionId\"\xa6\x01\n" +
 	"\x12VerifyTokenRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n" +
 	"\baudience\x18\x02 \x01(\tR\baudience\x12'\n" +
-	"\x0frequired_scopes\x18\x03 \x03(\tR\x0erequiredScopes\"\xbf\x03\n" +
+	"\x0frequired_scopes\x18\x03 \x03(\tR\x0erequiredScopes\x125\n" +
+	"\x16certificate_thumbprint\x18\x04 \x01(\tR\x15certificateThumbprint\"\xf6\x03\n" +
 	"\vTokenClaims\x12\x16\n" +
 	"\x06issuer\x18\x01 \x01(\tR\x06issuer\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x1a\n" +
@@ -2062,7 +2114,8 @@ const file_tokenauthority_v1_token_service_proto_rawDesc = "" +
 	"\x06scopes\x18\t \x03(\tR\x06scopes\x12-\n" +
 	"\x05extra\x18\n" +
 	" \x01(\v2\x17.google.protobuf.StructR\x05extra\x12.\n" +
-	"\x05actor\x18\f \x03(\v2\x18.tokenauthority.v1.ActorR\x05actor\"!\n" +
+	"\x05actor\x18\f \x03(\v2\x18.tokenauthority.v1.ActorR\x05actor\x125\n" +
+	"\x16certificate_thumbprint\x18\v \x01(\tR\x15certificateThumbprint\"!\n" +
 	"\x05Actor\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\"\xa9\x01\n" +
 	"\x14ExchangeTokenRequest\x12#\n" +
@@ -2146,7 +2199,7 @@ const file_tokenauthority_v1_token_service_proto_rawDesc = "" +
 	"\vexpire_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x16\n" +
 	"\x06cursor\x18\b \x01(\tR\x06cursor\x12\x16\n" +
-	"\x06resync\x18\t \x01(\bR\x06resync*\xea\x03\n" +
+	"\x06resync\x18\t \x01(\bR\x06resync*\x94\x04\n" +
 	"\x0eInactiveReason\x12\x1f\n" +
 	"\x1bINACTIVE_REASON_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19INACTIVE_REASON_MALFORMED\x10\x01\x12)\n" +
@@ -2162,7 +2215,8 @@ const file_tokenauthority_v1_token_service_proto_rawDesc = "" +
 	"\x12\x1b\n" +
 	"\x17INACTIVE_REASON_REVOKED\x10\v\x12\x1b\n" +
 	"\x17INACTIVE_REASON_CUT_OFF\x10\f\x12&\n" +
-	"\"INACTIVE_REASON_INSUFFICIENT_SCOPE\x10\r*\xf6\x01\n" +
+	"\"INACTIVE_REASON_INSUFFICIENT_SCOPE\x10\r\x12(\n" +
+	"$INACTIVE_REASON_CERTIFICATE_MISMATCH\x10\x0e*\xf6\x01\n" +
 	"\x0eRevocationKind\x12\x1f\n" +
 	"\x1bREVOCATION_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REVOCATION_KIND_TOKEN\x10\x01\x12\x1b\n" +

@@ -56,6 +56,7 @@ type session struct {
 	generation       uint64
 	hash             []byte
 	rotated          int64
+	certBound        string // x5t#S256 the tokens are bound to; "" when unbound
 }
 
 // ownerKey names an owner's list of records of one kind.
@@ -124,6 +125,7 @@ func (s *Store) CreateSession(_ context.Context, sess *token.Session) error {
 		generation: sess.Generation,
 		hash:       append([]byte{}, sess.RefreshHash...),
 		rotated:    sess.RotatedAt.UnixMilli(),
+		certBound:  sess.CertThumbprint,
 	}
 	ids := s.subjects[tag]
 	if ids == nil {
@@ -698,6 +700,8 @@ func (sess *session) export(id string) *token.Session {
 		Generation:  sess.generation,
 		RefreshHash: append([]byte{}, sess.hash...),
 		RotatedAt:   fromMillis(sess.rotated),
+
+		CertThumbprint: sess.certBound,
 	}
 }
 

@@ -35,6 +35,8 @@ package redis
 //	g   refresh generation
 //	h   refresh token hash, raw 32 bytes
 //	r   rotated at, unix ms
+//	cb  the x5t#S256 thumbprint of the client certificate the session's tokens are bound to
+//	    (absent when they are not bound)
 //
 // Tenant-wide state has the tag "t:<tenant>":
 //
@@ -96,4 +98,5 @@ const (
 	fieldGeneration = "g"
 	fieldHash       = "h"
 	fieldRotated    = "r"
+	fieldCertBound  = "cb"
 )

@@ -59,6 +59,9 @@ func (s *Store) CreateSession(ctx context.Context, sess *token.Session) error {
 	if sess.Extra != nil {
 		args = append(args, fieldExtra, sess.Extra)
 	}
+	if sess.CertThumbprint != "" {
+		args = append(args, fieldCertBound, sess.CertThumbprint)
+	}
 	var create *goredis.Cmd
 	s.batch.do(ctx, &batchCall{queue: func(p goredis.Pipeliner, byDigest bool) {
 		create = runScript(ctx, p, createScript, byDigest, []string{sessionKey(tag, sess.ID), indexKey(tag)}, args...)
@@ -576,6 +579,7 @@ func decodeSession(id string, f map[string]string) (*token.Session, error) {
 		return nil, corruptField(fieldHash)
 	}
 	sess.RefreshHash = []byte(h)
+	sess.CertThumbprint = f[fieldCertBound]
 	return sess, nil
 }
 

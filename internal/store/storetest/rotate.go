@@ -17,6 +17,7 @@ var rotateTests = []test{
 	{"ReuseOfOlderGeneration", testReuseOfOlderGeneration},
 	{"Invalid", testRotateInvalid},
 	{"Concurrent", testRotateConcurrent},
+	{"KeepsCertificateBinding", testRotateKeepsBinding},
 }
 
 // rotation returns the request that rotates s from its current generation at now.
@@ -234,4 +235,21 @@ func testRotateConcurrent(t *testing.T, f *fixture) {
 			attempts, counts, token.Rotated, attempts-1, token.RotateRetry)
 	}
 	checkSession(t, "GetSession afterwards", f.get(t, acme, s.ID), want)
+}
+
+// testRotateKeepsBinding: a rotation keeps the session's certificate binding, which the next
+// tokens carry.
+func testRotateKeepsBinding(t *testing.T, f *fixture) {
+	s := f.session(acme, alice, f.t0)
+	s.CertThumbprint = "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+	f.mustCreate(t, s)
+	now := f.t0.Add(time.Minute)
+	res := f.rotate(t, rotation(s, now))
+	if res.Outcome != token.Rotated {
+		t.Fatalf("RotateRefresh outcome = %v, want Rotated", res.Outcome)
+	}
+	checkSession(t, "rotated bound session", res.Session, rotated(s, now))
+	if res.Session.CertThumbprint != s.CertThumbprint {
+		t.Errorf("rotated session's binding = %q, want %q", res.Session.CertThumbprint, s.CertThumbprint)
+	}
 }

@@ -46,6 +46,9 @@ func testCreateAndGet(t *testing.T, f *fixture) {
 			s.RefreshHash = refreshHash(s.ID, 7)
 			s.AccessTTL = 1500 * time.Millisecond
 		}},
+		{"CertificateBound", func(s *token.Session) {
+			s.CertThumbprint = "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+		}},
 		{"UnicodeAndBinary", func(s *token.Session) {
 			s.Audience = []string{"ünïcode", `quote"d`}
 			s.Metadata.UserAgent = "Mozilla/5.0 (X11; Linux) \u00e9\u4e16"

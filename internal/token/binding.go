@@ -1,0 +1,44 @@
+package token
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+)
+
+// Certificate-bound tokens (RFC 8705): a session may be bound to a client certificate, named by
+// its x5t#S256 thumbprint. Its access tokens carry the thumbprint in `cnf`, its refresh tokens in
+// their own claims, and both are refused when presented over a connection without that
+// certificate.
+
+// confirmation is the `cnf` claim of a certificate-bound access token.
+type confirmation struct {
+	X5tS256 string `json:"x5t#S256"`
+}
+
+// CertificateThumbprint returns the x5t#S256 thumbprint of a certificate given in DER: the
+// unpadded base64url of its SHA-256.
+func CertificateThumbprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// ValidThumbprint reports whether s is spelled as an x5t#S256 thumbprint: 43 characters of
+// unpadded base64url encoding 32 bytes.
+func ValidThumbprint(s string) bool {
+	if len(s) != 43 {
+		return false
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	return err == nil && len(b) == sha256.Size
+}
+
+// thumbprintMatches reports whether a token bound to bound may be used over a connection whose
+// client certificate has the thumbprint presented ("" when it has none). An unbound token may be
+// used anywhere.
+func thumbprintMatches(bound, presented string) bool {
+	if bound == "" {
+		return true
+	}
+	return subtle.ConstantTimeCompare([]byte(bound), []byte(presented)) == 1
+}
