@@ -46,9 +46,28 @@ func PresentedThumbprint(ctx context.Context) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
+type presentedKey struct{}
+
+// WithPresentedThumbprint returns ctx saying that the client certificate of the request being
+// verified has the x5t#S256 thumbprint tp ("" for none). A verifier called for a request that did
+// not arrive on ctx's own connection uses it instead of that connection's: an ext_authz server
+// verifying the request Envoy describes, with the certificate Envoy forwards.
+func WithPresentedThumbprint(ctx context.Context, tp string) context.Context {
+	return context.WithValue(ctx, presentedKey{}, tp)
+}
+
+// PresentedFromContext returns what WithPresentedThumbprint put in ctx, "" when nothing.
+func PresentedFromContext(ctx context.Context) string {
+	tp, _ := ctx.Value(presentedKey{}).(string)
+	return tp
+}
+
 // presented returns the thumbprint of the client certificate of the incoming call, as c is
-// configured to find it.
+// configured to find it, or as WithPresentedThumbprint set it.
 func (c *config) presented(ctx context.Context) string {
+	if tp, ok := ctx.Value(presentedKey{}).(string); ok {
+		return tp
+	}
 	if c.forwardedClientCert {
 		return forwardedThumbprint(metadata.ValueFromIncomingContext(ctx, xfccHeader))
 	}

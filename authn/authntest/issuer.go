@@ -163,6 +163,10 @@ type claims struct {
 	Scope      string   `json:"scope,omitempty"`
 	// Act is the delegation chain, as the authority writes it for exchanged tokens.
 	Act *accesstoken.ActClaim `json:"act,omitempty"`
+	// Cnf binds the token to a client certificate (RFC 8705), as the authority writes it.
+	Cnf *struct {
+		X5tS256 string `json:"x5t#S256"`
+	} `json:"cnf,omitempty"`
 }
 
 // tokenSpec is what Token mints.
@@ -229,6 +233,16 @@ func Actors(actors ...string) TokenOption {
 			chain[i] = accesstoken.Actor{Subject: a}
 		}
 		s.Act = accesstoken.ActorClaim(chain)
+	}
+}
+
+// BoundTo binds the token to the client certificate whose x5t#S256 thumbprint (unpadded
+// base64url of the SHA-256 of its DER) is thumbprint: the cnf claim of RFC 8705.
+func BoundTo(thumbprint string) TokenOption {
+	return func(s *tokenSpec) {
+		s.Cnf = &struct {
+			X5tS256 string `json:"x5t#S256"`
+		}{thumbprint}
 	}
 }
 

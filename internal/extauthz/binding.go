@@ -11,10 +11,9 @@ import (
 	"github.com/tokenauthority/tokenauthority/authn"
 )
 
-// bindingOf returns the certificate thumbprint (RFC 8705 x5t#S256) a token is bound to, or "" for
-// a token bound to nothing. Issue 14 (certificate-bound tokens: the cnf claim) fills it in from
-// authn.Claims; until then no token is bound.
-func bindingOf(*authn.Claims) string { return "" }
+// bindingOf returns the certificate thumbprint (RFC 8705 x5t#S256) a token is bound to (its cnf
+// claim), or "" for a token bound to nothing.
+func bindingOf(c *authn.Claims) string { return c.CertificateThumbprint }
 
 // actorsOf returns a delegated token's actor chain (its nested act claims), outermost first: the
 // service presenting the token, then the one it got the token from, and so on; nil for a token

@@ -89,7 +89,9 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if tok == "" {
 		return invalidToken("malformed token"), nil
 	}
-	c, err := s.verifier.Verify(ctx, tok)
+	// The verifier checks a binding against the certificate of the request Envoy describes, not
+	// against Envoy's own connection to this server.
+	c, err := s.verifier.Verify(authn.WithPresentedThumbprint(ctx, peerThumbprint(req)), tok)
 	if err != nil {
 		return s.verifyDenial(ctx, err), nil
 	}

@@ -2,6 +2,16 @@ package extauthz
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"math/big"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -186,13 +196,55 @@ func TestCheckAnswers(t *testing.T) {
 
 func withBody(a answer, body string) answer { a.body = body; return a }
 
-// TestCheckBinding covers certificate-bound tokens (RFC 8705), which issue 14 brings.
+// TestCheckBinding: a token bound to a client certificate (RFC 8705) passes only with the
+// certificate Envoy forwards for the request, whatever Envoy's own connection to the server is.
 func TestCheckBinding(t *testing.T) {
-	for _, name := range []string{"bound token with its certificate", "bound token without a certificate", "bound token with another certificate"} {
-		t.Run(name, func(t *testing.T) {
-			t.Skip("needs issue 14: authn.Claims carrying cnf x5t#S256, read by bindingOf")
+	certPEM, tp := testCertificate(t)
+	otherPEM, _ := testCertificate(t)
+	iss := authntest.NewIssuer(authntest.WithAudience("orders"))
+	static := iss.Verifier(authn.WithAnyAudience())
+	t.Cleanup(static.Close)
+	tok := iss.Token(authntest.Subject("alice"), authntest.BoundTo(tp))
+	s := newServer(t, static, `{"routes":[{"path_prefix":"/","audience":"orders"}]}`)
+	for _, tt := range []struct {
+		name, cert string
+		allowed    bool
+	}{
+		{"bound token with its certificate", certPEM, true},
+		{"bound token without a certificate", "", false},
+		{"bound token with another certificate", otherPEM, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req := request("h", "/x", bearerOf(tok))
+			req.Attributes.Source = &authv3.AttributeContext_Peer{Certificate: url.QueryEscape(tt.cert)}
+			got, err := s.Check(t.Context(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if allowed := got.GetOkResponse() != nil; allowed != tt.allowed {
+				t.Fatalf("allowed %v, want %v: %v", allowed, tt.allowed, got)
+			}
+			if !tt.allowed && got.GetDeniedResponse().GetStatus().GetCode() != 401 {
+				t.Errorf("denied with %v, want 401", got.GetDeniedResponse().GetStatus())
+			}
 		})
 	}
+}
+
+// testCertificate returns a self-signed certificate as PEM and its x5t#S256 thumbprint.
+func testCertificate(t *testing.T) (string, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "client"}, NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(der)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // TestCheckDelegated: a delegated token (RFC 8693 act) passes with its actor chain in the actors

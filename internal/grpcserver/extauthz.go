@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/tokenauthority/tokenauthority/authn"
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
@@ -34,6 +35,7 @@ var reasonErrors = map[token.Reason]error{
 	token.ReasonRevoked:              authn.ErrRevoked,
 	token.ReasonCutOff:               authn.ErrCutOff,
 	token.ReasonInsufficientScope:    authn.ErrInsufficientScope,
+	token.ReasonCertificateMismatch:  authn.ErrCertificateMismatch,
 }
 
 func (v strictVerifier) Verify(ctx context.Context, tok string) (*authn.Claims, error) {
@@ -42,7 +44,7 @@ func (v strictVerifier) Verify(ctx context.Context, tok string) (*authn.Claims, 
 		// The policy table lets only tenant keys with role verify through; fail closed anyway.
 		return nil, fmt.Errorf("%w: no tenant API key", authn.ErrUnavailable)
 	}
-	res, err := v.tokens.Verify(ctx, token.VerifyRequest{Tenant: c.Tenant, Token: tok})
+	res, err := v.tokens.Verify(ctx, token.VerifyRequest{Tenant: c.Tenant, Token: tok, CertThumbprint: authn.PresentedFromContext(ctx)})
 	switch {
 	case errors.Is(err, token.ErrInvalidArgument):
 		return nil, authn.ErrMalformed
@@ -60,5 +62,18 @@ func (v strictVerifier) Verify(ctx context.Context, tok string) (*authn.Claims, 
 		Issuer: tc.Issuer, Subject: tc.Subject, Audience: tc.Audience,
 		ExpiresAt: tc.ExpiresAt, NotBefore: tc.NotBefore, IssuedAt: tc.IssuedAt,
 		JTI: tc.JTI, SessionID: tc.SessionID, Scopes: tc.Scopes, Extra: tc.Extra,
+		CertificateThumbprint: tc.CertThumbprint, Actor: actorsToAuthn(tc.Actor),
 	}, nil
+}
+
+// actorsToAuthn converts the authority's delegation chain to authn's.
+func actorsToAuthn(chain []accesstoken.Actor) []authn.Actor {
+	if len(chain) == 0 {
+		return nil
+	}
+	out := make([]authn.Actor, len(chain))
+	for i, a := range chain {
+		out[i] = authn.Actor{Subject: a.Subject}
+	}
+	return out
 }
