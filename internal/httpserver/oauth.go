@@ -28,7 +28,7 @@ type OAuth interface {
 const maxFormSize = 16 << 10
 
 // apiKeyHeader carries the API key, as in gRPC metadata.
-const apiKeyHeader = "X-Api-Key"
+const apiKeyHeader = "X-Api-Key" //nolint:gosec // G101: a header name, not a credential
 
 // introspection is an RFC 7662 answer. An inactive token gets {"active": false} alone, so that the
 // answer tells an unauthorised party nothing more.
