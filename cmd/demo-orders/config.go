@@ -17,6 +17,9 @@ import (
 const (
 	envAddr          = "DEMO_ADDR"           // -addr
 	envAuthorityAddr = "TOKENAUTHORITY_ADDR" // -authority-addr
+	envCACert        = "DEMO_CACERT"         // -cacert
+	envCert          = "DEMO_CERT"           // -cert
+	envKey           = "DEMO_KEY"            // -key
 	envAPIKey        = "DEMO_API_KEY"        //nolint:gosec // G101: a variable's name; no flag
 	envAPIKeyFile    = "DEMO_API_KEY_FILE"   //nolint:gosec // G101: a variable's name; -api-key-file
 	envAudience      = "DEMO_AUDIENCE"       // -audience
@@ -41,8 +44,13 @@ const (
 type config struct {
 	// Addr is where the demo listens.
 	Addr string
-	// AuthorityAddr is the token authority's gRPC address, reached without TLS.
+	// AuthorityAddr is the token authority's gRPC address, reached without TLS unless one of the
+	// TLS settings below is given.
 	AuthorityAddr string
+	// CACert is the PEM bundle that verifies the authority's certificate; setting it (or Cert)
+	// makes the demo reach the authority over TLS. Cert and Key are the demo's client
+	// certificate, for an authority that asks for one (mutual TLS).
+	CACert, Cert, Key string
 	// APIKey is an API key of the tenant with role verify. Never log it.
 	APIKey string
 	// APIKeyFile is where APIKey was read from, when DEMO_API_KEY was not set.
@@ -81,6 +89,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.Addr, "addr", envOr(envAddr, defaultAddr), "listen address ("+envAddr+")")
 	fs.StringVar(&c.AuthorityAddr, "authority-addr", envOr(envAuthorityAddr, defaultAuthorityAddr),
 		"the token authority's gRPC address, plaintext ("+envAuthorityAddr+")")
+	fs.StringVar(&c.CACert, "cacert", envOr(envCACert, ""), "CA bundle (PEM) that verifies the authority: reach it over TLS ("+envCACert+")")
+	fs.StringVar(&c.Cert, "cert", envOr(envCert, ""), "client certificate (PEM) for mutual TLS with the authority ("+envCert+")")
+	fs.StringVar(&c.Key, "key", envOr(envKey, ""), "the client certificate's private key (PEM) ("+envKey+")")
 	fs.StringVar(&c.APIKeyFile, "api-key-file", envOr(envAPIKeyFile, defaultAPIKeyFile),
 		"file holding an API key of the tenant with role verify ("+envAPIKeyFile+"); "+envAPIKey+" holds the key itself and wins")
 	fs.StringVar(&c.Audience, "audience", envOr(envAudience, defaultAudience), "the audience tokens must name ("+envAudience+")")
@@ -106,6 +117,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.Issuer == "" {
 		errs = append(errs, errors.New("-issuer: must not be empty"))
+	}
+	if (c.Cert == "") != (c.Key == "") {
+		errs = append(errs, errors.New("-cert and -key go together"))
 	}
 	key, err := resolveAPIKey(getenv(envAPIKey), c.APIKeyFile)
 	if err != nil {

@@ -23,10 +23,12 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tokenauthority/tokenauthority/authn"
 	ordersv1 "github.com/tokenauthority/tokenauthority/gen/demo/orders/v1"
+	"github.com/tokenauthority/tokenauthority/internal/tlsfiles"
 )
 
 func main() {
@@ -61,11 +63,18 @@ func start(ctx context.Context, args []string, getenv func(string) string, stder
 func run(ctx context.Context, cfg config, lis net.Listener) error {
 	defer lis.Close()
 	log := cfg.Logger
-	if !isLoopback(cfg.AuthorityAddr) {
-		log.Warn("the authority is reached without TLS: outside loopback, use TLS", slog.String("authority", cfg.AuthorityAddr))
+	creds := insecure.NewCredentials()
+	if cfg.CACert != "" || cfg.Cert != "" {
+		tlsCfg, err := tlsfiles.ClientConfig(cfg.CACert, cfg.Cert, cfg.Key)
+		if err != nil {
+			return fmt.Errorf("-cacert, -cert, -key: %w", err)
+		}
+		creds = credentials.NewTLS(tlsCfg)
+	} else if !isLoopback(cfg.AuthorityAddr) {
+		log.Warn("the authority is reached without TLS: outside loopback, use TLS (-cacert)", slog.String("authority", cfg.AuthorityAddr))
 	}
 	conn, err := grpc.NewClient(cfg.AuthorityAddr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		// The verifier's calls fail fast while the connection is down, so after an outage the
 		// connection's own backoff (up to 2 minutes by default) decides when the revocation
 		// stream, and with it the service, comes back: keep it short.

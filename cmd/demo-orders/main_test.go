@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -27,6 +29,7 @@ import (
 	"github.com/tokenauthority/tokenauthority/authn/authntest"
 	ordersv1 "github.com/tokenauthority/tokenauthority/gen/demo/orders/v1"
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+	"github.com/tokenauthority/tokenauthority/internal/tlstest"
 )
 
 const testAPIKey = "tak_demo-orders-test-key" //nolint:gosec // G101: a test value
@@ -406,5 +409,69 @@ func TestIsLoopback(t *testing.T) {
 		if got := isLoopback(addr); got != want {
 			t.Errorf("isLoopback(%q) = %v, want %v", addr, got, want)
 		}
+	}
+}
+
+// TestRunOverMutualTLS: with -cacert, -cert and -key the demo reaches an authority that requires a
+// client certificate, verifies its server certificate, and serves; without them it cannot start.
+func TestRunOverMutualTLS(t *testing.T) {
+	t.Parallel()
+	ca := tlstest.NewCA(t, "demo-ca")
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.pem")
+	tlstest.WriteFile(t, caFile, ca.PEM)
+	certFile, keyFile := ca.Client(t, "demo-orders").Write(t, dir)
+
+	iss := authntest.NewIssuer(authntest.WithIssuer(defaultIssuer), authntest.WithAudience(defaultAudience))
+	authority := &fakeAuthority{keys: []*tokenauthorityv1.JsonWebKey{iss.JWK()}, events: make(chan *tokenauthorityv1.WatchRevocationsResponse)}
+	server := ca.Server(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{server.TLS}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
+	})))
+	tokenauthorityv1.RegisterTokenServiceServer(srv, authority)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+
+	start := func(c config) (string, chan error, context.CancelFunc) {
+		demoLis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Addr, c.AuthorityAddr, c.APIKey = demoLis.Addr().String(), lis.Addr().String(), testAPIKey
+		c.Audience, c.Issuer = defaultAudience, defaultIssuer
+		c.StreamRecheck, c.StartTimeout, c.ShutdownTimeout = time.Second, 2*time.Second, time.Second
+		c.Logger = slog.New(slog.DiscardHandler)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, c, demoLis) }()
+		return c.Addr, done, cancel
+	}
+
+	addr, done, cancel := start(config{CACert: caFile, Cert: certFile, Key: keyFile})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, callCancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer callCancel()
+	health, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+	if err != nil || health.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("over mutual TLS: %v, %v; want SERVING", health, err)
+	}
+	cancel()
+	<-done
+
+	// Plaintext, or TLS without the client certificate: the authority refuses the demo.
+	for name, c := range map[string]config{"plaintext": {}, "no client certificate": {CACert: caFile}} {
+		_, done, cancel := start(c)
+		if err := <-done; err == nil {
+			t.Errorf("%s: the demo started against an authority that requires a client certificate", name)
+		}
+		cancel()
 	}
 }

@@ -3,19 +3,19 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tokenauthority/tokenauthority/internal/tlsfiles"
 )
 
 // healthcheckCommand is the first argument that selects the health-check mode. Container images
@@ -118,31 +118,18 @@ const (
 // healthcheckTLS returns the client configuration of the check: the server verified against
 // caFile when given, and the client certificate in certFile and keyFile when given.
 func healthcheckTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile) //nolint:gosec // G304: the operator names the CA file
-		if err != nil {
-			return nil, fmt.Errorf("-cacert: %w", err)
-		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("-cacert: %s holds no PEM certificate", caFile)
-		}
-	} else {
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("-cert and -key go together")
+	}
+	cfg, err := tlsfiles.ClientConfig(caFile, certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("-cacert, -cert, -key: %w", err)
+	}
+	if caFile == "" {
 		// The check runs beside the server, whose certificate names the service, not the
 		// loopback address it dials; it sends no credential and reads one status, as the
 		// kubelet's HTTPS probes do without verifying either.
 		cfg.InsecureSkipVerify = true //nolint:gosec // see above: nothing secret crosses this connection
-	}
-	if (certFile == "") != (keyFile == "") {
-		return nil, errors.New("-cert and -key go together")
-	}
-	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("-cert and -key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
 }

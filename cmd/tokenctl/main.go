@@ -16,7 +16,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +33,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+	"github.com/tokenauthority/tokenauthority/internal/tlsfiles"
 )
 
 // Exit codes of run.
@@ -307,23 +307,12 @@ func dial(g *globals) (*grpc.ClientConn, error) {
 
 // clientTLS returns the TLS configuration the flags describe.
 func clientTLS(g *globals) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if g.caCert != "" {
-		pem, err := os.ReadFile(g.caCert) //nolint:gosec // G304: the operator names the file
-		if err != nil {
-			return nil, usagef("-cacert: %v", err)
-		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, usagef("-cacert: %s holds no PEM certificate", g.caCert)
-		}
+	if g.cert != "" && g.certKey == "" {
+		return nil, usagef("-cert needs -cert-key")
 	}
-	if g.cert != "" {
-		cert, err := tls.LoadX509KeyPair(g.cert, g.certKey)
-		if err != nil {
-			return nil, usagef("-cert and -cert-key: %v", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	cfg, err := tlsfiles.ClientConfig(g.caCert, g.cert, g.certKey)
+	if err != nil {
+		return nil, usagef("-cacert, -cert, -cert-key: %v", err)
 	}
 	return cfg, nil
 }

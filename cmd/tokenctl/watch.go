@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
@@ -75,8 +77,12 @@ func watch(
 
 // watchEnded tells an end that was asked for (ctx ended: an interrupt, or -for) from a failure.
 func watchEnded(ctx context.Context, err error) error {
+	dl, hasDeadline := ctx.Deadline()
 	switch {
 	case ctx.Err() != nil:
+		return nil
+	case hasDeadline && status.Code(err) == codes.DeadlineExceeded && !time.Now().Before(dl):
+		// grpc's own timer saw -for elapse before the context's did.
 		return nil
 	case errors.Is(err, io.EOF):
 		// The server never ends the stream by itself: a proxy or a server bug did.

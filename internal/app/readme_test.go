@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -17,13 +18,19 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+	"github.com/tokenauthority/tokenauthority/internal/config"
+	"github.com/tokenauthority/tokenauthority/internal/tlstest"
 )
 
 // readmeAddr is the gRPC address of `make run`, which the README's examples use literally so that
 // they stay copy-pasteable; the test substitutes its own server's address.
 const readmeAddr = "127.0.0.1:50051"
+
+// readmeTLSAddr is the address of the TLS server that the certificate-bound tokens example uses.
+const readmeTLSAddr = "localhost:50443"
 
 var (
 	// invokesGrpcurl and invokesTokenctl match a command that runs grpcurl, or the tokenctl that
@@ -203,13 +210,35 @@ func TestREADMEGrpcurlExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := r.conn.Target()
+	// The certificate-bound tokens example: a second server, on TLS with client certificates of
+	// a CA the test makes, beside the first (same data directory: same dev API key).
+	tlsDir := filepath.Join(cfg.DataDir, "tls")
+	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ca := tlstest.NewCA(t, "README CA")
+	tlstest.WriteFile(t, filepath.Join(tlsDir, "ca.pem"), ca.PEM)
+	server, client := ca.Server(t), ca.Client(t, "orders-worker")
+	for name, pemBytes := range map[string][]byte{"server.pem": server.CertPEM, "server-key.pem": server.KeyPEM,
+		"client.pem": client.CertPEM, "client-key.pem": client.KeyPEM} {
+		tlstest.WriteFile(t, filepath.Join(tlsDir, name), pemBytes)
+	}
+	tlsCfg := *cfg
+	tlsCfg.TLSCertFile, tlsCfg.TLSKeyFile = filepath.Join(tlsDir, "server.pem"), filepath.Join(tlsDir, "server-key.pem")
+	tlsCfg.TLSClientCAFile, tlsCfg.TLSClientAuth = filepath.Join(tlsDir, "ca.pem"), config.ClientAuthOptional
+	rTLS, _ := startWithCreds(t, &tlsCfg, nil, func(log *slog.Logger) (*App, error) { return New(&tlsCfg, log) },
+		credentials.NewTLS(tlstest.ClientConfig(ca, client)))
+	_, tlsPort, err := net.SplitHostPort(rTLS.conn.Target())
+	if err != nil {
+		t.Fatal(err)
+	}
 	closedAddr := closedPort(t)
 
 	out := t.TempDir()
 	var script strings.Builder
 	script.WriteString("set -o pipefail\n")
 	for i, c := range cmds {
-		text := strings.ReplaceAll(c.text, readmeAddr, addr)
+		text := strings.ReplaceAll(strings.ReplaceAll(c.text, readmeAddr, addr), readmeTLSAddr, "localhost:"+tlsPort)
 		open, closing := "{", "}"
 		if c.dryRun {
 			// In a subshell, so that the closed port reaches tokenctl in a pipeline or a command
