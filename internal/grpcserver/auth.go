@@ -68,8 +68,8 @@ func authFunc(authn Authenticator, log *slog.Logger, g *authGuards, policyOf fun
 		if _, ok := policyOf(method); !ok {
 			return nil, status.Error(codes.PermissionDenied, "method has no access policy")
 		}
-		md, _ := metadata.FromIncomingContext(ctx)
-		vals := md.Get(APIKeyHeader)
+		// One key's values, not a copy of every header (FromIncomingContext copies the map).
+		vals := metadata.ValueFromIncomingContext(ctx, APIKeyHeader)
 		if len(vals) != 1 || vals[0] == "" {
 			g.logFailure(ctx, log, method, "no x-api-key")
 			return nil, status.Error(codes.Unauthenticated, "missing x-api-key metadata")
