@@ -490,3 +490,81 @@ func TestExchangeSeesRevocationOfCachedToken(t *testing.T) {
 		t.Error("no audit line")
 	}
 }
+
+// slowCutoffStore runs a hook once, before its first cut-off write reaches the store: the hook
+// runs while that write is in flight.
+type slowCutoffStore struct {
+	token.Store
+	once sync.Once
+	hook func()
+}
+
+func (s *slowCutoffStore) SetSubjectCutoff(ctx context.Context, tenantID, subject string, at time.Time, ttl time.Duration) error {
+	s.once.Do(s.hook)
+	return s.Store.SetSubjectCutoff(ctx, tenantID, subject, at, ttl)
+}
+
+func (s *slowCutoffStore) SetTenantCutoff(ctx context.Context, tenantID string, at time.Time, ttl time.Duration) error {
+	s.once.Do(s.hook)
+	return s.Store.SetTenantCutoff(ctx, tenantID, at, ttl)
+}
+
+// TestExchangeDuringCutoffWrite: a token exchanged while a cut-off's write is in flight reads no
+// cut-off, and its iat is later than the instant the revocation started with. The cut-off the
+// revocation returns (and announces) must still cover it, or authn's local mode, which compares
+// only iat, accepts the token after the revocation returned.
+func TestExchangeDuringCutoffWrite(t *testing.T) {
+	for _, kind := range []string{"subject", "tenant"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			clock := storetest.NewClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+			mem := memory.New(clock.Now)
+			st := &slowCutoffStore{Store: mem}
+			kek := make([]byte, 32)
+			_, _ = rand.Read(kek)
+			km, err := keys.NewManager(mem, kek, clock.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := km.Ensure(ctx, "acme", keys.EdDSA); err != nil {
+				t.Fatal(err)
+			}
+			svc := token.New(token.Config{Store: st, Keys: km, Now: clock.Now, AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour,
+				MaxAccessTTL: time.Hour, MaxRefreshTTL: time.Hour, Audit: slog.New(slog.DiscardHandler)})
+			ten := &tenant.Tenant{ID: "acme", Issuer: "https://acme.example"}
+			p, err := svc.Issue(ctx, token.IssueRequest{Tenant: ten, Subject: "alice", Audience: []string{"svc-a"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(time.Second)
+			var ex *token.Exchanged
+			st.hook = func() {
+				clock.Advance(2 * time.Millisecond)
+				var err error
+				ex, err = svc.Exchange(ctx, token.ExchangeRequest{Tenant: ten, SubjectToken: p.AccessToken, Actor: "svc-a",
+					Policy: policyA, Audience: []string{"svc-b"}})
+				if err != nil {
+					t.Errorf("Exchange while the cut-off is in flight: %v", err)
+				}
+				clock.Advance(time.Millisecond)
+			}
+			var cutoff time.Time
+			if kind == "subject" {
+				cutoff, err = svc.RevokeSubject(ctx, ten, "alice")
+			} else {
+				cutoff, err = svc.RevokeTenant(ctx, ten)
+			}
+			if err != nil || ex == nil {
+				t.Fatalf("revoke: %v", err)
+			}
+			iatMS := int64(decodeSegment(t, ex.AccessToken, 1)["iat_ms"].(float64))
+			if iatMS > cutoff.UnixMilli() {
+				t.Fatalf("the token exchanged during the cut-off's write has iat_ms %d, after the cut-off %d: a local verifier accepts it", iatMS, cutoff.UnixMilli())
+			}
+			v, err := svc.Verify(ctx, token.VerifyRequest{Tenant: ten, Token: ex.AccessToken})
+			if err != nil || v.Active {
+				t.Fatalf("Verify after the cut-off = %+v, %v; want inactive", v, err)
+			}
+		})
+	}
+}

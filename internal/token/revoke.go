@@ -180,8 +180,10 @@ func (s *Service) RevokeSubject(ctx context.Context, t *tenant.Tenant, subject s
 	if subject == "" || len(subject) > maxSubjectLen {
 		return time.Time{}, fmt.Errorf("%w: subject must be 1-%d bytes", ErrInvalidArgument, maxSubjectLen)
 	}
-	at := time.UnixMilli(s.now().UnixMilli())
-	if err := s.cfg.Store.SetSubjectCutoff(ctx, t.ID, subject, at, s.cutoffTTL(t)); err != nil {
+	at, err := s.raiseCutoff(func(at time.Time) error {
+		return s.cfg.Store.SetSubjectCutoff(ctx, t.ID, subject, at, s.cutoffTTL(t))
+	})
+	if err != nil {
 		return time.Time{}, fmt.Errorf("set subject cut-off: %w", err)
 	}
 	s.obs.Revoked(revocation.KindSubjectCutoff)
@@ -204,14 +206,38 @@ func (s *Service) EndTenant(ctx context.Context, t *tenant.Tenant) (time.Time, e
 }
 
 func (s *Service) revokeTenant(ctx context.Context, t *tenant.Tenant, value string) (time.Time, error) {
-	at := time.UnixMilli(s.now().UnixMilli())
-	if err := s.cfg.Store.SetTenantCutoff(ctx, t.ID, at, s.cutoffTTL(t)); err != nil {
+	at, err := s.raiseCutoff(func(at time.Time) error {
+		return s.cfg.Store.SetTenantCutoff(ctx, t.ID, at, s.cutoffTTL(t))
+	})
+	if err != nil {
 		return time.Time{}, fmt.Errorf("set tenant cut-off: %w", err)
 	}
 	s.obs.Revoked(revocation.KindTenantCutoff)
 	s.audit.LogAttrs(ctx, slog.LevelWarn, "tenant sessions revoked", slog.String("audit", "tenant_cutoff"),
 		slog.String("tenant", t.ID), slog.Time("cutoff", at))
 	return at, s.announce(ctx, t, revocation.Event{Kind: revocation.KindTenantCutoff, Value: value, Cutoff: at, ExpiresAt: s.accessHorizon(t, at)})
+}
+
+// raiseCutoff records a cut-off with set and returns the instant it covers, in whole milliseconds.
+//
+// A token minted while the write was in flight read no cut-off, and its iat (taken before that
+// read) can be later than the instant the write started with. Local verifiers only compare iat
+// with the cut-off, so such a token would outlive the revocation there. Once the first write is
+// visible no new token can miss it, so the cut-off is raised to the time after that write (cut-offs
+// only rise): every token minted before the write is then covered as well.
+func (s *Service) raiseCutoff(set func(time.Time) error) (time.Time, error) {
+	at := time.UnixMilli(s.now().UnixMilli())
+	if err := set(at); err != nil {
+		return time.Time{}, err
+	}
+	after := time.UnixMilli(s.now().UnixMilli())
+	if !after.After(at) {
+		return at, nil
+	}
+	if err := set(after); err != nil {
+		return time.Time{}, err
+	}
+	return after, nil
 }
 
 // cutoffTTL is how long a cut-off must be kept: until every session it covers has expired.
