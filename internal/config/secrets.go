@@ -240,7 +240,7 @@ func (r *resolver) generated(k *secretKind) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: cannot generate a development %s: %w", k.env, k.what, err)
 	}
-	created, err := createFileAtomic(r.c.DataDir, k.fileName, []byte(v+"\n"))
+	created, err := CreateSecretFile(r.c.DataDir, k.fileName, []byte(v+"\n"))
 	if err != nil {
 		return "", fmt.Errorf("%s: cannot write the development %s: %w", k.env, k.what, err)
 	}
@@ -379,10 +379,22 @@ func cause(err error) error {
 	return err
 }
 
-// createFileAtomic creates dir/name with mode 0600 and content data unless it exists, so that a
-// reader never sees a partial file and two processes starting at once agree on one value. It
+// CreateSecretFile creates dir/name with mode 0600 and content data unless it exists, creating
+// dir with mode 0700 if it is missing. It is the one writer of the development secrets (master
+// key, key-encryption key, the dev API key), so that each has the same guarantees: a reader never
+// sees a partial file, the file is synced before it appears and its directory after, and two
+// processes starting at once agree on one value because an existing file is never replaced. It
 // writes a temporary file and links it into place, renaming it instead where the file system has
-// no hard links. It reports whether it created the file.
+// no hard links. It reports whether it created the file; when it did not, the caller reads the
+// file that won.
+func CreateSecretFile(dir, name string, data []byte) (created bool, err error) {
+	if err := os.MkdirAll(dir, dataDirPerm); err != nil {
+		return false, err
+	}
+	return createFileAtomic(dir, name, data)
+}
+
+// createFileAtomic is CreateSecretFile in a directory that exists.
 func createFileAtomic(dir, name string, data []byte) (created bool, err error) {
 	f, err := os.CreateTemp(dir, "."+name+"-*.tmp")
 	if err != nil {
