@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -502,35 +501,22 @@ func (p *parser) addr(env, def string) (string, bool) {
 // redisURL returns the Redis URL, checking only what is needed to report mistakes early: that it
 // parses and names a Redis scheme. Messages never contain the URL, which may hold a password.
 func (p *parser) redisURL(prod bool) string {
-	fileEnv := varRedisURL + fileSuffix
-	fromFlags := p.given[flagName(varRedisURL)] || p.given[flagName(fileEnv)]
-	in, file := p.lookupFrom(varRedisURL, fromFlags), p.lookupFrom(fileEnv, fromFlags)
-	switch {
-	case in.value != "" && file.value != "":
-		p.errs = append(p.errs, fmt.Errorf("%s and %s are both set: set only one", in.name, file.name))
+	in, file, ok := p.valueOrFile(varRedisURL)
+	if !ok {
 		return ""
-	case file.value != "":
-		if prod {
-			// The URL may hold the Redis password.
-			if err := checkSecretFileMode(file.value); err != nil {
-				p.errs = append(p.errs, fmt.Errorf("%s: %w", file.name, err))
-				return ""
-			}
-		}
-		b, err := os.ReadFile(file.value)
+	}
+	if file.value != "" {
+		// The URL may hold the Redis password: its file is read like a secret's.
+		v, err := readValueFile(file.name, file.value, prod)
 		if err != nil {
-			p.errorf(file, "cannot read the file: %v", errors.Unwrap(err))
+			p.errs = append(p.errs, err)
 			return ""
 		}
-		in = input{name: file.name, value: strings.TrimSpace(string(b))}
-		if in.value == "" {
-			p.errorf(file, "the file is empty")
-			return ""
-		}
+		in = input{name: file.name, value: v}
 	}
 	if in.value == "" {
 		if prod {
-			p.errs = append(p.errs, errors.New(varRedisURL+" (or "+fileEnv+") must be set in production"))
+			p.errs = append(p.errs, errors.New(varRedisURL+" (or "+varRedisURL+fileSuffix+") must be set in production"))
 		}
 		return ""
 	}
@@ -624,16 +610,43 @@ func checkPositive(d time.Duration) error {
 	return nil
 }
 
-// secret returns where the secret of kind k is given. The flags, if either is given, replace the
-// variables; within one of them, giving both the value and the file is an error.
+// valueOrFile returns the inputs of a setting given as a value (env) or as the path of a file
+// holding it (env+fileSuffix): the Redis URL and every secret. The flags, if either is given,
+// replace the variables; within one of them, giving both is an error, recorded here, and ok is
+// false.
+func (p *parser) valueOrFile(env string) (val, file input, ok bool) {
+	fileEnv := env + fileSuffix
+	fromFlags := p.given[flagName(env)] || p.given[flagName(fileEnv)]
+	val, file = p.lookupFrom(env, fromFlags), p.lookupFrom(fileEnv, fromFlags)
+	if val.value != "" && file.value != "" {
+		p.errs = append(p.errs, fmt.Errorf("%s and %s are both set: set only one", val.name, file.name))
+		return val, file, false
+	}
+	return val, file, true
+}
+
+// readValueFile returns the content of the file at path, which holds the value of the setting
+// reported as name (the Redis URL or a secret). In production it refuses a file that others may
+// read. Errors name the setting and the path, never the content.
+func readValueFile(name, path string, prod bool) (string, error) {
+	if prod {
+		if err := checkSecretFileMode(path); err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	v, err := readSecretFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	return v, nil
+}
+
+// secret returns where the secret of kind k is given; in production it must be.
 func (p *parser) secret(k *secretKind, prod bool) secretSource {
-	fileEnv := k.env + fileSuffix
-	fromFlags := p.given[flagName(k.env)] || p.given[flagName(fileEnv)]
-	val, file := p.lookupFrom(k.env, fromFlags), p.lookupFrom(fileEnv, fromFlags)
+	val, file, ok := p.valueOrFile(k.env)
 	src := secretSource{valueName: val.name, pathName: file.name}
 	switch {
-	case val.value != "" && file.value != "":
-		p.errs = append(p.errs, fmt.Errorf("%s and %s are both set: set only one", val.name, file.name))
+	case !ok:
 	case val.value != "":
 		if err := k.check(val.value); err != nil {
 			p.errorf(val, "%v", err)
@@ -642,7 +655,7 @@ func (p *parser) secret(k *secretKind, prod bool) secretSource {
 	case file.value != "":
 		src.path = file.value
 	case prod:
-		p.errs = append(p.errs, fmt.Errorf("%s (or %s) must be set in production", k.env, fileEnv))
+		p.errs = append(p.errs, fmt.Errorf("%s (or %s) must be set in production", k.env, k.env+fileSuffix))
 	}
 	return src
 }

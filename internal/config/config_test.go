@@ -618,3 +618,43 @@ func TestRedisURLFileOpenToOthersInProduction(t *testing.T) {
 		t.Fatalf("development: %v", err)
 	}
 }
+
+// TestRedisURLFileReadLikeASecret: the Redis URL's file goes through the reader of the secrets'
+// files, with its bound on the size and its messages, which name the setting and the file and
+// never the content.
+func TestRedisURLFileReadLikeASecret(t *testing.T) {
+	dir := t.TempDir()
+	const password = "s3cret-password"
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	tests := []struct {
+		name, path string
+		want       []string
+	}{
+		{name: "empty", path: write("empty", " \n"), want: []string{varRedisURL + fileSuffix + ": the file", "is empty"}},
+		{name: "too large", path: write("large", "redis://:"+password+"@redis:6379/0"+strings.Repeat(" ", maxSecretFileSize)),
+			want: []string{varRedisURL + fileSuffix + ":", "is larger than"}},
+		{name: "directory", path: dir, want: []string{varRedisURL + fileSuffix + ": cannot read the file", "is a directory"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(nil, fakeEnv(map[string]string{varRedisURL + fileSuffix: tt.path}), nil)
+			if err == nil {
+				t.Fatal("Parse accepted the file")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), password) {
+				t.Error("the error shows the password")
+			}
+		})
+	}
+}

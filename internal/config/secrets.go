@@ -196,14 +196,9 @@ func (r *resolver) lookup(k *secretKind, src secretSource) (string, error) {
 		return src.value.Reveal(), nil
 	case src.path != "":
 		name := orDefault(src.pathName, fileEnv)
-		if r.c.Env == EnvProduction {
-			if err := checkSecretFileMode(src.path); err != nil {
-				return "", fmt.Errorf("%s: %w", name, err)
-			}
-		}
-		v, err := readSecretFile(src.path)
+		v, err := readValueFile(name, src.path, r.c.Env == EnvProduction)
 		if err != nil {
-			return "", fmt.Errorf("%s: %w", name, err)
+			return "", err
 		}
 		if err := k.check(v); err != nil {
 			return "", fmt.Errorf("%s: content of %q is invalid: %w", name, src.path, err)
@@ -353,19 +348,19 @@ func checkSecretFileMode(path string) error {
 func readSecretFile(path string) (string, error) {
 	f, err := os.Open(path) //nolint:gosec // G304: reading the file the operator named is the point.
 	if err != nil {
-		return "", fmt.Errorf("cannot read %q: %w", path, cause(err))
+		return "", fmt.Errorf("cannot read the file %q: %w", path, cause(err))
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretFileSize+1))
 	if err != nil {
-		return "", fmt.Errorf("cannot read %q: %w", path, cause(err))
+		return "", fmt.Errorf("cannot read the file %q: %w", path, cause(err))
 	}
 	if len(b) > maxSecretFileSize {
 		return "", fmt.Errorf("%q is larger than %d bytes", path, maxSecretFileSize)
 	}
 	v := strings.TrimSpace(string(b))
 	if v == "" {
-		return "", fmt.Errorf("%q is empty", path)
+		return "", fmt.Errorf("the file %q is empty", path)
 	}
 	return v, nil
 }
