@@ -658,3 +658,52 @@ func TestRedisURLFileReadLikeASecret(t *testing.T) {
 		})
 	}
 }
+
+// TestUsageDefaultsAreTheParsedDefaults: giving a setting the default that the usage text shows
+// for an environment changes nothing, in development and in production, so the usage text cannot
+// drift from what Parse applies.
+func TestUsageDefaultsAreTheParsedDefaults(t *testing.T) {
+	// needs holds what a setting is only allowed with, given alike to both sides.
+	needs := map[string]map[string]string{
+		varTLSClientAuth: {varTLSCertFile: "cert.pem", varTLSKeyFile: "key.pem", varTLSClientCAFile: "ca.pem", varInsecurePlaintext: ""},
+	}
+	for _, base := range []struct {
+		name string
+		env  map[string]string
+		prod bool
+	}{
+		{name: "development", env: map[string]string{}},
+		{name: "production", env: production(nil), prod: true},
+	} {
+		for _, s := range settings {
+			def := s.devDef
+			if base.prod && s.prodDef != "" {
+				def = s.prodDef
+			}
+			if _, given := base.env[s.env]; given || def == "" {
+				continue
+			}
+			t.Run(base.name+"/"+s.env, func(t *testing.T) {
+				env := map[string]string{}
+				for k, v := range base.env {
+					env[k] = v
+				}
+				for k, v := range needs[s.env] {
+					env[k] = v
+				}
+				want, err := Parse(nil, fakeEnv(env), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				env[s.env] = def
+				got, err := Parse(nil, fakeEnv(env), nil)
+				if err != nil {
+					t.Fatalf("%s=%q (the default shown): %v", s.env, def, err)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("%s=%q (the default shown) gives\n%v\nwant\n%v", s.env, def, got, want)
+				}
+			})
+		}
+	}
+}
