@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenauthority/tokenauthority/internal/config"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
@@ -118,7 +119,7 @@ func devMarkID(key string) string {
 }
 
 // loadOrCreateKey reads the API key in path, tightening the file's mode to 0600 if it is looser,
-// or creates one there (0600, in a 0700 directory).
+// or creates one there with config.CreateSecretFile (0600, in a 0700 directory).
 func (a *App) loadOrCreateKey(path string) (value string, created bool, err error) {
 	fi, err := os.Lstat(path)
 	if err == nil {
@@ -143,28 +144,20 @@ func (a *App) loadOrCreateKey(path string) (value string, created bool, err erro
 	if !errors.Is(err, os.ErrNotExist) {
 		return "", false, fmt.Errorf("read %s: %w", path, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", false, fmt.Errorf("create data directory: %w", err)
-	}
 	value = tenant.NewAPIKeyValue()
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".dev-api-key-*")
+	// The writer of every development secret: synced, and never replacing a key file that
+	// another process created meanwhile.
+	created, err = config.CreateSecretFile(filepath.Dir(path), filepath.Base(path), []byte(value+"\n"))
 	if err != nil {
 		return "", false, fmt.Errorf("create %s: %w", path, err)
 	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(devKeyFilePerm); err != nil {
-		_ = tmp.Close()
-		return "", false, fmt.Errorf("create %s: %w", path, err)
-	}
-	if _, err := tmp.WriteString(value + "\n"); err != nil {
-		_ = tmp.Close()
-		return "", false, fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", false, fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return "", false, fmt.Errorf("create %s: %w", path, err)
+	if !created {
+		// Another process created it first: use its key, as it does.
+		raw, err := os.ReadFile(path) //nolint:gosec // G304: the operator chooses the data directory
+		if err != nil {
+			return "", false, fmt.Errorf("read %s: %w", path, err)
+		}
+		return strings.TrimSpace(string(raw)), false, nil
 	}
 	return value, true, nil
 }

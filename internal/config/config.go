@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -96,7 +95,7 @@ const (
 	ClientAuthRequire = "require"
 )
 
-// Defaults that do not depend on the environment.
+// Defaults that do not depend on the environment, and bounds, used by the settings table.
 const (
 	defaultDataDir         = ".data"
 	defaultStoreTimeout    = time.Second
@@ -115,7 +114,7 @@ const (
 	maxKeyPrePublish     = 24 * time.Hour
 
 	// The defaults of the server's limits are grpcserver's (grpcserver.DefaultWatchRecheck, ...);
-	// config does not import the server, so they are repeated here for the usage text.
+	// config does not import the server, so they are repeated here, once, for the settings table.
 	defaultWatchRecheck          = 2 * time.Second
 	minWatchRecheck              = 100 * time.Millisecond
 	maxWatchRecheck              = time.Minute
@@ -130,54 +129,213 @@ const (
 	maxStreamLimit               = 1_000_000
 )
 
-// setting describes one flag and its variable for registration and usage.
+// setting is one flag and its variable: its usage text and, for a setting read on its own, its
+// typed default in each environment, its parser and its rules, in read. The defaults shown in the
+// usage text are derived from the typed ones, so that each default is written once.
 type setting struct {
 	env     string // environment variable
 	arg     string // placeholder for the value in the usage text
 	help    string
 	devDef  string // default in development, shown in the usage text
 	prodDef string // default in production, if it differs
+	// read parses the setting into c, applying its default, its parser and its rules (production
+	// ones included: prod reports the environment read so far). It is nil for a setting read with
+	// another, as a _FILE form with its value.
+	read func(p *parser, c *Config, prod bool)
 }
 
-// settings lists every flag in the order of the usage text.
+// perEnv is a typed default that may differ in production.
+type perEnv[T comparable] struct{ dev, prod T }
+
+// same is a default that does not depend on the environment.
+func same[T comparable](v T) perEnv[T] { return perEnv[T]{v, v} }
+
+// in returns the default in the environment.
+func (d perEnv[T]) in(prod bool) T {
+	if prod {
+		return d.prod
+	}
+	return d.dev
+}
+
+// shown returns the usage text's defaults: in development, and in production if it differs.
+func (d perEnv[T]) shown(format func(T) string) (dev, prod string) {
+	var zero T
+	if d.dev != zero {
+		dev = format(d.dev)
+	}
+	if d.prod != d.dev {
+		prod = format(d.prod)
+	}
+	return dev, prod
+}
+
+// plain describes a setting without a default of its own, read by read (nil if read with another).
+func plain(env, arg, help string, read func(p *parser, c *Config, prod bool)) setting {
+	return setting{env: env, arg: arg, help: help, read: read}
+}
+
+// text is a string setting.
+func text(env, arg, help string, def string, field func(*Config) *string) setting {
+	s := setting{env: env, arg: arg, help: help, devDef: def}
+	s.read = func(p *parser, c *Config, _ bool) { *field(c) = p.str(env, def) }
+	return s
+}
+
+// address is a listen address (host:port).
+func address(env, help string, def perEnv[string], field func(*Config) *string) setting {
+	s := setting{env: env, arg: "host:port", help: help}
+	s.devDef, s.prodDef = def.shown(func(v string) string { return v })
+	s.read = func(p *parser, c *Config, prod bool) { *field(c) = p.addr(env, def.in(prod)) }
+	return s
+}
+
+// choice is a string setting that takes one of allowed; set stores it.
+func choice(env, arg, help string, def perEnv[string], allowed []string, set func(*Config, string)) setting {
+	s := setting{env: env, arg: arg, help: help}
+	s.devDef, s.prodDef = def.shown(func(v string) string { return v })
+	s.read = func(p *parser, c *Config, prod bool) { set(c, p.oneOf(env, def.in(prod), allowed...)) }
+	return s
+}
+
+// boolean is a setting of true or false, false by default.
+func boolean(env, help string, field func(*Config) *bool) setting {
+	s := setting{env: env, arg: "bool", help: help, devDef: "false"}
+	s.read = func(p *parser, c *Config, _ bool) { *field(c) = p.oneOf(env, "false", "false", "true") == "true" }
+	return s
+}
+
+// duration is a duration setting; check, if not nil, validates it (c holds the settings read
+// before it).
+func duration(env, help string, def time.Duration, check func(p *parser, c *Config, d time.Duration) error,
+	field func(*Config) *time.Duration) setting {
+	s := setting{env: env, arg: "duration", help: help, devDef: def.String()}
+	s.read = func(p *parser, c *Config, _ bool) {
+		var bound func(time.Duration) error
+		if check != nil {
+			bound = func(d time.Duration) error { return check(p, c, d) }
+		}
+		*field(c) = p.duration(env, def, bound)
+	}
+	return s
+}
+
+// count is a whole number from 1 to hi.
+func count(env, help string, def, hi int, field func(*Config) *int) setting {
+	s := setting{env: env, arg: "n", help: help, devDef: strconv.Itoa(def)}
+	s.read = func(p *parser, c *Config, _ bool) { *field(c) = p.count(env, def, hi) }
+	return s
+}
+
+// between returns a check that a duration is from lo to hi.
+func between(lo, hi time.Duration) func(*parser, *Config, time.Duration) error {
+	return func(_ *parser, _ *Config, d time.Duration) error {
+		if d < lo || d > hi {
+			return fmt.Errorf("must be between %v and %v, got %v", lo, hi, d)
+		}
+		return nil
+	}
+}
+
+// positive checks that a duration is positive.
+func positive(_ *parser, _ *Config, d time.Duration) error {
+	return checkPositive(d)
+}
+
+// atLeast returns a check that a duration is positive and, if the setting lowerEnv was valid, at
+// least its value.
+func atLeast(lowerEnv string, lower func(*Config) time.Duration) func(*parser, *Config, time.Duration) error {
+	return func(p *parser, c *Config, d time.Duration) error {
+		if err := checkPositive(d); err != nil {
+			return err
+		}
+		if l := lower(c); !p.bad[lowerEnv] && d < l {
+			return fmt.Errorf("must be at least %s (%v), got %v", lowerEnv, l, d)
+		}
+		return nil
+	}
+}
+
+// logLevels are the names of the log levels.
+var logLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug,
+	"info":  slog.LevelInfo,
+	"warn":  slog.LevelWarn,
+	"error": slog.LevelError,
+}
+
+// settings lists every flag in the order of the usage text, which is also the order in which
+// they are read: a setting's rules may look at those before it.
 var settings = []setting{
-	{env: varEnv, arg: "name", help: "deployment environment: development or production; production is never the default", devDef: string(EnvDevelopment)},
-	{env: varGRPCAddr, arg: "host:port", help: "listen address of the gRPC server", devDef: "127.0.0.1:50051", prodDef: ":50051"},
-	{env: varHTTPAddr, arg: "host:port", help: "listen address of the HTTP server", devDef: "127.0.0.1:8081", prodDef: ":8081"},
-	{env: varRedisURL, arg: "url", help: "Redis URL (redis:// or rediss://); empty in development selects the in-memory store; required in production"},
-	{env: varRedisURL + fileSuffix, arg: "path", help: "file holding the Redis URL, for a URL with a password"},
-	{env: varStoreTimeout, arg: "duration", help: "the most one call may spend on Redis, go-redis's retries included, before it fails Unavailable; from 10ms to 30s", devDef: defaultStoreTimeout.String()},
-	{env: varRedisAllowEviction, arg: "bool", help: "true lets production start on a Redis whose maxmemory-policy evicts keys (it could evict revocation marks, cut-offs and signing keys)", devDef: "false"},
-	{env: varDataDir, arg: "path", help: "directory that keeps the secrets generated in development", devDef: defaultDataDir},
-	{env: varMasterKey, arg: "secret", help: "master key, at least 32 characters; generated in development when unset (prefer -master-key-file)"},
-	{env: varMasterKey + fileSuffix, arg: "path", help: "file holding the master key"},
-	{env: varMasterKeyPrevious, arg: "secret", help: "the master key being rotated away from, accepted alongside the current one during a rolling change (prefer -master-key-previous-file)"},
-	{env: varMasterKeyPrevious + fileSuffix, arg: "path", help: "file holding the previous master key"},
-	{env: varKeyEncryptionKey, arg: "base64", help: "key-encryption key, standard base64 of 32 bytes (openssl rand -base64 32); generated in development when unset (prefer -key-encryption-key-file)"},
-	{env: varKeyEncryptionKey + fileSuffix, arg: "path", help: "file holding the key-encryption key"},
-	{env: varKeyEncryptionKeyPrevious, arg: "base64,...", help: "key-encryption keys being rotated away from, comma-separated: they open stored keys, which are re-sealed under the current key in the background, and never seal"},
-	{env: varKeyEncryptionKeyPrevious + fileSuffix, arg: "path", help: "file holding the previous key-encryption keys, one per line"},
-	{env: varRefreshGrace, arg: "duration", help: "window in which a retried refresh gets the same answer, from 0s to 1m", devDef: defaultRefreshGrace.String()},
-	{env: varAccessTTL, arg: "duration", help: "default access-token lifetime", devDef: defaultAccessTTL.String()},
-	{env: varRefreshTTL, arg: "duration", help: "default session lifetime", devDef: defaultRefreshTTL.String()},
-	{env: varMaxAccessTTL, arg: "duration", help: "longest access-token lifetime, at least -access-ttl", devDef: defaultMaxAccessTTL.String()},
-	{env: varMaxRefreshTTL, arg: "duration", help: "longest session lifetime, at least -refresh-ttl", devDef: defaultMaxRefreshTTL.String()},
-	{env: varShutdownTimeout, arg: "duration", help: "time allowed for a graceful shutdown", devDef: defaultShutdownTimeout.String()},
-	{env: varExtAuthzPolicy, arg: "path", help: "per-route policy (JSON) of the Envoy ext_authz service (envoy.service.auth.v3.Authorization) on the gRPC port; the service is not served when empty"},
-	{env: varKeyPrePublish, arg: "duration", help: "how long a rotated signing key is published before it signs: longer than every consumer caches the JWKS (the JWKS's max-age stays below it), from 0s to 24h", devDef: defaultKeyPrePublish.String()},
-	{env: varLogLevel, arg: "level", help: "log level: debug, info, warn or error", devDef: "info"},
-	{env: varLogFormat, arg: "format", help: "log format: text or json", devDef: logFormatText, prodDef: logFormatJSON},
-	{env: varTracing, arg: "mode", help: "OpenTelemetry tracing of RPCs and Redis calls: off, or otlp (to the collector named by the standard OTEL_EXPORTER_OTLP_* variables)", devDef: TracingOff},
-	{env: varWatchRecheck, arg: "duration", help: "how often a WatchRevocations stream re-checks its API key and tenant, from 100ms to 1m", devDef: defaultWatchRecheck.String()},
-	{env: varMaxConnectionAge, arg: "duration", help: "age at which a gRPC connection is asked to reconnect, from 1m to 24h", devDef: defaultMaxConnectionAge.String()},
-	{env: varMaxConnectionAgeGrace, arg: "duration", help: "time the calls still open on an aged connection may run, from 1s to 1h", devDef: defaultMaxConnectionAgeGrace.String()},
-	{env: varMaxPublicStreams, arg: "n", help: "streams without a credential (health watches) open at once on this replica, at most 1000000", devDef: strconv.Itoa(defaultMaxPublicStreams)},
-	{env: varMaxWatchesPerTenant, arg: "n", help: "WatchRevocations streams of one tenant open at once on this replica, at most 1000000", devDef: strconv.Itoa(defaultMaxWatchesPerTenant)},
-	{env: varTLSCertFile, arg: "path", help: "PEM certificate (a chain is allowed) served by the gRPC and HTTP ports; re-read when the file changes. Required in production unless -insecure-plaintext"},
-	{env: varTLSKeyFile, arg: "path", help: "PEM private key of -tls-cert-file; re-read with it"},
-	{env: varTLSClientCAFile, arg: "path", help: "PEM bundle of the CAs that client certificates must chain to: the server asks for client certificates (mutual TLS) and verifies those presented; re-read when the file changes"},
-	{env: varTLSClientAuth, arg: "policy", help: "optional (a client certificate is verified when presented) or require (refused without one); needs -tls-client-ca-file", devDef: ClientAuthOptional},
-	{env: varInsecurePlaintext, arg: "bool", help: "true lets production serve plaintext, when a mesh or proxy in front terminates TLS (a warning is logged at start)", devDef: "false"},
+	{env: varEnv, arg: "name", help: "deployment environment: development or production; production is never the default",
+		devDef: string(EnvDevelopment), read: readEnv},
+	address(varGRPCAddr, "listen address of the gRPC server", perEnv[string]{"127.0.0.1:50051", ":50051"},
+		func(c *Config) *string { return &c.GRPCAddr }),
+	address(varHTTPAddr, "listen address of the HTTP server", perEnv[string]{"127.0.0.1:8081", ":8081"},
+		func(c *Config) *string { return &c.HTTPAddr }),
+	plain(varRedisURL, "url", "Redis URL (redis:// or rediss://); empty in development selects the in-memory store; required in production",
+		func(p *parser, c *Config, prod bool) { c.RedisURL = p.redisURL(prod) }),
+	plain(varRedisURL+fileSuffix, "path", "file holding the Redis URL, for a URL with a password", nil),
+	duration(varStoreTimeout, "the most one call may spend on Redis, go-redis's retries included, before it fails Unavailable; from 10ms to 30s",
+		defaultStoreTimeout, between(10*time.Millisecond, maxStoreTimeout), func(c *Config) *time.Duration { return &c.StoreTimeout }),
+	boolean(varRedisAllowEviction, "true lets production start on a Redis whose maxmemory-policy evicts keys (it could evict revocation marks, cut-offs and signing keys)",
+		func(c *Config) *bool { return &c.RedisAllowEviction }),
+	text(varDataDir, "path", "directory that keeps the secrets generated in development", defaultDataDir,
+		func(c *Config) *string { return &c.DataDir }),
+	plain(varMasterKey, "secret", "master key, at least 32 characters; generated in development when unset (prefer -master-key-file)",
+		func(p *parser, c *Config, prod bool) { c.masterKey = p.secret(masterKeyKind, prod) }),
+	plain(varMasterKey+fileSuffix, "path", "file holding the master key", nil),
+	plain(varMasterKeyPrevious, "secret", "the master key being rotated away from, accepted alongside the current one during a rolling change (prefer -master-key-previous-file)",
+		func(p *parser, c *Config, _ bool) { c.previousMaster = p.secret(masterKeyPreviousKind, false) }),
+	plain(varMasterKeyPrevious+fileSuffix, "path", "file holding the previous master key", nil),
+	plain(varKeyEncryptionKey, "base64", "key-encryption key, standard base64 of 32 bytes (openssl rand -base64 32); generated in development when unset (prefer -key-encryption-key-file)",
+		func(p *parser, c *Config, prod bool) { c.keyEncryptionKey = p.secret(keyEncryptionKeyKind, prod) }),
+	plain(varKeyEncryptionKey+fileSuffix, "path", "file holding the key-encryption key", nil),
+	plain(varKeyEncryptionKeyPrevious, "base64,...", "key-encryption keys being rotated away from, comma-separated: they open stored keys, which are re-sealed under the current key in the background, and never seal",
+		func(p *parser, c *Config, _ bool) { c.previousKEKs = p.previousKEKs() }),
+	plain(varKeyEncryptionKeyPrevious+fileSuffix, "path", "file holding the previous key-encryption keys, one per line", nil),
+	duration(varRefreshGrace, "window in which a retried refresh gets the same answer, from 0s to 1m", defaultRefreshGrace,
+		between(0, maxRefreshGrace), func(c *Config) *time.Duration { return &c.RefreshGrace }),
+	duration(varAccessTTL, "default access-token lifetime", defaultAccessTTL, positive,
+		func(c *Config) *time.Duration { return &c.AccessTTL }),
+	duration(varRefreshTTL, "default session lifetime", defaultRefreshTTL, positive,
+		func(c *Config) *time.Duration { return &c.RefreshTTL }),
+	duration(varMaxAccessTTL, "longest access-token lifetime, at least -access-ttl", defaultMaxAccessTTL,
+		atLeast(varAccessTTL, func(c *Config) time.Duration { return c.AccessTTL }), func(c *Config) *time.Duration { return &c.MaxAccessTTL }),
+	duration(varMaxRefreshTTL, "longest session lifetime, at least -refresh-ttl", defaultMaxRefreshTTL,
+		atLeast(varRefreshTTL, func(c *Config) time.Duration { return c.RefreshTTL }), func(c *Config) *time.Duration { return &c.MaxRefreshTTL }),
+	duration(varShutdownTimeout, "time allowed for a graceful shutdown", defaultShutdownTimeout, positive,
+		func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+	text(varExtAuthzPolicy, "path", "per-route policy (JSON) of the Envoy ext_authz service (envoy.service.auth.v3.Authorization) on the gRPC port; the service is not served when empty", "",
+		func(c *Config) *string { return &c.ExtAuthzPolicy }),
+	duration(varKeyPrePublish, "how long a rotated signing key is published before it signs: longer than every consumer caches the JWKS (the JWKS's max-age stays below it), from 0s to 24h",
+		defaultKeyPrePublish, between(0, maxKeyPrePublish), func(c *Config) *time.Duration { return &c.KeyPrePublish }),
+	choice(varLogLevel, "level", "log level: debug, info, warn or error", same("info"), []string{"debug", "info", "warn", "error"},
+		func(c *Config, v string) { c.LogLevel = logLevels[v] }),
+	choice(varLogFormat, "format", "log format: text or json", perEnv[string]{logFormatText, logFormatJSON}, []string{logFormatText, logFormatJSON},
+		func(c *Config, v string) { c.LogFormat = v }),
+	choice(varTracing, "mode", "OpenTelemetry tracing of RPCs and Redis calls: off, or otlp (to the collector named by the standard OTEL_EXPORTER_OTLP_* variables)",
+		same(TracingOff), []string{TracingOff, TracingOTLP}, func(c *Config, v string) { c.Tracing = v }),
+	duration(varWatchRecheck, "how often a WatchRevocations stream re-checks its API key and tenant, from 100ms to 1m", defaultWatchRecheck,
+		between(minWatchRecheck, maxWatchRecheck), func(c *Config) *time.Duration { return &c.WatchRecheck }),
+	duration(varMaxConnectionAge, "age at which a gRPC connection is asked to reconnect, from 1m to 24h", defaultMaxConnectionAge,
+		between(minMaxConnectionAge, maxMaxConnectionAge), func(c *Config) *time.Duration { return &c.MaxConnectionAge }),
+	duration(varMaxConnectionAgeGrace, "time the calls still open on an aged connection may run, from 1s to 1h", defaultMaxConnectionAgeGrace,
+		between(minMaxConnectionAgeGrace, maxMaxConnectionAgeGrace), func(c *Config) *time.Duration { return &c.MaxConnectionAgeGrace }),
+	count(varMaxPublicStreams, "streams without a credential (health watches) open at once on this replica, at most 1000000",
+		defaultMaxPublicStreams, maxStreamLimit, func(c *Config) *int { return &c.MaxPublicStreams }),
+	count(varMaxWatchesPerTenant, "WatchRevocations streams of one tenant open at once on this replica, at most 1000000",
+		defaultMaxWatchesPerTenant, maxStreamLimit, func(c *Config) *int { return &c.MaxWatchesPerTenant }),
+	text(varTLSCertFile, "path", "PEM certificate (a chain is allowed) served by the gRPC and HTTP ports; re-read when the file changes. Required in production unless -insecure-plaintext", "",
+		func(c *Config) *string { return &c.TLSCertFile }),
+	text(varTLSKeyFile, "path", "PEM private key of -tls-cert-file; re-read with it", "",
+		func(c *Config) *string { return &c.TLSKeyFile }),
+	text(varTLSClientCAFile, "path", "PEM bundle of the CAs that client certificates must chain to: the server asks for client certificates (mutual TLS) and verifies those presented; re-read when the file changes", "",
+		func(c *Config) *string { return &c.TLSClientCAFile }),
+	choice(varTLSClientAuth, "policy", "optional (a client certificate is verified when presented) or require (refused without one); needs -tls-client-ca-file",
+		same(ClientAuthOptional), []string{ClientAuthOptional, ClientAuthRequire}, func(c *Config, v string) { c.TLSClientAuth = v }),
+	boolean(varInsecurePlaintext, "true lets production serve plaintext, when a mesh or proxy in front terminates TLS (a warning is logged at start)",
+		func(c *Config) *bool { return &c.InsecurePlaintext }),
 }
 
 // flagName returns the flag of an environment variable: TOKENAUTHORITY_GRPC_ADDR -> grpc-addr.
@@ -297,13 +455,28 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 		}
 		return nil, err
 	}
-	p := &parser{getenv: getenv, values: values, given: make(map[string]bool)}
+	p := &parser{getenv: getenv, values: values, given: make(map[string]bool), bad: make(map[string]bool)}
 	fs.Visit(func(f *flag.Flag) { p.given[f.Name] = true })
 	if fs.NArg() > 0 {
 		p.errs = append(p.errs, fmt.Errorf("unexpected argument %q: every setting is a flag", fs.Arg(0)))
 	}
 
 	c := &Config{Env: EnvDevelopment}
+	for _, s := range settings {
+		if s.read != nil {
+			s.read(p, c, c.Production())
+		}
+	}
+	p.crossChecks(c)
+
+	if err := errors.Join(p.errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// readEnv reads the environment, which the settings after it are read in.
+func readEnv(p *parser, c *Config, _ bool) {
 	switch in := p.lookup(varEnv); Env(in.value) {
 	case "", EnvDevelopment:
 	case EnvProduction:
@@ -312,75 +485,14 @@ func Parse(args []string, getenv func(string) string, usage io.Writer) (*Config,
 		// The remaining settings are checked against the development defaults.
 		p.errorf(in, "must be %q or %q, got %q", EnvDevelopment, EnvProduction, in.value)
 	}
-	prod := c.Production()
-
-	var grpcOK, httpOK bool
-	c.GRPCAddr, grpcOK = p.addr(varGRPCAddr, pick(prod, ":50051", "127.0.0.1:50051"))
-	c.HTTPAddr, httpOK = p.addr(varHTTPAddr, pick(prod, ":8081", "127.0.0.1:8081"))
-	if grpcOK && httpOK && c.GRPCAddr == c.HTTPAddr && !strings.HasSuffix(c.HTTPAddr, ":0") {
-		p.errorf(p.lookup(varHTTPAddr), "must differ from %s, both are %q", varGRPCAddr, c.HTTPAddr)
-	}
-	c.RedisURL = p.redisURL(prod)
-	c.DataDir = p.str(varDataDir, defaultDataDir)
-	c.ExtAuthzPolicy = p.str(varExtAuthzPolicy, "")
-
-	c.masterKey = p.secret(masterKeyKind, prod)
-	c.keyEncryptionKey = p.secret(keyEncryptionKeyKind, prod)
-	c.previousKEKs = p.previousKEKs()
-	c.previousMaster = p.secret(masterKeyPreviousKind, false)
-
-	var ok bool
-	c.RefreshGrace = p.duration(varRefreshGrace, defaultRefreshGrace, func(d time.Duration) error {
-		if d < 0 || d > maxRefreshGrace {
-			return fmt.Errorf("must be between 0s and %v, got %v", maxRefreshGrace, d)
-		}
-		return nil
-	})
-	c.AccessTTL, ok = p.positiveDuration(varAccessTTL, defaultAccessTTL)
-	c.MaxAccessTTL = p.maxDuration(varMaxAccessTTL, defaultMaxAccessTTL, varAccessTTL, c.AccessTTL, ok)
-	c.RefreshTTL, ok = p.positiveDuration(varRefreshTTL, defaultRefreshTTL)
-	c.MaxRefreshTTL = p.maxDuration(varMaxRefreshTTL, defaultMaxRefreshTTL, varRefreshTTL, c.RefreshTTL, ok)
-	c.ShutdownTimeout, _ = p.positiveDuration(varShutdownTimeout, defaultShutdownTimeout)
-	c.KeyPrePublish = p.duration(varKeyPrePublish, defaultKeyPrePublish, func(d time.Duration) error {
-		if d < 0 || d > maxKeyPrePublish {
-			return fmt.Errorf("must be between 0s and %v, got %v", maxKeyPrePublish, d)
-		}
-		return nil
-	})
-
-	c.LogLevel = p.logLevel()
-	c.LogFormat = p.oneOf(varLogFormat, pick(prod, logFormatJSON, logFormatText), logFormatText, logFormatJSON)
-	c.Tracing = p.oneOf(varTracing, TracingOff, TracingOff, TracingOTLP)
-	c.RedisAllowEviction = p.oneOf(varRedisAllowEviction, "false", "false", "true") == "true"
-	c.StoreTimeout = p.duration(varStoreTimeout, defaultStoreTimeout, func(d time.Duration) error {
-		if d < 10*time.Millisecond || d > maxStoreTimeout {
-			return fmt.Errorf("must be between 10ms and %v, got %v", maxStoreTimeout, d)
-		}
-		return nil
-	})
-
-	c.WatchRecheck = p.duration(varWatchRecheck, defaultWatchRecheck, between(minWatchRecheck, maxWatchRecheck))
-	c.MaxConnectionAge = p.duration(varMaxConnectionAge, defaultMaxConnectionAge, between(minMaxConnectionAge, maxMaxConnectionAge))
-	c.MaxConnectionAgeGrace = p.duration(varMaxConnectionAgeGrace, defaultMaxConnectionAgeGrace,
-		between(minMaxConnectionAgeGrace, maxMaxConnectionAgeGrace))
-	c.MaxPublicStreams = p.count(varMaxPublicStreams, defaultMaxPublicStreams, maxStreamLimit)
-	c.MaxWatchesPerTenant = p.count(varMaxWatchesPerTenant, defaultMaxWatchesPerTenant, maxStreamLimit)
-	p.transport(c, prod)
-
-	if err := errors.Join(p.errs...); err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
-// transport reads the TLS settings. Production is encrypted unless the operator says that
-// something in front terminates TLS.
-func (p *parser) transport(c *Config, prod bool) {
-	c.TLSCertFile = p.str(varTLSCertFile, "")
-	c.TLSKeyFile = p.str(varTLSKeyFile, "")
-	c.TLSClientCAFile = p.str(varTLSClientCAFile, "")
-	c.TLSClientAuth = p.oneOf(varTLSClientAuth, ClientAuthOptional, ClientAuthOptional, ClientAuthRequire)
-	c.InsecurePlaintext = p.oneOf(varInsecurePlaintext, "false", "false", "true") == "true"
+// crossChecks applies the rules that tie settings together. Production is encrypted unless the
+// operator says that something in front terminates TLS.
+func (p *parser) crossChecks(c *Config) {
+	if !p.bad[varGRPCAddr] && !p.bad[varHTTPAddr] && c.GRPCAddr == c.HTTPAddr && !strings.HasSuffix(c.HTTPAddr, ":0") {
+		p.errorf(p.lookup(varHTTPAddr), "must differ from %s, both are %q", varGRPCAddr, c.HTTPAddr)
+	}
 	switch {
 	case c.TLSCertFile != "" && c.TLSKeyFile == "":
 		p.errorf(p.lookup(varTLSKeyFile), "must be set with %s", varTLSCertFile)
@@ -396,7 +508,7 @@ func (p *parser) transport(c *Config, prod bool) {
 	if c.InsecurePlaintext && c.TLSCertFile != "" {
 		p.errorf(p.lookup(varInsecurePlaintext), "cannot be true with %s set: choose TLS or plaintext", varTLSCertFile)
 	}
-	if prod && c.TLSCertFile == "" && !c.InsecurePlaintext {
+	if c.Production() && c.TLSCertFile == "" && !c.InsecurePlaintext {
 		p.errs = append(p.errs, fmt.Errorf("production serves TLS: set %s and %s, or %s=true when a mesh or proxy in front terminates TLS",
 			varTLSCertFile, varTLSKeyFile, varInsecurePlaintext))
 	}
@@ -407,16 +519,9 @@ func (c *Config) TLS() bool {
 	return c.TLSCertFile != ""
 }
 
-// pick returns a if cond holds, b otherwise.
-func pick(cond bool, a, b string) string {
-	if cond {
-		return a
-	}
-	return b
-}
-
 // input is the raw value of one setting and the name to report it under.
 type input struct {
+	env   string // the variable
 	name  string // the variable, or the flag and the variable
 	value string
 }
@@ -426,6 +531,7 @@ type parser struct {
 	getenv func(string) string
 	values map[string]*string // flag values by variable
 	given  map[string]bool    // flags given on the command line, by flag name
+	bad    map[string]bool    // variables whose value was refused
 	errs   []error
 }
 
@@ -437,13 +543,14 @@ func (p *parser) lookup(env string) input {
 // lookupFrom returns the value of the flag of env if fromFlag holds, of env otherwise.
 func (p *parser) lookupFrom(env string, fromFlag bool) input {
 	if fromFlag {
-		return input{name: "-" + flagName(env) + " (" + env + ")", value: *p.values[env]}
+		return input{env: env, name: "-" + flagName(env) + " (" + env + ")", value: *p.values[env]}
 	}
-	return input{name: env, value: p.getenv(env)}
+	return input{env: env, name: env, value: p.getenv(env)}
 }
 
 // errorf records a problem with in. The message must not contain a secret.
 func (p *parser) errorf(in input, format string, args ...any) {
+	p.bad[in.env] = true
 	p.errs = append(p.errs, fmt.Errorf("%s: %s", in.name, fmt.Sprintf(format, args...)))
 }
 
@@ -470,67 +577,42 @@ func (p *parser) oneOf(env, def string, allowed ...string) string {
 	return def
 }
 
-// logLevel returns the log level.
-func (p *parser) logLevel() slog.Level {
-	levels := map[string]slog.Level{
-		"debug": slog.LevelDebug,
-		"info":  slog.LevelInfo,
-		"warn":  slog.LevelWarn,
-		"error": slog.LevelError,
-	}
-	return levels[p.oneOf(varLogLevel, "info", "debug", "info", "warn", "error")]
-}
-
-// addr returns the listen address in env, or def if it is empty, and whether it is valid.
-func (p *parser) addr(env, def string) (string, bool) {
+// addr returns the listen address in env, or def if it is empty.
+func (p *parser) addr(env, def string) string {
 	in := p.lookup(env)
 	if in.value == "" {
-		return def, true
+		return def
 	}
 	_, port, err := net.SplitHostPort(in.value)
 	if err != nil {
 		p.errorf(in, "invalid address %q: want host:port", in.value)
-		return in.value, false
+		return in.value
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		p.errorf(in, "invalid port %q in address %q: want a number from 0 to 65535", port, in.value)
-		return in.value, false
 	}
-	return in.value, true
+	return in.value
 }
 
 // redisURL returns the Redis URL, checking only what is needed to report mistakes early: that it
 // parses and names a Redis scheme. Messages never contain the URL, which may hold a password.
 func (p *parser) redisURL(prod bool) string {
-	fileEnv := varRedisURL + fileSuffix
-	fromFlags := p.given[flagName(varRedisURL)] || p.given[flagName(fileEnv)]
-	in, file := p.lookupFrom(varRedisURL, fromFlags), p.lookupFrom(fileEnv, fromFlags)
-	switch {
-	case in.value != "" && file.value != "":
-		p.errs = append(p.errs, fmt.Errorf("%s and %s are both set: set only one", in.name, file.name))
+	in, file, ok := p.valueOrFile(varRedisURL)
+	if !ok {
 		return ""
-	case file.value != "":
-		if prod {
-			// The URL may hold the Redis password.
-			if err := checkSecretFileMode(file.value); err != nil {
-				p.errs = append(p.errs, fmt.Errorf("%s: %w", file.name, err))
-				return ""
-			}
-		}
-		b, err := os.ReadFile(file.value)
+	}
+	if file.value != "" {
+		// The URL may hold the Redis password: its file is read like a secret's.
+		v, err := readValueFile(file.name, file.value, prod)
 		if err != nil {
-			p.errorf(file, "cannot read the file: %v", errors.Unwrap(err))
+			p.errs = append(p.errs, err)
 			return ""
 		}
-		in = input{name: file.name, value: strings.TrimSpace(string(b))}
-		if in.value == "" {
-			p.errorf(file, "the file is empty")
-			return ""
-		}
+		in = input{name: file.name, value: v}
 	}
 	if in.value == "" {
 		if prod {
-			p.errs = append(p.errs, errors.New(varRedisURL+" (or "+fileEnv+") must be set in production"))
+			p.errs = append(p.errs, errors.New(varRedisURL+" (or "+varRedisURL+fileSuffix+") must be set in production"))
 		}
 		return ""
 	}
@@ -544,21 +626,16 @@ func (p *parser) redisURL(prod bool) string {
 	return in.value
 }
 
-// duration returns the duration in env, or def if it is empty; check, if not nil, validates it.
+// duration returns the duration in env, or def if it is empty; check, if not nil, validates it,
+// the default included. A refused value is recorded in p.bad.
 func (p *parser) duration(env string, def time.Duration, check func(time.Duration) error) time.Duration {
-	d, _ := p.checkedDuration(env, def, check)
-	return d
-}
-
-// checkedDuration is duration that also reports whether the value is valid.
-func (p *parser) checkedDuration(env string, def time.Duration, check func(time.Duration) error) (time.Duration, bool) {
 	in := p.lookup(env)
 	d, suffix := def, " (the default)"
 	if in.value != "" {
 		var err error
 		if d, err = time.ParseDuration(in.value); err != nil {
 			p.errorf(in, "invalid duration %q", in.value)
-			return def, false
+			return def
 		}
 		suffix = ""
 	}
@@ -566,40 +643,10 @@ func (p *parser) checkedDuration(env string, def time.Duration, check func(time.
 		// A default can conflict with another setting, as MAX_ACCESS_TTL with ACCESS_TTL.
 		if err := check(d); err != nil {
 			p.errorf(in, "%v%s", err, suffix)
-			return d, false
+			return d
 		}
 	}
-	return d, true
-}
-
-// positiveDuration returns the duration in env, which must be positive, or def if it is empty. It
-// reports whether the value is valid.
-func (p *parser) positiveDuration(env string, def time.Duration) (time.Duration, bool) {
-	return p.checkedDuration(env, def, checkPositive)
-}
-
-// maxDuration returns the duration in env, or def if it is empty. It must be positive and, if
-// lowerOK, at least lower, the value of lowerEnv.
-func (p *parser) maxDuration(env string, def time.Duration, lowerEnv string, lower time.Duration, lowerOK bool) time.Duration {
-	return p.duration(env, def, func(d time.Duration) error {
-		if err := checkPositive(d); err != nil {
-			return err
-		}
-		if lowerOK && d < lower {
-			return fmt.Errorf("must be at least %s (%v), got %v", lowerEnv, lower, d)
-		}
-		return nil
-	})
-}
-
-// between returns a check that a duration is from lo to hi.
-func between(lo, hi time.Duration) func(time.Duration) error {
-	return func(d time.Duration) error {
-		if d < lo || d > hi {
-			return fmt.Errorf("must be between %v and %v, got %v", lo, hi, d)
-		}
-		return nil
-	}
+	return d
 }
 
 // count returns the whole number in env, from 1 to hi, or def if it is empty.
@@ -624,16 +671,43 @@ func checkPositive(d time.Duration) error {
 	return nil
 }
 
-// secret returns where the secret of kind k is given. The flags, if either is given, replace the
-// variables; within one of them, giving both the value and the file is an error.
+// valueOrFile returns the inputs of a setting given as a value (env) or as the path of a file
+// holding it (env+fileSuffix): the Redis URL and every secret. The flags, if either is given,
+// replace the variables; within one of them, giving both is an error, recorded here, and ok is
+// false.
+func (p *parser) valueOrFile(env string) (val, file input, ok bool) {
+	fileEnv := env + fileSuffix
+	fromFlags := p.given[flagName(env)] || p.given[flagName(fileEnv)]
+	val, file = p.lookupFrom(env, fromFlags), p.lookupFrom(fileEnv, fromFlags)
+	if val.value != "" && file.value != "" {
+		p.errs = append(p.errs, fmt.Errorf("%s and %s are both set: set only one", val.name, file.name))
+		return val, file, false
+	}
+	return val, file, true
+}
+
+// readValueFile returns the content of the file at path, which holds the value of the setting
+// reported as name (the Redis URL or a secret). In production it refuses a file that others may
+// read. Errors name the setting and the path, never the content.
+func readValueFile(name, path string, prod bool) (string, error) {
+	if prod {
+		if err := checkSecretFileMode(path); err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	v, err := readSecretFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	return v, nil
+}
+
+// secret returns where the secret of kind k is given; in production it must be.
 func (p *parser) secret(k *secretKind, prod bool) secretSource {
-	fileEnv := k.env + fileSuffix
-	fromFlags := p.given[flagName(k.env)] || p.given[flagName(fileEnv)]
-	val, file := p.lookupFrom(k.env, fromFlags), p.lookupFrom(fileEnv, fromFlags)
+	val, file, ok := p.valueOrFile(k.env)
 	src := secretSource{valueName: val.name, pathName: file.name}
 	switch {
-	case val.value != "" && file.value != "":
-		p.errs = append(p.errs, fmt.Errorf("%s and %s are both set: set only one", val.name, file.name))
+	case !ok:
 	case val.value != "":
 		if err := k.check(val.value); err != nil {
 			p.errorf(val, "%v", err)
@@ -642,7 +716,7 @@ func (p *parser) secret(k *secretKind, prod bool) secretSource {
 	case file.value != "":
 		src.path = file.value
 	case prod:
-		p.errs = append(p.errs, fmt.Errorf("%s (or %s) must be set in production", k.env, fileEnv))
+		p.errs = append(p.errs, fmt.Errorf("%s (or %s) must be set in production", k.env, k.env+fileSuffix))
 	}
 	return src
 }

@@ -618,3 +618,92 @@ func TestRedisURLFileOpenToOthersInProduction(t *testing.T) {
 		t.Fatalf("development: %v", err)
 	}
 }
+
+// TestRedisURLFileReadLikeASecret: the Redis URL's file goes through the reader of the secrets'
+// files, with its bound on the size and its messages, which name the setting and the file and
+// never the content.
+func TestRedisURLFileReadLikeASecret(t *testing.T) {
+	dir := t.TempDir()
+	const password = "s3cret-password"
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	tests := []struct {
+		name, path string
+		want       []string
+	}{
+		{name: "empty", path: write("empty", " \n"), want: []string{varRedisURL + fileSuffix + ": the file", "is empty"}},
+		{name: "too large", path: write("large", "redis://:"+password+"@redis:6379/0"+strings.Repeat(" ", maxSecretFileSize)),
+			want: []string{varRedisURL + fileSuffix + ":", "is larger than"}},
+		{name: "directory", path: dir, want: []string{varRedisURL + fileSuffix + ": cannot read the file", "is a directory"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(nil, fakeEnv(map[string]string{varRedisURL + fileSuffix: tt.path}), nil)
+			if err == nil {
+				t.Fatal("Parse accepted the file")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), password) {
+				t.Error("the error shows the password")
+			}
+		})
+	}
+}
+
+// TestUsageDefaultsAreTheParsedDefaults: giving a setting the default that the usage text shows
+// for an environment changes nothing, in development and in production, so the usage text cannot
+// drift from what Parse applies.
+func TestUsageDefaultsAreTheParsedDefaults(t *testing.T) {
+	// needs holds what a setting is only allowed with, given alike to both sides.
+	needs := map[string]map[string]string{
+		varTLSClientAuth: {varTLSCertFile: "cert.pem", varTLSKeyFile: "key.pem", varTLSClientCAFile: "ca.pem", varInsecurePlaintext: ""},
+	}
+	for _, base := range []struct {
+		name string
+		env  map[string]string
+		prod bool
+	}{
+		{name: "development", env: map[string]string{}},
+		{name: "production", env: production(nil), prod: true},
+	} {
+		for _, s := range settings {
+			def := s.devDef
+			if base.prod && s.prodDef != "" {
+				def = s.prodDef
+			}
+			if _, given := base.env[s.env]; given || def == "" {
+				continue
+			}
+			t.Run(base.name+"/"+s.env, func(t *testing.T) {
+				env := map[string]string{}
+				for k, v := range base.env {
+					env[k] = v
+				}
+				for k, v := range needs[s.env] {
+					env[k] = v
+				}
+				want, err := Parse(nil, fakeEnv(env), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				env[s.env] = def
+				got, err := Parse(nil, fakeEnv(env), nil)
+				if err != nil {
+					t.Fatalf("%s=%q (the default shown): %v", s.env, def, err)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("%s=%q (the default shown) gives\n%v\nwant\n%v", s.env, def, got, want)
+				}
+			})
+		}
+	}
+}

@@ -18,5 +18,11 @@
 // either form replaces one given by variable in either form. ResolveSecrets reads the files and, in
 // development only, generates a missing secret once and keeps it in the data directory so that
 // later starts reuse it. Secret values never appear in errors, notes, or printed configurations:
-// the Secret type and Config redact themselves in fmt, encoding/json and log/slog output.
+// the Secret type and Config redact themselves in fmt, encoding/json and log/slog output. The
+// Redis URL, which may hold a password, is given and read the same way.
+//
+// One table, settings, holds every setting: its typed default in each environment, its parser
+// and its rules. The usage text, Parse and its validation all come from it, so a default is
+// written once. Every development secret file, the development API key included, is written by
+// CreateSecretFile (atomically, synced, mode 0600 in a 0700 directory, never replacing one).
 package config

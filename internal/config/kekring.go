@@ -12,13 +12,10 @@ const varKeyEncryptionKeyPrevious = varKeyEncryptionKey + "_PREVIOUS"
 // previousKEKs parses the previous key-encryption keys given as a value (comma-separated) or, with
 // the _FILE variable, notes the file that ResolveSecrets reads (one key per line).
 func (p *parser) previousKEKs() secretSource {
-	fileEnv := varKeyEncryptionKeyPrevious + fileSuffix
-	fromFlags := p.given[flagName(varKeyEncryptionKeyPrevious)] || p.given[flagName(fileEnv)]
-	val, file := p.lookupFrom(varKeyEncryptionKeyPrevious, fromFlags), p.lookupFrom(fileEnv, fromFlags)
+	val, file, ok := p.valueOrFile(varKeyEncryptionKeyPrevious)
 	src := secretSource{valueName: val.name, pathName: file.name}
 	switch {
-	case val.value != "" && file.value != "":
-		p.errs = append(p.errs, fmt.Errorf("%s and %s are both set: set only one", val.name, file.name))
+	case !ok:
 	case val.value != "":
 		if _, err := parsePreviousKEKs(strings.Split(val.value, ",")); err != nil {
 			p.errorf(val, "%v", err)
@@ -66,14 +63,9 @@ func (r *resolver) resolvePreviousKEKs(src secretSource, current []byte) ([][]by
 		entries = strings.Split(src.value.Reveal(), ",")
 	case src.path != "":
 		name = orDefault(src.pathName, varKeyEncryptionKeyPrevious+fileSuffix)
-		if r.c.Env == EnvProduction {
-			if err := checkSecretFileMode(src.path); err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
-			}
-		}
-		v, err := readSecretFile(src.path)
+		v, err := readValueFile(name, src.path, r.c.Env == EnvProduction)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, err
 		}
 		entries = strings.Split(v, "\n")
 	default:

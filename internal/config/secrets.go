@@ -196,14 +196,9 @@ func (r *resolver) lookup(k *secretKind, src secretSource) (string, error) {
 		return src.value.Reveal(), nil
 	case src.path != "":
 		name := orDefault(src.pathName, fileEnv)
-		if r.c.Env == EnvProduction {
-			if err := checkSecretFileMode(src.path); err != nil {
-				return "", fmt.Errorf("%s: %w", name, err)
-			}
-		}
-		v, err := readSecretFile(src.path)
+		v, err := readValueFile(name, src.path, r.c.Env == EnvProduction)
 		if err != nil {
-			return "", fmt.Errorf("%s: %w", name, err)
+			return "", err
 		}
 		if err := k.check(v); err != nil {
 			return "", fmt.Errorf("%s: content of %q is invalid: %w", name, src.path, err)
@@ -240,7 +235,7 @@ func (r *resolver) generated(k *secretKind) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: cannot generate a development %s: %w", k.env, k.what, err)
 	}
-	created, err := createFileAtomic(r.c.DataDir, k.fileName, []byte(v+"\n"))
+	created, err := CreateSecretFile(r.c.DataDir, k.fileName, []byte(v+"\n"))
 	if err != nil {
 		return "", fmt.Errorf("%s: cannot write the development %s: %w", k.env, k.what, err)
 	}
@@ -353,19 +348,19 @@ func checkSecretFileMode(path string) error {
 func readSecretFile(path string) (string, error) {
 	f, err := os.Open(path) //nolint:gosec // G304: reading the file the operator named is the point.
 	if err != nil {
-		return "", fmt.Errorf("cannot read %q: %w", path, cause(err))
+		return "", fmt.Errorf("cannot read the file %q: %w", path, cause(err))
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretFileSize+1))
 	if err != nil {
-		return "", fmt.Errorf("cannot read %q: %w", path, cause(err))
+		return "", fmt.Errorf("cannot read the file %q: %w", path, cause(err))
 	}
 	if len(b) > maxSecretFileSize {
 		return "", fmt.Errorf("%q is larger than %d bytes", path, maxSecretFileSize)
 	}
 	v := strings.TrimSpace(string(b))
 	if v == "" {
-		return "", fmt.Errorf("%q is empty", path)
+		return "", fmt.Errorf("the file %q is empty", path)
 	}
 	return v, nil
 }
@@ -379,10 +374,22 @@ func cause(err error) error {
 	return err
 }
 
-// createFileAtomic creates dir/name with mode 0600 and content data unless it exists, so that a
-// reader never sees a partial file and two processes starting at once agree on one value. It
+// CreateSecretFile creates dir/name with mode 0600 and content data unless it exists, creating
+// dir with mode 0700 if it is missing. It is the one writer of the development secrets (master
+// key, key-encryption key, the dev API key), so that each has the same guarantees: a reader never
+// sees a partial file, the file is synced before it appears and its directory after, and two
+// processes starting at once agree on one value because an existing file is never replaced. It
 // writes a temporary file and links it into place, renaming it instead where the file system has
-// no hard links. It reports whether it created the file.
+// no hard links. It reports whether it created the file; when it did not, the caller reads the
+// file that won.
+func CreateSecretFile(dir, name string, data []byte) (created bool, err error) {
+	if err := os.MkdirAll(dir, dataDirPerm); err != nil {
+		return false, err
+	}
+	return createFileAtomic(dir, name, data)
+}
+
+// createFileAtomic is CreateSecretFile in a directory that exists.
 func createFileAtomic(dir, name string, data []byte) (created bool, err error) {
 	f, err := os.CreateTemp(dir, "."+name+"-*.tmp")
 	if err != nil {

@@ -419,3 +419,31 @@ func writeFileMode(t *testing.T, dir, name, content string, perm os.FileMode) st
 	}
 	return p
 }
+
+// TestCreateSecretFile checks the guarantees of the one writer of development secrets: a missing
+// directory is created 0700, the file is 0600 with the whole content, no temporary file is left,
+// and an existing file is kept (two processes starting at once agree on its value).
+func TestCreateSecretFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data", "nested")
+	created, err := CreateSecretFile(dir, "dev-api-key", []byte("first\n"))
+	if err != nil || !created {
+		t.Fatalf("CreateSecretFile = %v, %v; want true, nil", created, err)
+	}
+	path := filepath.Join(dir, "dev-api-key")
+	assertMode(t, dir, fs.ModeDir|0o700)
+	assertMode(t, path, 0o600)
+	if got, _ := os.ReadFile(path); string(got) != "first\n" {
+		t.Errorf("content = %q, want %q", got, "first\n")
+	}
+
+	created, err = CreateSecretFile(dir, "dev-api-key", []byte("second\n"))
+	if err != nil || created {
+		t.Fatalf("second CreateSecretFile = %v, %v; want false, nil", created, err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "first\n" {
+		t.Errorf("content after a second call = %q, want the first %q", got, "first\n")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("directory holds %d entries, want 1 (no temporary file left)", len(entries))
+	}
+}
