@@ -14,6 +14,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 )
 
 // ErrNoUsableKeys reports a key set without a single public key this package can verify with:
@@ -48,8 +50,9 @@ func parseJWK(j *tokenauthorityv1.JsonWebKey) (*verifyKey, error) {
 		return nil, fmt.Errorf("use %q is not sig", u)
 	}
 	k := &verifyKey{kid: j.GetKid(), alg: j.GetAlg()}
-	switch k.alg {
-	case "EdDSA":
+	// HS256 keys are the authority's secret: none is ever published, and none can verify here.
+	switch accesstoken.Algorithm(k.alg) {
+	case accesstoken.EdDSA:
 		if j.GetKty() != "OKP" || j.GetCrv() != "Ed25519" {
 			return nil, fmt.Errorf("alg EdDSA needs kty OKP and crv Ed25519, not %s/%s", j.GetKty(), j.GetCrv())
 		}
@@ -58,7 +61,7 @@ func parseJWK(j *tokenauthorityv1.JsonWebKey) (*verifyKey, error) {
 			return nil, errors.New("x is not a base64url Ed25519 public key")
 		}
 		k.method, k.key = jwt.SigningMethodEdDSA, ed25519.PublicKey(x)
-	case "ES256":
+	case accesstoken.ES256:
 		if j.GetKty() != "EC" || j.GetCrv() != "P-256" {
 			return nil, fmt.Errorf("alg ES256 needs kty EC and crv P-256, not %s/%s", j.GetKty(), j.GetCrv())
 		}
@@ -72,7 +75,7 @@ func parseJWK(j *tokenauthorityv1.JsonWebKey) (*verifyKey, error) {
 			return nil, fmt.Errorf("not a P-256 point: %w", err)
 		}
 		k.method, k.key = jwt.SigningMethodES256, pub
-	case "RS256":
+	case accesstoken.RS256:
 		if j.GetKty() != "RSA" {
 			return nil, fmt.Errorf("alg RS256 needs kty RSA, not %s", j.GetKty())
 		}

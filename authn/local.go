@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +20,7 @@ import (
 )
 
 // accessType is the typ header of access tokens.
-const accessType = "at+jwt"
+const accessType = accesstoken.TypeAccess
 
 // pruneInterval is how often, by the clock, expired deny entries are dropped.
 const pruneInterval = 30 * time.Second
@@ -210,11 +209,11 @@ func (l *Local) Verify(ctx context.Context, token string) (*Claims, error) {
 // it: the clock, the issuer, revocations and cut-offs, the client certificate (presented is its
 // thumbprint), the audience.
 func (l *Local) check(now time.Time, kid string, c *Claims, presented string) (*Claims, error) {
-	leeway := l.cfg.leeway
-	if !now.Before(c.ExpiresAt.Add(leeway)) {
+	// The iat claim, not the exact instant: the authority judges the same token by it.
+	switch accesstoken.CheckTimes(c.ExpiresAt, c.NotBefore, c.IssuedAt.Truncate(time.Second), now, l.cfg.leeway) {
+	case accesstoken.Expired:
 		return nil, ErrExpired
-	}
-	if skewed := now.Add(leeway); skewed.Before(c.IssuedAt) || skewed.Before(c.NotBefore) {
+	case accesstoken.NotYetValid:
 		return nil, ErrNotYetValid
 	}
 	if c.Issuer != l.cfg.issuer {
@@ -246,7 +245,7 @@ func (l *Local) keyFor(ctx context.Context, t *jwt.Token) (*verifyKey, error) {
 		return nil, ErrMalformed
 	}
 	kid, _ := t.Header["kid"].(string)
-	if kid == "" || len(kid) > 128 {
+	if !accesstoken.ValidKeyID(kid) {
 		return nil, ErrUnknownKey
 	}
 	k := l.keys.Load().byKid[kid]
@@ -455,108 +454,24 @@ func parseError(err error) error {
 	return ErrMalformed
 }
 
-// claimsFromMap extracts typed claims; false when a required claim is missing or of the wrong
-// JSON type. exp, iat, iss, sub and jti are required.
+// claimsFromMap decodes the claims with the authority's rules (accesstoken.DecodeMap); false for
+// a malformed token. IssuedAt is the exact instant (iat_ms), which cut-offs are compared with.
 func claimsFromMap(m jwt.MapClaims) (*Claims, bool) {
-	c := &Claims{}
-	var ok bool
-	if c.ExpiresAt, ok = numericDate(m["exp"]); !ok {
+	d, ok := accesstoken.DecodeMap(m)
+	if !ok {
 		return nil, false
 	}
-	if c.IssuedAt, ok = numericDate(m["iat"]); !ok {
-		return nil, false
+	c := &Claims{
+		Issuer: d.Issuer, Subject: d.Subject, Audience: d.Audience,
+		ExpiresAt: d.ExpiresAt, NotBefore: d.NotBefore, IssuedAt: d.IssuedAtExact,
+		JTI: d.JTI, SessionID: d.SessionID, Scopes: d.Scopes,
+		CertificateThumbprint: d.CertThumbprint, Extra: d.Extra,
 	}
-	if v, present := m["iat_ms"]; present {
-		// The authority's iat in milliseconds, for comparisons with cut-offs: an instant within
-		// iat's second.
-		f, ok := v.(float64)
-		if !ok || f != math.Trunc(f) || f < 0 || f > 1<<53 || int64(f)/1000 != c.IssuedAt.Unix() {
-			return nil, false
-		}
-		c.IssuedAt = time.UnixMilli(int64(f)).UTC()
-	}
-	if v, present := m["nbf"]; present {
-		if c.NotBefore, ok = numericDate(v); !ok {
-			return nil, false
-		}
-	}
-	if c.Issuer, ok = m["iss"].(string); !ok {
-		return nil, false
-	}
-	if c.Subject, ok = m["sub"].(string); !ok {
-		return nil, false
-	}
-	if c.JTI, ok = m["jti"].(string); !ok || c.JTI == "" {
-		return nil, false
-	}
-	if v, present := m["sid"]; present {
-		if c.SessionID, ok = v.(string); !ok {
-			return nil, false
-		}
-	}
-	if c.Audience, ok = audience(m["aud"]); !ok {
-		return nil, false
-	}
-	if v, present := m["scope"]; present {
-		s, ok := v.(string)
-		if !ok {
-			return nil, false
-		}
-		c.Scopes = accesstoken.ParseScope(s)
-	}
-	if v, present := m["act"]; present {
-		chain, ok := accesstoken.ParseActor(v)
-		if !ok {
-			return nil, false
-		}
-		c.Actor = make([]Actor, len(chain))
-		for i, a := range chain {
+	if d.Actor != nil {
+		c.Actor = make([]Actor, len(d.Actor))
+		for i, a := range d.Actor {
 			c.Actor[i] = Actor{Subject: a.Subject}
 		}
 	}
-	if v, present := m["cnf"]; present {
-		// A binding that cannot be read must not read as none.
-		if c.CertificateThumbprint, ok = accesstoken.CertificateThumbprint(v); !ok {
-			return nil, false
-		}
-	}
-	for name, v := range m {
-		if !accesstoken.IsRegistered(name) {
-			if c.Extra == nil {
-				c.Extra = map[string]any{}
-			}
-			c.Extra[name] = v
-		}
-	}
 	return c, true
-}
-
-// numericDate reads a JSON number of whole seconds.
-func numericDate(v any) (time.Time, bool) {
-	f, ok := v.(float64)
-	if !ok || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
-		return time.Time{}, false
-	}
-	return time.Unix(int64(f), 0).UTC(), true
-}
-
-// audience reads aud: absent, a string, or an array of strings.
-func audience(v any) ([]string, bool) {
-	switch a := v.(type) {
-	case nil:
-		return nil, true
-	case string:
-		return []string{a}, true
-	case []any:
-		out := make([]string, len(a))
-		for i, e := range a {
-			s, ok := e.(string)
-			if !ok {
-				return nil, false
-			}
-			out[i] = s
-		}
-		return out, true
-	}
-	return nil, false
 }

@@ -33,8 +33,8 @@ const (
 
 // Token types (the typ header).
 const (
-	TypeAccess  = "at+jwt"
-	TypeRefresh = "rt+jwt"
+	TypeAccess  = accesstoken.TypeAccess
+	TypeRefresh = accesstoken.TypeRefresh
 )
 
 var b64 = base64.RawURLEncoding
@@ -76,27 +76,25 @@ func WithAlgorithm(alg string) Option { return func(i *Issuer) { i.alg = alg } }
 
 // WithEd25519Key makes the Issuer sign with key, for tokens that stay the same across runs.
 func WithEd25519Key(key ed25519.PrivateKey) Option {
-	return func(i *Issuer) { i.alg, i.signKey = "EdDSA", key }
+	return func(i *Issuer) { i.alg, i.signKey = string(accesstoken.EdDSA), key }
 }
 
 // NewIssuer returns an Issuer with a fresh key. It panics on an unknown algorithm.
 func NewIssuer(opts ...Option) *Issuer {
-	i := &Issuer{issuer: DefaultIssuer, audience: []string{DefaultAudience}, kid: DefaultKeyID, alg: "EdDSA", now: time.Now, ttl: DefaultTTL}
+	i := &Issuer{issuer: DefaultIssuer, audience: []string{DefaultAudience}, kid: DefaultKeyID, alg: string(accesstoken.EdDSA), now: time.Now, ttl: DefaultTTL}
 	for _, o := range opts {
 		o(i)
 	}
 	var err error
-	switch i.alg {
-	case "EdDSA":
-		i.method = jwt.SigningMethodEdDSA
+	i.method = accesstoken.Algorithm(i.alg).Method()
+	switch accesstoken.Algorithm(i.alg) {
+	case accesstoken.EdDSA:
 		if i.signKey == nil {
 			_, i.signKey, err = ed25519.GenerateKey(rand.Reader)
 		}
-	case "ES256":
-		i.method = jwt.SigningMethodES256
+	case accesstoken.ES256:
 		i.signKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "RS256":
-		i.method = jwt.SigningMethodRS256
+	case accesstoken.RS256:
 		i.signKey, err = rsa.GenerateKey(rand.Reader, 2048)
 	default:
 		panic(fmt.Sprintf("authntest: unknown algorithm %q", i.alg))
@@ -149,29 +147,9 @@ func (i *Issuer) Verifier(opts ...authn.Option) *authn.Local {
 	return v
 }
 
-// claims are an access token's claims, written in the authority's order.
-type claims struct {
-	Issuer     string   `json:"iss"`
-	Subject    string   `json:"sub"`
-	Audience   []string `json:"aud,omitempty"`
-	ExpiresAt  int64    `json:"exp"`
-	NotBefore  int64    `json:"nbf"`
-	IssuedAt   int64    `json:"iat"`
-	IssuedAtMS int64    `json:"iat_ms"`
-	JTI        string   `json:"jti"`
-	SessionID  string   `json:"sid"`
-	Scope      string   `json:"scope,omitempty"`
-	// Act is the delegation chain, as the authority writes it for exchanged tokens.
-	Act *accesstoken.ActClaim `json:"act,omitempty"`
-	// Cnf binds the token to a client certificate (RFC 8705), as the authority writes it.
-	Cnf *struct {
-		X5tS256 string `json:"x5t#S256"`
-	} `json:"cnf,omitempty"`
-}
-
 // tokenSpec is what Token mints.
 type tokenSpec struct {
-	claims
+	accesstoken.Claims
 	typ      string
 	kid      string
 	extra    map[string]any
@@ -240,9 +218,7 @@ func Actors(actors ...string) TokenOption {
 // base64url of the SHA-256 of its DER) is thumbprint: the cnf claim of RFC 8705.
 func BoundTo(thumbprint string) TokenOption {
 	return func(s *tokenSpec) {
-		s.Cnf = &struct {
-			X5tS256 string `json:"x5t#S256"`
-		}{thumbprint}
+		s.Confirmation = &accesstoken.Confirmation{X5tS256: thumbprint}
 	}
 }
 
@@ -272,21 +248,21 @@ func (i *Issuer) Token(opts ...TokenOption) string {
 	iat := s.issuedAt.Add(s.nbfShift)
 	s.IssuedAt, s.NotBefore, s.ExpiresAt = iat.Unix(), iat.Unix(), iat.Add(s.ttl).Unix()
 	s.IssuedAtMS = iat.UnixMilli()
-	payload, err := json.Marshal(s.claims)
-	if err != nil {
-		panic(fmt.Sprintf("authntest: %v", err))
-	}
+	var extra []byte
 	if len(s.extra) > 0 {
 		for name := range s.extra {
 			if accesstoken.IsReservedName(name) {
 				panic(fmt.Sprintf("authntest: extra claim %q is registered", name))
 			}
 		}
-		extra, err := json.Marshal(s.extra)
-		if err != nil {
+		var err error
+		if extra, err = json.Marshal(s.extra); err != nil {
 			panic(fmt.Sprintf("authntest: extra claims: %v", err))
 		}
-		payload = append(append(payload[:len(payload)-1], ','), extra[1:]...)
+	}
+	payload, err := accesstoken.Encode(&s.Claims, extra)
+	if err != nil {
+		panic(fmt.Sprintf("authntest: %v", err))
 	}
 	header, err := json.Marshal(struct {
 		Alg string `json:"alg"`

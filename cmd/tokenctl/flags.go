@@ -10,6 +10,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 )
 
 // listFlag is a flag.Value holding a comma-separated list; repeating the flag appends to it.
@@ -98,15 +100,16 @@ func roleName(r tokenauthorityv1.Role) string {
 	return r.String()
 }
 
-// algorithmNames maps the JWS names of the signing algorithms to their enum values.
+// algorithmNames maps the JWS names of the signing algorithms (accesstoken.Algorithms) to their
+// enum values.
 var algorithmNames = []struct {
 	name string
 	alg  tokenauthorityv1.SigningAlgorithm
 }{
-	{"EdDSA", tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_EDDSA},
-	{"ES256", tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256},
-	{"RS256", tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_RS256},
-	{"HS256", tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_HS256},
+	{string(accesstoken.EdDSA), tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_EDDSA},
+	{string(accesstoken.ES256), tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_ES256},
+	{string(accesstoken.RS256), tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_RS256},
+	{string(accesstoken.HS256), tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_HS256},
 }
 
 // parseAlgorithm maps a JWS algorithm name (case-insensitive) to its enum value; the empty name

@@ -74,7 +74,7 @@ func (a *App) devBootstrap(ctx context.Context) error {
 	err = a.tenants.CreateTenant(ctx, &tenant.Tenant{
 		ID:        DevTenant,
 		Issuer:    "urn:tokenauthority:tenant:" + DevTenant,
-		Algorithm: string(keys.EdDSA),
+		Algorithm: keys.EdDSA,
 	})
 	if err != nil && !errors.Is(err, store.ErrExists) {
 		return fmt.Errorf("create development tenant: %w", err)

@@ -410,11 +410,15 @@ func TestHostileInputCatalogue(t *testing.T) {
 		{name: "exp far in the past", verify: func(t *testing.T) *tokenauthorityv1.VerifyTokenRequest {
 			return e.req(e.signed(t, e.header(), e.claims("exp", 946684800)))
 		}, want: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_EXPIRED)},
-		// golang-jwt converts the float to int64, which overflows (implementation-defined in Go);
-		// on amd64 and arm64 the result is a time far in the past, so the token is expired.
+		// A time beyond 2^53 seconds is not one the authority writes: malformed, at the authority
+		// as in authn (accesstoken.DecodeMap), where golang-jwt's conversion to int64 overflowed.
 		{name: "exp 1e300, beyond int64", verify: func(t *testing.T) *tokenauthorityv1.VerifyTokenRequest {
 			return e.req(e.signed(t, e.header(), e.claims("exp", 1e300)))
-		}, want: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_EXPIRED)},
+		}, want: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_MALFORMED)},
+		{name: "fractional exp", verify: func(t *testing.T) *tokenauthorityv1.VerifyTokenRequest {
+			exp, _ := e.live["exp"].(json.Number).Int64()
+			return e.req(e.signed(t, e.header(), e.claims("exp", float64(exp)+0.5)))
+		}, want: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_MALFORMED)},
 		// note: the server does not cap exp. Such a token takes the tenant's signing key to make,
 		// and it still dies with its session (SESSION_ENDED once the session expires or is ended).
 		{name: "exp in year 9999, correctly signed", verify: func(t *testing.T) *tokenauthorityv1.VerifyTokenRequest {

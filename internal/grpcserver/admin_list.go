@@ -75,7 +75,7 @@ var keyStates = map[keys.State]tokenauthorityv1.SigningKeyState{
 func keyStatusToProto(k keys.KeyStatus) *tokenauthorityv1.SigningKey {
 	return &tokenauthorityv1.SigningKey{
 		Kid:          k.ID,
-		Algorithm:    algorithmToProto(string(k.Algorithm)),
+		Algorithm:    algorithmToProto(k.Algorithm),
 		State:        keyStates[k.State],
 		CreateTime:   timestampOrNil(k.CreatedAt),
 		PublishTime:  timestampOrNil(k.PublishedAt),

@@ -86,9 +86,9 @@ var algorithms = map[tokenauthorityv1.SigningAlgorithm]keys.Algorithm{
 	tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_HS256:       keys.HS256,
 }
 
-func algorithmToProto(a string) tokenauthorityv1.SigningAlgorithm {
+func algorithmToProto(a keys.Algorithm) tokenauthorityv1.SigningAlgorithm {
 	for p, k := range algorithms {
-		if string(k) == a && p != tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_UNSPECIFIED {
+		if k == a && p != tokenauthorityv1.SigningAlgorithm_SIGNING_ALGORITHM_UNSPECIFIED {
 			return p
 		}
 	}
@@ -200,7 +200,7 @@ func (s *adminService) CreateTenant(ctx context.Context, req *tokenauthorityv1.C
 	t := &tenant.Tenant{
 		ID:               in.GetTenantId(),
 		Issuer:           in.GetIssuer(),
-		Algorithm:        string(alg),
+		Algorithm:        alg,
 		MaxAccessTTL:     in.GetMaxAccessTtl().AsDuration(),
 		MaxRefreshTTL:    in.GetMaxRefreshTtl().AsDuration(),
 		AllowedAudiences: in.GetAllowedAudiences(),
@@ -420,7 +420,7 @@ func (s *adminService) DeletePrincipal(ctx context.Context, req *tokenauthorityv
 func signingKeyToProto(k *keys.Key) *tokenauthorityv1.SigningKey {
 	out := &tokenauthorityv1.SigningKey{
 		Kid:          k.ID,
-		Algorithm:    algorithmToProto(string(k.Algorithm)),
+		Algorithm:    algorithmToProto(k.Algorithm),
 		PublishTime:  timestamppb.New(k.PublishedAt),
 		ActivateTime: timestamppb.New(k.ActivatesAt),
 		CreateTime:   timestampOrNil(k.CreatedAt),

@@ -6,42 +6,23 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 )
 
-// Algorithm is a JWS algorithm name as it appears in a token's `alg` header.
-type Algorithm string
+// Algorithm is a JWS algorithm name; the list and its rules are accesstoken's.
+type Algorithm = accesstoken.Algorithm
 
 // The supported algorithms.
 const (
-	EdDSA Algorithm = "EdDSA"
-	ES256 Algorithm = "ES256"
-	RS256 Algorithm = "RS256"
-	HS256 Algorithm = "HS256"
+	EdDSA = accesstoken.EdDSA
+	ES256 = accesstoken.ES256
+	RS256 = accesstoken.RS256
+	HS256 = accesstoken.HS256
 )
 
 // ParseAlgorithm returns the algorithm named s, or false.
-func ParseAlgorithm(s string) (Algorithm, bool) {
-	switch a := Algorithm(s); a {
-	case EdDSA, ES256, RS256, HS256:
-		return a, true
-	}
-	return "", false
-}
-
-// Method returns the golang-jwt signing method of a.
-func (a Algorithm) Method() jwt.SigningMethod {
-	switch a {
-	case EdDSA:
-		return jwt.SigningMethodEdDSA
-	case ES256:
-		return jwt.SigningMethodES256
-	case RS256:
-		return jwt.SigningMethodRS256
-	case HS256:
-		return jwt.SigningMethodHS256
-	}
-	return nil
-}
+func ParseAlgorithm(s string) (Algorithm, bool) { return accesstoken.ParseAlgorithm(s) }
 
 var (
 	// ErrUnknownKey reports a kid that is not a key of the tenant.

@@ -37,7 +37,7 @@ type Tenant struct {
 	ID     string `json:"id"`
 	Issuer string `json:"iss"`
 	// Algorithm is the JWS algorithm of the tenant's new signing keys.
-	Algorithm string `json:"alg"`
+	Algorithm accesstoken.Algorithm `json:"alg"`
 	// MaxAccessTTL and MaxRefreshTTL bound what callers may request; zero means the server's bound.
 	MaxAccessTTL  time.Duration `json:"max_at,omitempty"`
 	MaxRefreshTTL time.Duration `json:"max_rt,omitempty"`

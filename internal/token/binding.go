@@ -11,11 +11,6 @@ import (
 // their own claims, and both are refused when presented over a connection without that
 // certificate.
 
-// confirmation is the `cnf` claim of a certificate-bound access token.
-type confirmation struct {
-	X5tS256 string `json:"x5t#S256"`
-}
-
 // CertificateThumbprint returns the x5t#S256 thumbprint of a certificate given in DER: the
 // unpadded base64url of its SHA-256.
 func CertificateThumbprint(der []byte) string {

@@ -107,11 +107,13 @@ func (s *Service) Exchange(ctx context.Context, req ExchangeRequest) (ex *Exchan
 		ExpiresAt: time.Unix(exp.Unix(), 0).UTC(),
 		NotBefore: time.Unix(now.Unix(), 0).UTC(),
 		IssuedAt:  time.Unix(now.Unix(), 0).UTC(),
-		JTI:       subject.SessionID + "." + randomString(12),
-		SessionID: subject.SessionID,
-		Scopes:    req.Scopes,
-		Extra:     subject.Extra,
-		Actor:     chain,
+		// What the token says (iat_ms), as a verifier decodes it.
+		IssuedAtExact: time.UnixMilli(now.UnixMilli()).UTC(),
+		JTI:           subject.SessionID + "." + randomString(12),
+		SessionID:     subject.SessionID,
+		Scopes:        req.Scopes,
+		Extra:         subject.Extra,
+		Actor:         chain,
 	}
 	var extra []byte
 	if len(subject.Extra) > 0 {
@@ -123,14 +125,14 @@ func (s *Service) Exchange(ctx context.Context, req ExchangeRequest) (ex *Exchan
 	if err != nil {
 		return nil, err
 	}
-	payload, err := accessPayload(&accessClaims{
+	payload, err := accesstoken.Encode(&accesstoken.Claims{
 		Issuer:     c.Issuer,
 		Subject:    c.Subject,
 		Audience:   c.Audience,
 		ExpiresAt:  c.ExpiresAt.Unix(),
 		NotBefore:  c.NotBefore.Unix(),
 		IssuedAt:   c.IssuedAt.Unix(),
-		IssuedAtMS: now.UnixMilli(),
+		IssuedAtMS: c.IssuedAtExact.UnixMilli(),
 		JTI:        c.JTI,
 		SessionID:  c.SessionID,
 		Scope:      accesstoken.JoinScope(c.Scopes),

@@ -61,7 +61,7 @@ func TestExchange(t *testing.T) {
 	want := &token.Claims{
 		Issuer: f.tenant.Issuer, Subject: "alice", Audience: []string{"svc-b"},
 		ExpiresAt: time.Unix(f.clock.Now().Add(14*time.Minute).Unix(), 0).UTC(), // the subject token's exp
-		NotBefore: f.clock.Now(), IssuedAt: f.clock.Now(),
+		NotBefore: f.clock.Now(), IssuedAt: f.clock.Now(), IssuedAtExact: f.clock.Now(),
 		JTI: c.JTI, SessionID: subject.SessionID, Scopes: []string{"read"},
 		Extra: map[string]any{"role": "buyer"}, Actor: []accesstoken.Actor{{Subject: "svc-a"}},
 	}

@@ -144,7 +144,7 @@ func (s *Service) accessToken(k *keys.Key, t *tenant.Tenant, sess *Session, rt s
 	if exp.After(sess.ExpiresAt) {
 		exp = sess.ExpiresAt
 	}
-	c := &accessClaims{
+	c := &accesstoken.Claims{
 		Issuer:     t.Issuer,
 		Subject:    sess.Subject,
 		Audience:   sess.Audience,
@@ -157,9 +157,9 @@ func (s *Service) accessToken(k *keys.Key, t *tenant.Tenant, sess *Session, rt s
 		Scope:      accesstoken.JoinScope(sess.Scopes),
 	}
 	if sess.CertThumbprint != "" {
-		c.Confirmation = &confirmation{X5tS256: sess.CertThumbprint}
+		c.Confirmation = &accesstoken.Confirmation{X5tS256: sess.CertThumbprint}
 	}
-	payload, err := accessPayload(c, sess.Extra)
+	payload, err := accesstoken.Encode(c, sess.Extra)
 	if err != nil {
 		return "", time.Time{}, err
 	}

@@ -12,8 +12,8 @@ import (
 
 // Token types (the `typ` header).
 const (
-	TypeAccess  = "at+jwt"
-	TypeRefresh = "rt+jwt"
+	TypeAccess  = accesstoken.TypeAccess
+	TypeRefresh = accesstoken.TypeRefresh
 )
 
 type header struct {
@@ -34,41 +34,6 @@ func signJWT(method jwt.SigningMethod, key any, kid, typ string, payload []byte)
 		return "", fmt.Errorf("sign: %w", err)
 	}
 	return signing + "." + b64.EncodeToString(sig), nil
-}
-
-// accessClaims are an access token's registered claims, in the order they are written.
-type accessClaims struct {
-	Issuer    string   `json:"iss"`
-	Subject   string   `json:"sub"`
-	Audience  []string `json:"aud,omitempty"`
-	ExpiresAt int64    `json:"exp"`
-	NotBefore int64    `json:"nbf"`
-	IssuedAt  int64    `json:"iat"`
-	// IssuedAtMS is iat in milliseconds: a verifier without the store (authn's local mode)
-	// compares it with a cut-off, which has millisecond precision, so that a token issued in the
-	// cut-off's second but after it is not refused (and one issued before it always is).
-	IssuedAtMS int64  `json:"iat_ms"`
-	JTI        string `json:"jti"`
-	SessionID  string `json:"sid"`
-	Scope      string `json:"scope,omitempty"`
-	// Act is the delegation chain of an exchanged token (RFC 8693 section 4.1); nil otherwise.
-	Act *accesstoken.ActClaim `json:"act,omitempty"`
-	// Confirmation binds the token to a client certificate (RFC 8705); absent when unbound.
-	Confirmation *confirmation `json:"cnf,omitempty"`
-}
-
-// accessPayload encodes c followed by the members of extra, a JSON object whose names were
-// checked at issue not to collide with registered claims.
-func accessPayload(c *accessClaims, extra []byte) ([]byte, error) {
-	out, err := json.Marshal(c)
-	if err != nil {
-		return nil, fmt.Errorf("encode claims: %w", err)
-	}
-	if len(extra) > 2 && extra[0] == '{' && extra[len(extra)-1] == '}' {
-		out[len(out)-1] = ','
-		out = append(out, extra[1:]...)
-	}
-	return out, nil
 }
 
 // refreshClaims are a refresh token's claims, written and read by the authority alone. Every field

@@ -174,7 +174,7 @@ func TestIssueAccessTokenShape(t *testing.T) {
 	}
 	want := token.Claims{
 		Issuer: f.tenant.Issuer, Subject: "alice", Audience: []string{"orders"},
-		ExpiresAt: p.AccessExpiresAt, NotBefore: f.clock.Now(), IssuedAt: f.clock.Now(),
+		ExpiresAt: p.AccessExpiresAt, NotBefore: f.clock.Now(), IssuedAt: f.clock.Now(), IssuedAtExact: f.clock.Now(),
 		JTI: c["jti"].(string), SessionID: p.SessionID, Scopes: []string{"read", "write"},
 		Extra: map[string]any{"role": "buyer"},
 	}

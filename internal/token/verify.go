@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
@@ -82,82 +81,8 @@ type Verification struct {
 	Claims *Claims
 }
 
-// Claims are an access token's claims.
-type Claims struct {
-	Issuer    string
-	Subject   string
-	Audience  []string
-	ExpiresAt time.Time
-	NotBefore time.Time // zero when the token has no nbf
-	IssuedAt  time.Time
-	JTI       string
-	SessionID string
-	Scopes    []string
-	// CertThumbprint is the x5t#S256 of the client certificate the token is bound to (`cnf`);
-	// empty when it is not bound.
-	CertThumbprint string
-	// Extra holds every claim that is not a registered one; nil when there is none.
-	Extra map[string]any
-	// Actor is the delegation chain of an exchanged token (its `act` claim), outermost first;
-	// nil for a token that was not exchanged.
-	Actor []accesstoken.Actor
-}
-
-// claimsFrom extracts typed claims, or reports the token malformed. exp, iat, jti and sid are
-// required; a claim of the wrong JSON type makes the token malformed.
-func claimsFrom(m jwt.MapClaims) (*Claims, bool) {
-	exp, err1 := m.GetExpirationTime()
-	iat, err2 := m.GetIssuedAt()
-	nbf, err3 := m.GetNotBefore()
-	aud, err4 := m.GetAudience()
-	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || exp == nil || iat == nil {
-		return nil, false
-	}
-	c := &Claims{ExpiresAt: exp.UTC(), IssuedAt: iat.UTC(), Audience: aud}
-	if nbf != nil {
-		c.NotBefore = nbf.UTC()
-	}
-	if v, present := m["iat_ms"]; present {
-		// What authn's local mode compares with cut-offs: an instant within iat's second.
-		f, ok := v.(float64)
-		if !ok || f != math.Trunc(f) || f < 0 || f > 1<<53 || int64(f)/1000 != c.IssuedAt.Unix() {
-			return nil, false
-		}
-	}
-	var ok bool
-	for name, dst := range map[string]*string{"iss": &c.Issuer, "sub": &c.Subject, "jti": &c.JTI, "sid": &c.SessionID} {
-		if *dst, ok = m[name].(string); !ok {
-			return nil, false
-		}
-	}
-	if v, present := m["scope"]; present {
-		claim, ok := v.(string)
-		if !ok {
-			return nil, false
-		}
-		c.Scopes = accesstoken.ParseScope(claim)
-	}
-	if v, present := m["act"]; present {
-		if c.Actor, ok = accesstoken.ParseActor(v); !ok {
-			return nil, false
-		}
-	}
-	if v, present := m["cnf"]; present {
-		var ok bool
-		if c.CertThumbprint, ok = accesstoken.CertificateThumbprint(v); !ok {
-			return nil, false
-		}
-	}
-	for name, v := range m {
-		if !accesstoken.IsRegistered(name) {
-			if c.Extra == nil {
-				c.Extra = map[string]any{}
-			}
-			c.Extra[name] = v
-		}
-	}
-	return c, true
-}
+// Claims are an access token's claims, as every verifier decodes them.
+type Claims = accesstoken.Decoded
 
 func inactive(r Reason) *Verification { return &Verification{Reason: r} }
 
@@ -184,9 +109,6 @@ func compactShape(tok string) bool {
 	}
 	return dots == 2
 }
-
-// allowedAlgorithms is the algorithm allow-list; a key's own algorithm must also match.
-var allowedAlgorithms = map[string]bool{"EdDSA": true, "ES256": true, "RS256": true, "HS256": true}
 
 // Verify runs the checks in their documented order and answers with the first that fails. It
 // returns an error only when the call itself fails: an empty or oversized token, or a store that
@@ -266,11 +188,11 @@ func (s *Service) verifySignature(ctx context.Context, t *tenant.Tenant, raw str
 			return nil, inactiveError(ReasonMalformed)
 		}
 		alg, _ := tok.Header["alg"].(string)
-		if !allowedAlgorithms[alg] {
+		if _, ok := accesstoken.ParseAlgorithm(alg); !ok {
 			return nil, inactiveError(ReasonUnsupportedAlgorithm)
 		}
 		kid, _ := tok.Header["kid"].(string)
-		if kid == "" || len(kid) > 64 {
+		if !accesstoken.ValidKeyID(kid) {
 			return nil, inactiveError(ReasonUnknownKey)
 		}
 		k, err := s.cfg.Keys.VerificationKey(ctx, t.ID, kid)
@@ -300,7 +222,7 @@ func (s *Service) verifySignature(ctx context.Context, t *tenant.Tenant, raw str
 	if typ, _ := tok.Header["typ"].(string); typ != TypeAccess {
 		return nil, ReasonWrongType, nil
 	}
-	c, ok := claimsFrom(claims)
+	c, ok := accesstoken.DecodeMap(claims)
 	if !ok {
 		return nil, ReasonMalformed, nil
 	}
@@ -331,11 +253,10 @@ func parseReason(err error) Reason {
 
 // checkClaims checks the time claims, the issuer and the audience, in that order.
 func (s *Service) checkClaims(t *tenant.Tenant, c *Claims, audience string, now time.Time) Reason {
-	if !now.Before(c.ExpiresAt.Add(s.cfg.Leeway)) {
+	switch accesstoken.CheckTimes(c.ExpiresAt, c.NotBefore, c.IssuedAt, now, s.cfg.Leeway) {
+	case accesstoken.Expired:
 		return ReasonExpired
-	}
-	skewed := now.Add(s.cfg.Leeway)
-	if skewed.Before(c.IssuedAt) || skewed.Before(c.NotBefore) {
+	case accesstoken.NotYetValid:
 		return ReasonNotYetValid
 	}
 	if c.Issuer != t.Issuer {
