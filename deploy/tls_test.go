@@ -17,6 +17,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // The service's TLS settings, which every recipe sets, and the escape hatch none may set.
@@ -61,6 +64,143 @@ func checkTLSEnv(env map[string]string, dir string) problems {
 	if env[varTLSClientAuth] != "optional" {
 		// require would also refuse the kubelet's HTTPS liveness probe, which has no certificate.
 		p.addf("%s is %q, want optional", varTLSClientAuth, env[varTLSClientAuth])
+	}
+	return p
+}
+
+// certificateSecretKeys are the keys cert-manager writes into a Certificate's Secret (ca.crt
+// when the issuer knows its CA, as a CA Issuer does).
+var certificateSecretKeys = []string{tlsCertKey, tlsKeyKey, tlsCAKey}
+
+// certificate returns the Certificate that issues Secret secret.
+func (m manifests) certificate(secret string) (object, *cmv1.Certificate, bool) {
+	for _, o := range m.of(kindCertificate) {
+		if c := o.obj.(*cmv1.Certificate); c.Spec.SecretName == secret {
+			return o, c, true
+		}
+	}
+	return object{}, nil, false
+}
+
+// issued reports whether a Certificate issues Secret secret.
+func (m manifests) issued(secret string) bool {
+	_, _, ok := m.certificate(secret)
+	return ok
+}
+
+// checkCertificate checks that a Certificate names a Secret and an issuer that exists (a
+// ClusterIssuer is the cluster's, not the manifests').
+func checkCertificate(p *problems, m manifests, o object) {
+	c := o.obj.(*cmv1.Certificate)
+	if c.Spec.SecretName == "" {
+		p.addf("%s: no secretName", o)
+	}
+	ref := c.Spec.IssuerRef
+	if ref.Group != "" && ref.Group != cmv1.SchemeGroupVersion.Group {
+		return // an external issuer (step-ca, AWS PCA, ...)
+	}
+	switch ref.Kind {
+	case "", cmv1.IssuerKind:
+		if _, ok := m.get(kindIssuer, ref.Name); !ok {
+			p.addf("%s: Issuer %q is not defined", o, ref.Name)
+		}
+	case cmv1.ClusterIssuerKind:
+	default:
+		p.addf("%s: issuerRef kind %q is not Issuer or ClusterIssuer", o, ref.Kind)
+	}
+}
+
+// checkIssuer checks that a CA Issuer's Secret is defined, as a Secret or by a CA's Certificate.
+func checkIssuer(p *problems, m manifests, o object) {
+	iss := o.obj.(*cmv1.Issuer)
+	if iss.Spec.CA == nil {
+		return
+	}
+	name := iss.Spec.CA.SecretName
+	if _, ok := m.get(kindSecret, name); ok {
+		return
+	}
+	if co, c, ok := m.certificate(name); !ok {
+		p.addf("%s: its CA's Secret %q is not defined", o, name)
+	} else if !c.Spec.IsCA {
+		p.addf("%s: its CA's Secret %q is issued by %s, which is not a CA (isCA)", o, name, co)
+	}
+}
+
+// checkTLS checks the service's TLS: the variables name the files of a mounted Secret that holds
+// (or whose Certificate issues) tls.crt, tls.key and ca.crt; the readiness probe is the health
+// check over TLS verified with that CA, the liveness probe HTTPS; and a Certificate names the
+// Service and the address the readiness probe dials.
+func checkTLS(m manifests, spec *corev1.PodSpec, c *corev1.Container, env map[string]string) problems {
+	var p problems
+	dir := path.Dir(env[varTLSCert])
+	var secret string
+	for _, vm := range c.VolumeMounts {
+		if path.Clean(vm.MountPath) != dir || vm.SubPath != "" {
+			continue
+		}
+		for _, v := range spec.Volumes {
+			if v.Name == vm.Name && v.Secret != nil && len(v.Secret.Items) == 0 {
+				secret = v.Secret.SecretName
+			}
+		}
+	}
+	if secret == "" {
+		// A subPath mount or a projection of items would also not follow a renewal.
+		p.addf("%s %q is not in the directory of a whole Secret mounted into the container", varTLSCert, env[varTLSCert])
+	}
+	p = append(p, checkTLSEnv(env, dir)...)
+	for _, key := range certificateSecretKeys {
+		if _, ok := m.secretValue(secret, key); secret != "" && !ok {
+			p.addf("the TLS Secret %q has no key %s and no Certificate issues it", secret, key)
+		}
+	}
+
+	if r := c.ReadinessProbe; r == nil || r.Exec == nil {
+		p.addf("the readiness probe must be the gRPC health check over TLS: exec /tokenauthority healthcheck -tls -cacert %s (the kubelet's grpc probe speaks plaintext only)", path.Join(dir, tlsCAKey))
+	} else if ca, err := healthcheckCACert(r.Exec.Command); err != nil {
+		p.addf("the readiness probe: %v", err)
+	} else if ca != path.Join(dir, tlsCAKey) {
+		p.addf("the readiness probe verifies the server with %s, not the mounted %s", ca, path.Join(dir, tlsCAKey))
+	}
+	if l := c.LivenessProbe; l != nil && l.HTTPGet != nil && l.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+		p.addf("the liveness probe must use scheme HTTPS: the HTTP port serves TLS")
+	}
+
+	co, cert, ok := m.certificate(secret)
+	if !ok {
+		return p
+	}
+	names := cert.Spec.DNSNames
+	var ns string
+	if svc, ok := m.get(kindService, appName); ok {
+		ns = svc.obj.(*corev1.Service).Namespace
+	}
+	want := []string{appName}
+	if ns != "" {
+		want = append(want, appName+"."+ns+".svc")
+	}
+	for _, name := range want {
+		if !slices.Contains(names, name) {
+			p.addf("%s: dnsNames %v lack %s, the Service's name", co, names, name)
+		}
+	}
+	for _, name := range names {
+		rest, ok := strings.CutPrefix(name, appName+".")
+		other, _, _ := strings.Cut(rest, ".")
+		if ok && ns != "" && other != ns {
+			p.addf("%s: dnsName %s names the Service in namespace %s, not in %s where it is", co, name, other, ns)
+		}
+	}
+	// The readiness probe dials the loopback address of a wildcard listen address.
+	if !slices.Contains(cert.Spec.IPAddresses, "127.0.0.1") {
+		p.addf("%s: ipAddresses %v lack 127.0.0.1, which the readiness probe dials", co, cert.Spec.IPAddresses)
+	}
+	if u := cert.Spec.Usages; len(u) > 0 && !slices.Contains(u, cmv1.UsageServerAuth) {
+		p.addf("%s: usages %v lack server auth", co, u)
+	}
+	if cert.Spec.IsCA {
+		p.addf("%s: the server's certificate is a CA", co)
 	}
 	return p
 }
