@@ -20,6 +20,7 @@ import (
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
 // The service's TLS settings, which every recipe sets, and the escape hatch none may set.
@@ -577,4 +578,45 @@ func (s *service) get(roots *x509.CertPool, p string) (int, error) {
 	}
 	_ = resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// TestKubernetesProbesServe starts the service with the base Deployment's TLS variables, on files
+// made for the names of its Certificate, and runs its probes as the kubelet does: the readiness
+// probe's command passes, and the liveness probe's HTTPS GET (unverified, like the kubelet's)
+// answers 200.
+func TestKubernetesProbesServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the service")
+	}
+	objs, err := renderObjects(filesys.MakeFsOnDisk(), "kubernetes/base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := manifests(objs)
+	c := appContainer(m)
+	if c.ReadinessProbe == nil || c.ReadinessProbe.Exec == nil || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil {
+		t.Fatal("the probes are not an exec readiness probe and an HTTP liveness probe")
+	}
+	cert := serverCertificate(m)
+	dir := runCertgen(t, []string{"-dns", strings.Join(cert.Spec.DNSNames, ","), "-ip", strings.Join(cert.Spec.IPAddresses, ",")})
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if strings.HasPrefix(e.Name, varPrefix+"TLS_") {
+			env[e.Name] = e.Value
+		}
+	}
+	mountDir := path.Dir(env[varTLSCert])
+	for k, v := range env {
+		env[k] = remap(v, mountDir, dir)
+	}
+	s := startService(t, env)
+	if err := s.waitHealthy(t, remapAll(c.ReadinessProbe.Exec.Command, mountDir, dir)); err != nil {
+		t.Fatal(err)
+	}
+	if c.LivenessProbe.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+		t.Fatalf("liveness probe scheme %q", c.LivenessProbe.HTTPGet.Scheme)
+	}
+	if code, err := s.get(nil, c.LivenessProbe.HTTPGet.Path); err != nil || code != http.StatusOK {
+		t.Errorf("liveness GET https://%s%s: %d %v", s.httpAddr, c.LivenessProbe.HTTPGet.Path, code, err)
+	}
 }
