@@ -33,6 +33,7 @@ type composeService struct {
 	Secrets     []string          `json:"secrets"`
 	Ports       []string          `json:"ports"`
 	Volumes     []string          `json:"volumes"`
+	NetworkMode string            `json:"network_mode"`
 	DependsOn   map[string]struct {
 		Condition string `json:"condition"`
 	} `json:"depends_on"`
@@ -103,16 +104,25 @@ func TestCompose(t *testing.T) {
 	} else if _, err := os.Stat(filepath.Join("compose", app.Build.Context, app.Build.Dockerfile)); err != nil {
 		t.Errorf("%s: %v", appName, err)
 	}
-	if app.Healthcheck == nil || !slices.Equal(app.Healthcheck.Test, []string{"CMD", "/tokenauthority", "healthcheck"}) {
-		t.Errorf("%s: want the health check CMD /tokenauthority healthcheck, got %+v", appName, app.Healthcheck)
+	if app.Healthcheck == nil || !slices.Equal(app.Healthcheck.Test, []string{"CMD", "/tokenauthority", "healthcheck", "-tls", "-cacert", app.Environment[varTLSClientCA]}) {
+		t.Errorf("%s: want the health check CMD /tokenauthority healthcheck -tls -cacert %s, got %+v", appName, app.Environment[varTLSClientCA], app.Healthcheck)
 	}
 	for name, dep := range app.DependsOn {
+		if name == composeCertsService {
+			if dep.Condition != "service_completed_successfully" {
+				t.Errorf("%s: depends on %s with condition %q, want service_completed_successfully", appName, name, dep.Condition)
+			}
+			continue
+		}
 		if dep.Condition != "service_healthy" {
 			t.Errorf("%s: depends on %s with condition %q, want service_healthy", appName, name, dep.Condition)
 		}
 		if d, ok := c.Services[name]; !ok || d.Healthcheck == nil {
 			t.Errorf("%s: depends on %s, which has no health check", appName, name)
 		}
+	}
+	if _, ok := app.DependsOn[composeCertsService]; !ok {
+		t.Errorf("%s: does not wait for its certificates (service %s)", appName, composeCertsService)
 	}
 	if _, ok := app.DependsOn["redis"]; !ok {
 		t.Errorf("%s: does not wait for redis", appName)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -40,8 +41,12 @@ var (
 	kindConfigMap      = typeKey{"v1", "ConfigMap"}
 	kindPDB            = typeKey{"policy/v1", "PodDisruptionBudget"}
 	kindNetworkPolicy  = typeKey{"networking.k8s.io/v1", "NetworkPolicy"}
-	// kindKustomization is allowed only in files named kustomization.yaml.
+	// cert-manager's, decoded into its own Go types.
+	kindCertificate = typeKey{cmv1.SchemeGroupVersion.String(), cmv1.CertificateKind}
+	kindIssuer      = typeKey{cmv1.SchemeGroupVersion.String(), cmv1.IssuerKind}
+	// kindKustomization and kindComponent are allowed only in files named kustomization.yaml.
 	kindKustomization = typeKey{kustomizetypes.KustomizationVersion, kustomizetypes.KustomizationKind}
+	kindComponent     = typeKey{kustomizetypes.ComponentVersion, kustomizetypes.ComponentKind}
 )
 
 var newObject = map[typeKey]func() any{
@@ -53,6 +58,8 @@ var newObject = map[typeKey]func() any{
 	kindConfigMap:      func() any { return new(corev1.ConfigMap) },
 	kindPDB:            func() any { return new(policyv1.PodDisruptionBudget) },
 	kindNetworkPolicy:  func() any { return new(networkingv1.NetworkPolicy) },
+	kindCertificate:    func() any { return new(cmv1.Certificate) },
+	kindIssuer:         func() any { return new(cmv1.Issuer) },
 }
 
 // object is one decoded manifest document.
@@ -89,7 +96,7 @@ func splitDocuments(b []byte) ([][]byte, error) {
 
 // decodeStrict decodes one manifest document into the Go type of its apiVersion and kind. An
 // unknown or misspelt field, a duplicate key, a value of the wrong type or an unknown kind is an
-// error. allowKustomization permits a Kustomization.
+// error. allowKustomization permits a Kustomization or a Component.
 func decodeStrict(doc []byte, allowKustomization bool) (typeKey, string, any, error) {
 	var meta struct {
 		APIVersion string `json:"apiVersion"`
@@ -105,7 +112,7 @@ func decodeStrict(doc []byte, allowKustomization bool) (typeKey, string, any, er
 	var obj any
 	if newObj, ok := newObject[key]; ok {
 		obj = newObj()
-	} else if key == kindKustomization && allowKustomization {
+	} else if (key == kindKustomization || key == kindComponent) && allowKustomization {
 		obj = new(kustomizetypes.Kustomization)
 	} else {
 		return key, "", nil, fmt.Errorf("unknown kind %q of apiVersion %q", key.kind, key.apiVersion)
@@ -113,7 +120,7 @@ func decodeStrict(doc []byte, allowKustomization bool) (typeKey, string, any, er
 	if err := yaml.UnmarshalStrict(doc, obj); err != nil {
 		return key, meta.Metadata.Name, nil, fmt.Errorf("%s %s: %w", key.kind, meta.Metadata.Name, err)
 	}
-	if key != kindKustomization && meta.Metadata.Name == "" {
+	if key != kindKustomization && key != kindComponent && meta.Metadata.Name == "" {
 		return key, "", nil, fmt.Errorf("%s without metadata.name", key.kind)
 	}
 	return key, meta.Metadata.Name, obj, nil

@@ -104,6 +104,9 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("ENV %s=%q, want %q", name, env[name], want)
 		}
 	}
+	if v, ok := env[varInsecurePlaintext]; ok {
+		t.Errorf("ENV %s=%s: the image must not allow plaintext in production", varInsecurePlaintext, v)
+	}
 	if hc := all(final, "HEALTHCHECK"); !strings.HasSuffix(hc, `CMD ["/tokenauthority", "healthcheck"]`) {
 		t.Errorf("HEALTHCHECK %q does not run /tokenauthority healthcheck", hc)
 	}

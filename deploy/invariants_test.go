@@ -117,7 +117,8 @@ func (m manifests) selected(selector labels.Selector) []podTemplate {
 func (m manifests) secretValue(name, key string) (string, bool) {
 	o, ok := m.get(kindSecret, name)
 	if !ok {
-		return "", false
+		// cert-manager writes the Secret of a Certificate; its values are unknown here.
+		return "", m.issued(name) && slices.Contains(certificateSecretKeys, key)
 	}
 	s := o.obj.(*corev1.Secret)
 	if v, ok := s.StringData[key]; ok {
@@ -166,6 +167,12 @@ func checkAll(m manifests, known map[string]bool) problems {
 	}
 	for _, o := range m.of(kindStatefulSet) {
 		checkStatefulSet(&p, m, o)
+	}
+	for _, o := range m.of(kindCertificate) {
+		checkCertificate(&p, m, o)
+	}
+	for _, o := range m.of(kindIssuer) {
+		checkIssuer(&p, m, o)
 	}
 	return p
 }
@@ -226,7 +233,7 @@ func checkKeysExist(p *problems, m manifests, owner object, kind typeKey, name s
 	if optional != nil && *optional {
 		return
 	}
-	if _, ok := m.get(kind, name); !ok {
+	if _, ok := m.get(kind, name); !ok && (kind != kindSecret || !m.issued(name)) {
 		p.addf("%s: %s %q is not defined", owner, kind.kind, name)
 		return
 	}
@@ -598,9 +605,6 @@ func checkTokenAuthority(m manifests, known map[string]bool) (problems, string) 
 			p.addf("%s: port %s is not %d", where, name, want)
 		}
 	}
-	if r := c.ReadinessProbe; r == nil || r.GRPC == nil || r.GRPC.Port != grpcPort || r.GRPC.Service != nil && *r.GRPC.Service != "" {
-		p.addf("%s: the readiness probe must be the gRPC health check of the whole server on %d", where, grpcPort)
-	}
 	if l := c.LivenessProbe; l == nil || l.HTTPGet == nil || l.HTTPGet.Path != "/healthz" {
 		p.addf("%s: the liveness probe must be GET /healthz", where)
 	} else if n, _ := containerPort(c, l.HTTPGet.Port); n != httpPort {
@@ -608,6 +612,9 @@ func checkTokenAuthority(m manifests, known map[string]bool) (problems, string) 
 	}
 
 	env := containerEnv(new(problems), m, where, c, known) // checkAll reports its problems
+	for _, s := range checkTLS(m, spec, c, env) {
+		p.addf("%s: %s", where, s)
+	}
 	if env[varEnv] != "production" {
 		p.addf("%s: %s is %q, want production", where, varEnv, env[varEnv])
 	}

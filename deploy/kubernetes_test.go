@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -44,19 +45,29 @@ func TestEveryManifestFileDecodesStrictly(t *testing.T) {
 		if len(objs) == 0 {
 			t.Errorf("%s: no document", f)
 		}
-		if isKustomization && (len(objs) != 1 || objs[0].key != kindKustomization) {
-			t.Errorf("%s: want one Kustomization", f)
+		if isKustomization && (len(objs) != 1 || objs[0].key != kindKustomization && objs[0].key != kindComponent) {
+			t.Errorf("%s: want one Kustomization or Component", f)
 		}
 	}
 }
 
-// TestEveryKustomizationIsFound keeps the list above complete.
+// components are the kustomize components, which the tests render in an overlay over the base.
+var components = []string{"kubernetes/components/tls-secret"}
+
+// TestEveryKustomizationIsFound keeps the lists above complete.
 func TestEveryKustomizationIsFound(t *testing.T) {
 	var found []string
 	for _, f := range manifestFiles(t, "kubernetes") {
-		if filepath.Base(f) == "kustomization.yaml" {
-			found = append(found, filepath.Dir(f))
+		if filepath.Base(f) != "kustomization.yaml" {
+			continue
 		}
+		if strings.HasPrefix(filepath.ToSlash(f), "kubernetes/components/") {
+			if !slices.Contains(components, filepath.ToSlash(filepath.Dir(f))) {
+				t.Errorf("component %s is not checked: add it to components", filepath.Dir(f))
+			}
+			continue
+		}
+		found = append(found, filepath.Dir(f))
 	}
 	if len(found) != len(kustomizations) {
 		t.Fatalf("kustomizations %v, the test knows %d", found, len(kustomizations))
@@ -312,6 +323,97 @@ func TestInvariantsCatchMistakes(t *testing.T) {
 			want: "readiness probe must be the gRPC health check",
 		},
 		{
+			name: "plaintext allowed",
+			mutate: func(m manifests) {
+				appContainer(m).Env = append(appContainer(m).Env, corev1.EnvVar{Name: varInsecurePlaintext, Value: "true"})
+			},
+			want: "TOKENAUTHORITY_INSECURE_PLAINTEXT is set",
+		},
+		{
+			name:   "no TLS",
+			mutate: func(m manifests) { setEnv(m, varTLSCert, "") },
+			want:   "TOKENAUTHORITY_TLS_CERT_FILE \"\" is not in the directory of a whole Secret",
+		},
+		{
+			name:   "TLS key outside the mounted Secret",
+			mutate: func(m manifests) { setEnv(m, varTLSKey, "/etc/tokenauthority/secrets/tls.key") },
+			want:   "TOKENAUTHORITY_TLS_KEY_FILE is \"/etc/tokenauthority/secrets/tls.key\", want /etc/tokenauthority/tls/tls.key",
+		},
+		{
+			name:   "client certificates required",
+			mutate: func(m manifests) { setEnv(m, varTLSClientAuth, "require") },
+			want:   "TOKENAUTHORITY_TLS_CLIENT_AUTH is \"require\", want optional",
+		},
+		{
+			name: "TLS Secret mounted by subPath",
+			mutate: func(m manifests) {
+				for i, vm := range appContainer(m).VolumeMounts {
+					if vm.Name == "tls" {
+						appContainer(m).VolumeMounts[i].SubPath = "tls.crt"
+					}
+				}
+			},
+			want: "not in the directory of a whole Secret",
+		},
+		{
+			name: "gRPC readiness probe",
+			mutate: func(m manifests) {
+				appContainer(m).ReadinessProbe.Exec = nil
+				appContainer(m).ReadinessProbe.GRPC = &corev1.GRPCAction{Port: grpcPort}
+			},
+			want: "the kubelet's grpc probe speaks plaintext only",
+		},
+		{
+			name: "readiness probe without verification",
+			mutate: func(m manifests) {
+				appContainer(m).ReadinessProbe.Exec.Command = []string{"/tokenauthority", "healthcheck", "-tls"}
+			},
+			want: "does not speak TLS verified with -cacert",
+		},
+		{
+			name: "readiness probe with another CA",
+			mutate: func(m manifests) {
+				appContainer(m).ReadinessProbe.Exec.Command = []string{"/tokenauthority", "healthcheck", "-tls", "-cacert", "/etc/ssl/certs/ca-certificates.crt"}
+			},
+			want: "verifies the server with /etc/ssl/certs/ca-certificates.crt",
+		},
+		{
+			name:   "HTTP liveness probe",
+			mutate: func(m manifests) { appContainer(m).LivenessProbe.HTTPGet.Scheme = corev1.URISchemeHTTP },
+			want:   "must use scheme HTTPS",
+		},
+		{
+			name: "Certificate without the Service's name",
+			mutate: func(m manifests) {
+				c := serverCertificate(m)
+				c.Spec.DNSNames = slices.DeleteFunc(c.Spec.DNSNames, func(n string) bool { return n == appName })
+			},
+			want: "lack tokenauthority, the Service's name",
+		},
+		{
+			name:   "Certificate without the probe's address",
+			mutate: func(m manifests) { serverCertificate(m).Spec.IPAddresses = nil },
+			want:   "lack 127.0.0.1, which the readiness probe dials",
+		},
+		{
+			name:   "Certificate of another Secret",
+			mutate: func(m manifests) { serverCertificate(m).Spec.SecretName = "tokenauthority-tls-2" },
+			want:   `Secret "tokenauthority-tls" is not defined`,
+		},
+		{
+			name:   "Certificate of a missing Issuer",
+			mutate: func(m manifests) { serverCertificate(m).Spec.IssuerRef.Name = "letsencrypt" },
+			want:   `Issuer "letsencrypt" is not defined`,
+		},
+		{
+			name: "CA Issuer on a non-CA certificate",
+			mutate: func(m manifests) {
+				o, _ := m.get(kindCertificate, "tokenauthority-ca")
+				o.obj.(*cmv1.Certificate).Spec.IsCA = false
+			},
+			want: "which is not a CA",
+		},
+		{
 			name:   "liveness probe on readiness",
 			mutate: func(m manifests) { appContainer(m).LivenessProbe.HTTPGet.Path = "/readyz" },
 			want:   "liveness probe must be GET /healthz",
@@ -393,6 +495,22 @@ func TestInvariantsCatchMistakes(t *testing.T) {
 	}
 }
 
+// setEnv sets (or, with "", removes) a variable of the service's container.
+func setEnv(m manifests, name, value string) {
+	c := appContainer(m)
+	c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name && value == "" })
+	for i := range c.Env {
+		if c.Env[i].Name == name {
+			c.Env[i].Value = value
+		}
+	}
+}
+
+func serverCertificate(m manifests) *cmv1.Certificate {
+	o, _ := m.get(kindCertificate, appName)
+	return o.obj.(*cmv1.Certificate)
+}
+
 func appDeployment(m manifests) *appsv1.Deployment {
 	o, _ := m.get(kindDeployment, appName)
 	return o.obj.(*appsv1.Deployment)
@@ -472,7 +590,9 @@ spec:
 }
 
 // TestReadmeOverlay follows deploy/README.md: an overlay of one's own, outside the repository,
-// replacing the placeholder secrets and the image, over the base and over each overlay.
+// replacing the placeholder secrets and the image, over the base and over each overlay; with
+// cert-manager (the base as it is), and without it (the component tls-secret and a generated TLS
+// Secret, its files made by the README's certgen command).
 func TestReadmeOverlay(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
@@ -487,6 +607,27 @@ func TestReadmeOverlay(t *testing.T) {
 	if !strings.Contains(example, resource) {
 		t.Fatalf("the example does not name %s", resource)
 	}
+	block := func(start string) string {
+		_, rest, ok := strings.Cut(string(readme), "```yaml\n"+start)
+		b, _, ok2 := strings.Cut(rest, "```\n")
+		if !ok || !ok2 {
+			t.Fatalf("README.md has no yaml block starting with %q", start)
+		}
+		return start + b
+	}
+	const component = "../tokenauthority/deploy/kubernetes/components/tls-secret"
+	components := block("components:\n")
+	tlsSecret := block("  - name: tokenauthority-tls\n")
+	if !strings.Contains(components, component) {
+		t.Fatalf("the components block does not name %s", component)
+	}
+	_, certgen, ok := strings.Cut(string(readme), "`go run ./deploy/compose/certgen ")
+	certgen, _, ok2 = strings.Cut(certgen, "`")
+	if !ok || !ok2 {
+		t.Fatal("README.md does not show the certgen command for the TLS Secret")
+	}
+	tlsFilesDir := runCertgen(t, strings.Fields(certgen))
+
 	known := knownVariables(t)
 	secrets := map[string]string{
 		"master-key":         strings.Repeat("0123456789abcdef", 4),
@@ -494,55 +635,109 @@ func TestReadmeOverlay(t *testing.T) {
 		"redis-password":     strings.Repeat("fedcba9876543210", 4),
 	}
 	for _, k := range kustomizations {
-		t.Run(filepath.Base(k.dir), func(t *testing.T) {
-			target, err := filepath.Abs(k.dir)
-			if err != nil {
-				t.Fatal(err)
+		for _, certManager := range []bool{true, false} {
+			name := filepath.Base(k.dir) + "/cert-manager"
+			if !certManager {
+				name = filepath.Base(k.dir) + "/tls-secret"
 			}
-			dir := t.TempDir()
-			rel, err := filepath.Rel(dir, target)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Mkdir(filepath.Join(dir, "secrets"), 0o700); err != nil {
-				t.Fatal(err)
-			}
-			for name, v := range secrets {
-				if err := os.WriteFile(filepath.Join(dir, "secrets", name), []byte(v), 0o600); err != nil {
+			t.Run(name, func(t *testing.T) {
+				target, err := filepath.Abs(k.dir)
+				if err != nil {
 					t.Fatal(err)
 				}
-			}
-			kust := strings.Replace(example, resource, rel, 1)
-			if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kust), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			objs, err := renderObjects(filesys.MakeFsOnDisk(), dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := manifests(objs)
-			p := checkAll(m, known)
-			app, _ := checkTokenAuthority(m, known)
-			for _, s := range slices.Concat(p, app) {
-				t.Error(s)
-			}
-			for _, want := range []struct{ secret, key, file string }{
-				{"tokenauthority-secrets", "master-key", "master-key"},
-				{"tokenauthority-secrets", "key-encryption-key", "key-encryption-key"},
-				{"tokenauthority-redis", "password", "redis-password"},
-			} {
-				if v, ok := m.secretValue(want.secret, want.key); !ok || v != secrets[want.file] {
-					t.Errorf("Secret %s key %s is not the generated value", want.secret, want.key)
+				dir := t.TempDir()
+				rel, err := filepath.Rel(dir, target)
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			for _, o := range m.of(kindSecret) {
-				if o.obj.(*corev1.Secret).Namespace != "tokenauthority" {
-					t.Errorf("%s: not in the overlay's namespace", o)
+				if err := os.Mkdir(filepath.Join(dir, "secrets"), 0o700); err != nil {
+					t.Fatal(err)
 				}
-			}
-			if img := appContainer(m).Image; img != "REGISTRY/tokenauthority:TAG" {
-				t.Errorf("image %s, want the overlay's", img)
-			}
-		})
+				for name, v := range secrets {
+					if err := os.WriteFile(filepath.Join(dir, "secrets", name), []byte(v), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+				kust := strings.Replace(example, resource, rel, 1)
+				if !certManager {
+					abs, err := filepath.Abs("kubernetes/components/tls-secret")
+					if err != nil {
+						t.Fatal(err)
+					}
+					relComponent, err := filepath.Rel(dir, abs)
+					if err != nil {
+						t.Fatal(err)
+					}
+					kust = strings.Replace(kust, "secretGenerator:\n", "secretGenerator:\n"+tlsSecret, 1)
+					kust += "\n" + strings.Replace(components, component, relComponent, 1)
+					if err := os.Mkdir(filepath.Join(dir, "tls"), 0o700); err != nil {
+						t.Fatal(err)
+					}
+					for _, f := range certificateSecretKeys {
+						b, err := os.ReadFile(filepath.Join(tlsFilesDir, f))
+						if err != nil {
+							t.Fatal(err)
+						}
+						if err := os.WriteFile(filepath.Join(dir, "tls", f), b, 0o600); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kust), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				objs, err := renderObjects(filesys.MakeFsOnDisk(), dir)
+				if err != nil {
+					t.Fatalf("%v\n%s", err, kust)
+				}
+				m := manifests(objs)
+				p := checkAll(m, known)
+				app, _ := checkTokenAuthority(m, known)
+				for _, s := range slices.Concat(p, app) {
+					t.Error(s)
+				}
+				for _, want := range []struct{ secret, key, file string }{
+					{"tokenauthority-secrets", "master-key", "master-key"},
+					{"tokenauthority-redis", "password", "redis-password"},
+					{"tokenauthority-secrets", "key-encryption-key", "key-encryption-key"},
+				} {
+					if v, ok := m.secretValue(want.secret, want.key); !ok || v != secrets[want.file] {
+						t.Errorf("Secret %s key %s is not the generated value", want.secret, want.key)
+					}
+				}
+				for _, o := range m.of(kindSecret) {
+					if o.obj.(*corev1.Secret).Namespace != "tokenauthority" {
+						t.Errorf("%s: not in the overlay's namespace", o)
+					}
+				}
+				if img := appContainer(m).Image; img != "REGISTRY/tokenauthority:TAG" {
+					t.Errorf("image %s, want the overlay's", img)
+				}
+				if n := len(m.of(kindCertificate)) + len(m.of(kindIssuer)); certManager != (n > 0) {
+					t.Errorf("%d cert-manager objects", n)
+				}
+				if !certManager {
+					// The Secret the pods mount holds the generated files, and the certificate
+					// names the Service in the overlay's namespace.
+					var secret string
+					for _, v := range appDeployment(m).Spec.Template.Spec.Volumes {
+						if v.Name == "tls" && v.Secret != nil {
+							secret = v.Secret.SecretName
+						}
+					}
+					o, ok := m.get(kindSecret, secret)
+					if !ok || o.obj.(*corev1.Secret).Type != corev1.SecretTypeTLS {
+						t.Fatalf("the pods mount Secret %q, which is not the generated kubernetes.io/tls Secret", secret)
+					}
+					out := t.TempDir()
+					for key, v := range o.obj.(*corev1.Secret).Data {
+						if err := os.WriteFile(filepath.Join(out, key), v, 0o600); err != nil {
+							t.Fatal(err)
+						}
+					}
+					checkServerCert(t, out, appName, appName+".tokenauthority.svc", "localhost", "127.0.0.1")
+				}
+			})
+		}
 	}
 }
