@@ -13,6 +13,7 @@ import (
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
@@ -117,6 +118,7 @@ func TestEnvoyRecipe(t *testing.T) {
 				if !strings.Contains(p.GetRemoteJwks().GetHttpUri().GetUri(), "/.well-known/jwks.json?tenant=") {
 					t.Errorf("provider %s: remote_jwks %q is not the authority's JWKS", name, p.GetRemoteJwks().GetHttpUri().GetUri())
 				}
+				checkJWKSCluster(t, &bs, p.GetRemoteJwks().GetHttpUri().GetUri(), p.GetRemoteJwks().GetHttpUri().GetCluster())
 			}
 			sawJWT = true
 		case "envoy.filters.http.ext_authz":
@@ -141,6 +143,30 @@ func TestEnvoyRecipe(t *testing.T) {
 	}
 }
 
+// checkJWKSCluster: the authority serves TLS, so the JWKS is fetched over https from a cluster
+// whose upstream TLS checks the authority's certificate against a CA and its name.
+func checkJWKSCluster(t *testing.T, bs *bootstrapv3.Bootstrap, uri, cluster string) {
+	t.Helper()
+	if !strings.HasPrefix(uri, "https://") {
+		t.Errorf("remote_jwks %q: the authority serves TLS, want https", uri)
+	}
+	for _, c := range bs.GetStaticResources().GetClusters() {
+		if c.GetName() != cluster {
+			continue
+		}
+		var tc tlsv3.UpstreamTlsContext
+		if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(&tc); err != nil {
+			t.Fatalf("cluster %s: no upstream TLS (%v)", cluster, err)
+		}
+		vc := tc.GetCommonTlsContext().GetValidationContext()
+		if vc.GetTrustedCa().GetFilename() == "" || len(vc.GetMatchTypedSubjectAltNames()) == 0 {
+			t.Errorf("cluster %s: upstream TLS must check the certificate against a trusted CA and a name: %v", cluster, vc)
+		}
+		return
+	}
+	t.Errorf("remote_jwks names cluster %q, which is not defined", cluster)
+}
+
 // TestIstioRecipes decodes the Istio files into istio.io/api's messages (envelopes into
 // Kubernetes' ObjectMeta), each strictly.
 func TestIstioRecipes(t *testing.T) {
@@ -150,6 +176,11 @@ func TestIstioRecipes(t *testing.T) {
 	}
 	if len(ra.GetJwtRules()) == 0 || !strings.Contains(ra.GetJwtRules()[0].GetJwksUri(), "/.well-known/jwks.json?tenant=") {
 		t.Errorf("RequestAuthentication: jwksUri must be the authority's JWKS: %v", ra.GetJwtRules())
+	}
+	for _, r := range ra.GetJwtRules() {
+		if !strings.HasPrefix(r.GetJwksUri(), "https://") {
+			t.Errorf("RequestAuthentication: jwksUri %q: the authority serves TLS, want https", r.GetJwksUri())
+		}
 	}
 	var ap securityv1beta1.AuthorizationPolicy
 	if _, err := decodeIstio(readFile(t, "istio/authorization-policy.yaml"), "AuthorizationPolicy", &ap); err != nil {
