@@ -215,9 +215,10 @@ func (s *adminService) CreateTenant(ctx context.Context, req *tokenauthorityv1.C
 	if err := s.tenants.CreateTenant(ctx, t); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	// Keys and the first admin key complete the tenant; if either fails, the tenant is removed
-	// again so that nothing is left half-made.
+	// Keys and the first admin key complete the tenant; if either fails, the tenant and its keys
+	// are removed again so that nothing is left half-made.
 	undo := func(err error) error {
+		_ = s.keys.Delete(context.WithoutCancel(ctx), t.ID)
 		_ = s.tenants.DeleteTenant(context.WithoutCancel(ctx), t.ID)
 		return toStatus(ctx, s.log, err)
 	}
