@@ -417,36 +417,45 @@ func (h *hookStore) CheckAccess(ctx context.Context, tenantID, sid, jti string) 
 	return st, err
 }
 
+// newRaceEnv returns a service on a memory store seen through wrap, on an injected clock, and
+// alice's token for service A issued a second before the clock's time.
+func newRaceEnv(t *testing.T, wrap func(token.Store) token.Store) (context.Context, *storetest.Clock, *token.Service, *tenant.Tenant, *token.Pair) {
+	t.Helper()
+	ctx := context.Background()
+	clock := storetest.NewClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+	mem := memory.New(clock.Now)
+	kek := make([]byte, 32)
+	_, _ = rand.Read(kek)
+	km, err := keys.NewManager(mem, kek, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := km.Ensure(ctx, "acme", keys.EdDSA); err != nil {
+		t.Fatal(err)
+	}
+	svc := token.New(token.Config{Store: wrap(mem), Keys: km, Now: clock.Now, AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour,
+		MaxAccessTTL: time.Hour, MaxRefreshTTL: time.Hour, Audit: slog.New(slog.DiscardHandler)})
+	ten := &tenant.Tenant{ID: "acme", Issuer: "https://acme.example"}
+	p, err := svc.Issue(ctx, token.IssueRequest{Tenant: ten, Subject: "alice", Audience: []string{"svc-a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Second)
+	return ctx, clock, svc, ten, p
+}
+
 // TestExchangeRacingCutoff: a subject cut-off made between the exchange's read of the session and
 // its signature covers the new token wherever only iat can be compared (authn's local mode): the
 // token's iat is not after the cut-off.
 func TestExchangeRacingCutoff(t *testing.T) {
 	for _, kind := range []string{"subject", "tenant"} {
 		t.Run(kind, func(t *testing.T) {
-			ctx := context.Background()
-			clock := storetest.NewClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
-			mem := memory.New(clock.Now)
-			st := &hookStore{Store: mem}
-			kek := make([]byte, 32)
-			_, _ = rand.Read(kek)
-			km, err := keys.NewManager(mem, kek, clock.Now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := km.Ensure(ctx, "acme", keys.EdDSA); err != nil {
-				t.Fatal(err)
-			}
-			svc := token.New(token.Config{Store: st, Keys: km, Now: clock.Now, AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour,
-				MaxAccessTTL: time.Hour, MaxRefreshTTL: time.Hour, Audit: slog.New(slog.DiscardHandler)})
-			ten := &tenant.Tenant{ID: "acme", Issuer: "https://acme.example"}
-			p, err := svc.Issue(ctx, token.IssueRequest{Tenant: ten, Subject: "alice", Audience: []string{"svc-a"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			clock.Advance(time.Second)
+			st := &hookStore{}
+			ctx, clock, svc, ten, p := newRaceEnv(t, func(mem token.Store) token.Store { st.Store = mem; return st })
 			var cutoff time.Time
 			st.hook = func() {
 				clock.Advance(time.Millisecond)
+				var err error
 				if kind == "subject" {
 					cutoff, err = svc.RevokeSubject(ctx, ten, "alice")
 				} else {
@@ -516,27 +525,8 @@ func (s *slowCutoffStore) SetTenantCutoff(ctx context.Context, tenantID string, 
 func TestExchangeDuringCutoffWrite(t *testing.T) {
 	for _, kind := range []string{"subject", "tenant"} {
 		t.Run(kind, func(t *testing.T) {
-			ctx := context.Background()
-			clock := storetest.NewClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
-			mem := memory.New(clock.Now)
-			st := &slowCutoffStore{Store: mem}
-			kek := make([]byte, 32)
-			_, _ = rand.Read(kek)
-			km, err := keys.NewManager(mem, kek, clock.Now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := km.Ensure(ctx, "acme", keys.EdDSA); err != nil {
-				t.Fatal(err)
-			}
-			svc := token.New(token.Config{Store: st, Keys: km, Now: clock.Now, AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour,
-				MaxAccessTTL: time.Hour, MaxRefreshTTL: time.Hour, Audit: slog.New(slog.DiscardHandler)})
-			ten := &tenant.Tenant{ID: "acme", Issuer: "https://acme.example"}
-			p, err := svc.Issue(ctx, token.IssueRequest{Tenant: ten, Subject: "alice", Audience: []string{"svc-a"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			clock.Advance(time.Second)
+			st := &slowCutoffStore{}
+			ctx, clock, svc, ten, p := newRaceEnv(t, func(mem token.Store) token.Store { st.Store = mem; return st })
 			var ex *token.Exchanged
 			st.hook = func() {
 				clock.Advance(2 * time.Millisecond)
@@ -549,6 +539,7 @@ func TestExchangeDuringCutoffWrite(t *testing.T) {
 				clock.Advance(time.Millisecond)
 			}
 			var cutoff time.Time
+			var err error
 			if kind == "subject" {
 				cutoff, err = svc.RevokeSubject(ctx, ten, "alice")
 			} else {
