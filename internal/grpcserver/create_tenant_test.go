@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // keysFailingEnsure is a key manager whose Ensure fails, as when the store drops the write.
