@@ -3,7 +3,6 @@ package authn
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"strings"
@@ -11,6 +10,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 )
 
 // Certificate-bound tokens (RFC 8705): a token whose `cnf` claim names a client certificate
@@ -42,8 +43,7 @@ func PresentedThumbprint(ctx context.Context) string {
 	if !ok || len(info.State.PeerCertificates) == 0 {
 		return ""
 	}
-	sum := sha256.Sum256(info.State.PeerCertificates[0].Raw)
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+	return accesstoken.Thumbprint(info.State.PeerCertificates[0].Raw)
 }
 
 type presentedKey struct{}
@@ -118,8 +118,5 @@ func splitQuoted(s string, sep byte) []string {
 // bindingOK reports whether claims c may be used on a connection whose client certificate has
 // the thumbprint presented: always for an unbound token.
 func bindingOK(c *Claims, presented string) bool {
-	if c.CertificateThumbprint == "" {
-		return true
-	}
-	return subtle.ConstantTimeCompare([]byte(c.CertificateThumbprint), []byte(presented)) == 1
+	return accesstoken.ThumbprintMatches(c.CertificateThumbprint, presented)
 }

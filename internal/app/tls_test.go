@@ -21,9 +21,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/config"
 	"github.com/tokenauthority/tokenauthority/internal/tlstest"
-	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
 // tlsServer is an authority serving TLS with certificates the test made.
@@ -242,7 +242,7 @@ func TestTLSCertificateReloadUnderLoad(t *testing.T) {
 func TestCertificateBoundTokens(t *testing.T) {
 	s := startTLS(t, config.ClientAuthOptional)
 	certA, certB := s.ca.Client(t, "workload-a"), s.ca.Client(t, "workload-b")
-	tpA := token.CertificateThumbprint(certA.Leaf.Raw)
+	tpA := accesstoken.Thumbprint(certA.Leaf.Raw)
 	connA := s.dial(t, credentials.NewTLS(tlstest.ClientConfig(s.ca, certA)))
 	connB := s.dial(t, credentials.NewTLS(tlstest.ClientConfig(s.ca, certB)))
 	connNone := s.dial(t, credentials.NewTLS(tlstest.ClientConfig(s.ca, nil)))
@@ -272,7 +272,7 @@ func TestCertificateBoundTokens(t *testing.T) {
 			want      tokenauthorityv1.InactiveReason
 		}{
 			{"right certificate", tpA, tokenauthorityv1.InactiveReason_INACTIVE_REASON_UNSPECIFIED},
-			{"another certificate", token.CertificateThumbprint(certB.Leaf.Raw), tokenauthorityv1.InactiveReason_INACTIVE_REASON_CERTIFICATE_MISMATCH},
+			{"another certificate", accesstoken.Thumbprint(certB.Leaf.Raw), tokenauthorityv1.InactiveReason_INACTIVE_REASON_CERTIFICATE_MISMATCH},
 			{"no certificate", "", tokenauthorityv1.InactiveReason_INACTIVE_REASON_CERTIFICATE_MISMATCH},
 		} {
 			v := must(tsNone.VerifyToken(ctx, &tokenauthorityv1.VerifyTokenRequest{Token: tok, CertificateThumbprint: tt.presented}))
@@ -319,7 +319,7 @@ func TestTenantRequiresCertificateBinding(t *testing.T) {
 	_, err := ts.IssueToken(ctx, &tokenauthorityv1.IssueTokenRequest{Subject: "alice"})
 	wantCode(t, "unbound token of a tenant requiring binding", err, codes.InvalidArgument)
 	p := must(ts.IssueToken(ctx, &tokenauthorityv1.IssueTokenRequest{Subject: "alice", BindClientCertificate: true}))
-	tp := token.CertificateThumbprint(s.admin.Leaf.Raw)
+	tp := accesstoken.Thumbprint(s.admin.Leaf.Raw)
 	if v := must(ts.VerifyToken(ctx, &tokenauthorityv1.VerifyTokenRequest{Token: p.GetAccessToken(), CertificateThumbprint: tp})); !v.GetActive() {
 		t.Errorf("bound token of a tenant requiring binding: %v", v)
 	}

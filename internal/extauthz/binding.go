@@ -1,14 +1,13 @@
 package extauthz
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/pem"
 	"net/url"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/tokenauthority/tokenauthority/authn"
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 )
 
 // bindingOf returns the certificate thumbprint (RFC 8705 x5t#S256) a token is bound to (its cnf
@@ -46,6 +45,5 @@ func peerThumbprint(req *authv3.CheckRequest) string {
 	if block == nil || block.Type != "CERTIFICATE" {
 		return ""
 	}
-	sum := sha256.Sum256(block.Bytes)
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+	return accesstoken.Thumbprint(block.Bytes)
 }

@@ -91,12 +91,13 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	// The verifier checks a binding against the certificate of the request Envoy describes, not
 	// against Envoy's own connection to this server.
-	c, err := s.verifier.Verify(authn.WithPresentedThumbprint(ctx, peerThumbprint(req)), tok)
+	presented := peerThumbprint(req)
+	c, err := s.verifier.Verify(authn.WithPresentedThumbprint(ctx, presented), tok)
 	if err != nil {
 		return s.verifyDenial(ctx, err), nil
 	}
 	if b := bindingOf(c); b != "" {
-		if p := peerThumbprint(req); p == "" || subtle.ConstantTimeCompare([]byte(p), []byte(b)) != 1 {
+		if presented == "" || subtle.ConstantTimeCompare([]byte(presented), []byte(b)) != 1 {
 			return invalidToken("token bound to a client certificate that this request does not present"), nil
 		}
 	}

@@ -13,7 +13,9 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tokenauthority/tokenauthority/authn"
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
@@ -174,7 +176,7 @@ func (s *tokenService) RefreshToken(ctx context.Context, req *tokenauthorityv1.R
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.tokens.RefreshFrom(ctx, t, req.GetRefreshToken(), PeerThumbprint(ctx))
+	p, err := s.tokens.RefreshFrom(ctx, t, req.GetRefreshToken(), authn.PresentedThumbprint(ctx))
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
@@ -196,7 +198,7 @@ func (s *tokenService) VerifyToken(ctx context.Context, req *tokenauthorityv1.Ve
 	if len(req.GetAudience()) > 256 || len(req.GetRequiredScopes()) > 64 {
 		return nil, status.Error(codes.InvalidArgument, "audience is at most 256 bytes and required_scopes at most 64 entries")
 	}
-	if tp := req.GetCertificateThumbprint(); tp != "" && !token.ValidThumbprint(tp) {
+	if tp := req.GetCertificateThumbprint(); tp != "" && !accesstoken.ValidThumbprint(tp) {
 		return nil, status.Error(codes.InvalidArgument, errThumbprintSyntax)
 	}
 	v, err := s.tokens.Verify(ctx, token.VerifyRequest{

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
@@ -39,11 +40,11 @@ func TestCertificateThumbprint(t *testing.T) {
 	der := []byte("not really DER, but hashed all the same")
 	sum := sha256.Sum256(der)
 	want := base64.RawURLEncoding.EncodeToString(sum[:])
-	if got := token.CertificateThumbprint(der); got != want || !token.ValidThumbprint(got) {
-		t.Errorf("CertificateThumbprint = %q (valid %v), want %q", got, token.ValidThumbprint(got), want)
+	if got := accesstoken.Thumbprint(der); got != want || !accesstoken.ValidThumbprint(got) {
+		t.Errorf("CertificateThumbprint = %q (valid %v), want %q", got, accesstoken.ValidThumbprint(got), want)
 	}
 	for _, bad := range []string{"", "abc", want + "=", want[:42] + "+", strings.Repeat("A", 44)} {
-		if token.ValidThumbprint(bad) {
+		if accesstoken.ValidThumbprint(bad) {
 			t.Errorf("ValidThumbprint(%q) = true", bad)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
@@ -109,7 +110,7 @@ func (s *Service) RefreshFrom(ctx context.Context, t *tenant.Tenant, raw, presen
 	if err != nil {
 		return nil, err
 	}
-	if !thumbprintMatches(c.CertThumbprint, presented) {
+	if !accesstoken.ThumbprintMatches(c.CertThumbprint, presented) {
 		s.audit.LogAttrs(ctx, slog.LevelWarn, "refresh refused: the connection lacks the session's client certificate",
 			slog.String("audit", "refresh_certificate_mismatch"), slog.String("tenant", t.ID), slog.String("session_id", c.SessionID))
 		return nil, ErrCertificateMismatch

@@ -153,7 +153,7 @@ func (s *Service) verify(ctx context.Context, req VerifyRequest) (*Verification,
 	if r := s.checkClaims(t, claims, req.Audience, now); r != ReasonNone {
 		return inactive(r), nil
 	}
-	if !thumbprintMatches(claims.CertThumbprint, req.CertThumbprint) || t.RequireCertificateBinding && claims.CertThumbprint == "" {
+	if !accesstoken.ThumbprintMatches(claims.CertThumbprint, req.CertThumbprint) || t.RequireCertificateBinding && claims.CertThumbprint == "" {
 		return inactive(ReasonCertificateMismatch), nil
 	}
 	st, err := s.cfg.Store.CheckAccess(ctx, t.ID, claims.SessionID, claims.JTI)

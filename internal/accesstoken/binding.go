@@ -1,4 +1,4 @@
-package token
+package accesstoken
 
 import (
 	"crypto/sha256"
@@ -11,9 +11,9 @@ import (
 // their own claims, and both are refused when presented over a connection without that
 // certificate.
 
-// CertificateThumbprint returns the x5t#S256 thumbprint of a certificate given in DER: the
+// Thumbprint returns the x5t#S256 thumbprint of a certificate given in DER: the
 // unpadded base64url of its SHA-256.
-func CertificateThumbprint(der []byte) string {
+func Thumbprint(der []byte) string {
 	sum := sha256.Sum256(der)
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
@@ -28,10 +28,10 @@ func ValidThumbprint(s string) bool {
 	return err == nil && len(b) == sha256.Size
 }
 
-// thumbprintMatches reports whether a token bound to bound may be used over a connection whose
+// ThumbprintMatches reports whether a token bound to bound may be used over a connection whose
 // client certificate has the thumbprint presented ("" when it has none). An unbound token may be
 // used anywhere.
-func thumbprintMatches(bound, presented string) bool {
+func ThumbprintMatches(bound, presented string) bool {
 	if bound == "" {
 		return true
 	}
