@@ -70,7 +70,7 @@ func run(ctx context.Context, cfg config, lis net.Listener) error {
 			return fmt.Errorf("-cacert, -cert, -key: %w", err)
 		}
 		creds = credentials.NewTLS(tlsCfg)
-	} else if !isLoopback(cfg.AuthorityAddr) {
+	} else if !tlsfiles.IsLoopback(cfg.AuthorityAddr) {
 		log.Warn("the authority is reached without TLS: outside loopback, use TLS (-cacert)", slog.String("authority", cfg.AuthorityAddr))
 	}
 	conn, err := grpc.NewClient(cfg.AuthorityAddr,
@@ -141,17 +141,4 @@ func run(ctx context.Context, cfg config, lis net.Listener) error {
 		return nil
 	})
 	return g.Wait()
-}
-
-// isLoopback reports whether addr's host is a loopback address or localhost.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

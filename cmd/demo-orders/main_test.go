@@ -395,23 +395,6 @@ func TestRunStartFailures(t *testing.T) {
 	}
 }
 
-func TestIsLoopback(t *testing.T) {
-	t.Parallel()
-	for addr, want := range map[string]bool{
-		"127.0.0.1:50051":   true,
-		"[::1]:50051":       true,
-		"localhost:50051":   true,
-		"10.0.0.1:50051":    false,
-		"authority:50051":   false,
-		"not an address":    false,
-		"127.0.0.1.example": false,
-	} {
-		if got := isLoopback(addr); got != want {
-			t.Errorf("isLoopback(%q) = %v, want %v", addr, got, want)
-		}
-	}
-}
-
 // TestRunOverMutualTLS: with -cacert, -cert and -key the demo reaches an authority that requires a
 // client certificate, verifies its server certificate, and serves; without them it cannot start.
 func TestRunOverMutualTLS(t *testing.T) {

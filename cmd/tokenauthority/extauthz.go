@@ -14,12 +14,14 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tokenauthority/tokenauthority/authn"
 	"github.com/tokenauthority/tokenauthority/internal/extauthz"
+	"github.com/tokenauthority/tokenauthority/internal/tlsfiles"
 )
 
 // extauthzCommand is the first argument that runs the ext_authz sidecar instead of the authority.
@@ -32,6 +34,9 @@ const (
 	extauthzPolicyEnv    = "TOKENAUTHORITY_EXTAUTHZ_POLICY"
 	extauthzAddrEnv      = "TOKENAUTHORITY_EXTAUTHZ_ADDR"
 	extauthzStaleEnv     = "TOKENAUTHORITY_EXTAUTHZ_STALENESS"
+	extauthzCACertEnv    = "TOKENAUTHORITY_EXTAUTHZ_CACERT"
+	extauthzCertEnv      = "TOKENAUTHORITY_EXTAUTHZ_CERT"
+	extauthzCertKeyEnv   = "TOKENAUTHORITY_EXTAUTHZ_CERT_KEY"
 )
 
 // Defaults of the sidecar: the authority of `make run`, and a loopback listen address, since
@@ -47,7 +52,10 @@ const (
 // extauthzSettings are the sidecar's parsed settings.
 type extauthzSettings struct {
 	authority, keyFile, policyFile, addr string
-	staleness                            time.Duration
+	// caCert, cert and certKey are the files of TLS to the authority: its CA bundle, and this
+	// sidecar's client certificate and key (mutual TLS). Plaintext when all are empty.
+	caCert, cert, certKey string
+	staleness             time.Duration
 }
 
 // parseExtauthz reads the sidecar's flags and variables and reports every problem at once.
@@ -59,9 +67,12 @@ func parseExtauthz(args []string, getenv func(string) string, usage io.Writer) (
 	fs.StringVar(&s.keyFile, "api-key-file", "", "file holding an API key of the tenant with role verify ("+extauthzKeyFileEnv+"; required)")
 	fs.StringVar(&s.policyFile, "policy", "", "per-route policy, JSON ("+extauthzPolicyEnv+"; required)")
 	fs.StringVar(&s.addr, "listen", "", "listen address of the ext_authz gRPC server ("+extauthzAddrEnv+"; default "+defaultExtauthzAddr+")")
+	fs.StringVar(&s.caCert, "cacert", "", "CA bundle (PEM) that verifies the authority: reach it over TLS ("+extauthzCACertEnv+")")
+	fs.StringVar(&s.cert, "cert", "", "client certificate (PEM) for mutual TLS to the authority ("+extauthzCertEnv+")")
+	fs.StringVar(&s.certKey, "key", "", "key of -cert ("+extauthzCertKeyEnv+")")
 	stale := fs.String("staleness", "", "how long without news from the authority before every Check fails closed ("+extauthzStaleEnv+"; default "+authn.DefaultStalenessBound.String()+")")
 	fs.Usage = func() {
-		fmt.Fprintln(usage, "Usage: tokenauthority extauthz -api-key-file path -policy path [-authority host:port] [-listen host:port] [-staleness duration]")
+		fmt.Fprintln(usage, "Usage: tokenauthority extauthz -api-key-file path -policy path [-authority host:port] [-listen host:port] [-staleness duration] [-cacert path [-cert path -key path]]")
 		fmt.Fprintln(usage, "\nServes Envoy's envoy.service.auth.v3.Authorization/Check next to the proxy, verifying tokens locally")
 		fmt.Fprintln(usage, "against the authority's keys and pushed revocations.")
 		fmt.Fprintln(usage)
@@ -87,6 +98,12 @@ func parseExtauthz(args []string, getenv func(string) string, usage io.Writer) (
 	or(&s.policyFile, extauthzPolicyEnv, "")
 	or(&s.addr, extauthzAddrEnv, defaultExtauthzAddr)
 	or(stale, extauthzStaleEnv, authn.DefaultStalenessBound.String())
+	or(&s.caCert, extauthzCACertEnv, "")
+	or(&s.cert, extauthzCertEnv, "")
+	or(&s.certKey, extauthzCertKeyEnv, "")
+	if (s.cert == "") != (s.certKey == "") {
+		errs = append(errs, errors.New("-cert and -key go together"))
+	}
 	if s.keyFile == "" {
 		errs = append(errs, fmt.Errorf("-api-key-file (%s) is required", extauthzKeyFileEnv))
 	}
@@ -133,8 +150,20 @@ func runExtauthz(ctx context.Context, args []string, getenv func(string) string,
 		return fmt.Errorf("extauthz: %w", err)
 	}
 	defer lis.Close()
-	// The authority speaks plaintext gRPC; TLS, where there is any, is the mesh's.
-	conn, err := grpc.NewClient("passthrough:///"+s.authority, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// The API key goes to the authority with every call: over TLS unless the authority is on this
+	// machine (or a mesh encrypts the hop, which this process cannot see).
+	creds := insecure.NewCredentials()
+	if s.caCert != "" || s.cert != "" {
+		tlsCfg, err := tlsfiles.ClientConfig(s.caCert, s.cert, s.certKey)
+		if err != nil {
+			return fmt.Errorf("extauthz: -cacert, -cert, -key: %w", err)
+		}
+		creds = credentials.NewTLS(tlsCfg)
+	} else if !tlsfiles.IsLoopback(s.authority) {
+		log.Warn("the authority is reached without TLS, with the API key on every call: outside loopback, use TLS (-cacert)",
+			slog.String("authority", s.authority))
+	}
+	conn, err := grpc.NewClient("passthrough:///"+s.authority, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return fmt.Errorf("extauthz: %w", err)
 	}
@@ -157,38 +186,32 @@ func serveSidecar(ctx context.Context, lis net.Listener, sc *extauthz.Sidecar, l
 	sc.Register(srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
-	setHealth := func() {
-		st := healthpb.HealthCheckResponse_NOT_SERVING
-		if sc.Live() {
-			st = healthpb.HealthCheckResponse_SERVING
-		}
-		hs.SetServingStatus("", st)
-	}
-	setHealth()
 	g, ctx := errgroup.WithContext(ctx)
+	// SERVING while the sidecar can decide, from before the listener serves.
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if sc.Live() {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	hs.SetServingStatus("", st)
+	g.Go(func() error {
+		authn.KeepHealth(ctx, hs, sc, time.Second)
+		return nil
+	})
 	g.Go(func() error {
 		log.Info("ext_authz sidecar serving", slog.String("addr", lis.Addr().String()))
 		return srv.Serve(lis)
 	})
 	g.Go(func() error {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				hs.Shutdown()
-				stopped := make(chan struct{})
-				go func() { srv.GracefulStop(); close(stopped) }()
-				select {
-				case <-stopped:
-				case <-time.After(extauthzStopTimeout):
-					srv.Stop()
-				}
-				return nil
-			case <-t.C:
-				setHealth()
-			}
+		<-ctx.Done()
+		hs.Shutdown()
+		stopped := make(chan struct{})
+		go func() { srv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(extauthzStopTimeout):
+			srv.Stop()
 		}
+		return nil
 	})
 	return g.Wait()
 }

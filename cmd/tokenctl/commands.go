@@ -755,7 +755,8 @@ func bindVerify(fs *flag.FlagSet) prepareFunc {
 		return func(ctx context.Context, c *clients, p *printer) error {
 			resp, err := c.token.VerifyToken(ctx, req)
 			if err != nil {
-				return err
+				// A server may echo what it was sent: never the token.
+				return redactErr(err, *token)
 			}
 			if err := p.print(resp, func(w io.Writer) { writeVerify(w, resp) }); err != nil {
 				return err

@@ -307,9 +307,6 @@ func dial(g *globals) (*grpc.ClientConn, error) {
 
 // clientTLS returns the TLS configuration the flags describe.
 func clientTLS(g *globals) (*tls.Config, error) {
-	if g.cert != "" && g.certKey == "" {
-		return nil, usagef("-cert needs -cert-key")
-	}
 	cfg, err := tlsfiles.ClientConfig(g.caCert, g.cert, g.certKey)
 	if err != nil {
 		return nil, usagef("-cacert, -cert, -cert-key: %v", err)

@@ -122,6 +122,7 @@ func TestSecretsNeverEchoed(t *testing.T) {
 		{name: "principal secret", args: []string{"issue", "-principal", "p", "-secret-file", "testdata/principal-secret"}, secret: testPrincipalSecret},
 		{name: "principal secret from a flag", args: []string{"issue", "-principal", "p", "-secret", testPrincipalSecret}, secret: testPrincipalSecret},
 		{name: "refresh token revoked by value", args: []string{"revoke", "-token", testRefreshToken}, secret: testRefreshToken},
+		{name: "access token verified", args: []string{"verify", "-token", testRefreshToken}, secret: testRefreshToken},
 	}
 	for _, tc := range tests {
 		for _, json := range []bool{false, true} {

@@ -3,7 +3,9 @@ package tlsfiles
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 )
 
@@ -11,6 +13,9 @@ import (
 // against the PEM bundle in caFile (the system roots when empty), and the client certificate and
 // key in certFile and keyFile when given (mutual TLS). Errors name the file, never its content.
 func ClientConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("a client certificate and its key go together")
+	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile) //nolint:gosec // G304: the operator names the CA file
@@ -30,4 +35,18 @@ func ClientConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// IsLoopback reports whether addr (host:port) names this machine: a plaintext connection there
+// does not leave it.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

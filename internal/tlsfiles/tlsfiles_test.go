@@ -244,3 +244,31 @@ func TestLoadErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestIsLoopback(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]bool{
+		"127.0.0.1:50051":   true,
+		"[::1]:50051":       true,
+		"localhost:50051":   true,
+		"10.0.0.1:50051":    false,
+		"authority:50051":   false,
+		"not an address":    false,
+		"127.0.0.1.example": false,
+	} {
+		if got := tlsfiles.IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// TestClientConfigCertificateAndKeyGoTogether: a client certificate without its key (or the
+// reverse) is refused with words that say so, not with an error about an unnamed file.
+func TestClientConfigCertificateAndKeyGoTogether(t *testing.T) {
+	t.Parallel()
+	for _, files := range [][2]string{{"client.crt", ""}, {"", "client.key"}} {
+		if _, err := tlsfiles.ClientConfig("", files[0], files[1]); err == nil || !strings.Contains(err.Error(), "go together") {
+			t.Errorf("ClientConfig(cert %q, key %q) = %v; want the two named together", files[0], files[1], err)
+		}
+	}
+}
