@@ -62,10 +62,10 @@ func (g *authGuards) logFailure(ctx context.Context, log *slog.Logger, method, w
 
 // authFunc authenticates the caller and applies the method's policy and the admin write limit.
 func authFunc(authn Authenticator, log *slog.Logger, g *authGuards, policyOf func(string) (policy, bool)) auth.AuthFunc {
-	authorize := authorizer(authn, log, g, policyOf)
 	return func(ctx context.Context) (context.Context, error) {
 		method, _ := grpc.Method(ctx)
-		if _, ok := policyOf(method); !ok {
+		p, ok := policyOf(method)
+		if !ok {
 			return nil, status.Error(codes.PermissionDenied, "method has no access policy")
 		}
 		// One key's values, not a copy of every header (FromIncomingContext copies the map).
@@ -74,38 +74,43 @@ func authFunc(authn Authenticator, log *slog.Logger, g *authGuards, policyOf fun
 			g.logFailure(ctx, log, method, "no x-api-key")
 			return nil, status.Error(codes.Unauthenticated, "missing x-api-key metadata")
 		}
-		return authorize(ctx, method, vals[0])
+		return authorize(ctx, authn, log, g, method, p, vals[0])
 	}
 }
 
-// authorizer authenticates a credential presented for a method and applies the method's policy
-// and the admin write limit: the gRPC interceptor and the HTTP endpoints (OAuth) share it.
+// authorizer is authorize for a method's policy in policyOf: the HTTP endpoints (OAuth) use it.
 func authorizer(authn Authenticator, log *slog.Logger, g *authGuards, policyOf func(string) (policy, bool)) func(ctx context.Context, method, credential string) (context.Context, error) {
 	return func(ctx context.Context, method, credential string) (context.Context, error) {
 		p, ok := policyOf(method)
 		if !ok {
 			return nil, status.Error(codes.PermissionDenied, "method has no access policy")
 		}
-		caller, err := authn.Authenticate(ctx, credential)
-		if errors.Is(err, tenant.ErrUnauthenticated) {
-			// Never log the credential, not even a prefix of it.
-			g.logFailure(ctx, log, method, "invalid x-api-key")
-			return nil, status.Error(codes.Unauthenticated, "invalid x-api-key")
-		}
-		if err != nil {
-			return nil, toStatus(ctx, log, err)
-		}
-		if !allowed(p, caller) {
-			log.LogAttrs(ctx, slog.LevelInfo, "permission denied", slog.String("method", method), slog.String("key_id", caller.KeyID))
-			return nil, status.Error(codes.PermissionDenied, "the caller's credential lacks a role this method requires")
-		}
-		if adminWrites[method] {
-			if err := g.writes.allow(writerKey(caller), "admin-write", adminWriteLimit); err != nil {
-				return nil, err
-			}
-		}
-		return context.WithValue(ctx, callerKey{}, caller), nil
+		return authorize(ctx, authn, log, g, method, p, credential)
 	}
+}
+
+// authorize authenticates a credential presented for a method and applies the method's policy p
+// and the admin write limit: the gRPC interceptor and the HTTP endpoints (OAuth) share it.
+func authorize(ctx context.Context, authn Authenticator, log *slog.Logger, g *authGuards, method string, p policy, credential string) (context.Context, error) {
+	caller, err := authn.Authenticate(ctx, credential)
+	if errors.Is(err, tenant.ErrUnauthenticated) {
+		// Never log the credential, not even a prefix of it.
+		g.logFailure(ctx, log, method, "invalid x-api-key")
+		return nil, status.Error(codes.Unauthenticated, "invalid x-api-key")
+	}
+	if err != nil {
+		return nil, toStatus(ctx, log, err)
+	}
+	if !allowed(p, caller) {
+		log.LogAttrs(ctx, slog.LevelInfo, "permission denied", slog.String("method", method), slog.String("key_id", caller.KeyID))
+		return nil, status.Error(codes.PermissionDenied, "the caller's credential lacks a role this method requires")
+	}
+	if adminWrites[method] {
+		if err := g.writes.allow(writerKey(caller), "admin-write", adminWriteLimit); err != nil {
+			return nil, err
+		}
+	}
+	return context.WithValue(ctx, callerKey{}, caller), nil
 }
 
 func allowed(p policy, c *tenant.Caller) bool {

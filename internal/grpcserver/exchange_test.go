@@ -66,7 +66,9 @@ func TestExchangeTokenRPC(t *testing.T) {
 		t.Fatalf("ExchangeToken: %v", err)
 	}
 	if resp.GetTokenType() != "Bearer" || resp.GetAccessToken() == "" || !resp.GetAccessExpiresAt().AsTime().Before(e.alice.GetAccessExpiresAt().AsTime()) {
-		t.Errorf("response = %v", resp)
+		// Never the token itself in the test's output.
+		t.Errorf("response: token_type %q, access token present %v, expires %v (subject token's: %v)", resp.GetTokenType(),
+			resp.GetAccessToken() != "", resp.GetAccessExpiresAt().AsTime(), e.alice.GetAccessExpiresAt().AsTime())
 	}
 	// Another replica verifies it and sees the chain.
 	v := must(tokenauthorityv1.NewTokenServiceClient(e.there.conn).VerifyToken(e.all.ctx(), &tokenauthorityv1.VerifyTokenRequest{

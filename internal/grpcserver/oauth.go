@@ -5,7 +5,6 @@ import (
 	"time"
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
-	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
 // OAuth runs VerifyToken and RevokeToken for a credential presented over HTTP (RFC 7662
@@ -19,10 +18,7 @@ type OAuth struct {
 }
 
 func (o *OAuth) call(ctx context.Context, method, credential string) (context.Context, error) {
-	if o.storeTimeout > 0 {
-		ctx = store.WithBudget(ctx, time.Now().Add(o.storeTimeout))
-	}
-	return o.authorize(ctx, method, credential)
+	return o.authorize(withStoreBudget(ctx, o.storeTimeout), method, credential)
 }
 
 // Introspect answers VerifyToken for tok with the caller of credential.

@@ -82,15 +82,21 @@ type Config struct {
 	TLS *tls.Config
 }
 
-// storeBudget gives each unary call a store budget of d from its start (store.WithBudget), before
-// authentication, whose key lookups count against it. Streams have none: a stream's store calls
-// are bounded one by one by the store itself.
+// withStoreBudget gives a call's store work a budget of d from now (store.WithBudget); none when d
+// is not positive.
+func withStoreBudget(ctx context.Context, d time.Duration) context.Context {
+	if d <= 0 {
+		return ctx
+	}
+	return store.WithBudget(ctx, time.Now().Add(d))
+}
+
+// storeBudget gives each unary call a store budget of d from its start, before authentication,
+// whose key lookups count against it. Streams have none: a stream's store calls are bounded one
+// by one by the store itself.
 func storeBudget(d time.Duration) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if d > 0 {
-			ctx = store.WithBudget(ctx, time.Now().Add(d))
-		}
-		return handler(ctx, req)
+		return handler(withStoreBudget(ctx, d), req)
 	}
 }
 
@@ -145,7 +151,11 @@ func New(cfg Config) (*Server, error) {
 	publicStreams := &streamCap{max: int64(orDefault(cfg.MaxPublicStreams, DefaultMaxPublicStreams)), policyOf: policyOf}
 	codec := newRequestCodec()
 	unary = append(unary, leanCallLog(log, logging.UnaryServerInterceptor(logger, logOpts...)), recovery.UnaryServerInterceptor(recoverOpt),
-		codec.unaryInterceptor, storeBudget(cfg.StoreTimeout), authUnary)
+		codec.unaryInterceptor)
+	if cfg.StoreTimeout > 0 {
+		unary = append(unary, storeBudget(cfg.StoreTimeout))
+	}
+	unary = append(unary, authUnary)
 	stream = append(stream, logging.StreamServerInterceptor(logger, logOpts...), recovery.StreamServerInterceptor(recoverOpt),
 		codec.streamInterceptor, publicStreams.interceptor, authStream)
 
