@@ -21,9 +21,6 @@ const (
 	HS256 = accesstoken.HS256
 )
 
-// ParseAlgorithm returns the algorithm named s, or false.
-func ParseAlgorithm(s string) (Algorithm, bool) { return accesstoken.ParseAlgorithm(s) }
-
 var (
 	// ErrUnknownKey reports a kid that is not a key of the tenant.
 	ErrUnknownKey = errors.New("unknown signing key")

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/store/memory"
@@ -139,7 +140,7 @@ func TestParseAlgorithm(t *testing.T) {
 		{"HS512", "", false},
 	}
 	for _, tt := range tests {
-		got, ok := keys.ParseAlgorithm(tt.in)
+		got, ok := accesstoken.ParseAlgorithm(tt.in)
 		if got != tt.want || ok != tt.wantOK {
 			t.Errorf("ParseAlgorithm(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.wantOK)
 		}

@@ -54,9 +54,10 @@ func WithRefreshRetention(d time.Duration) Option {
 	return func(m *Manager) { m.refreshRetention = d }
 }
 
-// validRefreshKID reports whether kid has the form of a refresh-token key's id, so that a kid
-// read from a presented token may be looked up and logged.
-func validRefreshKID(kid string) bool {
+// ValidRefreshKID reports whether kid has the form of a refresh-token key's id, so that a kid read
+// from a presented token may be looked up and logged. A kid of another form is not looked up, and
+// not logged.
+func ValidRefreshKID(kid string) bool {
 	if kid == LegacyRefreshKID {
 		return true
 	}
@@ -73,9 +74,6 @@ func validRefreshKID(kid string) bool {
 	return true
 }
 
-// ValidRefreshKID reports whether kid has the form of a refresh-token key's id. A kid of another
-// form is not looked up, and not logged.
-func ValidRefreshKID(kid string) bool { return validRefreshKID(kid) }
 
 // refreshExpired reports whether the retired refresh key k has stopped verifying at now.
 func (m *Manager) refreshExpired(k *RefreshKey, now time.Time) bool {
@@ -102,10 +100,10 @@ func (m *Manager) RefreshKeys(ctx context.Context, tenant string) ([]*RefreshKey
 // RefreshVerificationKey returns the tenant's refresh-token key kid, or an error wrapping
 // ErrUnknownKey for a kid that the tenant does not hold: never held, dropped by an emergency
 // rotation, or retired longer ago than the refresh retention. An unknown kid makes the replica
-// re-read the set, at most once per second per tenant, so that a key rotated on another replica is
+// re-read the set, at most once per reloadInterval per tenant, so that a key rotated on another replica is
 // found at once.
 func (m *Manager) RefreshVerificationKey(ctx context.Context, tenant, kid string) (*RefreshKey, error) {
-	if !validRefreshKID(kid) {
+	if !ValidRefreshKID(kid) {
 		return nil, ErrUnknownKey
 	}
 	ks, err := m.cached(ctx, tenant)

@@ -94,13 +94,9 @@ func (m *Manager) Reseal(ctx context.Context, s RecordLister) (SealStats, error)
 	return st, errors.Join(append(errs, storeErr)...)
 }
 
-// classify counts blob, a tenant's sealed set, as Previous when a configured key opens it and as
-// Unknown otherwise; the current key's sets are counted before.
+// classify counts blob, a tenant's sealed set not sealed under the current key (Reseal counts
+// those first), as Previous when a configured key opens it and as Unknown otherwise.
 func (m *Manager) classify(st *SealStats, tenant string, blob []byte) {
-	if m.sealedUnderCurrent(blob) {
-		st.Current++
-		return
-	}
 	if _, _, err := m.openPlain(tenant, blob); err != nil {
 		st.Unknown++
 		return

@@ -150,7 +150,7 @@ func (m *Manager) open(tenant string, blob []byte) (*keyset, error) {
 	switch {
 	case len(st.RefreshKeys) > 0:
 		for _, rk := range st.RefreshKeys {
-			if len(rk.Secret) == 0 || !validRefreshKID(rk.ID) {
+			if len(rk.Secret) == 0 || !ValidRefreshKID(rk.ID) {
 				return nil, fmt.Errorf("key set of tenant %q: malformed refresh-token key", tenant)
 			}
 			k := RefreshKey(rk)

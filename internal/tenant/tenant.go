@@ -96,8 +96,6 @@ func (l *RateLimit) validate(name string) error {
 	return nil
 }
 
-// OrDefault returns the limit, or DefaultRateLimit when l is nil.
-func (l *RateLimit) OrDefault() RateLimit { return l.Or(DefaultRateLimit) }
 
 // Or returns the limit, or def when l is nil.
 func (l *RateLimit) Or(def RateLimit) RateLimit {
@@ -141,7 +139,7 @@ func (t *Tenant) Validate() error {
 		}
 	}
 	for _, a := range t.AllowedAudiences {
-		if a == "" || len(a) > 256 || !printable(a) {
+		if !validAudience(a) {
 			errs = append(errs, errors.New("allowed_audiences: each audience must be 1-256 bytes of UTF-8 without control characters"))
 			break
 		}
