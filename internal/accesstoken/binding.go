@@ -18,6 +18,9 @@ func Thumbprint(der []byte) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
+// ThumbprintRule says how a thumbprint is spelled, for messages to callers.
+const ThumbprintRule = "the unpadded base64url of a SHA-256 (43 characters), as in x5t#S256"
+
 // ValidThumbprint reports whether s is spelled as an x5t#S256 thumbprint: 43 characters of
 // unpadded base64url encoding 32 bytes.
 func ValidThumbprint(s string) bool {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/tokenauthority/tokenauthority/authn"
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
-	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
@@ -197,9 +196,6 @@ func (s *tokenService) VerifyToken(ctx context.Context, req *tokenauthorityv1.Ve
 	}
 	if len(req.GetAudience()) > 256 || len(req.GetRequiredScopes()) > 64 {
 		return nil, status.Error(codes.InvalidArgument, "audience is at most 256 bytes and required_scopes at most 64 entries")
-	}
-	if tp := req.GetCertificateThumbprint(); tp != "" && !accesstoken.ValidThumbprint(tp) {
-		return nil, status.Error(codes.InvalidArgument, errThumbprintSyntax)
 	}
 	v, err := s.tokens.Verify(ctx, token.VerifyRequest{
 		Tenant:         t,

@@ -162,8 +162,8 @@ func randomClaims(rng *rand.Rand, issuer, sid string, now int64) (*accesstoken.C
 	}
 	presented := ""
 	if rng.IntN(3) == 0 {
-		c.Confirmation = &accesstoken.Confirmation{X5tS256: randomB64(rng, 43)}
-		presented = pick(rng, "", c.Confirmation.X5tS256, randomB64(rng, 43))
+		c.Confirmation = &accesstoken.Confirmation{X5tS256: randomThumbprint(rng)}
+		presented = pick(rng, "", c.Confirmation.X5tS256, randomThumbprint(rng))
 	}
 	return c, presented
 }
@@ -201,6 +201,11 @@ func signPayload(t *testing.T, k *keys.Key, payload []byte) string {
 }
 
 func pick(rng *rand.Rand, s ...string) string { return s[rng.IntN(len(s))] }
+
+// randomThumbprint is the x5t#S256 thumbprint of a random certificate.
+func randomThumbprint(rng *rand.Rand) string {
+	return accesstoken.Thumbprint([]byte(randomB64(rng, 32)))
+}
 
 func randomB64(rng *rand.Rand, n int) string {
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

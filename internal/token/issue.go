@@ -206,7 +206,7 @@ func (s *Service) validateIssue(req IssueRequest) error {
 	}
 	switch {
 	case req.CertThumbprint != "" && !accesstoken.ValidThumbprint(req.CertThumbprint):
-		problems = append(problems, "certificate_thumbprint must be the unpadded base64url of a SHA-256 (43 characters), as in x5t#S256")
+		problems = append(problems, "certificate_thumbprint must be "+accesstoken.ThumbprintRule)
 	case req.CertThumbprint == "" && req.Tenant.RequireCertificateBinding:
 		problems = append(problems, "this tenant requires certificate-bound tokens: set bind_client_certificate or certificate_thumbprint")
 	}

@@ -428,6 +428,14 @@ func TestVerifyRefusesBadFields(t *testing.T) {
 			t.Errorf("len %d: err = %v, want ErrInvalidArgument", len(tok), err)
 		}
 	}
+	// Every caller of Verify (gRPC, ext_authz, introspection) gets the thumbprint's spelling checked.
+	tok := f.issue(t, nil).AccessToken
+	for _, tp := range []string{"not one", strings.Repeat("A", 42) + "B"} {
+		_, err := f.svc.Verify(context.Background(), token.VerifyRequest{Tenant: f.tenant, Token: tok, CertThumbprint: tp})
+		if !errors.Is(err, token.ErrInvalidArgument) {
+			t.Errorf("thumbprint %q: err = %v, want ErrInvalidArgument", tp, err)
+		}
+	}
 }
 
 func TestCutOffSparesLaterSessions(t *testing.T) {

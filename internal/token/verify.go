@@ -126,6 +126,9 @@ func (s *Service) verify(ctx context.Context, req VerifyRequest) (*Verification,
 	if err := checkTokenField("token", req.Token); err != nil {
 		return nil, err
 	}
+	if req.CertThumbprint != "" && !accesstoken.ValidThumbprint(req.CertThumbprint) {
+		return nil, fmt.Errorf("%w: certificate_thumbprint must be %s", ErrInvalidArgument, accesstoken.ThumbprintRule)
+	}
 	if !compactShape(req.Token) {
 		return inactive(ReasonMalformed), nil
 	}
