@@ -74,7 +74,6 @@ func ValidRefreshKID(kid string) bool {
 	return true
 }
 
-
 // refreshExpired reports whether the retired refresh key k has stopped verifying at now.
 func (m *Manager) refreshExpired(k *RefreshKey, now time.Time) bool {
 	return !k.RetiredAt.IsZero() && k.RetiredAt.Add(m.refreshRetention).Before(now)

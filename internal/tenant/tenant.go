@@ -96,7 +96,6 @@ func (l *RateLimit) validate(name string) error {
 	return nil
 }
 
-
 // Or returns the limit, or def when l is nil.
 func (l *RateLimit) Or(def RateLimit) RateLimit {
 	if l == nil {
