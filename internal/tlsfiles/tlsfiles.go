@@ -140,13 +140,9 @@ func (f *Files) read() (*material, error) {
 		Certificates: []tls.Certificate{cert},
 	}
 	if f.cfg.ClientCAFile != "" {
-		pem, err := os.ReadFile(f.cfg.ClientCAFile)
+		pool, err := loadPool(f.cfg.ClientCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls: %s holds no PEM certificate", f.cfg.ClientCAFile)
 		}
 		base.ClientCAs = pool
 		base.ClientAuth = tls.VerifyClientCertIfGiven
