@@ -209,8 +209,8 @@ func (s *tokenService) guardWatch(ctx context.Context, end context.CancelCauseFu
 // deleted, rotated without overlap or past its overlap, its tenant deleted, or the store unable to
 // say (fail closed: the watcher reconnects).
 func (s *tokenService) watchCaller(ctx context.Context, authenticate func(context.Context, string) (*tenant.Caller, error)) (*tenant.Caller, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get(APIKeyHeader)
+	// One key's values, not a copy of every header.
+	vals := metadata.ValueFromIncomingContext(ctx, APIKeyHeader)
 	if len(vals) != 1 {
 		return nil, status.Error(codes.Unauthenticated, "missing x-api-key metadata")
 	}

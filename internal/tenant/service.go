@@ -342,14 +342,13 @@ func (s *Service) RegisterAPIKey(ctx context.Context, tenantID, name string, rol
 	if err := validateExchange(nil, name, roles, nil); err != nil {
 		return nil, err
 	}
-	k, raw, err := s.newAPIKey(tenantID, name, roles, value, nil)
+	k, _, err := s.newAPIKey(tenantID, name, roles, value, nil)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.PutOwnedRecord(ctx, store.KindAPIKey, tenantID, k.ID, raw); err != nil {
+	if err := s.putAPIKey(ctx, k); err != nil {
 		return nil, err
 	}
-	s.forgetKey(k.ID)
 	return k, nil
 }
 
