@@ -82,16 +82,20 @@ func (s *Store) DeleteRecord(ctx context.Context, kind, id string) (bool, error)
 // from the kind's index (ZRANGEBYLEX), the values from MGETs on the same slot. A record deleted
 // between the two is left out.
 func (s *Store) ListRecords(ctx context.Context, kind, prefix string) ([]store.Record, error) {
-	rng := &goredis.ZRangeBy{Min: "-", Max: "+"}
-	if prefix != "" {
-		// Ids are printable ASCII, so every id with the prefix sorts below prefix+"\xff".
-		rng = &goredis.ZRangeBy{Min: "[" + prefix, Max: "(" + prefix + "\xff"}
-	}
-	ids, err := s.client.ZRangeByLex(ctx, recordIndexKey(kind), rng).Result()
+	ids, err := s.client.ZRangeByLex(ctx, recordIndexKey(kind), prefixRange(prefix)).Result()
 	if err != nil {
 		return nil, unavailable("list records", err)
 	}
 	return s.readRecords(ctx, kind, ids)
+}
+
+// prefixRange is the lexicographic range of the ids that start with prefix (every id when empty).
+// Ids are printable ASCII, so every id with the prefix sorts below prefix+"\xff".
+func prefixRange(prefix string) *goredis.ZRangeBy {
+	if prefix == "" {
+		return &goredis.ZRangeBy{Min: "-", Max: "+"}
+	}
+	return &goredis.ZRangeBy{Min: "[" + prefix, Max: "(" + prefix + "\xff"}
 }
 
 // ListRecordsPage returns up to limit records of kind whose id starts with prefix and sorts after
@@ -103,11 +107,8 @@ func (s *Store) ListRecordsPage(ctx context.Context, kind, prefix, after string,
 	if limit < 1 {
 		return nil, "", fmt.Errorf("redis store: list %s records: page limit %d is not positive", kind, limit)
 	}
-	rng := &goredis.ZRangeBy{Min: "-", Max: "+", Count: int64(limit) + 1}
-	if prefix != "" {
-		// As in ListRecords: every id with the prefix sorts below prefix+"\xff".
-		rng.Min, rng.Max = "["+prefix, "("+prefix+"\xff"
-	}
+	rng := prefixRange(prefix)
+	rng.Count = int64(limit) + 1
 	if after != "" && after >= prefix {
 		rng.Min = "(" + after
 	}
