@@ -39,6 +39,15 @@ type Backend interface {
 	keys.Store
 }
 
+// The backends satisfy the interfaces of the packages that use them. The checks are here, where
+// the backends are wired, so that the backends need not import those packages.
+var (
+	_ Backend        = (*memory.Store)(nil)
+	_ Backend        = (*redisstore.Store)(nil)
+	_ revocation.Log = (*memory.Events)(nil)
+	_ revocation.Log = (*redisstore.Events)(nil)
+)
+
 // App is a configured authority, ready to serve.
 type App struct {
 	cfg     *config.Config

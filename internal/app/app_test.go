@@ -27,8 +27,8 @@ import (
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 	"github.com/tokenauthority/tokenauthority/internal/config"
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
-	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
 // syncBuffer collects log output from several goroutines.
@@ -339,7 +339,7 @@ func TestRequestValidation(t *testing.T) {
 			return err
 		}, codes.InvalidArgument},
 		{"list sessions page token of another subject", func() error {
-			other := token.Cursor{CreatedMillis: 1, SessionID: token.NewSessionID(DevTenant, "b")}.Encode()
+			other := store.Cursor{CreatedMillis: 1, SessionID: store.NewSessionID(DevTenant, "b")}.Encode()
 			_, err := ts.ListSessions(ctx, &tokenauthorityv1.ListSessionsRequest{Subject: "a", PageToken: other})
 			return err
 		}, codes.InvalidArgument},

@@ -10,7 +10,7 @@ import (
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
-	"github.com/tokenauthority/tokenauthority/internal/token"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
 // TestServiceOnCluster runs two replicas of the service on a Redis Cluster of three masters,
@@ -59,7 +59,7 @@ func TestServiceOnCluster(t *testing.T) {
 		}
 		p := must(ts.IssueToken(ctx, &tokenauthorityv1.IssueTokenRequest{Subject: fmt.Sprintf("user-%d", i)}))
 		sessions = append(sessions, issuedOn{pair: p, ts: ts, ctx: ctx})
-		tag, ok := token.SessionTag(p.GetSessionId())
+		tag, ok := store.SessionTag(p.GetSessionId())
 		if !ok {
 			t.Fatalf("malformed session id %q", p.GetSessionId())
 		}

@@ -21,7 +21,7 @@ import (
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
-	"github.com/tokenauthority/tokenauthority/internal/token"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
 // fillRevocationLog appends n token events that still matter to the tenant's revocation stream
@@ -130,7 +130,7 @@ func TestRevocationFloodSparesOtherTenants(t *testing.T) {
 						_, err = ts.RevokeToken(ctx, &tokenauthorityv1.RevokeTokenRequest{Target: &tokenauthorityv1.RevokeTokenRequest_Jti{Jti: fakeJTI(own)}})
 					case 1:
 						_, err = ts.RevokeToken(ctx, &tokenauthorityv1.RevokeTokenRequest{Target: &tokenauthorityv1.RevokeTokenRequest_SessionId{
-							SessionId: token.NewSessionID("tenant-a", "ghost-"+strconv.Itoa(w)+"-"+strconv.Itoa(i))}})
+							SessionId: store.NewSessionID("tenant-a", "ghost-"+strconv.Itoa(w)+"-"+strconv.Itoa(i))}})
 					default:
 						_, err = ts.RevokeSessions(ctx, &tokenauthorityv1.RevokeSessionsRequest{Scope: &tokenauthorityv1.RevokeSessionsRequest_Subject{
 							Subject: "user-" + strconv.Itoa(w) + "-" + strconv.Itoa(i)}})
@@ -205,7 +205,7 @@ func TestRevocationFloodKeepsGenuineRevocations(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < unknown; i += workers {
-				sid := token.NewSessionID("flooded", "ghost-"+strconv.Itoa(i))
+				sid := store.NewSessionID("flooded", "ghost-"+strconv.Itoa(i))
 				if _, err := ts.RevokeToken(ctx, &tokenauthorityv1.RevokeTokenRequest{Target: &tokenauthorityv1.RevokeTokenRequest_SessionId{SessionId: sid}}); err != nil {
 					failed.Add(1)
 				}

@@ -28,6 +28,7 @@ import (
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
@@ -446,7 +447,7 @@ func TestHostileInputCatalogue(t *testing.T) {
 			return e.req(e.signed(t, e.header(), e.claims("sub", map[string]any{"id": "alice"})))
 		}, want: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_MALFORMED)},
 		{name: "jti of another session", verify: func(t *testing.T) *tokenauthorityv1.VerifyTokenRequest {
-			other := token.NewSessionID(DevTenant, "alice")
+			other := store.NewSessionID(DevTenant, "alice")
 			return e.req(e.signed(t, e.header(), e.claims("jti", other+".AAAAAAAAAAAAAAAA")))
 		}, want: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_MALFORMED)},
 
@@ -491,7 +492,7 @@ func TestHostileInputCatalogue(t *testing.T) {
 
 		// Session, revocation, cut-offs, scopes.
 		{name: "well-formed session the store does not know", verify: func(t *testing.T) *tokenauthorityv1.VerifyTokenRequest {
-			sid := token.NewSessionID(DevTenant, "alice")
+			sid := store.NewSessionID(DevTenant, "alice")
 			return e.req(e.signed(t, e.header(), e.claims("sid", sid, "jti", sid+".AAAAAAAAAAAAAAAA")))
 		}, want: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_SESSION_ENDED)},
 		{name: "revoked jti", verify: func(t *testing.T) *tokenauthorityv1.VerifyTokenRequest {
@@ -511,7 +512,7 @@ func TestHostileInputCatalogue(t *testing.T) {
 			must(e.ts.RevokeSessions(e.dev, &tokenauthorityv1.RevokeSessionsRequest{Scope: &tokenauthorityv1.RevokeSessionsRequest_Subject{Subject: "carol"}}))
 			return e.req(p.GetAccessToken())
 		}, want: inactive(tokenauthorityv1.InactiveReason_INACTIVE_REASON_CUT_OFF)},
-		// A cut-off ends every session created at or before it (token.EndedBy): a session opened in
+		// A cut-off ends every session created at or before it (store.EndedBy): a session opened in
 		// the revocation's own millisecond is ended too. The case writes the cut-off RevokeSessions
 		// writes when it runs in that millisecond (the API alone cannot pin that timing).
 		{name: "subject cut-off in the session's own millisecond", verify: func(t *testing.T) *tokenauthorityv1.VerifyTokenRequest {

@@ -17,6 +17,7 @@ import (
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
@@ -99,7 +100,7 @@ func (s *tokenService) IssueToken(ctx context.Context, req *tokenauthorityv1.Iss
 		ir.Extra = req.GetExtraClaims().AsMap()
 	}
 	if m := req.GetMetadata(); m != nil {
-		ir.Metadata = token.Metadata{UserAgent: m.GetUserAgent(), IP: m.GetIp(), Device: m.GetDevice()}
+		ir.Metadata = store.Metadata{UserAgent: m.GetUserAgent(), IP: m.GetIp(), Device: m.GetDevice()}
 	}
 	if err := s.authorizeSubject(ctx, t, req, &ir); err != nil {
 		return nil, err

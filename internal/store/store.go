@@ -1,6 +1,8 @@
-// Package store holds what every storage backend shares: sentinel errors and the record kinds of
-// long-lived configuration data. The interfaces themselves belong to the packages that use them
-// (token.Store, tenant.Store, keys.Store); the backends in store/redis and store/memory satisfy all.
+// Package store holds what every storage backend and the domain share: sentinel errors, the session
+// record with its ids and list cursor, and the record kinds of long-lived configuration data. It is
+// a leaf, so the backends import it and not the domain. The interfaces belong to the packages that
+// use them (token.Store, tenant.Store, keys.Store); the backends in store/redis and store/memory
+// satisfy all of them, which internal/app checks where it wires them.
 package store
 
 import (
@@ -21,6 +23,10 @@ var (
 	// ErrLimit reports a record that was not created because its owner already lists the most
 	// records of its kind that the caller allows.
 	ErrLimit = errors.New("limit reached")
+	// ErrInvalidArgument reports a request that can never succeed as sent: a page token that the
+	// list did not return, a session id that is not of its subject. The token domain reports its own
+	// refusals with the same sentinel (store.ErrInvalidArgument), so both map to one status.
+	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrConflict reports an update that other writers kept overtaking for maxUpdateAttempts
 	// attempts in a row.
 	ErrConflict = errors.New("the record kept changing during the update")

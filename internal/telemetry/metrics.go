@@ -8,6 +8,7 @@ import (
 
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
@@ -33,7 +34,7 @@ type Sources struct {
 // nothing: every series of the hot paths is resolved when the metrics are made.
 type Metrics struct {
 	issued      prometheus.Counter
-	refreshes   [token.RotateReuse + 1]prometheus.Counter // by token.RotateOutcome
+	refreshes   [store.RotateReuse + 1]prometheus.Counter // by store.RotateOutcome
 	reuse       prometheus.Counter
 	revocations [revocation.KindKeyPublished + 1]prometheus.Counter // by revocation.Kind; 0 unused
 	verified    []prometheus.Counter                                // by token.Reason; ReasonNone is "active"
@@ -43,12 +44,12 @@ type Metrics struct {
 
 var _ token.Observer = (*Metrics)(nil)
 
-// refreshOutcomes names the values of token.RotateOutcome.
+// refreshOutcomes names the values of store.RotateOutcome.
 var refreshOutcomes = [...]string{
-	token.RotateInvalid: "invalid",
-	token.Rotated:       "rotated",
-	token.RotateRetry:   "retry",
-	token.RotateReuse:   "reuse",
+	store.RotateInvalid: "invalid",
+	store.Rotated:       "rotated",
+	store.RotateRetry:   "retry",
+	store.RotateReuse:   "reuse",
 }
 
 // kindNames names the values of revocation.Kind, as the API's RevocationKind does.
@@ -140,12 +141,12 @@ func NewMetrics(reg prometheus.Registerer, src Sources) (*Metrics, error) {
 func (m *Metrics) Issued() { m.issued.Inc() }
 
 // Refreshed counts a refresh by outcome; reuse is also counted on its own.
-func (m *Metrics) Refreshed(o token.RotateOutcome) {
+func (m *Metrics) Refreshed(o store.RotateOutcome) {
 	if o < 0 || int(o) >= len(m.refreshes) {
 		return
 	}
 	m.refreshes[o].Inc()
-	if o == token.RotateReuse {
+	if o == store.RotateReuse {
 		m.reuse.Inc()
 	}
 }

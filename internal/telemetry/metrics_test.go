@@ -12,6 +12,7 @@ import (
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/telemetry"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
@@ -62,11 +63,11 @@ func TestObserverCounts(t *testing.T) {
 	m, reg := newMetrics(t, telemetry.Sources{})
 	m.Issued()
 	m.Issued()
-	m.Refreshed(token.Rotated)
-	m.Refreshed(token.RotateRetry)
-	m.Refreshed(token.RotateReuse)
-	m.Refreshed(token.RotateInvalid)
-	m.Refreshed(token.RotateOutcome(99)) // ignored
+	m.Refreshed(store.Rotated)
+	m.Refreshed(store.RotateRetry)
+	m.Refreshed(store.RotateReuse)
+	m.Refreshed(store.RotateInvalid)
+	m.Refreshed(store.RotateOutcome(99)) // ignored
 	m.Verified(token.ReasonNone)
 	m.Verified(token.ReasonExpired)
 	m.Verified(token.Reason(99)) // ignored
@@ -115,7 +116,7 @@ func TestObserverAllocatesNothing(t *testing.T) {
 	var obs token.Observer = m
 	allocs := testing.AllocsPerRun(1000, func() {
 		obs.Issued()
-		obs.Refreshed(token.Rotated)
+		obs.Refreshed(store.Rotated)
 		obs.Verified(token.ReasonRevoked)
 		obs.Revoked(revocation.KindSession)
 	})

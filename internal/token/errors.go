@@ -1,12 +1,17 @@
 package token
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/tokenauthority/tokenauthority/internal/store"
+)
 
 // Sentinel errors of the token domain. They are wrapped with %w and mapped to gRPC status codes in
 // one place (grpcserver); messages added by wrapping must help the caller without echoing tokens.
 var (
-	// ErrInvalidArgument reports a request that can never succeed as sent.
-	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrInvalidArgument reports a request that can never succeed as sent. It is the store's sentinel,
+	// so that a page token a store refuses and a request the domain refuses are one error.
+	ErrInvalidArgument = store.ErrInvalidArgument
 	// ErrInvalidRefreshToken reports a refresh token that is malformed, forged, expired, of another
 	// tenant, or of a session that has ended.
 	ErrInvalidRefreshToken = errors.New("invalid refresh token")

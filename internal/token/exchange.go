@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
 
@@ -109,7 +110,7 @@ func (s *Service) Exchange(ctx context.Context, req ExchangeRequest) (ex *Exchan
 		IssuedAt:  time.Unix(now.Unix(), 0).UTC(),
 		// What the token says (iat_ms), as a verifier decodes it.
 		IssuedAtExact: time.UnixMilli(now.UnixMilli()).UTC(),
-		JTI:           subject.SessionID + "." + randomString(12),
+		JTI:           store.NewJTI(subject.SessionID),
 		SessionID:     subject.SessionID,
 		Scopes:        req.Scopes,
 		Extra:         subject.Extra,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/store/memory"
 	"github.com/tokenauthority/tokenauthority/internal/store/storetest"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
@@ -71,7 +72,7 @@ func TestExchange(t *testing.T) {
 	if c.JTI == subject.JTI {
 		t.Error("the exchanged token shares the subject token's jti")
 	}
-	if sid, ok := token.SessionOfJTI(c.JTI); !ok || sid != subject.SessionID {
+	if sid, ok := store.SessionOfJTI(c.JTI); !ok || sid != subject.SessionID {
 		t.Errorf("jti %q does not name the session %q", c.JTI, subject.SessionID)
 	}
 	if !reflect.DeepEqual(ex.Claims, c) || !ex.ExpiresAt.Equal(c.ExpiresAt) {
@@ -411,7 +412,7 @@ type hookStore struct {
 	hook func()
 }
 
-func (h *hookStore) CheckAccess(ctx context.Context, tenantID, sid, jti string) (token.AccessState, error) {
+func (h *hookStore) CheckAccess(ctx context.Context, tenantID, sid, jti string) (store.AccessState, error) {
 	st, err := h.Store.CheckAccess(ctx, tenantID, sid, jti)
 	h.once.Do(h.hook)
 	return st, err

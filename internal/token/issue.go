@@ -10,6 +10,7 @@ import (
 
 	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
 
@@ -33,7 +34,7 @@ type IssueRequest struct {
 	Extra map[string]any
 	// AccessTTL and RefreshTTL are the requested lifetimes; zero means the default.
 	AccessTTL, RefreshTTL time.Duration
-	Metadata              Metadata
+	Metadata              store.Metadata
 	// CertThumbprint binds the session's tokens to the client certificate of this x5t#S256
 	// thumbprint (RFC 8705); empty for unbound tokens.
 	CertThumbprint string
@@ -78,8 +79,8 @@ func (s *Service) Issue(ctx context.Context, req IssueRequest) (*Pair, error) {
 	}
 
 	now := time.UnixMilli(s.now().UnixMilli())
-	sess := &Session{
-		ID:        NewSessionID(t.ID, req.Subject),
+	sess := &store.Session{
+		ID:        store.NewSessionID(t.ID, req.Subject),
 		Tenant:    t.ID,
 		Subject:   req.Subject,
 		Audience:  req.Audience,
@@ -138,7 +139,7 @@ func (s *Service) signingKeys(ctx context.Context, tenantID string) (*keys.Refre
 // refresh token, so a retried refresh within the grace window gets the same token back (the same
 // bytes, with a deterministic signature: EdDSA, RS256, HS256; the same claims and jti with ES256) and
 // a grace window mints one access token however often it is retried.
-func (s *Service) accessToken(k *keys.Key, t *tenant.Tenant, sess *Session, rt string) (string, time.Time, error) {
+func (s *Service) accessToken(k *keys.Key, t *tenant.Tenant, sess *store.Session, rt string) (string, time.Time, error) {
 	iat := sess.RotatedAt
 	exp := iat.Add(sess.AccessTTL)
 	if exp.After(sess.ExpiresAt) {

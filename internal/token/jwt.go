@@ -8,6 +8,7 @@ import (
 
 	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
 // Token types (the `typ` header).
@@ -52,7 +53,7 @@ type refreshClaims struct {
 }
 
 // refreshToken returns the refresh token of s's current generation, signed by key and naming it.
-func refreshToken(key *keys.RefreshKey, issuer string, s *Session) (string, error) {
+func refreshToken(key *keys.RefreshKey, issuer string, s *store.Session) (string, error) {
 	c := refreshClaims{
 		Issuer:     issuer,
 		Subject:    s.Subject,

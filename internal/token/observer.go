@@ -1,6 +1,9 @@
 package token
 
-import "github.com/tokenauthority/tokenauthority/internal/revocation"
+import (
+	"github.com/tokenauthority/tokenauthority/internal/revocation"
+	"github.com/tokenauthority/tokenauthority/internal/store"
+)
 
 // Observer is told the outcome of each lifecycle operation, for metrics. It is called on the hot
 // paths (Issue, Refresh, Verify), so its methods must be cheap, must not block, and must be safe
@@ -11,7 +14,7 @@ type Observer interface {
 	// Refreshed is called once per refresh token presented whose fate was decided: Rotated,
 	// RotateRetry, RotateReuse, or RotateInvalid (which includes tokens that fail their signature
 	// or have expired). Malformed requests and store failures are not reported.
-	Refreshed(outcome RotateOutcome)
+	Refreshed(outcome store.RotateOutcome)
 	// Verified is called once per Verify answer: ReasonNone for an active token, the reason
 	// otherwise. Calls that fail (an oversized token, a store that cannot answer) are not reported.
 	Verified(reason Reason)
@@ -24,7 +27,7 @@ type Observer interface {
 // nopObserver is the Observer of a Service configured without one.
 type nopObserver struct{}
 
-func (nopObserver) Issued()                 {}
-func (nopObserver) Refreshed(RotateOutcome) {}
-func (nopObserver) Verified(Reason)         {}
-func (nopObserver) Revoked(revocation.Kind) {}
+func (nopObserver) Issued()                       {}
+func (nopObserver) Refreshed(store.RotateOutcome) {}
+func (nopObserver) Verified(Reason)               {}
+func (nopObserver) Revoked(revocation.Kind)       {}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/store/memory"
 	"github.com/tokenauthority/tokenauthority/internal/store/storetest"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
@@ -32,7 +33,7 @@ func (r *recorder) add(e string) {
 }
 
 func (r *recorder) Issued()                         { r.add("issued") }
-func (r *recorder) Refreshed(o token.RotateOutcome) { r.add("refreshed:" + outcomeName(o)) }
+func (r *recorder) Refreshed(o store.RotateOutcome) { r.add("refreshed:" + outcomeName(o)) }
 func (r *recorder) Verified(re token.Reason)        { r.add("verified:" + re.String()) }
 func (r *recorder) Revoked(k revocation.Kind)       { r.add("revoked:" + kindName(k)) }
 
@@ -45,9 +46,9 @@ func (r *recorder) take() []string {
 	return out
 }
 
-func outcomeName(o token.RotateOutcome) string {
-	return map[token.RotateOutcome]string{token.Rotated: "rotated", token.RotateRetry: "retry",
-		token.RotateReuse: "reuse", token.RotateInvalid: "invalid"}[o]
+func outcomeName(o store.RotateOutcome) string {
+	return map[store.RotateOutcome]string{store.Rotated: "rotated", store.RotateRetry: "retry",
+		store.RotateReuse: "reuse", store.RotateInvalid: "invalid"}[o]
 }
 
 func kindName(k revocation.Kind) string {

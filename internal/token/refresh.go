@@ -14,6 +14,7 @@ import (
 	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
 
@@ -79,7 +80,7 @@ func (s *Service) parseRefresh(ctx context.Context, t *tenant.Tenant, raw string
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, ErrInvalidRefreshToken
 	}
-	if c.Issuer != t.Issuer || c.ExpiresAt == 0 || !ValidSessionID(c.SessionID) {
+	if c.Issuer != t.Issuer || c.ExpiresAt == 0 || !store.ValidSessionID(c.SessionID) {
 		return nil, ErrInvalidRefreshToken
 	}
 	if !s.now().Before(time.Unix(c.ExpiresAt, 0)) {
@@ -104,7 +105,7 @@ func (s *Service) RefreshFrom(ctx context.Context, t *tenant.Tenant, raw, presen
 	}
 	c, err := s.parseRefresh(ctx, t, raw)
 	if errors.Is(err, ErrInvalidRefreshToken) {
-		s.obs.Refreshed(RotateInvalid)
+		s.obs.Refreshed(store.RotateInvalid)
 		return nil, err
 	}
 	if err != nil {
@@ -123,13 +124,13 @@ func (s *Service) RefreshFrom(ctx context.Context, t *tenant.Tenant, raw, presen
 	now := time.UnixMilli(s.now().UnixMilli())
 	// The next token is fully determined by the session and the rotation time: make it now so that
 	// the store can record its hash in the same atomic step.
-	next := &Session{ID: c.SessionID, Subject: c.Subject, ExpiresAt: time.Unix(c.ExpiresAt, 0), Generation: c.Generation + 1, RotatedAt: now,
+	next := &store.Session{ID: c.SessionID, Subject: c.Subject, ExpiresAt: time.Unix(c.ExpiresAt, 0), Generation: c.Generation + 1, RotatedAt: now,
 		CertThumbprint: c.CertThumbprint}
 	nextRT, err := refreshToken(key, t.Issuer, next)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.cfg.Store.RotateRefresh(ctx, RotateRequest{
+	res, err := s.cfg.Store.RotateRefresh(ctx, store.RotateRequest{
 		Tenant:     t.ID,
 		SessionID:  c.SessionID,
 		Generation: c.Generation,
@@ -144,14 +145,14 @@ func (s *Service) RefreshFrom(ctx context.Context, t *tenant.Tenant, raw, presen
 	s.obs.Refreshed(res.Outcome)
 	sess := res.Session
 	switch res.Outcome {
-	case Rotated:
-	case RotateRetry:
+	case store.Rotated:
+	case store.RotateRetry:
 		// A retry of the winning refresh: give back the very token it returned, signed by the key
 		// that was current then, which a rotation since may have retired.
 		if nextRT, err = s.rebuildRefresh(ctx, t, sess); err != nil {
 			return nil, err
 		}
-	case RotateReuse:
+	case store.RotateReuse:
 		s.obs.Revoked(revocation.KindSession)
 		s.audit.LogAttrs(ctx, slog.LevelWarn, "refresh token reuse detected; session revoked",
 			auditAttrs("refresh_reuse", t.ID, sess)...)
@@ -171,7 +172,7 @@ func (s *Service) RefreshFrom(ctx context.Context, t *tenant.Tenant, raw, presen
 	if err != nil {
 		return nil, err
 	}
-	if res.Outcome == Rotated {
+	if res.Outcome == store.Rotated {
 		s.audit.LogAttrs(ctx, auditLevel, "token refreshed", auditAttrs("refreshed", t.ID, sess)...)
 	}
 	return &Pair{AccessToken: at, RefreshToken: nextRT, AccessExpiresAt: atExp, RefreshExpiresAt: sess.ExpiresAt, SessionID: sess.ID}, nil
@@ -179,7 +180,7 @@ func (s *Service) RefreshFrom(ctx context.Context, t *tenant.Tenant, raw, presen
 
 // rebuildRefresh returns the refresh token of sess's current generation that the store recorded:
 // the one, of those the tenant's refresh-token keys sign, whose hash is sess.RefreshHash.
-func (s *Service) rebuildRefresh(ctx context.Context, t *tenant.Tenant, sess *Session) (string, error) {
+func (s *Service) rebuildRefresh(ctx context.Context, t *tenant.Tenant, sess *store.Session) (string, error) {
 	rks, err := s.cfg.Keys.RefreshKeys(ctx, t.ID)
 	if err != nil {
 		return "", err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
 
@@ -34,7 +35,7 @@ func (s *Service) Revoke(ctx context.Context, t *tenant.Tenant, target RevokeTar
 		if len(target.JTI) > 128 {
 			return fmt.Errorf("%w: jti is too long", ErrInvalidArgument)
 		}
-		sid, ok := SessionOfJTI(target.JTI)
+		sid, ok := store.SessionOfJTI(target.JTI)
 		if !ok {
 			return nil
 		}
@@ -95,7 +96,7 @@ func (s *Service) markRevoked(ctx context.Context, t *tenant.Tenant, sid, jti st
 // end was announced, so that a retry after a failed announcement still reaches the watchers while
 // a session that never existed, or whose end was announced, adds nothing to the log.
 func (s *Service) endSession(ctx context.Context, t *tenant.Tenant, sid string) error {
-	if !ValidSessionID(sid) {
+	if !store.ValidSessionID(sid) {
 		return nil // Names no session this service made.
 	}
 	if err := s.room(ctx, t); err != nil {
@@ -246,7 +247,7 @@ func (s *Service) cutoffTTL(t *tenant.Tenant) time.Duration {
 }
 
 // ListSessions returns a page of subject's live sessions, newest first.
-func (s *Service) ListSessions(ctx context.Context, t *tenant.Tenant, subject string, pageSize int, pageToken string) ([]*Session, string, error) {
+func (s *Service) ListSessions(ctx context.Context, t *tenant.Tenant, subject string, pageSize int, pageToken string) ([]*store.Session, string, error) {
 	if subject == "" || len(subject) > maxSubjectLen {
 		return nil, "", fmt.Errorf("%w: subject must be 1-%d bytes", ErrInvalidArgument, maxSubjectLen)
 	}
@@ -261,7 +262,7 @@ func (s *Service) ListSessions(ctx context.Context, t *tenant.Tenant, subject st
 	if len(pageToken) > 512 {
 		return nil, "", fmt.Errorf("%w: page_token is not one this server returned", ErrInvalidArgument)
 	}
-	sessions, next, err := s.cfg.Store.ListSessions(ctx, t.ID, subject, s.now(), Page{After: pageToken, Limit: pageSize})
+	sessions, next, err := s.cfg.Store.ListSessions(ctx, t.ID, subject, s.now(), store.Page{After: pageToken, Limit: pageSize})
 	if err != nil {
 		return nil, "", fmt.Errorf("list sessions: %w", err)
 	}

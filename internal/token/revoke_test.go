@@ -61,7 +61,7 @@ func TestRevokeAnnouncesOnlyWhatItRevokes(t *testing.T) {
 	r := f.issue(t, nil)
 	foreign := f.issue(t, func(r *token.IssueRequest) { r.Tenant = f.other })
 	jti := decodeSegment(t, p.AccessToken, 1)["jti"].(string)
-	unknownSession := token.NewSessionID("acme", "bob")
+	unknownSession := store.NewSessionID("acme", "bob")
 	steps := []struct {
 		name   string
 		target token.RevokeTarget
@@ -143,7 +143,7 @@ func TestRevokeRefusedWhenTheLogIsFull(t *testing.T) {
 	jti := decodeSegment(t, p.AccessToken, 1)["jti"].(string)
 	for _, target := range []token.RevokeTarget{
 		{SessionID: p.SessionID}, {JTI: jti}, {Token: p.AccessToken}, {Token: p.RefreshToken},
-		{SessionID: token.NewSessionID("acme", "bob")}, // Unknown, refused all the same: no oracle.
+		{SessionID: store.NewSessionID("acme", "bob")}, // Unknown, refused all the same: no oracle.
 	} {
 		if err := f.svc.Revoke(ctx, f.tenant, target); !errors.Is(err, revocation.ErrFull) {
 			t.Errorf("Revoke(%+v) with a full log = %v, want ErrFull", target, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/store/memory"
 	"github.com/tokenauthority/tokenauthority/internal/store/storetest"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
@@ -81,7 +82,7 @@ func (f *fixture) issue(t *testing.T, mod func(*token.IssueRequest)) *token.Pair
 	t.Helper()
 	req := token.IssueRequest{
 		Tenant: f.tenant, Subject: "alice", Audience: []string{"orders"}, Scopes: []string{"read", "write"},
-		Extra: map[string]any{"role": "buyer"}, Metadata: token.Metadata{UserAgent: "test", IP: "127.0.0.1"},
+		Extra: map[string]any{"role": "buyer"}, Metadata: store.Metadata{UserAgent: "test", IP: "127.0.0.1"},
 	}
 	if mod != nil {
 		mod(&req)
@@ -355,7 +356,7 @@ func TestVerifyReasons(t *testing.T) {
 		}, token.ReasonSessionEnded},
 		{"session unknown (forged sid)", func(t *testing.T, f *fixture) (string, func(*token.VerifyRequest)) {
 			c := decodeSegment(t, f.issue(t, nil).AccessToken, 1)
-			sid := token.NewSessionID("acme", "alice")
+			sid := store.NewSessionID("acme", "alice")
 			c["sid"], c["jti"] = sid, sid+".AAAAAAAAAAAAAAAA"
 			return f.sign(t, nil, c), nil
 		}, token.ReasonSessionEnded},
@@ -598,8 +599,8 @@ func TestRevokeUnknownTargetsSucceed(t *testing.T) {
 	for _, target := range []token.RevokeTarget{
 		{Token: "not.a.token"},
 		{JTI: "nonsense"},
-		{JTI: token.NewSessionID("acme", "bob") + ".AAAAAAAAAAAAAAAA"},
-		{SessionID: token.NewSessionID("acme", "bob")},
+		{JTI: store.NewSessionID("acme", "bob") + ".AAAAAAAAAAAAAAAA"},
+		{SessionID: store.NewSessionID("acme", "bob")},
 		{SessionID: "short"},
 	} {
 		if err := f.svc.Revoke(ctx, f.tenant, target); err != nil {

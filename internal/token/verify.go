@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
 
@@ -168,7 +169,7 @@ func (s *Service) verify(ctx context.Context, req VerifyRequest) (*Verification,
 		return inactive(ReasonSessionEnded), nil
 	case st.TokenRevoked:
 		return inactive(ReasonRevoked), nil
-	case EndedBy(st.SessionCreatedAt, st.SubjectCutoff), EndedBy(st.SessionCreatedAt, st.TenantCutoff):
+	case store.EndedBy(st.SessionCreatedAt, st.SubjectCutoff), store.EndedBy(st.SessionCreatedAt, st.TenantCutoff):
 		return inactive(ReasonCutOff), nil
 	}
 	for _, want := range req.RequiredScopes {
@@ -230,7 +231,7 @@ func (s *Service) verifySignature(ctx context.Context, t *tenant.Tenant, raw str
 		return nil, ReasonMalformed, nil
 	}
 	// A jti names its session: one that does not is not ours.
-	if owner, ok := SessionOfJTI(c.JTI); !ok || owner != c.SessionID {
+	if owner, ok := store.SessionOfJTI(c.JTI); !ok || owner != c.SessionID {
 		return nil, ReasonMalformed, nil
 	}
 	kid, _ := tok.Header["kid"].(string)

@@ -9,8 +9,6 @@ import (
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 )
 
-var _ revocation.Log = (*Events)(nil)
-
 // Events is the in-memory revocation log: one list of events per tenant, with the same cursors,
 // trimming, room and resynchronisation rules as the Redis stream. It is safe for concurrent use.
 type Events struct {

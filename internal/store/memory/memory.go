@@ -11,13 +11,6 @@ import (
 	"time"
 
 	"github.com/tokenauthority/tokenauthority/internal/store"
-	"github.com/tokenauthority/tokenauthority/internal/tenant"
-	"github.com/tokenauthority/tokenauthority/internal/token"
-)
-
-var (
-	_ token.Store  = (*Store)(nil)
-	_ tenant.Store = (*Store)(nil)
 )
 
 const (
@@ -50,7 +43,7 @@ type session struct {
 	tenant, subject  string
 	audience, scopes []string
 	extra            []byte
-	metadata         token.Metadata
+	metadata         store.Metadata
 	created, expires int64
 	accessTTL        int64 // ms
 	generation       uint64
@@ -98,10 +91,10 @@ func (s *Store) Ping(context.Context) error { return nil }
 
 // CreateSession stores a new session and indexes it under its subject. It returns store.ErrExists
 // when a live session has the same id.
-func (s *Store) CreateSession(_ context.Context, sess *token.Session) error {
-	tag, ok := token.SessionTag(sess.ID)
-	if !ok || tag != token.SubjectTag(sess.Tenant, sess.Subject) {
-		return fmt.Errorf("memory store: create session: %w: session id is not one of the subject", token.ErrInvalidArgument)
+func (s *Store) CreateSession(_ context.Context, sess *store.Session) error {
+	tag, ok := store.SessionTag(sess.ID)
+	if !ok || tag != store.SubjectTag(sess.Tenant, sess.Subject) {
+		return fmt.Errorf("memory store: create session: %w: session id is not one of the subject", store.ErrInvalidArgument)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -139,15 +132,15 @@ func (s *Store) CreateSession(_ context.Context, sess *token.Session) error {
 
 // CheckAccess reads the session, the jti's revocation mark and both cut-offs. A malformed session
 // id, or a jti that is not of the session, is unknown.
-func (s *Store) CheckAccess(_ context.Context, tenantID, sessionID, jti string) (token.AccessState, error) {
-	tag, ok := token.SessionTag(sessionID)
-	if owner, jtiOK := token.SessionOfJTI(jti); !ok || !jtiOK || owner != sessionID {
-		return token.AccessState{}, nil
+func (s *Store) CheckAccess(_ context.Context, tenantID, sessionID, jti string) (store.AccessState, error) {
+	tag, ok := store.SessionTag(sessionID)
+	if owner, jtiOK := store.SessionOfJTI(jti); !ok || !jtiOK || owner != sessionID {
+		return store.AccessState{}, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.nowMillis()
-	st := token.AccessState{TenantCutoff: s.cutoff(s.tenCuts, tenantID, now)}
+	st := store.AccessState{TenantCutoff: s.cutoff(s.tenCuts, tenantID, now)}
 	sess := s.live(sessionID, now)
 	if sess == nil || sess.tenant != tenantID {
 		return st, nil
@@ -166,8 +159,8 @@ func (s *Store) CheckAccess(_ context.Context, tenantID, sessionID, jti string) 
 }
 
 // GetSession returns a live session of the tenant that no cut-off ended, or store.ErrNotFound.
-func (s *Store) GetSession(_ context.Context, tenantID, sessionID string) (*token.Session, error) {
-	tag, ok := token.SessionTag(sessionID)
+func (s *Store) GetSession(_ context.Context, tenantID, sessionID string) (*store.Session, error) {
+	tag, ok := store.SessionTag(sessionID)
 	if !ok {
 		return nil, store.ErrNotFound
 	}
@@ -183,9 +176,9 @@ func (s *Store) GetSession(_ context.Context, tenantID, sessionID string) (*toke
 
 // RotateRefresh performs one refresh attempt atomically. Session expiry follows the store's clock;
 // the rotation time and the grace window follow req.Now.
-func (s *Store) RotateRefresh(_ context.Context, req token.RotateRequest) (token.RotateResult, error) {
-	invalid := token.RotateResult{Outcome: token.RotateInvalid}
-	tag, ok := token.SessionTag(req.SessionID)
+func (s *Store) RotateRefresh(_ context.Context, req store.RotateRequest) (store.RotateResult, error) {
+	invalid := store.RotateResult{Outcome: store.RotateInvalid}
+	tag, ok := store.SessionTag(req.SessionID)
 	if !ok {
 		return invalid, nil
 	}
@@ -203,13 +196,13 @@ func (s *Store) RotateRefresh(_ context.Context, req token.RotateRequest) (token
 		sess.hash = append([]byte{}, req.NewHash...)
 		sess.rotated = reqNow
 		s.wrote(now)
-		return token.RotateResult{Outcome: token.Rotated, Session: sess.export(req.SessionID)}, nil
+		return store.RotateResult{Outcome: store.Rotated, Session: sess.export(req.SessionID)}, nil
 	case g > 0 && req.Generation == g-1 && reqNow-sess.rotated <= req.Grace.Milliseconds():
-		return token.RotateResult{Outcome: token.RotateRetry, Session: sess.export(req.SessionID)}, nil
+		return store.RotateResult{Outcome: store.RotateRetry, Session: sess.export(req.SessionID)}, nil
 	case req.Generation < g:
 		s.deleteSession(req.SessionID, tag)
 		s.wrote(now)
-		return token.RotateResult{Outcome: token.RotateReuse, Session: sess.export(req.SessionID)}, nil
+		return store.RotateResult{Outcome: store.RotateReuse, Session: sess.export(req.SessionID)}, nil
 	}
 	return invalid, nil
 }
@@ -217,20 +210,20 @@ func (s *Store) RotateRefresh(_ context.Context, req token.RotateRequest) (token
 // RevokeToken marks jti revoked until the given time, with its announcement pending, if its
 // session is a live session of the tenant; otherwise it reports whether an earlier mark of the
 // tenant is still pending. A mark that ends later is kept. Nothing is written when until has passed.
-func (s *Store) RevokeToken(_ context.Context, tenantID, sessionID, jti string, until time.Time) (token.RevokeOutcome, error) {
-	if owner, ok := token.SessionOfJTI(jti); !ok || owner != sessionID {
-		return token.RevokeOutcome{}, nil
+func (s *Store) RevokeToken(_ context.Context, tenantID, sessionID, jti string, until time.Time) (store.RevokeOutcome, error) {
+	if owner, ok := store.SessionOfJTI(jti); !ok || owner != sessionID {
+		return store.RevokeOutcome{}, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.nowMillis()
 	u := until.UnixMilli()
 	if u <= now {
-		return token.RevokeOutcome{}, nil
+		return store.RevokeOutcome{}, nil
 	}
 	key := "j:" + jti
 	if sess := s.live(sessionID, now); sess == nil || sess.tenant != tenantID {
-		return token.RevokeOutcome{Announce: s.pending(key, tenantID, now)}, nil
+		return store.RevokeOutcome{Announce: s.pending(key, tenantID, now)}, nil
 	}
 	cur, marked := s.revoked[jti]
 	marked = marked && now < cur
@@ -246,22 +239,22 @@ func (s *Store) RevokeToken(_ context.Context, tenantID, sessionID, jti string, 
 		s.notices[key] = n
 	}
 	s.wrote(now)
-	return token.RevokeOutcome{Revoked: !marked, Announce: !marked || s.pending(key, tenantID, now)}, nil
+	return store.RevokeOutcome{Revoked: !marked, Announce: !marked || s.pending(key, tenantID, now)}, nil
 }
 
 // EndSession deletes a session of the tenant and leaves its tombstone until the given time; or, for
 // a session that is not there, reports whether a tombstone of the tenant is still pending.
-func (s *Store) EndSession(_ context.Context, tenantID, sessionID string, until time.Time) (token.RevokeOutcome, error) {
-	tag, ok := token.SessionTag(sessionID)
+func (s *Store) EndSession(_ context.Context, tenantID, sessionID string, until time.Time) (store.RevokeOutcome, error) {
+	tag, ok := store.SessionTag(sessionID)
 	if !ok {
-		return token.RevokeOutcome{}, nil
+		return store.RevokeOutcome{}, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.nowMillis()
 	key := "x:" + sessionID
 	if sess := s.live(sessionID, now); sess == nil || sess.tenant != tenantID {
-		return token.RevokeOutcome{Announce: s.pending(key, tenantID, now)}, nil
+		return store.RevokeOutcome{Announce: s.pending(key, tenantID, now)}, nil
 	}
 	s.deleteSession(sessionID, tag)
 	if u := until.UnixMilli(); u > now {
@@ -270,14 +263,14 @@ func (s *Store) EndSession(_ context.Context, tenantID, sessionID string, until 
 		delete(s.notices, key)
 	}
 	s.wrote(now)
-	return token.RevokeOutcome{Revoked: true, Announce: true}, nil
+	return store.RevokeOutcome{Revoked: true, Announce: true}, nil
 }
 
 // Announced marks the jti's revocation mark, or the session's tombstone when jti is "", announced.
 func (s *Store) Announced(_ context.Context, tenantID, sessionID, jti string) error {
 	key := "x:" + sessionID
 	if jti != "" {
-		if owner, ok := token.SessionOfJTI(jti); !ok || owner != sessionID {
+		if owner, ok := store.SessionOfJTI(jti); !ok || owner != sessionID {
 			return nil
 		}
 		key = "j:" + jti
@@ -305,7 +298,7 @@ func (s *Store) pending(key, tenantID string, now int64) bool {
 
 // DeleteSession deletes a session of the tenant and reports whether there was one.
 func (s *Store) DeleteSession(_ context.Context, tenantID, sessionID string) (bool, error) {
-	tag, ok := token.SessionTag(sessionID)
+	tag, ok := store.SessionTag(sessionID)
 	if !ok {
 		return false, nil
 	}
@@ -322,7 +315,7 @@ func (s *Store) DeleteSession(_ context.Context, tenantID, sessionID string) (bo
 
 // SetSubjectCutoff raises the subject's cut-off to at and its expiry to at least ttl from now.
 func (s *Store) SetSubjectCutoff(_ context.Context, tenantID, subject string, at time.Time, ttl time.Duration) error {
-	return s.setCutoff("set subject cut-off", s.subjCuts, token.SubjectTag(tenantID, subject), at, ttl)
+	return s.setCutoff("set subject cut-off", s.subjCuts, store.SubjectTag(tenantID, subject), at, ttl)
 }
 
 // SetTenantCutoff raises the tenant's cut-off to at and its expiry to at least ttl from now.
@@ -332,7 +325,7 @@ func (s *Store) SetTenantCutoff(_ context.Context, tenantID string, at time.Time
 
 func (s *Store) setCutoff(op string, cuts map[string]cutoff, key string, at time.Time, ttl time.Duration) error {
 	if ttl <= 0 {
-		return fmt.Errorf("memory store: %s: %w: ttl must be positive", op, token.ErrInvalidArgument)
+		return fmt.Errorf("memory store: %s: %w: ttl must be positive", op, store.ErrInvalidArgument)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -351,8 +344,8 @@ func (s *Store) setCutoff(op string, cuts map[string]cutoff, key string, at time
 // skipping sessions a cut-off ended and sessions that end at or before now. Sessions a cut-off
 // ended leave the subject's index (they stay readable until they expire, for CheckAccess), so
 // that later calls do not visit them again.
-func (s *Store) ListSessions(_ context.Context, tenantID, subject string, now time.Time, page token.Page) ([]*token.Session, string, error) {
-	after, err := token.DecodeSubjectCursor(page.After, tenantID, subject)
+func (s *Store) ListSessions(_ context.Context, tenantID, subject string, now time.Time, page store.Page) ([]*store.Session, string, error) {
+	after, err := store.DecodeSubjectCursor(page.After, tenantID, subject)
 	if err != nil {
 		return nil, "", fmt.Errorf("memory store: list sessions: %w", err)
 	}
@@ -360,7 +353,7 @@ func (s *Store) ListSessions(_ context.Context, tenantID, subject string, now ti
 	if limit <= 0 {
 		limit = defaultPageSize
 	}
-	tag := token.SubjectTag(tenantID, subject)
+	tag := store.SubjectTag(tenantID, subject)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clock := s.nowMillis()
@@ -396,10 +389,10 @@ func (s *Store) ListSessions(_ context.Context, tenantID, subject string, now ti
 	next := ""
 	if len(entries) > limit {
 		last := entries[limit-1]
-		next = token.Cursor{CreatedMillis: last.sess.created, SessionID: last.id}.Encode()
+		next = store.Cursor{CreatedMillis: last.sess.created, SessionID: last.id}.Encode()
 		entries = entries[:limit]
 	}
-	var out []*token.Session
+	var out []*store.Session
 	for _, e := range entries {
 		out = append(out, e.sess.export(e.id))
 	}
@@ -618,7 +611,7 @@ func (s *Store) live(id string, now int64) *session {
 		return nil
 	}
 	if now >= sess.expires {
-		tag, _ := token.SessionTag(id)
+		tag, _ := store.SessionTag(id)
 		s.deleteSession(id, tag)
 		return nil
 	}
@@ -652,7 +645,7 @@ func (s *Store) cutoff(cuts map[string]cutoff, key string, now int64) time.Time 
 // ended reports whether the subject's or the tenant's cut-off ended sess. The caller holds s.mu.
 func (s *Store) ended(sess *session, tag string, now int64) bool {
 	created := fromMillis(sess.created)
-	return token.EndedBy(created, s.cutoff(s.subjCuts, tag, now)) || token.EndedBy(created, s.cutoff(s.tenCuts, sess.tenant, now))
+	return store.EndedBy(created, s.cutoff(s.subjCuts, tag, now)) || store.EndedBy(created, s.cutoff(s.tenCuts, sess.tenant, now))
 }
 
 // wrote counts a write and sweeps expired entries every sweepEvery writes, or every
@@ -684,9 +677,9 @@ func (s *Store) wrote(now int64) {
 	}
 }
 
-// export returns a copy of the session as token.Session.
-func (sess *session) export(id string) *token.Session {
-	return &token.Session{
+// export returns a copy of the session as store.Session.
+func (sess *session) export(id string) *store.Session {
+	return &store.Session{
 		ID:          id,
 		Tenant:      sess.tenant,
 		Subject:     sess.subject,

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/store/storetest"
-	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
 // TestSweep checks that expired entries nobody touches again are dropped after enough writes:
@@ -31,8 +31,8 @@ func TestSweep(t *testing.T) {
 			t0 := clock.Now()
 			for i := range tc.subjects {
 				subject := fmt.Sprintf("user-%d", i)
-				id := token.NewSessionID("acme", subject)
-				sess := &token.Session{ID: id, Tenant: "acme", Subject: subject, CreatedAt: t0, ExpiresAt: t0.Add(time.Minute), RotatedAt: t0}
+				id := store.NewSessionID("acme", subject)
+				sess := &store.Session{ID: id, Tenant: "acme", Subject: subject, CreatedAt: t0, ExpiresAt: t0.Add(time.Minute), RotatedAt: t0}
 				if err := s.CreateSession(ctx, sess); err != nil {
 					t.Fatalf("CreateSession: %v", err)
 				}

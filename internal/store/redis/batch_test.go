@@ -12,7 +12,6 @@ import (
 
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
 	"github.com/tokenauthority/tokenauthority/internal/store"
-	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
 // TestBatchedCallsKeepTheirOwnResults runs creates, rotations and checks of many sessions at once,
@@ -25,7 +24,7 @@ func TestBatchedCallsKeepTheirOwnResults(t *testing.T) {
 	s := New(client)
 	now := time.Now()
 	const n = 200
-	sessions := make([]*token.Session, n)
+	sessions := make([]*store.Session, n)
 	for i := range sessions {
 		sessions[i] = newSession("acme", "user-"+strconv.Itoa(i), now)
 	}
@@ -52,11 +51,11 @@ func TestBatchedCallsKeepTheirOwnResults(t *testing.T) {
 		t.Fatal(err)
 	}
 	run("rotate", func(i int) error {
-		res, err := s.RotateRefresh(ctx, token.RotateRequest{
+		res, err := s.RotateRefresh(ctx, store.RotateRequest{
 			Tenant: "acme", SessionID: sessions[i].ID, Generation: 0, Hash: hashOf(sessions[i].ID, 0),
 			NewHash: hashOf(sessions[i].ID, 1), Now: now.Add(time.Second), Grace: time.Second,
 		})
-		if err == nil && (res.Outcome != token.Rotated || res.Session.ID != sessions[i].ID || res.Session.Generation != 1) {
+		if err == nil && (res.Outcome != store.Rotated || res.Session.ID != sessions[i].ID || res.Session.Generation != 1) {
 			return errors.New("wrong rotation result")
 		}
 		return err

@@ -6,11 +6,11 @@ import (
 	"time"
 
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
-	"github.com/tokenauthority/tokenauthority/internal/token"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
 // benchStore returns a store on a fresh server with one session of acme's alice.
-func benchStore(b *testing.B) (*Store, *token.Session) {
+func benchStore(b *testing.B) (*Store, *store.Session) {
 	b.Helper()
 	srv := redistest.Start(b)
 	s := New(srv.Client(b))
@@ -53,11 +53,11 @@ func BenchmarkRotateRefresh(b *testing.B) {
 	now := time.Now()
 	var gen uint64
 	for b.Loop() {
-		res, err := s.RotateRefresh(ctx, token.RotateRequest{
+		res, err := s.RotateRefresh(ctx, store.RotateRequest{
 			Tenant: "acme", SessionID: sess.ID, Generation: gen,
 			Hash: hashOf(sess.ID, gen), NewHash: hashOf(sess.ID, gen+1), Now: now, Grace: time.Second,
 		})
-		if err != nil || res.Outcome != token.Rotated {
+		if err != nil || res.Outcome != store.Rotated {
 			b.Fatalf("RotateRefresh = %v, %v; want Rotated", res.Outcome, err)
 		}
 		gen++

@@ -11,7 +11,6 @@ import (
 
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
 	"github.com/tokenauthority/tokenauthority/internal/store"
-	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
 // TestTimeoutBoundsEveryCall: whatever Redis does (stall, answer late, cut connections, pause its
@@ -63,7 +62,7 @@ func TestTimeoutBoundsEveryCall(t *testing.T) {
 				},
 				"CreateSession": func(ctx context.Context) error { return s.CreateSession(ctx, newSession("acme", "bob", now)) },
 				"RotateRefresh": func(ctx context.Context) error {
-					_, err := s.RotateRefresh(ctx, token.RotateRequest{Tenant: "acme", SessionID: live.ID, Generation: 0,
+					_, err := s.RotateRefresh(ctx, store.RotateRequest{Tenant: "acme", SessionID: live.ID, Generation: 0,
 						Hash: hashOf(live.ID, 0), NewHash: hashOf(live.ID, 1), Now: now, Grace: time.Second})
 					return err
 				},

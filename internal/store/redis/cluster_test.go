@@ -20,7 +20,6 @@ import (
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/store/storetest"
-	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
 // TestClusterConformance runs the conformance suites of the store and of the revocation log on a
@@ -62,7 +61,7 @@ func TestClusterCutoffsAcrossSlots(t *testing.T) {
 
 	const subjects = 60
 	type entry struct {
-		sess   *token.Session
+		sess   *store.Session
 		jti    string
 		master string
 	}
@@ -74,7 +73,7 @@ func TestClusterCutoffsAcrossSlots(t *testing.T) {
 			if err := s.CreateSession(ctx, sess); err != nil {
 				t.Fatalf("CreateSession: %v", err)
 			}
-			tag, _ := token.SessionTag(sess.ID)
+			tag, _ := store.SessionTag(sess.ID)
 			e := entry{sess: sess, jti: jtiOf(sess.ID, i), master: masterOf(ctx, t, client, sessionKey(tag, sess.ID))}
 			if tenantID == "acme" {
 				acme = append(acme, e)
@@ -127,14 +126,14 @@ func TestClusterCutoffsAcrossSlots(t *testing.T) {
 
 // checkEnded checks every read of a session against whether a cut-off should have ended it:
 // CheckAccess (as VerifyToken judges it), GetSession, ListSessions and RotateRefresh.
-func checkEnded(ctx context.Context, t *testing.T, s *Store, sess *token.Session, jti string, ended bool, when string) {
+func checkEnded(ctx context.Context, t *testing.T, s *Store, sess *store.Session, jti string, ended bool, when string) {
 	t.Helper()
 	st, err := s.CheckAccess(ctx, sess.Tenant, sess.ID, jti)
 	if err != nil {
 		t.Fatalf("CheckAccess: %v", err)
 	}
 	active := st.SessionFound && !st.TokenRevoked &&
-		!token.EndedBy(st.SessionCreatedAt, st.SubjectCutoff) && !token.EndedBy(st.SessionCreatedAt, st.TenantCutoff)
+		!store.EndedBy(st.SessionCreatedAt, st.SubjectCutoff) && !store.EndedBy(st.SessionCreatedAt, st.TenantCutoff)
 	if !st.SessionFound {
 		t.Fatalf("%s: CheckAccess of %s/%s: session not found", when, sess.Tenant, sess.Subject)
 	}
@@ -145,22 +144,22 @@ func checkEnded(ctx context.Context, t *testing.T, s *Store, sess *token.Session
 	if ended != errors.Is(err, store.ErrNotFound) || (err != nil && !errors.Is(err, store.ErrNotFound)) {
 		t.Errorf("%s: GetSession of %s/%s: err = %v, want ended = %v", when, sess.Tenant, sess.Subject, err, ended)
 	}
-	list, _, err := s.ListSessions(ctx, sess.Tenant, sess.Subject, time.Now(), token.Page{})
+	list, _, err := s.ListSessions(ctx, sess.Tenant, sess.Subject, time.Now(), store.Page{})
 	if err != nil {
 		t.Fatalf("ListSessions: %v", err)
 	}
-	listed := slices.ContainsFunc(list, func(l *token.Session) bool { return l.ID == sess.ID })
+	listed := slices.ContainsFunc(list, func(l *store.Session) bool { return l.ID == sess.ID })
 	if listed == ended {
 		t.Errorf("%s: ListSessions of %s/%s lists the session: %v, want %v", when, sess.Tenant, sess.Subject, listed, !ended)
 	}
 	if ended {
 		// A refresh of an ended session is invalid (and changes nothing): checked only for ended
 		// sessions, since rotating a live one would move its generation.
-		res, err := s.RotateRefresh(ctx, token.RotateRequest{
+		res, err := s.RotateRefresh(ctx, store.RotateRequest{
 			Tenant: sess.Tenant, SessionID: sess.ID, Generation: 0, Hash: hashOf(sess.ID, 0),
 			NewHash: hashOf(sess.ID, 1), Now: time.Now(), Grace: time.Second,
 		})
-		if err != nil || res.Outcome != token.RotateInvalid {
+		if err != nil || res.Outcome != store.RotateInvalid {
 			t.Errorf("%s: RotateRefresh of %s/%s = %v, %v; want RotateInvalid", when, sess.Tenant, sess.Subject, res.Outcome, err)
 		}
 	}

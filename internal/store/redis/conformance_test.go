@@ -9,8 +9,8 @@ import (
 
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/store/storetest"
-	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
 func TestConformance(t *testing.T) {
@@ -34,22 +34,22 @@ type inspected struct {
 var _ storetest.TTLInspector = inspected{}
 
 func (s inspected) SessionTTL(ctx context.Context, sessionID string) (time.Duration, error) {
-	tag, _ := token.SessionTag(sessionID)
+	tag, _ := store.SessionTag(sessionID)
 	return s.client.PTTL(ctx, sessionKey(tag, sessionID)).Result()
 }
 
 func (s inspected) RevocationTTL(ctx context.Context, jti string) (time.Duration, error) {
-	sid, _ := token.SessionOfJTI(jti)
-	tag, _ := token.SessionTag(sid)
+	sid, _ := store.SessionOfJTI(jti)
+	tag, _ := store.SessionTag(sid)
 	return s.client.PTTL(ctx, revokedKey(tag, jti)).Result()
 }
 
 func (s inspected) SubjectCutoffTTL(ctx context.Context, tenantID, subject string) (time.Duration, error) {
-	return s.client.PTTL(ctx, subjectCutoffKey(token.SubjectTag(tenantID, subject))).Result()
+	return s.client.PTTL(ctx, subjectCutoffKey(store.SubjectTag(tenantID, subject))).Result()
 }
 
 func (s inspected) TombstoneTTL(ctx context.Context, sessionID string) (time.Duration, error) {
-	tag, _ := token.SessionTag(sessionID)
+	tag, _ := store.SessionTag(sessionID)
 	return s.client.PTTL(ctx, tombstoneKey(tag, sessionID)).Result()
 }
 

@@ -11,10 +11,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
-	"github.com/tokenauthority/tokenauthority/internal/token"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 )
-
-var _ revocation.Log = (*Events)(nil)
 
 var (
 	//go:embed scripts/events_append.lua
@@ -61,7 +59,7 @@ func NewEvents(client goredis.UniversalClient, now func() time.Time, retention t
 // happen with it.
 func (e *Events) Append(ctx context.Context, tenant string, ev revocation.Event) error {
 	if !ev.Kind.Valid() {
-		return fmt.Errorf("redis store: append revocation event: %w: kind %d", token.ErrInvalidArgument, ev.Kind)
+		return fmt.Errorf("redis store: append revocation event: %w: kind %d", store.ErrInvalidArgument, ev.Kind)
 	}
 	var cutoff int64
 	if !ev.Cutoff.IsZero() {

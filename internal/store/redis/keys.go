@@ -3,8 +3,8 @@ package redis
 // Key schema. Every key starts with "ta:" and carries a Redis Cluster hash tag in braces; keys
 // that one script or one MULTI touches always share their tag, hence their slot.
 //
-// Keys of one subject use the tag token.SubjectTag(tenant, subject). Session ids and jtis embed
-// that tag (token.SessionTag, token.SessionOfJTI), so the keys of a session are found from its id
+// Keys of one subject use the tag store.SubjectTag(tenant, subject). Session ids and jtis embed
+// that tag (store.SessionTag, store.SessionOfJTI), so the keys of a session are found from its id
 // alone:
 //
 //	ta:{<tag>}:s:<sid>   HASH    one session; expires at the session's end (PEXPIREAT e)
@@ -28,7 +28,7 @@ package redis
 //	a   audience, JSON array
 //	sc  scopes, JSON array
 //	x   extra claims, raw JSON (absent when the session has none)
-//	m   metadata, JSON of token.Metadata
+//	m   metadata, JSON of store.Metadata
 //	c   created, unix ms
 //	e   expires, unix ms
 //	at  access token TTL, ms

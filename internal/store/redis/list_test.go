@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
-	"github.com/tokenauthority/tokenauthority/internal/token"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
 // listWork is what one ListSessions call cost.
@@ -28,30 +28,30 @@ func TestListSessionsWorkIsBounded(t *testing.T) {
 	tests := []struct {
 		name string
 		// end ends the dead sessions (all created in the hour before now).
-		end func(t *testing.T, s *Store, dead []*token.Session)
+		end func(t *testing.T, s *Store, dead []*store.Session)
 		// liveFirst puts the live sessions before the dead ones in list order (newer), as a cut-off
 		// leaves them; otherwise the dead ones are in the way.
 		liveFirst bool
 		// maxSessions bounds the session hashes one call reads.
 		maxSessions int64
 	}{
-		{"SubjectCutoff", func(t *testing.T, s *Store, dead []*token.Session) {
+		{"SubjectCutoff", func(t *testing.T, s *Store, dead []*store.Session) {
 			if err := s.SetSubjectCutoff(context.Background(), "acme", "alice", dead[len(dead)-1].CreatedAt, time.Hour); err != nil {
 				t.Fatalf("SetSubjectCutoff: %v", err)
 			}
 		}, true, pageSize + 1},
-		{"TenantCutoff", func(t *testing.T, s *Store, dead []*token.Session) {
+		{"TenantCutoff", func(t *testing.T, s *Store, dead []*store.Session) {
 			if err := s.SetTenantCutoff(context.Background(), "acme", dead[len(dead)-1].CreatedAt, time.Hour); err != nil {
 				t.Fatalf("SetTenantCutoff: %v", err)
 			}
 		}, true, pageSize + 1},
-		{"Expired", func(t *testing.T, s *Store, dead []*token.Session) {
+		{"Expired", func(t *testing.T, s *Store, dead []*store.Session) {
 			// What Redis does when a session hash expires: the hash goes, its index entry stays.
 			ctx := context.Background()
 			for chunk := range slices.Chunk(dead, 1000) {
 				p := s.client.Pipeline()
 				for _, sess := range chunk {
-					tag, _ := token.SessionTag(sess.ID)
+					tag, _ := store.SessionTag(sess.ID)
 					p.Del(ctx, sessionKey(tag, sess.ID))
 				}
 				if _, err := p.Exec(ctx); err != nil {
@@ -97,10 +97,10 @@ func TestListSessionsWorkIsBounded(t *testing.T) {
 				if len(calls) > dead {
 					t.Fatal("ListSessions: no end")
 				}
-				before := client.ZCard(ctx, indexKey(token.SubjectTag("acme", "alice"))).Val()
+				before := client.ZCard(ctx, indexKey(store.SubjectTag("acme", "alice"))).Val()
 				rec.take()
 				srv.ResetStats(t)
-				page, next, err := s.ListSessions(ctx, "acme", "alice", now, token.Page{After: after, Limit: pageSize})
+				page, next, err := s.ListSessions(ctx, "acme", "alice", now, store.Page{After: after, Limit: pageSize})
 				if err != nil {
 					t.Fatalf("ListSessions: %v", err)
 				}
@@ -111,7 +111,7 @@ func TestListSessionsWorkIsBounded(t *testing.T) {
 					}
 				}
 				w.sessions = srv.CommandStats(t)["hgetall"]
-				w.pruned = before - client.ZCard(ctx, indexKey(token.SubjectTag("acme", "alice"))).Val()
+				w.pruned = before - client.ZCard(ctx, indexKey(store.SubjectTag("acme", "alice"))).Val()
 				calls = append(calls, w)
 				worst = listWork{max(worst.roundTrips, w.roundTrips), max(worst.commands, w.commands),
 					max(worst.sessions, w.sessions), max(worst.pruned, w.pruned)}
@@ -142,11 +142,11 @@ func TestListSessionsWorkIsBounded(t *testing.T) {
 			// The index sheds what a cut-off ended a bounded amount per call, until only the live
 			// sessions are left.
 			for range dead/listPruneMax + 1 {
-				if _, _, err := s.ListSessions(ctx, "acme", "alice", now, token.Page{Limit: pageSize}); err != nil {
+				if _, _, err := s.ListSessions(ctx, "acme", "alice", now, store.Page{Limit: pageSize}); err != nil {
 					t.Fatalf("ListSessions: %v", err)
 				}
 			}
-			if n := client.ZCard(ctx, indexKey(token.SubjectTag("acme", "alice"))).Val(); n != int64(len(want)) {
+			if n := client.ZCard(ctx, indexKey(store.SubjectTag("acme", "alice"))).Val(); n != int64(len(want)) {
 				t.Errorf("the index holds %d entries after listing, want the %d live sessions", n, len(want))
 			}
 		})
@@ -163,7 +163,7 @@ func TestSubjectCutoffPrunesIndex(t *testing.T) {
 	now := time.Now()
 	n := listPruneMax + 10
 	sessions := createSessions(t, s, n, func(i int) time.Time { return now.Add(-time.Hour + time.Duration(i)*time.Millisecond) })
-	idx := indexKey(token.SubjectTag("acme", "alice"))
+	idx := indexKey(store.SubjectTag("acme", "alice"))
 	tests := []struct {
 		at   time.Time
 		want int64 // index entries left
@@ -185,9 +185,9 @@ func TestSubjectCutoffPrunesIndex(t *testing.T) {
 // createSessions creates n sessions of acme's alice, the i-th created at created(i) and all ending
 // in three hours, with
 // concurrent calls (which the store sends in shared pipelines).
-func createSessions(t *testing.T, s *Store, n int, created func(i int) time.Time) []*token.Session {
+func createSessions(t *testing.T, s *Store, n int, created func(i int) time.Time) []*store.Session {
 	t.Helper()
-	sessions := make([]*token.Session, n)
+	sessions := make([]*store.Session, n)
 	for i := range sessions {
 		sessions[i] = newSession("acme", "alice", created(i))
 		sessions[i].ExpiresAt = time.Now().Add(3 * time.Hour) // whenever they were created

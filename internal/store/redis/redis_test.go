@@ -16,7 +16,6 @@ import (
 
 	"github.com/tokenauthority/tokenauthority/internal/redistest"
 	"github.com/tokenauthority/tokenauthority/internal/store"
-	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
 // recorder is a go-redis hook that records what a client sends: each round trip's command names
@@ -87,9 +86,9 @@ func hashTag(key string) string {
 	return key
 }
 
-func newSession(tenantID, subject string, now time.Time) *token.Session {
-	id := token.NewSessionID(tenantID, subject)
-	return &token.Session{
+func newSession(tenantID, subject string, now time.Time) *store.Session {
+	id := store.NewSessionID(tenantID, subject)
+	return &store.Session{
 		ID: id, Tenant: tenantID, Subject: subject,
 		Audience: []string{"api"}, Scopes: []string{"read"},
 		CreatedAt: now, ExpiresAt: now.Add(time.Hour), AccessTTL: 5 * time.Minute,
@@ -117,7 +116,7 @@ func TestEveryKeyExpires(t *testing.T) {
 	s := New(client)
 	now := time.Now()
 
-	var sessions []*token.Session
+	var sessions []*store.Session
 	for _, tenantID := range []string{"acme", "globex"} {
 		for _, subject := range []string{"alice", "bob", "carol"} {
 			for range 3 {
@@ -141,7 +140,7 @@ func TestEveryKeyExpires(t *testing.T) {
 				t.Fatalf("Announced: %v", err)
 			}
 		}
-		req := token.RotateRequest{
+		req := store.RotateRequest{
 			Tenant: sess.Tenant, SessionID: sess.ID, Generation: 0, Hash: hashOf(sess.ID, 0),
 			NewHash: hashOf(sess.ID, 1), Now: now, Grace: time.Second,
 		}
@@ -158,7 +157,7 @@ func TestEveryKeyExpires(t *testing.T) {
 	if _, err := s.DeleteSession(ctx, sessions[1].Tenant, sessions[1].ID); err != nil {
 		t.Fatalf("DeleteSession: %v", err)
 	}
-	for _, sess := range []*token.Session{sessions[3], sessions[6]} { // Live: tombstones, one announced.
+	for _, sess := range []*store.Session{sessions[3], sessions[6]} { // Live: tombstones, one announced.
 		if _, err := s.EndSession(ctx, sess.Tenant, sess.ID, now.Add(15*time.Minute)); err != nil {
 			t.Fatalf("EndSession: %v", err)
 		}
@@ -173,7 +172,7 @@ func TestEveryKeyExpires(t *testing.T) {
 		t.Fatalf("SetTenantCutoff: %v", err)
 	}
 	for _, subject := range []string{"alice", "bob", "carol"} {
-		if _, _, err := s.ListSessions(ctx, "acme", subject, now, token.Page{Limit: 2}); err != nil {
+		if _, _, err := s.ListSessions(ctx, "acme", subject, now, store.Page{Limit: 2}); err != nil {
 			t.Fatalf("ListSessions: %v", err)
 		}
 	}
@@ -238,7 +237,7 @@ func TestIndexExpiresWithLatestSession(t *testing.T) {
 	client := srv.Client(t)
 	s := New(client)
 	now := time.Now()
-	tag := token.SubjectTag("acme", "alice")
+	tag := store.SubjectTag("acme", "alice")
 	for _, d := range []time.Duration{time.Hour, 3 * time.Hour, 2 * time.Hour} {
 		sess := newSession("acme", "alice", now)
 		sess.ExpiresAt = now.Add(d)
@@ -274,7 +273,7 @@ func TestRoundTrips(t *testing.T) {
 	if _, err := s.CheckAccess(ctx, "acme", warm.ID, jtiOf(warm.ID, 0)); err != nil {
 		t.Fatalf("CheckAccess: %v", err)
 	}
-	if _, err := s.RotateRefresh(ctx, token.RotateRequest{Tenant: "acme", SessionID: warm.ID, Hash: hashOf(warm.ID, 0), NewHash: hashOf(warm.ID, 1), Now: now}); err != nil {
+	if _, err := s.RotateRefresh(ctx, store.RotateRequest{Tenant: "acme", SessionID: warm.ID, Hash: hashOf(warm.ID, 0), NewHash: hashOf(warm.ID, 1), Now: now}); err != nil {
 		t.Fatalf("RotateRefresh: %v", err)
 	}
 	sess := newSession("acme", "alice", now)
@@ -302,10 +301,10 @@ func TestRoundTrips(t *testing.T) {
 		{
 			"RotateRefresh",
 			func() error {
-				res, err := s.RotateRefresh(ctx, token.RotateRequest{
+				res, err := s.RotateRefresh(ctx, store.RotateRequest{
 					Tenant: "acme", SessionID: sess.ID, Hash: hashOf(sess.ID, 0), NewHash: hashOf(sess.ID, 1), Now: now,
 				})
-				if err == nil && res.Outcome != token.Rotated {
+				if err == nil && res.Outcome != store.Rotated {
 					err = fmt.Errorf("outcome %v, want Rotated", res.Outcome)
 				}
 				return err
@@ -356,10 +355,10 @@ func TestScriptCacheFlushed(t *testing.T) {
 			return err
 		}},
 		{"RotateRefresh", func() error {
-			res, err := s.RotateRefresh(ctx, token.RotateRequest{
+			res, err := s.RotateRefresh(ctx, store.RotateRequest{
 				Tenant: "acme", SessionID: sess.ID, Hash: hashOf(sess.ID, 0), NewHash: hashOf(sess.ID, 1), Now: now,
 			})
-			if err == nil && res.Outcome != token.Rotated {
+			if err == nil && res.Outcome != store.Rotated {
 				err = fmt.Errorf("outcome %v, want Rotated", res.Outcome)
 			}
 			return err
@@ -420,12 +419,12 @@ func TestUnavailable(t *testing.T) {
 	}{
 		{"CheckAccess", func() error { _, err := s.CheckAccess(ctx, "acme", sess.ID, jti); return err }},
 		{"RotateRefresh", func() error {
-			_, err := s.RotateRefresh(ctx, token.RotateRequest{Tenant: "acme", SessionID: sess.ID, Now: now})
+			_, err := s.RotateRefresh(ctx, store.RotateRequest{Tenant: "acme", SessionID: sess.ID, Now: now})
 			return err
 		}},
 		{"CreateSession", func() error { return s.CreateSession(ctx, newSession("acme", "alice", now)) }},
 		{"GetSession", func() error { _, err := s.GetSession(ctx, "acme", sess.ID); return err }},
-		{"ListSessions", func() error { _, _, err := s.ListSessions(ctx, "acme", "alice", now, token.Page{}); return err }},
+		{"ListSessions", func() error { _, _, err := s.ListSessions(ctx, "acme", "alice", now, store.Page{}); return err }},
 		{"GetRecord", func() error { _, err := s.GetRecord(ctx, store.KindTenant, "x"); return err }},
 		{"Ping", func() error { return s.Ping(ctx) }},
 	}
@@ -457,10 +456,10 @@ func TestUnavailable(t *testing.T) {
 	if err := s.CreateSession(ctx, fresh); err != nil {
 		t.Fatalf("CreateSession after restart: %v", err)
 	}
-	res, err := s.RotateRefresh(ctx, token.RotateRequest{
+	res, err := s.RotateRefresh(ctx, store.RotateRequest{
 		Tenant: "acme", SessionID: fresh.ID, Hash: hashOf(fresh.ID, 0), NewHash: hashOf(fresh.ID, 1), Now: now,
 	})
-	if err != nil || res.Outcome != token.Rotated {
+	if err != nil || res.Outcome != store.Rotated {
 		t.Errorf("RotateRefresh after restart = %v, %v; want Rotated", res.Outcome, err)
 	}
 }
@@ -472,7 +471,7 @@ func TestErrorsDoNotLeakKeys(t *testing.T) {
 	client := srv.Client(t)
 	s := New(client)
 	sess := newSession("acme", "alice", time.Now())
-	tag, _ := token.SessionTag(sess.ID)
+	tag, _ := store.SessionTag(sess.ID)
 	// A key of the wrong type makes the script fail inside Redis.
 	if err := client.Set(ctx, sessionKey(tag, sess.ID), "not a hash", 0).Err(); err != nil {
 		t.Fatalf("SET: %v", err)

@@ -11,7 +11,6 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tokenauthority/tokenauthority/internal/store"
-	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
 const (
@@ -37,10 +36,10 @@ var errUnexpectedReply = errors.New("unexpected script reply")
 // returns store.ErrExists when a live session has the same id, unless that session has sess's
 // refresh hash: then it is this call's own, created by an attempt whose reply was lost before the
 // client sent the script again.
-func (s *Store) CreateSession(ctx context.Context, sess *token.Session) error {
-	tag, ok := token.SessionTag(sess.ID)
-	if !ok || tag != token.SubjectTag(sess.Tenant, sess.Subject) {
-		return fmt.Errorf("redis store: create session: %w: session id is not one of the subject", token.ErrInvalidArgument)
+func (s *Store) CreateSession(ctx context.Context, sess *store.Session) error {
+	tag, ok := store.SessionTag(sess.ID)
+	if !ok || tag != store.SubjectTag(sess.Tenant, sess.Subject) {
+		return fmt.Errorf("redis store: create session: %w: session id is not one of the subject", store.ErrInvalidArgument)
 	}
 	args := []any{
 		sess.ID, millis(sess.ExpiresAt), millis(sess.CreatedAt),
@@ -82,10 +81,10 @@ func (s *Store) CreateSession(ctx context.Context, sess *token.Session) error {
 // concurrent calls (batcher). Reads need no script: any interleaving with a concurrent revocation
 // is the same as the check happening just before or just after it. A malformed session id, or a
 // jti that is not of the session, is unknown.
-func (s *Store) CheckAccess(ctx context.Context, tenantID, sessionID, jti string) (token.AccessState, error) {
-	tag, ok := token.SessionTag(sessionID)
-	if owner, jtiOK := token.SessionOfJTI(jti); !ok || !jtiOK || owner != sessionID {
-		return token.AccessState{}, nil
+func (s *Store) CheckAccess(ctx context.Context, tenantID, sessionID, jti string) (store.AccessState, error) {
+	tag, ok := store.SessionTag(sessionID)
+	if owner, jtiOK := store.SessionOfJTI(jti); !ok || !jtiOK || owner != sessionID {
+		return store.AccessState{}, nil
 	}
 	var (
 		sess, subject *goredis.SliceCmd
@@ -97,19 +96,19 @@ func (s *Store) CheckAccess(ctx context.Context, tenantID, sessionID, jti string
 		tenantCut = p.Get(ctx, tenantCutoffKey(tenantID))
 	}})
 	if err := cmdErr(sess, subject, tenantCut); err != nil {
-		return token.AccessState{}, unavailable("check access", err)
+		return store.AccessState{}, unavailable("check access", err)
 	}
 	st, err := readAccess(tenantID, sess, subject, tenantCut)
 	if err != nil {
-		return token.AccessState{}, fmt.Errorf("redis store: check access: %w", err)
+		return store.AccessState{}, fmt.Errorf("redis store: check access: %w", err)
 	}
 	return st, nil
 }
 
 // readAccess decodes the replies of CheckAccess: subject holds the jti's revocation mark (any
 // value: the key's existence is the mark) and the subject cut-off.
-func readAccess(tenantID string, sess, subject *goredis.SliceCmd, tenantCut *goredis.StringCmd) (token.AccessState, error) {
-	var st token.AccessState
+func readAccess(tenantID string, sess, subject *goredis.SliceCmd, tenantCut *goredis.StringCmd) (store.AccessState, error) {
+	var st store.AccessState
 	var err error
 	if st.TenantCutoff, err = readMillis(tenantCut); err != nil {
 		return st, err
@@ -142,8 +141,8 @@ func readAccess(tenantID string, sess, subject *goredis.SliceCmd, tenantCut *gor
 // GetSession returns a live session of the tenant: it reads the session and the subject cut-off
 // (one slot) and the tenant cut-off in one pipeline, and treats a session that a cut-off ended as
 // not found.
-func (s *Store) GetSession(ctx context.Context, tenantID, sessionID string) (*token.Session, error) {
-	tag, ok := token.SessionTag(sessionID)
+func (s *Store) GetSession(ctx context.Context, tenantID, sessionID string) (*store.Session, error) {
+	tag, ok := store.SessionTag(sessionID)
 	if !ok {
 		return nil, store.ErrNotFound
 	}
@@ -180,10 +179,10 @@ func (s *Store) GetSession(ctx context.Context, tenantID, sessionID string) (*to
 // RotateRefresh runs the rotation script on the subject's slot and reads the tenant cut-off in one
 // pipeline (shared with concurrent calls, see batcher). A session created before the tenant cut-off is reported RotateInvalid, even when the
 // script rotated or deleted it.
-func (s *Store) RotateRefresh(ctx context.Context, req token.RotateRequest) (token.RotateResult, error) {
-	tag, ok := token.SessionTag(req.SessionID)
+func (s *Store) RotateRefresh(ctx context.Context, req store.RotateRequest) (store.RotateResult, error) {
+	tag, ok := store.SessionTag(req.SessionID)
 	if !ok || req.Generation >= maxGeneration {
-		return token.RotateResult{Outcome: token.RotateInvalid}, nil
+		return store.RotateResult{Outcome: store.RotateInvalid}, nil
 	}
 	var (
 		rotate    *goredis.Cmd
@@ -199,21 +198,21 @@ func (s *Store) RotateRefresh(ctx context.Context, req token.RotateRequest) (tok
 			strconv.FormatUint(req.Generation+1, 10))
 	}})
 	if err := cmdErr(tenantCut, rotate); err != nil {
-		return token.RotateResult{}, unavailable("rotate refresh token", err)
+		return store.RotateResult{}, unavailable("rotate refresh token", err)
 	}
 	res, err := readRotate(req.SessionID, rotate, tenantCut)
 	if err != nil {
-		return token.RotateResult{}, fmt.Errorf("redis store: rotate refresh token: %w", err)
+		return store.RotateResult{}, fmt.Errorf("redis store: rotate refresh token: %w", err)
 	}
 	return res, nil
 }
 
 // rotateOutcomes maps the outcome codes of rotate.lua.
-var rotateOutcomes = map[int64]token.RotateOutcome{1: token.Rotated, 2: token.RotateRetry, 3: token.RotateReuse}
+var rotateOutcomes = map[int64]store.RotateOutcome{1: store.Rotated, 2: store.RotateRetry, 3: store.RotateReuse}
 
 // readRotate decodes the replies of RotateRefresh.
-func readRotate(sessionID string, rotate *goredis.Cmd, tenantCut *goredis.StringCmd) (token.RotateResult, error) {
-	invalid := token.RotateResult{Outcome: token.RotateInvalid}
+func readRotate(sessionID string, rotate *goredis.Cmd, tenantCut *goredis.StringCmd) (store.RotateResult, error) {
+	invalid := store.RotateResult{Outcome: store.RotateInvalid}
 	reply, err := rotate.Slice()
 	if err != nil {
 		return invalid, err
@@ -241,27 +240,27 @@ func readRotate(sessionID string, rotate *goredis.Cmd, tenantCut *goredis.String
 	if err != nil {
 		return invalid, err
 	}
-	if token.EndedBy(sess.CreatedAt, cut) {
+	if store.EndedBy(sess.CreatedAt, cut) {
 		return invalid, nil
 	}
-	return token.RotateResult{Outcome: outcome, Session: sess}, nil
+	return store.RotateResult{Outcome: outcome, Session: sess}, nil
 }
 
 // RevokeToken marks jti revoked until the given time, with its announcement pending, if its
 // session is a live session of the tenant; otherwise it reports whether an earlier mark of the
 // tenant is still pending. A mark that ends later is kept. Nothing is written when until has passed.
-func (s *Store) RevokeToken(ctx context.Context, tenantID, sessionID, jti string, until time.Time) (token.RevokeOutcome, error) {
-	tag, ok := token.SessionTag(sessionID)
-	if owner, jtiOK := token.SessionOfJTI(jti); !ok || !jtiOK || owner != sessionID {
-		return token.RevokeOutcome{}, nil
+func (s *Store) RevokeToken(ctx context.Context, tenantID, sessionID, jti string, until time.Time) (store.RevokeOutcome, error) {
+	tag, ok := store.SessionTag(sessionID)
+	if owner, jtiOK := store.SessionOfJTI(jti); !ok || !jtiOK || owner != sessionID {
+		return store.RevokeOutcome{}, nil
 	}
 	if !until.After(s.now()) {
-		return token.RevokeOutcome{}, nil
+		return store.RevokeOutcome{}, nil
 	}
 	reply, err := revokeScript.Run(ctx, s.client, []string{sessionKey(tag, sessionID), revokedKey(tag, jti)},
 		tenantID, millis(until)).Int64Slice()
 	if err != nil {
-		return token.RevokeOutcome{}, unavailable("revoke token", err)
+		return store.RevokeOutcome{}, unavailable("revoke token", err)
 	}
 	return revokeOutcome("revoke token", reply)
 }
@@ -269,35 +268,35 @@ func (s *Store) RevokeToken(ctx context.Context, tenantID, sessionID, jti string
 // EndSession deletes a session of the tenant, removes it from its subject's index and leaves its
 // tombstone until the given time, in one script; or, for a session that is not there, reports
 // whether a tombstone of the tenant is still pending.
-func (s *Store) EndSession(ctx context.Context, tenantID, sessionID string, until time.Time) (token.RevokeOutcome, error) {
-	tag, ok := token.SessionTag(sessionID)
+func (s *Store) EndSession(ctx context.Context, tenantID, sessionID string, until time.Time) (store.RevokeOutcome, error) {
+	tag, ok := store.SessionTag(sessionID)
 	if !ok {
-		return token.RevokeOutcome{}, nil
+		return store.RevokeOutcome{}, nil
 	}
 	reply, err := endScript.Run(ctx, s.client, []string{sessionKey(tag, sessionID), indexKey(tag), tombstoneKey(tag, sessionID)},
 		tenantID, sessionID, millis(until)).Int64Slice()
 	if err != nil {
-		return token.RevokeOutcome{}, unavailable("end session", err)
+		return store.RevokeOutcome{}, unavailable("end session", err)
 	}
 	return revokeOutcome("end session", reply)
 }
 
-func revokeOutcome(op string, reply []int64) (token.RevokeOutcome, error) {
+func revokeOutcome(op string, reply []int64) (store.RevokeOutcome, error) {
 	if len(reply) != 2 {
-		return token.RevokeOutcome{}, fmt.Errorf("redis store: %s: %w", op, errUnexpectedReply)
+		return store.RevokeOutcome{}, fmt.Errorf("redis store: %s: %w", op, errUnexpectedReply)
 	}
-	return token.RevokeOutcome{Revoked: reply[0] == 1, Announce: reply[1] == 1}, nil
+	return store.RevokeOutcome{Revoked: reply[0] == 1, Announce: reply[1] == 1}, nil
 }
 
 // Announced marks the jti's revocation mark, or the session's tombstone when jti is "", announced.
 func (s *Store) Announced(ctx context.Context, tenantID, sessionID, jti string) error {
-	tag, ok := token.SessionTag(sessionID)
+	tag, ok := store.SessionTag(sessionID)
 	if !ok {
 		return nil
 	}
 	key := tombstoneKey(tag, sessionID)
 	if jti != "" {
-		if owner, ok := token.SessionOfJTI(jti); !ok || owner != sessionID {
+		if owner, ok := store.SessionOfJTI(jti); !ok || owner != sessionID {
 			return nil
 		}
 		key = revokedKey(tag, jti)
@@ -310,7 +309,7 @@ func (s *Store) Announced(ctx context.Context, tenantID, sessionID, jti string) 
 
 // DeleteSession deletes a session of the tenant and removes it from its subject's index.
 func (s *Store) DeleteSession(ctx context.Context, tenantID, sessionID string) (bool, error) {
-	tag, ok := token.SessionTag(sessionID)
+	tag, ok := store.SessionTag(sessionID)
 	if !ok {
 		return false, nil
 	}
@@ -326,7 +325,7 @@ func (s *Store) DeleteSession(ctx context.Context, tenantID, sessionID string) (
 // also removes up to listPruneMax entries of the sessions the cut-off ended from the subject's
 // index (ListSessions removes any left).
 func (s *Store) SetSubjectCutoff(ctx context.Context, tenantID, subject string, at time.Time, ttl time.Duration) error {
-	tag := token.SubjectTag(tenantID, subject)
+	tag := store.SubjectTag(tenantID, subject)
 	return s.setCutoff(ctx, "set subject cut-off", []string{subjectCutoffKey(tag), indexKey(tag)}, at, ttl)
 }
 
@@ -339,7 +338,7 @@ func (s *Store) SetTenantCutoff(ctx context.Context, tenantID string, at time.Ti
 // setCutoff runs the cut-off script on keys: the cut-off, and for a subject cut-off the index.
 func (s *Store) setCutoff(ctx context.Context, op string, keys []string, at time.Time, ttl time.Duration) error {
 	if ttl <= 0 {
-		return fmt.Errorf("redis store: %s: %w: ttl must be positive", op, token.ErrInvalidArgument)
+		return fmt.Errorf("redis store: %s: %w: ttl must be positive", op, store.ErrInvalidArgument)
 	}
 	ttlMillis := max(ttl.Milliseconds(), 1)
 	if err := cutoffScript.Run(ctx, s.client, keys, millis(at), strconv.FormatInt(ttlMillis, 10), listPruneMax).Err(); err != nil {
@@ -354,8 +353,8 @@ func (s *Store) setCutoff(ctx context.Context, op string, keys []string, at time
 // score at or below the cut-off) and are removed, up to listPruneMax a call; entries whose session
 // no longer exists are read, then removed; and a call reads at most listScanSlack entries beyond
 // the page, after which it returns the sessions found so far (maybe none) with a cursor to go on.
-func (s *Store) ListSessions(ctx context.Context, tenantID, subject string, now time.Time, page token.Page) ([]*token.Session, string, error) {
-	pos, err := token.DecodeSubjectCursor(page.After, tenantID, subject)
+func (s *Store) ListSessions(ctx context.Context, tenantID, subject string, now time.Time, page store.Page) ([]*store.Session, string, error) {
+	pos, err := store.DecodeSubjectCursor(page.After, tenantID, subject)
 	if err != nil {
 		return nil, "", fmt.Errorf("redis store: list sessions: %w", err)
 	}
@@ -363,7 +362,7 @@ func (s *Store) ListSessions(ctx context.Context, tenantID, subject string, now 
 	if limit <= 0 {
 		limit = defaultPageSize
 	}
-	tag := token.SubjectTag(tenantID, subject)
+	tag := store.SubjectTag(tenantID, subject)
 	var subjectCut, tenantCut *goredis.StringCmd
 	err = s.pipelined(ctx, func(p goredis.Pipeliner) {
 		subjectCut = p.Get(ctx, subjectCutoffKey(tag))
@@ -386,7 +385,7 @@ func (s *Store) ListSessions(ctx context.Context, tenantID, subject string, now 
 	budget := limit + 1 + listScanSlack
 	batch := limit + 1
 	prune := listPruneMax
-	var out []*token.Session
+	var out []*store.Session
 	var stale []any
 	read, exhausted := 0, false
 	for len(out) <= limit && read < budget {
@@ -428,7 +427,7 @@ func (s *Store) ListSessions(ctx context.Context, tenantID, subject string, now 
 	switch {
 	case len(out) > limit:
 		last := out[limit-1]
-		return out[:limit], token.Cursor{CreatedMillis: last.CreatedAt.UnixMilli(), SessionID: last.ID}.Encode(), nil
+		return out[:limit], store.Cursor{CreatedMillis: last.CreatedAt.UnixMilli(), SessionID: last.ID}.Encode(), nil
 	case exhausted:
 		return out, "", nil
 	default:
@@ -440,7 +439,7 @@ func (s *Store) ListSessions(ctx context.Context, tenantID, subject string, now 
 
 // listFrom runs the list script: up to n index entries after pos (nil: from the newest) that
 // score above floor ("": no cut-off), after removing up to prune entries at or below floor.
-func (s *Store) listFrom(ctx context.Context, tag string, pos *token.Cursor, floor string, n, prune int) ([]token.Cursor, error) {
+func (s *Store) listFrom(ctx context.Context, tag string, pos *store.Cursor, floor string, n, prune int) ([]store.Cursor, error) {
 	score, member := "", ""
 	if pos != nil {
 		score, member = strconv.FormatInt(pos.CreatedMillis, 10), pos.SessionID
@@ -452,20 +451,20 @@ func (s *Store) listFrom(ctx context.Context, tag string, pos *token.Cursor, flo
 	if len(reply)%2 != 0 {
 		return nil, fmt.Errorf("redis store: list sessions: %w", errUnexpectedReply)
 	}
-	entries := make([]token.Cursor, 0, len(reply)/2)
+	entries := make([]store.Cursor, 0, len(reply)/2)
 	for i := 0; i < len(reply); i += 2 {
 		ms, err := strconv.ParseFloat(reply[i+1], 64)
 		if err != nil {
 			return nil, fmt.Errorf("redis store: list sessions: %w", errUnexpectedReply)
 		}
-		entries = append(entries, token.Cursor{CreatedMillis: int64(ms), SessionID: reply[i]})
+		entries = append(entries, store.Cursor{CreatedMillis: int64(ms), SessionID: reply[i]})
 	}
 	return entries, nil
 }
 
 // readSessions reads sessions of one subject in one pipeline. It returns the sessions that exist,
 // in the order of ids, and the ids of those that do not.
-func (s *Store) readSessions(ctx context.Context, tag string, ids []string) ([]*token.Session, []any, error) {
+func (s *Store) readSessions(ctx context.Context, tag string, ids []string) ([]*store.Session, []any, error) {
 	if len(ids) == 0 {
 		return nil, nil, nil
 	}
@@ -478,7 +477,7 @@ func (s *Store) readSessions(ctx context.Context, tag string, ids []string) ([]*
 	if err != nil {
 		return nil, nil, unavailable("list sessions", err)
 	}
-	var sessions []*token.Session
+	var sessions []*store.Session
 	var missing []any
 	for i, c := range cmds {
 		f := c.Val()
@@ -522,8 +521,8 @@ func (c cutoffs) latest() time.Time {
 }
 
 // ended reports whether a cut-off ended sess.
-func (c cutoffs) ended(sess *token.Session) bool {
-	return token.EndedBy(sess.CreatedAt, c.subject) || token.EndedBy(sess.CreatedAt, c.tenant)
+func (c cutoffs) ended(sess *store.Session) bool {
+	return store.EndedBy(sess.CreatedAt, c.subject) || store.EndedBy(sess.CreatedAt, c.tenant)
 }
 
 // encodeStrings returns the JSON array of v ("null" for nil, so that nil survives a round trip).
@@ -532,14 +531,14 @@ func encodeStrings(v []string) []byte {
 	return b
 }
 
-func encodeMetadata(m token.Metadata) []byte {
+func encodeMetadata(m store.Metadata) []byte {
 	b, _ := json.Marshal(m) // Metadata has only string fields: it always marshals.
 	return b
 }
 
 // decodeSession decodes the fields of a session hash. Errors name the field, never its value.
-func decodeSession(id string, f map[string]string) (*token.Session, error) {
-	sess := &token.Session{ID: id, Tenant: f[fieldTenant], Subject: f[fieldSubject]}
+func decodeSession(id string, f map[string]string) (*store.Session, error) {
+	sess := &store.Session{ID: id, Tenant: f[fieldTenant], Subject: f[fieldSubject]}
 	if err := json.Unmarshal([]byte(f[fieldAudience]), &sess.Audience); err != nil {
 		return nil, corruptField(fieldAudience)
 	}

@@ -11,13 +11,6 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/tokenauthority/tokenauthority/internal/store"
-	"github.com/tokenauthority/tokenauthority/internal/tenant"
-	"github.com/tokenauthority/tokenauthority/internal/token"
-)
-
-var (
-	_ token.Store  = (*Store)(nil)
-	_ tenant.Store = (*Store)(nil)
 )
 
 var (

@@ -4,20 +4,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenauthority/tokenauthority/internal/token"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
 var checkAccessTests = []test{
 	{"Found", func(t *testing.T, f *fixture) {
 		s := f.session(acme, alice, f.t0.Add(-time.Minute))
 		f.mustCreate(t, s)
-		want := token.AccessState{SessionFound: true, SessionCreatedAt: s.CreatedAt}
+		want := store.AccessState{SessionFound: true, SessionCreatedAt: s.CreatedAt}
 		if st := f.check(t, acme, s.ID, newJTI(s.ID)); !sameAccess(st, want) {
 			t.Errorf("CheckAccess = %+v, want %+v", st, want)
 		}
 	}},
 	{"UnknownSession", func(t *testing.T, f *fixture) {
-		id := token.NewSessionID(acme, alice)
+		id := store.NewSessionID(acme, alice)
 		if st := f.check(t, acme, id, newJTI(id)); st.SessionFound || st.TokenRevoked {
 			t.Errorf("CheckAccess of an unknown session = %+v, want not found", st)
 		}
@@ -38,21 +38,21 @@ var checkAccessTests = []test{
 		neighbour := f.create(t, acme, bob)
 		at := f.t0.Add(time.Second)
 		f.subjectCutoff(t, acme, alice, at, time.Hour)
-		want := token.AccessState{SessionFound: true, SessionCreatedAt: s.CreatedAt, SubjectCutoff: at}
+		want := store.AccessState{SessionFound: true, SessionCreatedAt: s.CreatedAt, SubjectCutoff: at}
 		if st := f.check(t, acme, s.ID, newJTI(s.ID)); !sameAccess(st, want) {
 			t.Errorf("CheckAccess = %+v, want %+v", st, want)
 		}
-		want = token.AccessState{SessionFound: true, SessionCreatedAt: neighbour.CreatedAt}
+		want = store.AccessState{SessionFound: true, SessionCreatedAt: neighbour.CreatedAt}
 		if st := f.check(t, acme, neighbour.ID, newJTI(neighbour.ID)); !sameAccess(st, want) {
 			t.Errorf("CheckAccess of another subject = %+v, want %+v", st, want)
 		}
 	}},
 	{"TenantCutoff", func(t *testing.T, f *fixture) {
-		sessions := []*token.Session{f.create(t, acme, alice), f.create(t, acme, bob)}
+		sessions := []*store.Session{f.create(t, acme, alice), f.create(t, acme, bob)}
 		at := f.t0.Add(time.Second)
 		f.tenantCutoff(t, acme, at, time.Hour)
 		for _, s := range sessions {
-			want := token.AccessState{SessionFound: true, SessionCreatedAt: s.CreatedAt, TenantCutoff: at}
+			want := store.AccessState{SessionFound: true, SessionCreatedAt: s.CreatedAt, TenantCutoff: at}
 			if st := f.check(t, acme, s.ID, newJTI(s.ID)); !sameAccess(st, want) {
 				t.Errorf("CheckAccess of %s = %+v, want %+v", s.Subject, st, want)
 			}
@@ -75,14 +75,14 @@ func testCutoffsOnlyMoveForward(t *testing.T, f *fixture) {
 	tests := []struct {
 		name string
 		set  func(t *testing.T, f *fixture, at time.Time)
-		get  func(st token.AccessState) time.Time
+		get  func(st store.AccessState) time.Time
 	}{
 		{"Subject",
 			func(t *testing.T, f *fixture, at time.Time) { f.subjectCutoff(t, acme, alice, at, time.Hour) },
-			func(st token.AccessState) time.Time { return st.SubjectCutoff }},
+			func(st store.AccessState) time.Time { return st.SubjectCutoff }},
 		{"Tenant",
 			func(t *testing.T, f *fixture, at time.Time) { f.tenantCutoff(t, acme, at, time.Hour) },
-			func(st token.AccessState) time.Time { return st.TenantCutoff }},
+			func(st store.AccessState) time.Time { return st.TenantCutoff }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,7 +106,7 @@ func testCutoffsOnlyMoveForward(t *testing.T, f *fixture) {
 }
 
 // sameAccess reports whether two access states are equal, comparing times as instants.
-func sameAccess(a, b token.AccessState) bool {
+func sameAccess(a, b store.AccessState) bool {
 	return a.SessionFound == b.SessionFound && a.TokenRevoked == b.TokenRevoked &&
 		a.SessionCreatedAt.Equal(b.SessionCreatedAt) &&
 		a.SubjectCutoff.Equal(b.SubjectCutoff) && a.TenantCutoff.Equal(b.TenantCutoff)
@@ -124,7 +124,7 @@ var revocationTests = []test{
 		}
 	}},
 	{"UnknownSession", func(t *testing.T, f *fixture) {
-		id := token.NewSessionID(acme, alice)
+		id := store.NewSessionID(acme, alice)
 		jti := newJTI(id)
 		f.revoke(t, acme, id, jti, f.t0.Add(time.Minute))
 		if st := f.check(t, acme, id, jti); st.SessionFound || st.TokenRevoked {

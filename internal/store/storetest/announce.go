@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenauthority/tokenauthority/internal/token"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
 // Announcement tests check what the store tells the revoker to announce: a revocation it made,
@@ -37,7 +37,7 @@ var announcementTests = []test{
 		wantOutcome(t, "repeat after the announcement", f.end(t, acme, s.ID, f.t0.Add(time.Minute)), false, false)
 	}},
 	{"UnknownTargetsAnnounceNothing", func(t *testing.T, f *fixture) {
-		id := token.NewSessionID(acme, alice)
+		id := store.NewSessionID(acme, alice)
 		jti := newJTI(id)
 		for range 2 {
 			wantOutcome(t, "a jti of an unknown session", f.revoke(t, acme, id, jti, f.t0.Add(time.Minute)), false, false)
@@ -88,14 +88,14 @@ var announcementTests = []test{
 	}},
 }
 
-func wantOutcome(t *testing.T, what string, got token.RevokeOutcome, revoked, announce bool) {
+func wantOutcome(t *testing.T, what string, got store.RevokeOutcome, revoked, announce bool) {
 	t.Helper()
-	if want := (token.RevokeOutcome{Revoked: revoked, Announce: announce}); got != want {
+	if want := (store.RevokeOutcome{Revoked: revoked, Announce: announce}); got != want {
 		t.Errorf("%s: %+v, want %+v", what, got, want)
 	}
 }
 
-func (f *fixture) end(t *testing.T, tenantID, id string, until time.Time) token.RevokeOutcome {
+func (f *fixture) end(t *testing.T, tenantID, id string, until time.Time) store.RevokeOutcome {
 	t.Helper()
 	out, err := f.store.EndSession(f.ctx, tenantID, id, until)
 	if err != nil {

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenauthority/tokenauthority/internal/token"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
 // Expiry tests check that entries end when they should. Backends that expire entries by the Clock
@@ -39,7 +39,7 @@ func testSessionExpiry(t *testing.T, f *fixture) {
 	if got := f.get(t, acme, s.ID); got != nil {
 		t.Errorf("GetSession of an expired session = %+v, want not found", got)
 	}
-	if res := f.rotate(t, rotation(s, now)); res.Outcome != token.RotateInvalid {
+	if res := f.rotate(t, rotation(s, now)); res.Outcome != store.RotateInvalid {
 		t.Errorf("RotateRefresh of an expired session = %v, want RotateInvalid", res.Outcome)
 	}
 	if deleted, err := f.store.DeleteSession(f.ctx, acme, s.ID); err != nil || deleted {
@@ -101,7 +101,7 @@ func testLaterRevocationWins(t *testing.T, f *fixture) {
 // cutoffKind is one of the two kinds of cut-off, for tests of both.
 type cutoffKind struct {
 	set func(t *testing.T, f *fixture, at time.Time, ttl time.Duration)
-	get func(st token.AccessState) time.Time
+	get func(st store.AccessState) time.Time
 	ttl func(f *fixture, ins TTLInspector) (time.Duration, error)
 }
 
@@ -110,14 +110,14 @@ var (
 		set: func(t *testing.T, f *fixture, at time.Time, ttl time.Duration) {
 			f.subjectCutoff(t, acme, alice, at, ttl)
 		},
-		get: func(st token.AccessState) time.Time { return st.SubjectCutoff },
+		get: func(st store.AccessState) time.Time { return st.SubjectCutoff },
 		ttl: func(f *fixture, ins TTLInspector) (time.Duration, error) {
 			return ins.SubjectCutoffTTL(f.ctx, acme, alice)
 		},
 	}
 	tenantCutoffKind = cutoffKind{
 		set: func(t *testing.T, f *fixture, at time.Time, ttl time.Duration) { f.tenantCutoff(t, acme, at, ttl) },
-		get: func(st token.AccessState) time.Time { return st.TenantCutoff },
+		get: func(st store.AccessState) time.Time { return st.TenantCutoff },
 		ttl: func(f *fixture, ins TTLInspector) (time.Duration, error) { return ins.TenantCutoffTTL(f.ctx, acme) },
 	}
 )

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenauthority/tokenauthority/internal/token"
+	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
 var listTests = []test{
@@ -17,7 +17,7 @@ var listTests = []test{
 	{"SkipsEnded", testListSkipsEnded},
 	{"StableAcrossInserts", testListStableAcrossInserts},
 	{"UnknownSubject", func(t *testing.T, f *fixture) {
-		sessions, next, err := f.store.ListSessions(f.ctx, acme, "nobody", f.t0, token.Page{})
+		sessions, next, err := f.store.ListSessions(f.ctx, acme, "nobody", f.t0, store.Page{})
 		if err != nil || len(sessions) != 0 || next != "" {
 			t.Errorf("ListSessions of an unknown subject = %v, %q, %v; want nothing", sessions, next, err)
 		}
@@ -35,9 +35,9 @@ var listTests = []test{
 const manyDead = 600
 
 // newestFirst returns the ids of sessions in list order: newest first, ties by id descending.
-func newestFirst(sessions []*token.Session) []string {
+func newestFirst(sessions []*store.Session) []string {
 	sorted := slices.Clone(sessions)
-	slices.SortFunc(sorted, func(a, b *token.Session) int {
+	slices.SortFunc(sorted, func(a, b *store.Session) int {
 		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
 			return c
 		}
@@ -51,8 +51,8 @@ func newestFirst(sessions []*token.Session) []string {
 }
 
 func testListPaged(t *testing.T, f *fixture) {
-	var sessions []*token.Session
-	add := func(tenantID, subject string, created time.Time) *token.Session {
+	var sessions []*store.Session
+	add := func(tenantID, subject string, created time.Time) *store.Session {
 		s := f.session(tenantID, subject, created)
 		f.mustCreate(t, s)
 		return s
@@ -73,7 +73,7 @@ func testListPaged(t *testing.T, f *fixture) {
 			pages := 0
 			after := ""
 			for {
-				page, next, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, token.Page{After: after, Limit: limit})
+				page, next, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, store.Page{After: after, Limit: limit})
 				if err != nil {
 					t.Fatalf("ListSessions: %v", err)
 				}
@@ -99,7 +99,7 @@ func testListPaged(t *testing.T, f *fixture) {
 		})
 	}
 	t.Run("FullSessions", func(t *testing.T) {
-		page, _, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, token.Page{Limit: 1})
+		page, _, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, store.Page{Limit: 1})
 		if err != nil || len(page) != 1 {
 			t.Fatalf("ListSessions = %v, %v; want one session", page, err)
 		}
@@ -116,39 +116,39 @@ func testListSkipsEnded(t *testing.T, f *fixture) {
 		name string
 		// end ends some of the sessions s of tenantID's alice (oldest first) and returns the time
 		// to list at.
-		end func(t *testing.T, f *fixture, tenantID string, s []*token.Session) time.Time
+		end func(t *testing.T, f *fixture, tenantID string, s []*store.Session) time.Time
 		// want are the indexes in s of the sessions still listed, newest first.
 		want []int
 	}{
-		{"Deleted", func(t *testing.T, f *fixture, tenantID string, s []*token.Session) time.Time {
+		{"Deleted", func(t *testing.T, f *fixture, tenantID string, s []*store.Session) time.Time {
 			if deleted, err := f.store.DeleteSession(f.ctx, tenantID, s[1].ID); err != nil || !deleted {
 				t.Fatalf("DeleteSession = %v, %v", deleted, err)
 			}
 			return f.t0
 		}, []int{2, 0}},
-		{"SubjectCutoff", func(t *testing.T, f *fixture, tenantID string, s []*token.Session) time.Time {
+		{"SubjectCutoff", func(t *testing.T, f *fixture, tenantID string, s []*store.Session) time.Time {
 			f.subjectCutoff(t, tenantID, alice, s[1].CreatedAt.Add(-time.Millisecond), time.Hour)
 			return f.t0
 		}, []int{2, 1}},
-		{"TenantCutoff", func(t *testing.T, f *fixture, tenantID string, s []*token.Session) time.Time {
+		{"TenantCutoff", func(t *testing.T, f *fixture, tenantID string, s []*store.Session) time.Time {
 			f.tenantCutoff(t, tenantID, s[2].CreatedAt.Add(-time.Millisecond), time.Hour)
 			return f.t0
 		}, []int{2}},
-		{"CutoffInTheCreationMillisecond", func(t *testing.T, f *fixture, tenantID string, s []*token.Session) time.Time {
-			// A session created in the cut-off's own millisecond is ended (token.EndedBy).
+		{"CutoffInTheCreationMillisecond", func(t *testing.T, f *fixture, tenantID string, s []*store.Session) time.Time {
+			// A session created in the cut-off's own millisecond is ended (store.EndedBy).
 			f.subjectCutoff(t, tenantID, alice, s[1].CreatedAt, time.Hour)
 			return f.t0
 		}, []int{2}},
-		{"EndedBeforeNow", func(_ *testing.T, _ *fixture, _ string, s []*token.Session) time.Time {
+		{"EndedBeforeNow", func(_ *testing.T, _ *fixture, _ string, s []*store.Session) time.Time {
 			return s[2].ExpiresAt
 		}, []int{1, 0}},
-		{"Reused", func(t *testing.T, f *fixture, _ string, s []*token.Session) time.Time {
+		{"Reused", func(t *testing.T, f *fixture, _ string, s []*store.Session) time.Time {
 			req := rotation(s[1], f.t0)
-			if res := f.rotate(t, req); res.Outcome != token.Rotated {
+			if res := f.rotate(t, req); res.Outcome != store.Rotated {
 				t.Fatalf("RotateRefresh outcome = %v, want Rotated", res.Outcome)
 			}
 			req.Now = req.Now.Add(time.Hour)
-			if res := f.rotate(t, req); res.Outcome != token.RotateReuse {
+			if res := f.rotate(t, req); res.Outcome != store.RotateReuse {
 				t.Fatalf("RotateRefresh outcome = %v, want RotateReuse", res.Outcome)
 			}
 			return f.t0
@@ -158,7 +158,7 @@ func testListSkipsEnded(t *testing.T, f *fixture) {
 		t.Run(tt.name, func(t *testing.T) {
 			// Each case has a tenant of its own, so that its cut-offs leave the others alone.
 			tenantID := acme + "-" + tt.name
-			var s []*token.Session
+			var s []*store.Session
 			for i := range 3 {
 				sess := f.session(tenantID, alice, f.t0.Add(time.Duration(i-2)*time.Second))
 				if i == 2 {
@@ -182,21 +182,21 @@ func testListSkipsEnded(t *testing.T, f *fixture) {
 }
 
 func testListStableAcrossInserts(t *testing.T, f *fixture) {
-	var sessions []*token.Session
+	var sessions []*store.Session
 	for i := range 4 {
 		s := f.session(acme, alice, f.t0.Add(-time.Duration(i)*time.Minute))
 		f.mustCreate(t, s)
 		sessions = append(sessions, s)
 	}
 	want := newestFirst(sessions)
-	page, next, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, token.Page{Limit: 2})
+	page, next, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, store.Page{Limit: 2})
 	if err != nil || len(page) != 2 || next == "" {
 		t.Fatalf("first page = %d sessions, %q, %v; want 2 and a cursor", len(page), next, err)
 	}
 	got := []string{page[0].ID, page[1].ID}
 	// A session created after the first page, newer than all, and one as old as the page's last.
 	f.mustCreate(t, f.session(acme, alice, f.t0.Add(time.Minute)))
-	page, next, err = f.store.ListSessions(f.ctx, acme, alice, f.t0, token.Page{After: next, Limit: 2})
+	page, next, err = f.store.ListSessions(f.ctx, acme, alice, f.t0, store.Page{After: next, Limit: 2})
 	if err != nil || next != "" {
 		t.Fatalf("second page: cursor %q, %v; want the last page", next, err)
 	}
@@ -211,7 +211,7 @@ func testListStableAcrossInserts(t *testing.T, f *fixture) {
 func testListMalformedCursor(t *testing.T, f *fixture) {
 	f.create(t, acme, alice)
 	b64 := base64.RawURLEncoding.EncodeToString
-	id := token.NewSessionID(acme, alice)
+	id := store.NewSessionID(acme, alice)
 	for _, after := range []string{
 		"!",
 		"not base64 at all",
@@ -220,9 +220,9 @@ func testListMalformedCursor(t *testing.T, f *fixture) {
 		b64([]byte("x:" + id)),
 		b64([]byte(id)),
 	} {
-		_, _, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, token.Page{After: after, Limit: 10})
-		if !errors.Is(err, token.ErrInvalidArgument) {
-			t.Errorf("ListSessions after %q: err = %v, want token.ErrInvalidArgument", after, err)
+		_, _, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, store.Page{After: after, Limit: 10})
+		if !errors.Is(err, store.ErrInvalidArgument) {
+			t.Errorf("ListSessions after %q: err = %v, want store.ErrInvalidArgument", after, err)
 		}
 	}
 }
@@ -234,14 +234,14 @@ func testListForeignCursor(t *testing.T, f *fixture) {
 	for _, other := range [][2]string{{acme, bob}, {globex, alice}} {
 		f.create(t, other[0], other[1])
 	}
-	_, next, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, token.Page{Limit: 1})
+	_, next, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, store.Page{Limit: 1})
 	if err != nil || next == "" {
 		t.Fatalf("ListSessions = %q, %v; want a cursor", next, err)
 	}
 	for _, other := range [][2]string{{acme, bob}, {globex, alice}} {
-		_, _, err := f.store.ListSessions(f.ctx, other[0], other[1], f.t0, token.Page{After: next, Limit: 1})
-		if !errors.Is(err, token.ErrInvalidArgument) {
-			t.Errorf("ListSessions of %s/%s with a cursor of acme/alice: err = %v, want token.ErrInvalidArgument", other[0], other[1], err)
+		_, _, err := f.store.ListSessions(f.ctx, other[0], other[1], f.t0, store.Page{After: next, Limit: 1})
+		if !errors.Is(err, store.ErrInvalidArgument) {
+			t.Errorf("ListSessions of %s/%s with a cursor of acme/alice: err = %v, want store.ErrInvalidArgument", other[0], other[1], err)
 		}
 	}
 }
@@ -267,7 +267,7 @@ func testListManyEndedByCutoff(t *testing.T, f *fixture) {
 				f.mustCreate(t, f.session(tenantID, alice, start.Add(time.Duration(i)*time.Millisecond)))
 			}
 			tt.cut(t, f, tenantID, start.Add(manyDead*time.Millisecond))
-			var live []*token.Session
+			var live []*store.Session
 			for i := range 3 {
 				s := f.session(tenantID, alice, f.t0.Add(-time.Duration(i)*time.Minute))
 				f.mustCreate(t, s)
@@ -296,7 +296,7 @@ func testListManyEndedByCutoff(t *testing.T, f *fixture) {
 // listing, with live ones behind them: a backend may return short or empty pages with a cursor on
 // the way, and must still list every live session once, in order.
 func testListManyDeadInARow(t *testing.T, f *fixture) {
-	var live []*token.Session
+	var live []*store.Session
 	for i := range 2 {
 		s := f.session(acme, alice, f.t0.Add(-time.Hour-time.Duration(i)*time.Second))
 		f.mustCreate(t, s)
@@ -318,7 +318,7 @@ func testListManyDeadInARow(t *testing.T, f *fixture) {
 // testListCursorSessionGone ends the session a cursor names before the next page is read: the
 // listing goes on where it was, also among sessions of the same millisecond.
 func testListCursorSessionGone(t *testing.T, f *fixture) {
-	var sessions []*token.Session
+	var sessions []*store.Session
 	for i := range 12 {
 		created := f.t0.Add(-time.Minute) // Most in one millisecond.
 		if i%4 == 0 {
@@ -335,7 +335,7 @@ func testListCursorSessionGone(t *testing.T, f *fixture) {
 		if pages > len(want) {
 			t.Fatalf("ListSessions: more than %d pages", len(want))
 		}
-		page, next, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, token.Page{After: after, Limit: 3})
+		page, next, err := f.store.ListSessions(f.ctx, acme, alice, f.t0, store.Page{After: after, Limit: 3})
 		if err != nil {
 			t.Fatalf("ListSessions: %v", err)
 		}

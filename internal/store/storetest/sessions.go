@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/tokenauthority/tokenauthority/internal/store"
-	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
@@ -30,26 +29,26 @@ var sessionTests = []test{
 func testCreateAndGet(t *testing.T, f *fixture) {
 	tests := []struct {
 		name   string
-		modify func(s *token.Session)
+		modify func(s *store.Session)
 	}{
-		{"AllFields", func(*token.Session) {}},
-		{"NoOptionalFields", func(s *token.Session) {
-			s.Audience, s.Scopes, s.Extra, s.Metadata = nil, nil, nil, token.Metadata{}
+		{"AllFields", func(*store.Session) {}},
+		{"NoOptionalFields", func(s *store.Session) {
+			s.Audience, s.Scopes, s.Extra, s.Metadata = nil, nil, nil, store.Metadata{}
 		}},
-		{"EmptySlices", func(s *token.Session) {
+		{"EmptySlices", func(s *store.Session) {
 			s.Audience, s.Scopes, s.Extra = []string{}, []string{}, []byte{}
 		}},
-		{"Rotated", func(s *token.Session) {
+		{"Rotated", func(s *store.Session) {
 			s.CreatedAt = f.t0.Add(-30 * time.Minute)
 			s.Generation = 7
 			s.RotatedAt = f.t0.Add(-time.Minute)
 			s.RefreshHash = refreshHash(s.ID, 7)
 			s.AccessTTL = 1500 * time.Millisecond
 		}},
-		{"CertificateBound", func(s *token.Session) {
+		{"CertificateBound", func(s *store.Session) {
 			s.CertThumbprint = "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
 		}},
-		{"UnicodeAndBinary", func(s *token.Session) {
+		{"UnicodeAndBinary", func(s *store.Session) {
 			s.Audience = []string{"ünïcode", `quote"d`}
 			s.Metadata.UserAgent = "Mozilla/5.0 (X11; Linux) \u00e9\u4e16"
 			s.RefreshHash = []byte{0, 0xff, '\r', '\n', 0x80, 0}
@@ -90,8 +89,8 @@ func testCreateForeignID(t *testing.T, f *fixture) {
 		name string
 		id   string
 	}{
-		{"OtherSubject", token.NewSessionID(acme, bob)},
-		{"OtherTenant", token.NewSessionID(globex, alice)},
+		{"OtherSubject", store.NewSessionID(acme, bob)},
+		{"OtherTenant", store.NewSessionID(globex, alice)},
 		{"Malformed", "not-a-session-id"},
 		{"Empty", ""},
 	}
@@ -99,8 +98,8 @@ func testCreateForeignID(t *testing.T, f *fixture) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := f.session(acme, alice, f.t0)
 			s.ID = tt.id
-			if err := f.store.CreateSession(f.ctx, s); !errors.Is(err, token.ErrInvalidArgument) {
-				t.Errorf("CreateSession with an id not of the subject: err = %v, want token.ErrInvalidArgument", err)
+			if err := f.store.CreateSession(f.ctx, s); !errors.Is(err, store.ErrInvalidArgument) {
+				t.Errorf("CreateSession with an id not of the subject: err = %v, want store.ErrInvalidArgument", err)
 			}
 		})
 	}
@@ -110,55 +109,55 @@ func testTenantIsolation(t *testing.T, f *fixture) {
 	tests := []struct {
 		name string
 		// act does something as globex to acme's session s.
-		act func(t *testing.T, f *fixture, s *token.Session, jti string)
+		act func(t *testing.T, f *fixture, s *store.Session, jti string)
 	}{
-		{"GetSession", func(t *testing.T, f *fixture, s *token.Session, _ string) {
+		{"GetSession", func(t *testing.T, f *fixture, s *store.Session, _ string) {
 			if _, err := f.store.GetSession(f.ctx, globex, s.ID); !isNotFound(err) {
 				t.Errorf("GetSession of another tenant's session: err = %v, want store.ErrNotFound", err)
 			}
 		}},
-		{"CheckAccess", func(t *testing.T, f *fixture, s *token.Session, jti string) {
+		{"CheckAccess", func(t *testing.T, f *fixture, s *store.Session, jti string) {
 			f.subjectCutoff(t, acme, alice, f.t0.Add(-time.Hour), time.Hour)
-			if st := f.check(t, globex, s.ID, jti); st != (token.AccessState{}) {
+			if st := f.check(t, globex, s.ID, jti); st != (store.AccessState{}) {
 				t.Errorf("CheckAccess of another tenant's session = %+v, want the zero state", st)
 			}
 		}},
-		{"RevokeToken", func(t *testing.T, f *fixture, s *token.Session, jti string) {
+		{"RevokeToken", func(t *testing.T, f *fixture, s *store.Session, jti string) {
 			f.revoke(t, globex, s.ID, jti, f.t0.Add(time.Minute))
 			if st := f.check(t, acme, s.ID, jti); st.TokenRevoked {
 				t.Error("RevokeToken as another tenant revoked the token")
 			}
 		}},
-		{"DeleteSession", func(t *testing.T, f *fixture, s *token.Session, _ string) {
+		{"DeleteSession", func(t *testing.T, f *fixture, s *store.Session, _ string) {
 			deleted, err := f.store.DeleteSession(f.ctx, globex, s.ID)
 			if err != nil || deleted {
 				t.Errorf("DeleteSession of another tenant's session = %v, %v; want false, nil", deleted, err)
 			}
 		}},
-		{"RotateRefresh", func(t *testing.T, f *fixture, s *token.Session, _ string) {
-			res := f.rotate(t, token.RotateRequest{
+		{"RotateRefresh", func(t *testing.T, f *fixture, s *store.Session, _ string) {
+			res := f.rotate(t, store.RotateRequest{
 				Tenant: globex, SessionID: s.ID, Generation: 0, Hash: s.RefreshHash,
 				NewHash: refreshHash(s.ID, 1), Now: f.t0, Grace: time.Minute,
 			})
-			if res.Outcome != token.RotateInvalid || res.Session != nil {
+			if res.Outcome != store.RotateInvalid || res.Session != nil {
 				t.Errorf("RotateRefresh of another tenant's session = %+v, want RotateInvalid", res)
 			}
 		}},
-		{"RotateRefreshOfPreviousGeneration", func(t *testing.T, f *fixture, s *token.Session, _ string) {
-			res := f.rotate(t, token.RotateRequest{
+		{"RotateRefreshOfPreviousGeneration", func(t *testing.T, f *fixture, s *store.Session, _ string) {
+			res := f.rotate(t, store.RotateRequest{
 				Tenant: globex, SessionID: s.ID, Generation: 1, Hash: s.RefreshHash,
 				NewHash: refreshHash(s.ID, 2), Now: f.t0, Grace: time.Hour,
 			})
-			if res.Outcome != token.RotateInvalid || res.Session != nil {
+			if res.Outcome != store.RotateInvalid || res.Session != nil {
 				t.Errorf("RotateRefresh of another tenant's session = %+v, want RotateInvalid", res)
 			}
 		}},
-		{"ListSessions", func(t *testing.T, f *fixture, _ *token.Session, _ string) {
+		{"ListSessions", func(t *testing.T, f *fixture, _ *store.Session, _ string) {
 			if ids := f.listAll(t, globex, alice, f.t0, 10); len(ids) != 0 {
 				t.Errorf("ListSessions of the same subject in another tenant = %v, want none", ids)
 			}
 		}},
-		{"Cutoffs", func(t *testing.T, f *fixture, _ *token.Session, _ string) {
+		{"Cutoffs", func(t *testing.T, f *fixture, _ *store.Session, _ string) {
 			f.subjectCutoff(t, globex, alice, f.t0.Add(time.Hour), time.Hour)
 			f.tenantCutoff(t, globex, f.t0.Add(time.Hour), time.Hour)
 		}},
@@ -206,7 +205,7 @@ func testMalformedIDs(t *testing.T, f *fixture) {
 			if st, err := f.store.CheckAccess(f.ctx, acme, tt.id, tt.jti); err != nil || st.SessionFound || st.TokenRevoked {
 				t.Errorf("CheckAccess = %+v, %v; want an unknown session", st, err)
 			}
-			if out, err := f.store.RevokeToken(f.ctx, acme, tt.id, tt.jti, f.t0.Add(time.Minute)); err != nil || out != (token.RevokeOutcome{}) {
+			if out, err := f.store.RevokeToken(f.ctx, acme, tt.id, tt.jti, f.t0.Add(time.Minute)); err != nil || out != (store.RevokeOutcome{}) {
 				t.Errorf("RevokeToken = %+v, %v; want nothing, nil", out, err)
 			}
 			if tt.id == s.ID {
@@ -215,16 +214,16 @@ func testMalformedIDs(t *testing.T, f *fixture) {
 			if _, err := f.store.GetSession(f.ctx, acme, tt.id); !isNotFound(err) {
 				t.Errorf("GetSession: err = %v, want store.ErrNotFound", err)
 			}
-			res, err := f.store.RotateRefresh(f.ctx, token.RotateRequest{
+			res, err := f.store.RotateRefresh(f.ctx, store.RotateRequest{
 				Tenant: acme, SessionID: tt.id, Hash: s.RefreshHash, NewHash: refreshHash(s.ID, 1), Now: f.t0,
 			})
-			if err != nil || res.Outcome != token.RotateInvalid {
+			if err != nil || res.Outcome != store.RotateInvalid {
 				t.Errorf("RotateRefresh = %+v, %v; want RotateInvalid", res, err)
 			}
 			if deleted, err := f.store.DeleteSession(f.ctx, acme, tt.id); err != nil || deleted {
 				t.Errorf("DeleteSession = %v, %v; want false, nil", deleted, err)
 			}
-			if out, err := f.store.EndSession(f.ctx, acme, tt.id, f.t0.Add(time.Minute)); err != nil || out != (token.RevokeOutcome{}) {
+			if out, err := f.store.EndSession(f.ctx, acme, tt.id, f.t0.Add(time.Minute)); err != nil || out != (store.RevokeOutcome{}) {
 				t.Errorf("EndSession = %+v, %v; want nothing, nil", out, err)
 			}
 			if err := f.store.Announced(f.ctx, acme, tt.id, tt.jti); err != nil {
@@ -256,10 +255,10 @@ func testDelete(t *testing.T, f *fixture) {
 	if st := f.check(t, acme, s.ID, jti); st.SessionFound {
 		t.Error("CheckAccess finds a deleted session")
 	}
-	res := f.rotate(t, token.RotateRequest{
+	res := f.rotate(t, store.RotateRequest{
 		Tenant: acme, SessionID: s.ID, Hash: s.RefreshHash, NewHash: refreshHash(s.ID, 1), Now: f.t0, Grace: time.Minute,
 	})
-	if res.Outcome != token.RotateInvalid {
+	if res.Outcome != store.RotateInvalid {
 		t.Errorf("RotateRefresh of a deleted session = %v, want RotateInvalid", res.Outcome)
 	}
 	if ids := f.listAll(t, acme, alice, f.t0, 0); len(ids) != 1 || ids[0] != keep.ID {

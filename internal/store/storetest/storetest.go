@@ -136,16 +136,16 @@ type fixture struct {
 
 // session returns a session of tenant and subject with every field set, created at created,
 // rotated never and ending an hour after t0.
-func (f *fixture) session(tenantID, subject string, created time.Time) *token.Session {
-	id := token.NewSessionID(tenantID, subject)
-	return &token.Session{
+func (f *fixture) session(tenantID, subject string, created time.Time) *store.Session {
+	id := store.NewSessionID(tenantID, subject)
+	return &store.Session{
 		ID:          id,
 		Tenant:      tenantID,
 		Subject:     subject,
 		Audience:    []string{"https://api.example.com", "web"},
 		Scopes:      []string{"read", "write"},
 		Extra:       []byte(`{"role":"admin","n":1}`),
-		Metadata:    token.Metadata{UserAgent: "suite/1.0", IP: "192.0.2.7", Device: "laptop"},
+		Metadata:    store.Metadata{UserAgent: "suite/1.0", IP: "192.0.2.7", Device: "laptop"},
 		CreatedAt:   created,
 		ExpiresAt:   f.t0.Add(time.Hour),
 		AccessTTL:   5 * time.Minute,
@@ -155,14 +155,14 @@ func (f *fixture) session(tenantID, subject string, created time.Time) *token.Se
 }
 
 // create stores a session of tenant and subject created at t0 and returns it.
-func (f *fixture) create(t *testing.T, tenantID, subject string) *token.Session {
+func (f *fixture) create(t *testing.T, tenantID, subject string) *store.Session {
 	t.Helper()
 	s := f.session(tenantID, subject, f.t0)
 	f.mustCreate(t, s)
 	return s
 }
 
-func (f *fixture) mustCreate(t *testing.T, s *token.Session) {
+func (f *fixture) mustCreate(t *testing.T, s *store.Session) {
 	t.Helper()
 	if err := f.store.CreateSession(f.ctx, s); err != nil {
 		t.Fatalf("CreateSession: %v", err)
@@ -170,7 +170,7 @@ func (f *fixture) mustCreate(t *testing.T, s *token.Session) {
 }
 
 // get returns the session as the store has it, or nil when GetSession reports it not found.
-func (f *fixture) get(t *testing.T, tenantID, id string) *token.Session {
+func (f *fixture) get(t *testing.T, tenantID, id string) *store.Session {
 	t.Helper()
 	s, err := f.store.GetSession(f.ctx, tenantID, id)
 	if err != nil {
@@ -182,7 +182,7 @@ func (f *fixture) get(t *testing.T, tenantID, id string) *token.Session {
 	return s
 }
 
-func (f *fixture) check(t *testing.T, tenantID, id, jti string) token.AccessState {
+func (f *fixture) check(t *testing.T, tenantID, id, jti string) store.AccessState {
 	t.Helper()
 	st, err := f.store.CheckAccess(f.ctx, tenantID, id, jti)
 	if err != nil {
@@ -191,7 +191,7 @@ func (f *fixture) check(t *testing.T, tenantID, id, jti string) token.AccessStat
 	return st
 }
 
-func (f *fixture) rotate(t *testing.T, req token.RotateRequest) token.RotateResult {
+func (f *fixture) rotate(t *testing.T, req store.RotateRequest) store.RotateResult {
 	t.Helper()
 	res, err := f.store.RotateRefresh(f.ctx, req)
 	if err != nil {
@@ -200,7 +200,7 @@ func (f *fixture) rotate(t *testing.T, req token.RotateRequest) token.RotateResu
 	return res
 }
 
-func (f *fixture) revoke(t *testing.T, tenantID, id, jti string, until time.Time) token.RevokeOutcome {
+func (f *fixture) revoke(t *testing.T, tenantID, id, jti string, until time.Time) store.RevokeOutcome {
 	t.Helper()
 	out, err := f.store.RevokeToken(f.ctx, tenantID, id, jti, until)
 	if err != nil {
@@ -241,7 +241,7 @@ func (f *fixture) listPages(t *testing.T, tenantID, subject string, now time.Tim
 		if pages > 1000 {
 			t.Fatal("ListSessions: no end after 1000 pages")
 		}
-		sessions, next, err := f.store.ListSessions(f.ctx, tenantID, subject, now, token.Page{After: after, Limit: limit})
+		sessions, next, err := f.store.ListSessions(f.ctx, tenantID, subject, now, store.Page{After: after, Limit: limit})
 		if err != nil {
 			t.Fatalf("ListSessions: %v", err)
 		}
@@ -302,7 +302,7 @@ func newJTI(sessionID string) string {
 }
 
 // normalized returns a copy of s with times in UTC at millisecond precision, as stored.
-func normalized(s *token.Session) *token.Session {
+func normalized(s *store.Session) *store.Session {
 	if s == nil {
 		return nil
 	}
@@ -317,7 +317,7 @@ func normalized(s *token.Session) *token.Session {
 }
 
 // checkSession fails the test unless got and want are the same session.
-func checkSession(t *testing.T, what string, got, want *token.Session) {
+func checkSession(t *testing.T, what string, got, want *store.Session) {
 	t.Helper()
 	if g, w := normalized(got), normalized(want); !reflect.DeepEqual(g, w) {
 		t.Errorf("%s:\n got %+v\nwant %+v", what, g, w)

@@ -1,4 +1,4 @@
-package token
+package store
 
 import (
 	"encoding/base64"

@@ -1,0 +1,81 @@
+package store
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+)
+
+// Identifier layout. A session id is a 16-character tag derived from (tenant, subject) followed by
+// 22 random characters (128 bits); a jti is its session id, a dot, and 16 random characters. The tag
+// lets a backend place every key of one subject together (one Redis Cluster slot) and find a
+// session's keys from its id or a jti alone, without an index. It reveals nothing that the token's
+// `sub` claim does not already carry.
+const (
+	tagLen       = 16
+	sessionIDLen = tagLen + 22
+	jtiLen       = sessionIDLen + 1 + 16
+)
+
+var b64 = base64.RawURLEncoding.Strict()
+
+// SubjectTag returns the tag shared by every session of subject in tenant.
+func SubjectTag(tenant, subject string) string {
+	h := sha256.New()
+	h.Write([]byte(tenant))
+	h.Write([]byte{0})
+	h.Write([]byte(subject))
+	return b64.EncodeToString(h.Sum(nil))[:tagLen]
+}
+
+// NewSessionID returns a fresh session id for subject in tenant.
+func NewSessionID(tenant, subject string) string {
+	return SubjectTag(tenant, subject) + randomString(16)
+}
+
+// SessionTag returns the subject tag of a session id, and false when the id is malformed.
+func SessionTag(sessionID string) (string, bool) {
+	if !ValidSessionID(sessionID) {
+		return "", false
+	}
+	return sessionID[:tagLen], true
+}
+
+// ValidSessionID reports whether s has the shape of a session id.
+func ValidSessionID(s string) bool {
+	return len(s) == sessionIDLen && isB64URL(s)
+}
+
+// SessionOfJTI returns the session id a jti belongs to, and false when the jti is malformed.
+func SessionOfJTI(jti string) (string, bool) {
+	if len(jti) != jtiLen || jti[sessionIDLen] != '.' {
+		return "", false
+	}
+	sid, rest := jti[:sessionIDLen], jti[sessionIDLen+1:]
+	if !ValidSessionID(sid) || !isB64URL(rest) {
+		return "", false
+	}
+	return sid, true
+}
+
+func isB64URL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// NewJTI returns a fresh jti of the session: its id, a dot, and 16 random characters.
+func NewJTI(sessionID string) string {
+	return sessionID + "." + randomString(12)
+}
+
+func randomString(nBytes int) string {
+	b := make([]byte, nBytes)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+).
+	return b64.EncodeToString(b)
+}
