@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -481,7 +482,15 @@ func runGHZ(t *testing.T, ghz, label string, r *running, dur time.Duration) {
 		}
 		cmd := exec.Command(ghz, append(args, addr)...)
 		proc0 := processCPU(t)
+		// BENCH_CPUPROFILE=<file> writes a CPU profile of the server during ghz's VerifyToken load
+		// on redis-server: this process is the server alone then, so the profile attributes its
+		// CPU per call to its parts.
+		stopProfile := func() {}
+		if path := os.Getenv("BENCH_CPUPROFILE"); path != "" && label == labelRedis && strings.HasSuffix(call, "/VerifyToken") {
+			stopProfile = startCPUProfile(t, path)
+		}
 		out, err := cmd.Output()
+		stopProfile()
 		if err != nil {
 			t.Fatalf("ghz %s: %v", call, err)
 		}
@@ -553,3 +562,21 @@ func runGHZ(t *testing.T, ghz, label string, r *running, dur time.Duration) {
 
 // labelRedis labels the ghz runs against the server on redis-server, which the floors apply to.
 const labelRedis = "on redis-server"
+
+// startCPUProfile starts writing a CPU profile of this process to path, and returns what stops it.
+func startCPUProfile(t *testing.T, path string) func() {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+}
