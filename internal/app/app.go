@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/stats"
 
+	"github.com/tokenauthority/tokenauthority/internal/audit"
 	"github.com/tokenauthority/tokenauthority/internal/config"
 	"github.com/tokenauthority/tokenauthority/internal/extauthz"
 	"github.com/tokenauthority/tokenauthority/internal/grpcserver"
@@ -147,7 +148,11 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 		events = redisstore.NewEvents(client, a.now, retention, 0)
 		a.closers = append(a.closers, client.Close)
 	}
+	// The one writer of audit events: the domain packages emit them, the RPC's caller is named
+	// from the context the gRPC server authenticated.
+	auditor := audit.NewWriter(log, grpcserver.CallerAttrs)
 	km, err := keys.NewManager(a.store, cfg.KeyEncryptionKey, a.now,
+		keys.WithAudit(auditor),
 		keys.WithPreviousKEKs(cfg.PreviousKeyEncryptionKeys...),
 		keys.WithPrePublish(cfg.KeyPrePublish),
 		// A retired key stays published while a token it signed can still be valid.
@@ -160,7 +165,8 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 	}
 	a.keys = km
 	logKEKs(log, cfg)
-	a.tenants = tenant.NewService(a.store, cfg.MasterKey.Reveal(), a.now, tenant.WithPreviousMasterKey(cfg.PreviousMasterKey.Reveal()))
+	a.tenants = tenant.NewService(a.store, cfg.MasterKey.Reveal(), a.now, tenant.WithPreviousMasterKey(cfg.PreviousMasterKey.Reveal()),
+		tenant.WithAudit(auditor))
 	if !cfg.PreviousMasterKey.IsZero() {
 		// Fingerprints, not keys: the audit lines of master calls name the one presented.
 		log.Info("accepting the previous master key alongside the current one",
@@ -199,7 +205,7 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 		MaxAccessTTL:  cfg.MaxAccessTTL,
 		MaxRefreshTTL: cfg.MaxRefreshTTL,
 		RefreshGrace:  cfg.RefreshGrace,
-		Audit:         grpcserver.AuditLogger(log),
+		Audit:         auditor,
 		Events:        events,
 		Observer:      metrics,
 	})

@@ -58,7 +58,8 @@ type adminService struct {
 	keys    KeyAdmin
 	tokens  *token.Service
 	log     *slog.Logger
-	// audit is log marked log=audit, as the token service's audit events are.
+	// audit writes the tenant_created and tenant_deleted lines (AuditLogger, transitional): every
+	// other audit event is emitted by the domain (token, tenant, keys) through the one audit.Writer.
 	audit *slog.Logger
 	// watches are this replica's revocation streams, re-checked at once when a call here ends
 	// their credential.
@@ -312,12 +313,6 @@ func (s *adminService) CreateApiKey(ctx context.Context, req *tokenauthorityv1.C
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	attrs := []slog.Attr{slog.String("audit", "api_key_created"), slog.String("tenant", t.ID), slog.String("key_id", k.ID)}
-	if p := k.Exchange; p != nil {
-		attrs = append(attrs, slog.String("exchange_actor", k.Name), slog.String("accept_audience", p.AcceptAudience),
-			slog.Any("target_audiences", p.TargetAudiences))
-	}
-	s.audit.LogAttrs(ctx, slog.LevelInfo, "API key created", attrs...)
 	return &tokenauthorityv1.CreateApiKeyResponse{ApiKey: apiKeyToProto(k), Secret: value}, nil
 }
 
@@ -350,7 +345,6 @@ func (s *adminService) RotateApiKey(ctx context.Context, req *tokenauthorityv1.R
 		return nil, toStatus(ctx, s.log, err)
 	}
 	s.watches.recheckKey(k.ID)
-	s.audit.LogAttrs(ctx, slog.LevelInfo, "API key rotated", slog.String("audit", "api_key_rotated"), slog.String("tenant", t.ID), slog.String("key_id", k.ID))
 	return &tokenauthorityv1.RotateApiKeyResponse{ApiKey: apiKeyToProto(k), Secret: value}, nil
 }
 
@@ -363,7 +357,6 @@ func (s *adminService) DeleteApiKey(ctx context.Context, req *tokenauthorityv1.D
 		return nil, toStatus(ctx, s.log, err)
 	}
 	s.watches.recheckKey(req.GetKeyId())
-	s.audit.LogAttrs(ctx, slog.LevelInfo, "API key deleted", slog.String("audit", "api_key_deleted"), slog.String("tenant", t.ID), slog.String("key_id", req.GetKeyId()))
 	return &tokenauthorityv1.DeleteApiKeyResponse{}, nil
 }
 
@@ -387,7 +380,6 @@ func (s *adminService) CreatePrincipal(ctx context.Context, req *tokenauthorityv
 	if err := s.tenants.CreatePrincipal(ctx, t, p); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	s.audit.LogAttrs(ctx, slog.LevelInfo, "principal created", slog.String("audit", "principal_created"), slog.String("tenant", t.ID), slog.String("principal", p.Identifier))
 	return &tokenauthorityv1.CreatePrincipalResponse{Principal: principalToProto(p)}, nil
 }
 
@@ -400,7 +392,6 @@ func (s *adminService) SetPrincipalSecret(ctx context.Context, req *tokenauthori
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	s.audit.LogAttrs(ctx, slog.LevelInfo, "principal secret set", slog.String("audit", "principal_secret_set"), slog.String("tenant", t.ID), slog.String("principal", req.GetIdentifier()))
 	return &tokenauthorityv1.SetPrincipalSecretResponse{Secret: secret}, nil
 }
 
@@ -412,7 +403,6 @@ func (s *adminService) DeletePrincipal(ctx context.Context, req *tokenauthorityv
 	if err := s.tenants.DeletePrincipal(ctx, t.ID, req.GetIdentifier()); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	s.audit.LogAttrs(ctx, slog.LevelInfo, "principal deleted", slog.String("audit", "principal_deleted"), slog.String("tenant", t.ID), slog.String("principal", req.GetIdentifier()))
 	return &tokenauthorityv1.DeletePrincipalResponse{}, nil
 }
 
@@ -453,8 +443,6 @@ func (s *adminService) RotateSigningKey(ctx context.Context, req *tokenauthority
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	s.audit.LogAttrs(ctx, slog.LevelWarn, "signing key rotated", slog.String("audit", "key_rotated"), slog.String("tenant", t.ID),
-		slog.String("kid", k.ID), slog.Time("activates_at", k.ActivatesAt))
 	// Not reported to the caller, whose retry would rotate again: interceptors that miss the
 	// announcement fetch the key when they first see its kid.
 	if err := s.tokens.AnnounceKey(ctx, t, revocation.KindKeyPublished, k.ID); err != nil {
@@ -475,7 +463,6 @@ func (s *adminService) WithdrawSigningKey(ctx context.Context, req *tokenauthori
 	if err := s.keys.Withdraw(ctx, t.ID, req.GetKid()); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	s.audit.LogAttrs(ctx, slog.LevelWarn, "signing key withdrawn", slog.String("audit", "key_withdrawn"), slog.String("tenant", t.ID), slog.String("kid", req.GetKid()))
 	if err := s.tokens.AnnounceKey(ctx, t, revocation.KindKeyWithdrawn, req.GetKid()); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "the withdrawn key could not be announced to watchers", slog.String("tenant", t.ID),
 			slog.String("kid", req.GetKid()), slog.String("error", err.Error()))
@@ -497,9 +484,6 @@ func (s *adminService) RotateRefreshKey(ctx context.Context, req *tokenauthority
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	s.audit.LogAttrs(ctx, slog.LevelWarn, "refresh-token key rotated", slog.String("audit", "refresh_key_rotated"),
-		slog.String("tenant", t.ID), slog.String("kid", r.Current.ID), slog.Bool("emergency", req.GetEmergency()),
-		slog.Any("dropped_kids", r.Dropped))
 	out := &tokenauthorityv1.RotateRefreshKeyResponse{
 		Current:     &tokenauthorityv1.RefreshKey{Kid: r.Current.ID, CreateTime: timestamppb.New(r.Current.CreatedAt)},
 		DroppedKids: r.Dropped,

@@ -93,7 +93,7 @@ func (b *backend) serve(t testing.TB, lis net.Listener, tweak func(*Config)) *re
 	}
 	r := &replica{tenants: tenant.NewService(b.store, testMasterKey, b.clock.Now), ticks: make(chan time.Time)}
 	tokens := token.New(token.Config{Store: b.store, Keys: km, Now: b.clock.Now, AccessTTL: 5 * time.Minute,
-		RefreshTTL: time.Hour, MaxAccessTTL: time.Hour, MaxRefreshTTL: 24 * time.Hour, Audit: discardLogger(), Events: b.events})
+		RefreshTTL: time.Hour, MaxAccessTTL: time.Hour, MaxRefreshTTL: 24 * time.Hour, Events: b.events})
 	hub := revocation.NewHub(b.events, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	go hub.Run(ctx)

@@ -32,6 +32,9 @@
 // meanwhile, else applied again to what the other writer stored. Of two racing writers one wins
 // and the other builds on its result, so no change is lost and a withdrawn key never comes back.
 //
+// Rotate, Withdraw and RotateRefreshKey each write an audit event (WithAudit) naming the kids
+// concerned: a key's id, never its material.
+//
 // KeyStatuses names each key's state for operators: published (in the JWKS, not signing yet),
 // active (the signer), retiring (verifying within the retention) or withdrawn. A set remembers
 // its withdrawn keys, without their key material, for the retention after the withdrawal.

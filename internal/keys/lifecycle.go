@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tokenauthority/tokenauthority/internal/audit"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
@@ -29,6 +30,12 @@ func WithPrePublish(d time.Duration) Option {
 // or rotation logs people out (default DefaultRetention). NewManager rejects a negative d.
 func WithRetention(d time.Duration) Option {
 	return func(m *Manager) { m.retention = d }
+}
+
+// WithAudit writes an audit event for each signing key rotated or withdrawn and each refresh-token
+// key rotated, naming the keys by their kids. Without it no events are written.
+func WithAudit(w *audit.Writer) Option {
+	return func(m *Manager) { m.audit = w }
 }
 
 // MaxKeys bounds the keys of one tenant's set: keys that sign, wait to sign, or verify within the
@@ -74,7 +81,9 @@ func (m *Manager) Rotate(ctx context.Context, tenant string, alg Algorithm) (*Ke
 	if err != nil {
 		return nil, fmt.Errorf("rotate signing key of tenant %q: %w", tenant, err)
 	}
-	return describe(updated.byID[nk.ID], m.now()), nil
+	k := describe(updated.byID[nk.ID], m.now())
+	m.audit.Emit(ctx, audit.Event{Kind: audit.SigningKeyRotated, Tenant: tenant, Kid: k.ID, ActivatesAt: k.ActivatesAt})
+	return k, nil
 }
 
 // Withdraw removes the tenant's key kid at once: every token it signed stops verifying, on this
@@ -112,6 +121,7 @@ func (m *Manager) Withdraw(ctx context.Context, tenant, kid string) error {
 	if err != nil {
 		return fmt.Errorf("withdraw signing key of tenant %q: %w", tenant, err)
 	}
+	m.audit.Emit(ctx, audit.Event{Kind: audit.SigningKeyWithdrawn, Tenant: tenant, Kid: kid})
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tokenauthority/tokenauthority/internal/audit"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
@@ -28,6 +29,8 @@ type Manager struct {
 	retention  time.Duration
 	// refreshRetention is how long a retired refresh-token key keeps verifying (WithRefreshRetention).
 	refreshRetention time.Duration
+	// audit writes the events of Rotate, Withdraw and RotateRefreshKey (WithAudit).
+	audit *audit.Writer
 
 	// writes serializes this manager's read-modify-write updates (Rotate, Withdraw).
 	writes chan struct{}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/tokenauthority/tokenauthority/internal/audit"
 )
 
 // LegacyRefreshKID is the id of the refresh-token key of key sets written before refresh keys
@@ -199,5 +201,7 @@ func (m *Manager) RotateRefreshKey(ctx context.Context, tenant string, r Refresh
 	if err != nil {
 		return nil, fmt.Errorf("rotate refresh-token key of tenant %q: %w", tenant, err)
 	}
+	m.audit.Emit(ctx, audit.Event{Kind: audit.RefreshKeyRotated, Tenant: tenant, Kid: out.Current.ID, Emergency: r.Emergency,
+		DroppedKids: out.Dropped})
 	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
+	"github.com/tokenauthority/tokenauthority/internal/audit"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
@@ -157,6 +158,7 @@ func (s *Service) RotateAPIKey(ctx context.Context, tenantID, id string, overlap
 	if err := s.putAPIKey(ctx, k); err != nil {
 		return nil, "", err
 	}
+	s.audit.Emit(ctx, audit.Event{Kind: audit.APIKeyRotated, Tenant: tenantID, KeyID: k.ID})
 	return k, value, nil
 }
 
@@ -187,6 +189,7 @@ func (s *Service) DeleteAPIKey(ctx context.Context, tenantID, id string) error {
 		return err
 	}
 	s.forgetKey(id)
+	s.audit.Emit(ctx, audit.Event{Kind: audit.APIKeyDeleted, Tenant: tenantID, KeyID: id})
 	return nil
 }
 
@@ -284,7 +287,11 @@ func (s *Service) CreatePrincipal(ctx context.Context, t *Tenant, p *Principal) 
 	if err != nil {
 		return fmt.Errorf("encode principal: %w", err)
 	}
-	return s.store.CreateRecord(ctx, store.KindPrincipal, principalID(t.ID, p.Identifier), raw)
+	if err := s.store.CreateRecord(ctx, store.KindPrincipal, principalID(t.ID, p.Identifier), raw); err != nil {
+		return err
+	}
+	s.audit.Emit(ctx, audit.Event{Kind: audit.PrincipalCreated, Tenant: t.ID, Principal: p.Identifier})
+	return nil
 }
 
 func (s *Service) principal(ctx context.Context, tenantID, identifier string) (*Principal, error) {
@@ -308,6 +315,7 @@ func (s *Service) SetPrincipalSecret(ctx context.Context, tenantID, identifier s
 	if err := s.store.PutRecord(ctx, store.KindPrincipal, principalID(tenantID, identifier), raw); err != nil {
 		return "", err
 	}
+	s.audit.Emit(ctx, audit.Event{Kind: audit.PrincipalSecretSet, Tenant: tenantID, Principal: identifier})
 	return secret, nil
 }
 
@@ -320,6 +328,7 @@ func (s *Service) DeletePrincipal(ctx context.Context, tenantID, identifier stri
 	if !existed {
 		return ErrKeyNotFound
 	}
+	s.audit.Emit(ctx, audit.Event{Kind: audit.PrincipalDeleted, Tenant: tenantID, Principal: identifier})
 	return nil
 }
 

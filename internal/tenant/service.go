@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokenauthority/tokenauthority/internal/audit"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
@@ -77,6 +78,8 @@ type Service struct {
 	now        func() time.Time
 	cacheTTL   time.Duration
 	unknownTTL time.Duration
+	// audit writes the events of API keys and principals created, changed and deleted (WithAudit).
+	audit *audit.Writer
 
 	mu    sync.RWMutex
 	cache map[string]cachedKey
@@ -129,6 +132,13 @@ func WithPreviousMasterKey(key string) ServiceOption {
 			s.masters = append(s.masters, newMasterCredential(key))
 		}
 	}
+}
+
+// WithAudit writes an audit event for each API key and principal created, rotated, given a
+// secret or deleted, naming the key by its id and the principal by its identifier; the values
+// and secrets the service hands out never reach it. Without it no events are written.
+func WithAudit(w *audit.Writer) ServiceOption {
+	return func(s *Service) { s.audit = w }
 }
 
 func newMasterCredential(key string) masterCredential {
@@ -333,6 +343,12 @@ func (s *Service) CreateAPIKeyWithPolicy(ctx context.Context, tenantID, name str
 		return nil, "", err
 	}
 	s.forgetKey(k.ID)
+	e := audit.Event{Kind: audit.APIKeyCreated, Tenant: tenantID, KeyID: k.ID}
+	if p := k.Exchange; p != nil {
+		// The key's name is the actor of the tokens it exchanges.
+		e.Actor, e.AcceptAudience, e.TargetAudiences = k.Name, p.AcceptAudience, p.TargetAudiences
+	}
+	s.audit.Emit(ctx, e)
 	return k, value, nil
 }
 

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
+	"github.com/tokenauthority/tokenauthority/internal/audit"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
@@ -66,12 +66,11 @@ func (s *Service) Exchange(ctx context.Context, req ExchangeRequest) (ex *Exchan
 	var subject *Claims
 	defer func() {
 		if err != nil && (errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrPermissionDenied) || errors.Is(err, ErrInvalidSubjectToken)) {
-			attrs := []slog.Attr{slog.String("audit", "exchange_refused"), slog.String("tenant", t.ID),
-				slog.String("actor", req.Actor), slog.String("key_id", req.ActorKeyID), slog.String("reason", err.Error())}
+			e := audit.Event{Kind: audit.ExchangeRefused, Tenant: t.ID, Actor: req.Actor, KeyID: req.ActorKeyID, Reason: err.Error()}
 			if subject != nil {
-				attrs = append(attrs, slog.String("subject", subject.Subject), slog.String("session_id", subject.SessionID))
+				e.Subject, e.SessionID = subject.Subject, subject.SessionID
 			}
-			s.audit.LogAttrs(ctx, slog.LevelWarn, "token exchange refused", attrs...)
+			s.audit.Emit(ctx, e)
 		}
 	}()
 	if err := validateExchange(req); err != nil {
@@ -150,9 +149,8 @@ func (s *Service) Exchange(ctx context.Context, req ExchangeRequest) (ex *Exchan
 		return nil, fmt.Errorf("%w: the access token would be %d bytes, above the %d-byte limit of VerifyToken: request fewer or shorter audiences or scopes",
 			ErrInvalidArgument, len(tok), MaxTokenSize)
 	}
-	s.audit.LogAttrs(ctx, auditLevel, "token exchanged", slog.String("audit", "exchanged"), slog.String("tenant", t.ID),
-		slog.String("subject", c.Subject), slog.String("session_id", c.SessionID), slog.String("jti", c.JTI),
-		slog.String("actor", req.Actor), slog.String("key_id", req.ActorKeyID), slog.Any("actor_chain", actorNames(chain)), slog.Any("audience", c.Audience))
+	s.audit.Emit(ctx, audit.Event{Kind: audit.TokenExchanged, Tenant: t.ID, Subject: c.Subject, SessionID: c.SessionID, JTI: c.JTI,
+		Actor: req.Actor, KeyID: req.ActorKeyID, ActorChain: actorNames(chain), Audience: c.Audience})
 	return &Exchanged{AccessToken: tok, ExpiresAt: c.ExpiresAt, Claims: c}, nil
 }
 

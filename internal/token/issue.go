@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
+	"github.com/tokenauthority/tokenauthority/internal/audit"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
@@ -112,7 +113,7 @@ func (s *Service) Issue(ctx context.Context, req IssueRequest) (*Pair, error) {
 		return nil, fmt.Errorf("create session: %w", err)
 	}
 	s.obs.Issued()
-	s.audit.LogAttrs(ctx, auditLevel, "token issued", auditAttrs("issued", t.ID, sess)...)
+	s.audit.Emit(ctx, audit.Event{Kind: audit.TokenIssued, Tenant: t.ID, Subject: sess.Subject, SessionID: sess.ID})
 	return &Pair{AccessToken: at, RefreshToken: rt, AccessExpiresAt: atExp, RefreshExpiresAt: sess.ExpiresAt, SessionID: sess.ID}, nil
 }
 

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"io"
-	"log/slog"
 	"reflect"
 	"sync"
 	"testing"
@@ -76,7 +74,7 @@ func TestObserver(t *testing.T) {
 	svc := token.New(token.Config{
 		Store: st, Keys: km, Now: clock.Now,
 		AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour, MaxAccessTTL: time.Hour, MaxRefreshTTL: time.Hour,
-		RefreshGrace: grace, Audit: slog.New(slog.NewJSONHandler(io.Discard, nil)), Observer: rec,
+		RefreshGrace: grace, Observer: rec,
 	})
 	acme := &tenant.Tenant{ID: "acme", Issuer: "https://acme.example"}
 

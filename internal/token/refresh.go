@@ -7,11 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
+	"github.com/tokenauthority/tokenauthority/internal/audit"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/store"
@@ -56,8 +56,7 @@ func (s *Service) parseRefresh(ctx context.Context, t *tenant.Tenant, raw string
 	}
 	key, err := s.cfg.Keys.RefreshVerificationKey(ctx, t.ID, kid)
 	if errors.Is(err, keys.ErrUnknownKey) {
-		s.audit.LogAttrs(ctx, slog.LevelWarn, "refresh token refused: its key is no longer held",
-			slog.String("audit", "refresh_key_unknown"), slog.String("tenant", t.ID), slog.String("kid", kid))
+		s.audit.Emit(ctx, audit.Event{Kind: audit.RefreshKeyUnknown, Tenant: t.ID, Kid: kid})
 		return nil, ErrInvalidRefreshToken
 	}
 	if err != nil {
@@ -112,8 +111,7 @@ func (s *Service) RefreshFrom(ctx context.Context, t *tenant.Tenant, raw, presen
 		return nil, err
 	}
 	if !accesstoken.ThumbprintMatches(c.CertThumbprint, presented) {
-		s.audit.LogAttrs(ctx, slog.LevelWarn, "refresh refused: the connection lacks the session's client certificate",
-			slog.String("audit", "refresh_certificate_mismatch"), slog.String("tenant", t.ID), slog.String("session_id", c.SessionID))
+		s.audit.Emit(ctx, audit.Event{Kind: audit.RefreshCertificateMismatch, Tenant: t.ID, SessionID: c.SessionID})
 		return nil, ErrCertificateMismatch
 	}
 	// The next token is signed by the current key, whichever key signed this one.
@@ -154,15 +152,12 @@ func (s *Service) RefreshFrom(ctx context.Context, t *tenant.Tenant, raw, presen
 		}
 	case store.RotateReuse:
 		s.obs.Revoked(revocation.KindSession)
-		s.audit.LogAttrs(ctx, slog.LevelWarn, "refresh token reuse detected; session revoked",
-			auditAttrs("refresh_reuse", t.ID, sess)...)
+		s.audit.Emit(ctx, audit.Event{Kind: audit.RefreshReuse, Tenant: t.ID, Subject: sess.Subject, SessionID: sess.ID})
 		// A retry would find no session, and so no reuse to announce: report a failed
 		// announcement in the log rather than to a caller who cannot repair it.
 		if err := s.announce(ctx, t, revocation.Event{Kind: revocation.KindSession, Value: sess.ID,
 			ExpiresAt: s.accessHorizon(t, now)}); err != nil {
-			s.audit.LogAttrs(ctx, slog.LevelError, "the revoked session could not be announced to watchers",
-				slog.String("audit", "announce_failed"), slog.String("tenant", t.ID),
-				slog.String("session_id", sess.ID), slog.String("error", err.Error()))
+			s.audit.Emit(ctx, audit.Event{Kind: audit.AnnounceFailed, Tenant: t.ID, SessionID: sess.ID, Reason: err.Error()})
 		}
 		return nil, ErrRefreshReuse
 	default:
@@ -173,7 +168,7 @@ func (s *Service) RefreshFrom(ctx context.Context, t *tenant.Tenant, raw, presen
 		return nil, err
 	}
 	if res.Outcome == store.Rotated {
-		s.audit.LogAttrs(ctx, auditLevel, "token refreshed", auditAttrs("refreshed", t.ID, sess)...)
+		s.audit.Emit(ctx, audit.Event{Kind: audit.TokenRefreshed, Tenant: t.ID, Subject: sess.Subject, SessionID: sess.ID})
 	}
 	return &Pair{AccessToken: at, RefreshToken: nextRT, AccessExpiresAt: atExp, RefreshExpiresAt: sess.ExpiresAt, SessionID: sess.ID}, nil
 }

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
+	"github.com/tokenauthority/tokenauthority/internal/audit"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
@@ -83,8 +83,7 @@ func (s *Service) markRevoked(ctx context.Context, t *tenant.Tenant, sid, jti st
 	}
 	if out.Revoked {
 		s.obs.Revoked(revocation.KindToken)
-		s.audit.LogAttrs(ctx, auditLevel, "token revoked", slog.String("audit", "token_revoked"),
-			slog.String("tenant", t.ID), slog.String("session_id", sid), slog.String("jti", jti))
+		s.audit.Emit(ctx, audit.Event{Kind: audit.TokenRevoked, Tenant: t.ID, SessionID: sid, JTI: jti})
 	}
 	if !out.Announce {
 		return nil
@@ -109,8 +108,7 @@ func (s *Service) endSession(ctx context.Context, t *tenant.Tenant, sid string) 
 	}
 	if out.Revoked {
 		s.obs.Revoked(revocation.KindSession)
-		s.audit.LogAttrs(ctx, auditLevel, "session revoked", slog.String("audit", "session_revoked"),
-			slog.String("tenant", t.ID), slog.String("session_id", sid))
+		s.audit.Emit(ctx, audit.Event{Kind: audit.SessionRevoked, Tenant: t.ID, SessionID: sid})
 	}
 	if !out.Announce {
 		return nil
@@ -188,8 +186,7 @@ func (s *Service) RevokeSubject(ctx context.Context, t *tenant.Tenant, subject s
 		return time.Time{}, fmt.Errorf("set subject cut-off: %w", err)
 	}
 	s.obs.Revoked(revocation.KindSubjectCutoff)
-	s.audit.LogAttrs(ctx, slog.LevelWarn, "subject sessions revoked", slog.String("audit", "subject_cutoff"),
-		slog.String("tenant", t.ID), slog.String("subject", subject), slog.Time("cutoff", at))
+	s.audit.Emit(ctx, audit.Event{Kind: audit.SubjectCutoff, Tenant: t.ID, Subject: subject, Cutoff: at})
 	return at, s.announce(ctx, t, revocation.Event{Kind: revocation.KindSubjectCutoff, Value: subject, Cutoff: at,
 		ExpiresAt: s.accessHorizon(t, at)})
 }
@@ -214,8 +211,7 @@ func (s *Service) revokeTenant(ctx context.Context, t *tenant.Tenant, value stri
 		return time.Time{}, fmt.Errorf("set tenant cut-off: %w", err)
 	}
 	s.obs.Revoked(revocation.KindTenantCutoff)
-	s.audit.LogAttrs(ctx, slog.LevelWarn, "tenant sessions revoked", slog.String("audit", "tenant_cutoff"),
-		slog.String("tenant", t.ID), slog.Time("cutoff", at))
+	s.audit.Emit(ctx, audit.Event{Kind: audit.TenantCutoff, Tenant: t.ID, Cutoff: at})
 	return at, s.announce(ctx, t, revocation.Event{Kind: revocation.KindTenantCutoff, Value: value, Cutoff: at, ExpiresAt: s.accessHorizon(t, at)})
 }
 

@@ -2,9 +2,9 @@ package token
 
 import (
 	"context"
-	"log/slog"
 	"time"
 
+	"github.com/tokenauthority/tokenauthority/internal/audit"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 
@@ -40,8 +40,9 @@ type Config struct {
 	RefreshGrace time.Duration
 	// Leeway tolerates clock skew on exp, nbf and iat.
 	Leeway time.Duration
-	// Audit receives audit events; slog.Default when nil.
-	Audit *slog.Logger
+	// Audit writes the audit events of issues, refreshes, revocations and exchanges; none are
+	// written when nil.
+	Audit *audit.Writer
 	// Events receives a revocation event for each revocation, for WatchRevocations; none are
 	// announced when nil.
 	Events revocation.Log
@@ -53,7 +54,7 @@ type Config struct {
 type Service struct {
 	cfg   Config
 	now   func() time.Time
-	audit *slog.Logger
+	audit *audit.Writer
 	cache *verifyCache
 	obs   Observer
 }
@@ -72,9 +73,6 @@ func New(cfg Config) *Service {
 	}
 	if s.now == nil {
 		s.now = time.Now
-	}
-	if s.audit == nil {
-		s.audit = slog.Default()
 	}
 	if s.cfg.Leeway == 0 {
 		s.cfg.Leeway = DefaultLeeway

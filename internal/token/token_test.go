@@ -17,6 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tokenauthority/tokenauthority/internal/audit"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/store/memory"
@@ -59,20 +60,20 @@ func newFixtureWith(t testing.TB, mod func(*token.Config)) *fixture {
 			t.Fatal(err)
 		}
 	}
-	audit := &bytes.Buffer{}
+	auditLog := &bytes.Buffer{}
 	cfg := token.Config{
 		Store: st, Keys: km, Now: clock.Now,
 		AccessTTL: 15 * time.Minute, RefreshTTL: 168 * time.Hour,
 		MaxAccessTTL: time.Hour, MaxRefreshTTL: 720 * time.Hour,
 		RefreshGrace: grace,
-		Audit:        slog.New(slog.NewJSONHandler(audit, nil)),
+		Audit:        audit.NewWriter(slog.New(slog.NewJSONHandler(auditLog, nil)), nil),
 	}
 	if mod != nil {
 		mod(&cfg)
 	}
 	svc := token.New(cfg)
 	return &fixture{
-		svc: svc, clock: clock, keys: km, audit: audit,
+		svc: svc, clock: clock, keys: km, audit: auditLog,
 		tenant: &tenant.Tenant{ID: "acme", Issuer: "https://acme.example"},
 		other:  &tenant.Tenant{ID: "globex", Issuer: "https://acme.example"}, // same issuer on purpose
 	}
