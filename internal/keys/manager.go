@@ -122,25 +122,32 @@ func (m *Manager) SigningKey(ctx context.Context, tenant string) (*Key, error) {
 // VerificationKey returns the tenant's key kid, or ErrUnknownKey for a kid that is not in the set,
 // was withdrawn, or was retired longer ago than the retention.
 func (m *Manager) VerificationKey(ctx context.Context, tenant, kid string) (*Key, error) {
+	return lookup(ctx, m, tenant, func(ks *keyset) (*Key, bool) { return m.verifier(ks, kid) })
+}
+
+// lookup finds a key of the tenant with find in the cached set and, when that set does not hold
+// it and was loaded longer than reloadInterval ago, in a fresh read of the set: another replica
+// may have added the key since (at most one read per reloadInterval per tenant, however many
+// unknown kids are presented). Not found either way is ErrUnknownKey.
+func lookup[K any](ctx context.Context, m *Manager, tenant string, find func(*keyset) (K, bool)) (K, error) {
+	var none K
 	ks, err := m.cached(ctx, tenant)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
-	if k, ok := m.verifier(ks, kid); ok {
+	if k, ok := find(ks); ok {
 		return k, nil
 	}
-	// A key may have been added by another replica since the set was cached.
 	if m.now().Sub(ks.loadedAt) < reloadInterval {
-		return nil, ErrUnknownKey
+		return none, ErrUnknownKey
 	}
-	ks, err = m.load(ctx, tenant)
-	if err != nil {
-		return nil, err
+	if ks, err = m.load(ctx, tenant); err != nil {
+		return none, err
 	}
-	if k, ok := m.verifier(ks, kid); ok {
+	if k, ok := find(ks); ok {
 		return k, nil
 	}
-	return nil, ErrUnknownKey
+	return none, ErrUnknownKey
 }
 
 // verifier returns ks's key kid unless its retention has passed.

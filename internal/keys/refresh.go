@@ -107,33 +107,18 @@ func (m *Manager) RefreshVerificationKey(ctx context.Context, tenant, kid string
 	if !ValidRefreshKID(kid) {
 		return nil, ErrUnknownKey
 	}
-	ks, err := m.cached(ctx, tenant)
-	if err != nil {
-		return nil, err
-	}
-	if k := m.refreshVerifier(ks, kid); k != nil {
-		return k, nil
-	}
-	if m.now().Sub(ks.loadedAt) < reloadInterval {
-		return nil, ErrUnknownKey
-	}
-	if ks, err = m.load(ctx, tenant); err != nil {
-		return nil, err
-	}
-	if k := m.refreshVerifier(ks, kid); k != nil {
-		return k, nil
-	}
-	return nil, ErrUnknownKey
+	return lookup(ctx, m, tenant, func(ks *keyset) (*RefreshKey, bool) { return m.refreshVerifier(ks, kid) })
 }
 
-func (m *Manager) refreshVerifier(ks *keyset, kid string) *RefreshKey {
+// refreshVerifier returns ks's refresh-token key kid unless the refresh retention has passed.
+func (m *Manager) refreshVerifier(ks *keyset, kid string) (*RefreshKey, bool) {
 	now := m.now()
 	for _, k := range ks.refreshKeys {
 		if k.ID == kid && !m.refreshExpired(k, now) {
-			return k
+			return k, true
 		}
 	}
-	return nil
+	return nil, false
 }
 
 // RefreshRotation is a request to rotate a tenant's refresh-token key.
