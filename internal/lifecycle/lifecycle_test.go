@@ -236,7 +236,9 @@ func TestCreateIsAllOrNothing(t *testing.T) {
 		{name: "keyset write fails", want: store.ErrUnavailable,
 			fault: func(context.CancelFunc) func(context.Context, string) error { return failOn("CreateRecord keyset") }},
 		{name: "first API key write fails", want: store.ErrUnavailable,
-			fault: func(context.CancelFunc) func(context.Context, string) error { return failOn("CreateOwnedRecord apikey") }},
+			fault: func(context.CancelFunc) func(context.Context, string) error {
+				return failOn("CreateOwnedRecord apikey")
+			}},
 		{name: "registered API key write fails", want: store.ErrUnavailable,
 			opts:  []lifecycle.CreateOption{lifecycle.WithAPIKey("development", tenant.AllRoles, devKey)},
 			fault: func(context.CancelFunc) func(context.Context, string) error { return failOn("PutOwnedRecord apikey") }},
