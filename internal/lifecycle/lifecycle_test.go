@@ -273,7 +273,7 @@ func TestCreateIsAllOrNothing(t *testing.T) {
 
 			e.store.setFault(nil)
 			opts, roles := tt.opts, []tenant.Role{tenant.RoleAdmin}
-			if tt.want == tenant.ErrInvalid {
+			if errors.Is(tt.want, tenant.ErrInvalid) {
 				opts = nil
 			} else if len(opts) > 0 {
 				roles = tenant.AllRoles
