@@ -24,6 +24,7 @@ import (
 	"github.com/tokenauthority/tokenauthority/internal/grpcserver"
 	"github.com/tokenauthority/tokenauthority/internal/httpserver"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/lifecycle"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/store/memory"
 	redisstore "github.com/tokenauthority/tokenauthority/internal/store/redis"
@@ -57,11 +58,13 @@ type App struct {
 	closers []func() error
 	keys    *keys.Manager
 	tenants *tenant.Service
-	grpc    *grpcserver.Server
-	http    *http.Server
-	hub     *revocation.Hub
-	events  revocation.Log
-	ready   atomic.Bool
+	// devLifecycle makes the development tenant (devBootstrap).
+	devLifecycle *lifecycle.Service
+	grpc         *grpcserver.Server
+	http         *http.Server
+	hub          *revocation.Hub
+	events       revocation.Log
+	ready        atomic.Bool
 	// booted is set once the bootstrap (key check, development tenant) has run against the store.
 	booted atomic.Bool
 	// devMark names the record that marks the development bootstrap done (devBootstrap); set by
@@ -209,7 +212,12 @@ func newApp(cfg *config.Config, log *slog.Logger, spans sdktrace.SpanProcessor) 
 		Events:        events,
 		Observer:      metrics,
 	})
-	a.grpc, err = grpcserver.New(grpcserver.Config{Tokens: tokens, Keys: km, Tenants: a.tenants, Logger: log, Registerer: reg,
+	lc := lifecycle.Config{Tenants: a.tenants, Keys: km, Tokens: tokens}
+	// The development bootstrap is no RPC and has its own log line: it writes no audit events.
+	a.devLifecycle = lifecycle.New(lc)
+	lc.Audit = auditor
+	a.grpc, err = grpcserver.New(grpcserver.Config{Tokens: tokens, Keys: km, Tenants: a.tenants, Lifecycle: lifecycle.New(lc),
+		Logger: log, Registerer: reg,
 		Revocations: a.hub, StatsHandler: statsHandler, WatchObserver: metrics, Now: a.now, StoreTimeout: cfg.StoreTimeout,
 		WatchRecheck: cfg.WatchRecheck, MaxWatchesPerTenant: cfg.MaxWatchesPerTenant, MaxPublicStreams: cfg.MaxPublicStreams,
 		MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tokenauthority/tokenauthority/internal/config"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/lifecycle"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
@@ -71,19 +72,16 @@ func (a *App) devBootstrap(ctx context.Context) error {
 		}
 		return nil
 	}
-	err = a.tenants.CreateTenant(ctx, &tenant.Tenant{
+	// The tenant's lifecycle makes it, as CreateTenant does, with the key file's key as its first
+	// key. A dev tenant already there (a bootstrap interrupted before its mark, or an earlier key
+	// file's) is completed instead: its keys ensured and this key added.
+	_, _, err = a.devLifecycle.Create(ctx, &tenant.Tenant{
 		ID:        DevTenant,
 		Issuer:    "urn:tokenauthority:tenant:" + DevTenant,
 		Algorithm: keys.EdDSA,
-	})
-	if err != nil && !errors.Is(err, store.ErrExists) {
-		return fmt.Errorf("create development tenant: %w", err)
-	}
-	if err := a.keys.Ensure(ctx, DevTenant, keys.EdDSA); err != nil {
-		return fmt.Errorf("create development keys: %w", err)
-	}
-	if _, err := a.tenants.RegisterAPIKey(ctx, DevTenant, "development", tenant.AllRoles, value); err != nil {
-		return fmt.Errorf("register development API key: %w", err)
+	}, lifecycle.CompleteExisting(), lifecycle.WithAPIKey("development", tenant.AllRoles, value))
+	if err != nil {
+		return fmt.Errorf("create the development tenant: %w", err)
 	}
 	err = a.store.CreateRecord(ctx, store.KindBootstrap, a.devMark, []byte(a.now().UTC().Format(time.RFC3339)))
 	if err != nil && !errors.Is(err, store.ErrExists) {

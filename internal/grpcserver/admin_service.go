@@ -2,7 +2,6 @@ package grpcserver
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -13,9 +12,9 @@ import (
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/lifecycle"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
-	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
 // TenantAdmin is what the admin service needs of the tenant service.
@@ -51,16 +50,30 @@ type KeyAdmin interface {
 	RotateRefreshKey(ctx context.Context, tenant string, r keys.RefreshRotation) (*keys.RefreshRotated, error)
 }
 
+// KeyAnnouncer is what the admin service needs of the token service: telling watchers of a
+// signing key published or withdrawn.
+type KeyAnnouncer interface {
+	AnnounceKey(ctx context.Context, t *tenant.Tenant, kind revocation.Kind, kid string) error
+}
+
+// TenantLifecycle is what the admin service needs of the tenant lifecycle (lifecycle.Service):
+// a tenant is created and deleted with its keys, API keys and sessions, never piecemeal.
+type TenantLifecycle interface {
+	// Create makes the tenant with its signing keys and first admin API key, all or nothing, and
+	// returns the tenant as stored and the key's value.
+	Create(ctx context.Context, t *tenant.Tenant, opts ...lifecycle.CreateOption) (*tenant.Tenant, string, error)
+	// Delete cuts off the tenant's sessions, then deletes it and its keys.
+	Delete(ctx context.Context, id string) error
+}
+
 // adminService implements tokenauthority.v1.AdminService.
 type adminService struct {
 	tokenauthorityv1.UnimplementedAdminServiceServer
-	tenants TenantAdmin
-	keys    KeyAdmin
-	tokens  *token.Service
-	log     *slog.Logger
-	// audit writes the tenant_created and tenant_deleted lines (AuditLogger, transitional): every
-	// other audit event is emitted by the domain (token, tenant, keys) through the one audit.Writer.
-	audit *slog.Logger
+	tenants   TenantAdmin
+	keys      KeyAdmin
+	announcer KeyAnnouncer
+	lifecycle TenantLifecycle
+	log       *slog.Logger
 	// watches are this replica's revocation streams, re-checked at once when a call here ends
 	// their credential.
 	watches *watchers
@@ -213,25 +226,11 @@ func (s *adminService) CreateTenant(ctx context.Context, req *tokenauthorityv1.C
 
 		RequireCertificateBinding: in.GetRequireCertificateBinding(),
 	}
-	if err := s.tenants.CreateTenant(ctx, t); err != nil {
+	created, value, err := s.lifecycle.Create(ctx, t)
+	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	// Keys and the first admin key complete the tenant; if either fails, the tenant and its keys
-	// are removed again so that nothing is left half-made.
-	undo := func(err error) error {
-		_ = s.keys.Delete(context.WithoutCancel(ctx), t.ID)
-		_ = s.tenants.DeleteTenant(context.WithoutCancel(ctx), t.ID)
-		return toStatus(ctx, s.log, err)
-	}
-	if err := s.keys.Ensure(ctx, t.ID, alg); err != nil {
-		return nil, undo(err)
-	}
-	_, value, err := s.tenants.CreateAPIKey(ctx, t.ID, "admin (created with the tenant)", []tenant.Role{tenant.RoleAdmin})
-	if err != nil {
-		return nil, undo(err)
-	}
-	s.audit.LogAttrs(ctx, slog.LevelInfo, "tenant created", slog.String("audit", "tenant_created"), slog.String("tenant", t.ID))
-	return &tokenauthorityv1.CreateTenantResponse{Tenant: tenantToProto(t), AdminApiKey: value}, nil
+	return &tokenauthorityv1.CreateTenantResponse{Tenant: tenantToProto(created), AdminApiKey: value}, nil
 }
 
 func (s *adminService) GetTenant(ctx context.Context, req *tokenauthorityv1.GetTenantRequest) (*tokenauthorityv1.GetTenantResponse, error) {
@@ -278,25 +277,14 @@ func (s *adminService) ListTenants(ctx context.Context, req *tokenauthorityv1.Li
 }
 
 func (s *adminService) DeleteTenant(ctx context.Context, req *tokenauthorityv1.DeleteTenantRequest) (*tokenauthorityv1.DeleteTenantResponse, error) {
-	t, err := s.tenants.Tenant(ctx, req.GetTenantId())
+	err := s.lifecycle.Delete(ctx, req.GetTenantId())
+	// Whatever step failed, this replica's revocation streams of the tenant re-check their
+	// credential now rather than at their next tick: a stream of a deleted tenant ends at once,
+	// and a re-check of one whose tenant is still there costs a store read.
+	s.watches.recheckTenant(req.GetTenantId())
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	// The cut-off first: even a tenant created again under the same id never revives a session,
-	// and its event ends the revocation streams of this incarnation on every replica before any
-	// event of the next one.
-	if _, err := s.tokens.EndTenant(ctx, t); err != nil {
-		return nil, toStatus(ctx, s.log, err)
-	}
-	err = s.tenants.DeleteTenant(ctx, t.ID)
-	s.watches.recheckTenant(t.ID)
-	if err != nil && !errors.Is(err, tenant.ErrNotFound) {
-		return nil, toStatus(ctx, s.log, err)
-	}
-	if err := s.keys.Delete(ctx, t.ID); err != nil {
-		return nil, toStatus(ctx, s.log, err)
-	}
-	s.audit.LogAttrs(ctx, slog.LevelWarn, "tenant deleted", slog.String("audit", "tenant_deleted"), slog.String("tenant", t.ID))
 	return &tokenauthorityv1.DeleteTenantResponse{}, nil
 }
 
@@ -445,7 +433,7 @@ func (s *adminService) RotateSigningKey(ctx context.Context, req *tokenauthority
 	}
 	// Not reported to the caller, whose retry would rotate again: interceptors that miss the
 	// announcement fetch the key when they first see its kid.
-	if err := s.tokens.AnnounceKey(ctx, t, revocation.KindKeyPublished, k.ID); err != nil {
+	if err := s.announcer.AnnounceKey(ctx, t, revocation.KindKeyPublished, k.ID); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "the published key could not be announced to watchers", slog.String("tenant", t.ID),
 			slog.String("kid", k.ID), slog.String("error", err.Error()))
 	}
@@ -463,7 +451,7 @@ func (s *adminService) WithdrawSigningKey(ctx context.Context, req *tokenauthori
 	if err := s.keys.Withdraw(ctx, t.ID, req.GetKid()); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	if err := s.tokens.AnnounceKey(ctx, t, revocation.KindKeyWithdrawn, req.GetKid()); err != nil {
+	if err := s.announcer.AnnounceKey(ctx, t, revocation.KindKeyWithdrawn, req.GetKid()); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "the withdrawn key could not be announced to watchers", slog.String("tenant", t.ID),
 			slog.String("kid", req.GetKid()), slog.String("error", err.Error()))
 		return nil, status.Error(codes.Unavailable, "the key is withdrawn, but interceptors in local mode were not told: "+

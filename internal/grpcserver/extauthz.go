@@ -14,7 +14,7 @@ import (
 // itself, for the tenant of the caller's API key, so that every answer reflects the store at that
 // moment, exactly as VerifyToken's. The route's audience and scopes are checked by extauthz.
 type strictVerifier struct {
-	tokens *token.Service
+	tokens Tokens
 }
 
 var _ authn.Verifier = strictVerifier{}

@@ -26,15 +26,23 @@ import (
 	"github.com/tokenauthority/tokenauthority/internal/extauthz"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/store"
-	"github.com/tokenauthority/tokenauthority/internal/token"
 )
+
+// TokenDomain is what the server needs of the token service: the token service's calls and the
+// admin service's announcements of signing keys.
+type TokenDomain interface {
+	Tokens
+	KeyAnnouncer
+}
 
 // Config holds what the gRPC server serves.
 type Config struct {
-	Tokens  *token.Service
+	Tokens  TokenDomain
 	Keys    KeyAdmin
 	Tenants TenantAdmin
-	Logger  *slog.Logger
+	// Lifecycle creates and deletes tenants (CreateTenant, DeleteTenant).
+	Lifecycle TenantLifecycle
+	Logger    *slog.Logger
 	// Registerer receives the RPC metrics; none are recorded when nil.
 	Registerer prometheus.Registerer
 	// Revocations serves WatchRevocations; the method is Unimplemented when nil.
@@ -200,8 +208,8 @@ func New(cfg Config) (*Server, error) {
 		watchObs: cfg.WatchObserver, now: now,
 		recheckEvery: orDefault(cfg.WatchRecheck, DefaultWatchRecheck), recheckTicker: ticker, policyOf: policyOf}
 	tokenauthorityv1.RegisterTokenServiceServer(srv, ts)
-	tokenauthorityv1.RegisterAdminServiceServer(srv, &adminService{tenants: cfg.Tenants, keys: cfg.Keys, tokens: cfg.Tokens, log: log,
-		audit: AuditLogger(log), watches: watches})
+	tokenauthorityv1.RegisterAdminServiceServer(srv, &adminService{tenants: cfg.Tenants, keys: cfg.Keys, announcer: cfg.Tokens,
+		lifecycle: cfg.Lifecycle, log: log, watches: watches})
 	if cfg.ExtAuthz != nil {
 		ea, err := extauthz.New(extauthz.Config{Verifier: strictVerifier{tokens: cfg.Tokens}, Policy: cfg.ExtAuthz, Logger: log})
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	tokenauthorityv1 "github.com/tokenauthority/tokenauthority/gen/tokenauthority/v1"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
+	"github.com/tokenauthority/tokenauthority/internal/lifecycle"
 	"github.com/tokenauthority/tokenauthority/internal/revocation"
 	"github.com/tokenauthority/tokenauthority/internal/store/memory"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
@@ -98,6 +99,7 @@ func (b *backend) serve(t testing.TB, lis net.Listener, tweak func(*Config)) *re
 	ctx, cancel := context.WithCancel(context.Background())
 	go hub.Run(ctx)
 	cfg := Config{Tokens: tokens, Keys: km, Tenants: r.tenants, Logger: discardLogger(), Revocations: hub, Now: b.clock.Now,
+		Lifecycle:     lifecycle.New(lifecycle.Config{Tenants: r.tenants, Keys: km, Tokens: tokens}),
 		RecheckTicker: func(time.Duration) (<-chan time.Time, func()) { return r.ticks, func() {} }}
 	if tweak != nil {
 		tweak(&cfg)

@@ -29,10 +29,22 @@ type PublicKeys interface {
 	CurrentPublicKeys(ctx context.Context, tenant string) ([]*keys.Key, error)
 }
 
+// Tokens is what the token service needs of the token domain (token.Service).
+type Tokens interface {
+	Issue(ctx context.Context, req token.IssueRequest) (*token.Pair, error)
+	RefreshFrom(ctx context.Context, t *tenant.Tenant, raw, presented string) (*token.Pair, error)
+	Verify(ctx context.Context, req token.VerifyRequest) (*token.Verification, error)
+	Revoke(ctx context.Context, t *tenant.Tenant, target token.RevokeTarget) error
+	RevokeSubject(ctx context.Context, t *tenant.Tenant, subject string) (time.Time, error)
+	RevokeTenant(ctx context.Context, t *tenant.Tenant) (time.Time, error)
+	ListSessions(ctx context.Context, t *tenant.Tenant, subject string, pageSize int, pageToken string) ([]*store.Session, string, error)
+	Exchange(ctx context.Context, req token.ExchangeRequest) (*token.Exchanged, error)
+}
+
 // tokenService implements tokenauthority.v1.TokenService.
 type tokenService struct {
 	tokenauthorityv1.UnimplementedTokenServiceServer
-	tokens  *token.Service
+	tokens  Tokens
 	keys    PublicKeys
 	tenants TenantAdmin
 	hub     *revocation.Hub
