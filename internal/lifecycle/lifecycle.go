@@ -60,6 +60,10 @@ func New(cfg Config) *Service {
 // FirstKeyName names the admin API key that Create makes with a tenant.
 const FirstKeyName = "admin (created with the tenant)"
 
+// undoBudget bounds the store work of removing a partly created tenant, which runs after the
+// call's own budget may be spent (the default per-call budget is one second).
+const undoBudget = 2 * time.Second
+
 // CreateOption adjusts Create for the development bootstrap; the admin service passes none.
 type CreateOption func(*createOptions)
 
@@ -119,7 +123,11 @@ func (s *Service) Create(ctx context.Context, t *tenant.Tenant, opts ...CreateOp
 			return err
 		}
 		// Without the caller's cancellation: a caller gone mid-way must not leave half a tenant.
+		// And with a store budget of its own: the step that failed may have spent the call's.
 		bg := context.WithoutCancel(ctx)
+		if _, ok := store.Budget(ctx); ok {
+			bg = store.WithBudget(bg, time.Now().Add(undoBudget))
+		}
 		var undoErrs []error
 		if uerr := s.keys.Delete(bg, t.ID); uerr != nil {
 			undoErrs = append(undoErrs, uerr)
@@ -163,10 +171,20 @@ func (s *Service) firstKey(ctx context.Context, tenantID string, k *registeredKe
 // created again under the same id never revives a session, and its event ends the revocation
 // streams of this incarnation on every replica before any event of the next one; the keys go
 // last, so that until the tenant is gone its tokens can still be verified (as cut off). An
-// unknown id is tenant.ErrNotFound. A failed step leaves the ones before it done: a retry
-// does them again, unless the tenant record is already gone.
+// unknown id is tenant.ErrNotFound. A failed step leaves the ones before it done, and a retry
+// finishes the work: when the tenant record is already gone (an earlier call failed on the
+// keys), the retry removes the keys that are left and still answers tenant.ErrNotFound.
 func (s *Service) Delete(ctx context.Context, id string) error {
 	t, err := s.tenants.Tenant(ctx, id)
+	if errors.Is(err, tenant.ErrNotFound) && tenant.ValidID(id) {
+		// The sessions were cut off before the record went; only signing keys can be left.
+		// Removing them is harmless when there are none, and keeps a later tenant of the same
+		// id from inheriting them.
+		if kerr := s.keys.Delete(ctx, id); kerr != nil {
+			return fmt.Errorf("delete the signing keys left by tenant %q: %w", id, kerr)
+		}
+		return err
+	}
 	if err != nil {
 		return err
 	}

@@ -450,10 +450,13 @@ func TestDelete(t *testing.T) {
 			if left := err == nil; left != tt.wantKeys {
 				t.Errorf("signing keys left = %v (%v), want %v", left, err, tt.wantKeys)
 			}
-			if tt.wantTenant {
-				// A step that failed before the tenant went can be retried to the end.
+			if tt.wantErr != "" {
+				// A failed Delete can be retried to the end: with the tenant still there, the
+				// retry does every step; with the tenant gone, it removes the keys left behind
+				// and answers NotFound.
 				e.store.setFault(nil)
-				if err := e.svc.Delete(ctx, "acme"); err != nil {
+				err := e.svc.Delete(ctx, "acme")
+				if tt.wantTenant && err != nil || !tt.wantTenant && !errors.Is(err, tenant.ErrNotFound) {
 					t.Fatalf("Delete again: %v", err)
 				}
 				e.assertNothingOf(t)
@@ -468,7 +471,29 @@ func TestDeleteUnknownTenant(t *testing.T) {
 	if err := e.svc.Delete(context.Background(), "nobody"); !errors.Is(err, tenant.ErrNotFound) {
 		t.Fatalf("Delete of an unknown tenant = %v, want tenant.ErrNotFound", err)
 	}
-	if got := e.store.log(deleteOps...); len(got) != 0 {
-		t.Errorf("Delete of an unknown tenant wrote %v, want nothing", got)
+	// Nothing is cut off and no tenant deleted; signing keys an earlier Delete left are removed
+	// (none here).
+	if got := e.store.log(deleteOps...); !slices.Equal(got, []string{"DeleteRecord keyset"}) {
+		t.Errorf("Delete of an unknown tenant wrote %v, want only the key set's removal", got)
 	}
+}
+
+// TestCreateUndoHasItsOwnStoreBudget: when the store budget of the call is spent by the time a
+// step fails (the budget, not the store, ended the call), the undo still gets to remove the
+// tenant: it runs on a budget of its own, as it runs without the caller's cancellation.
+func TestCreateUndoHasItsOwnStoreBudget(t *testing.T) {
+	e := newEnv(t)
+	// Like the Redis backend, refuse work past the call's budget, from the step after the
+	// tenant's record on: that record took the last of it.
+	e.store.setFault(func(ctx context.Context, op string) error {
+		if end, ok := store.Budget(ctx); ok && op != "CreateRecord tenant" && !time.Now().Before(end) {
+			return fmt.Errorf("test: %s: %w: store budget spent", op, store.ErrUnavailable)
+		}
+		return nil
+	})
+	ctx := store.WithBudget(context.Background(), time.Now().Add(-time.Millisecond))
+	if _, _, err := e.svc.Create(ctx, newTenant()); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Create past its budget = %v, want ErrUnavailable", err)
+	}
+	e.assertNothingOf(t)
 }
