@@ -292,7 +292,7 @@ var settings = []setting{
 		func(p *parser, c *Config, prod bool) { c.keyEncryptionKey = p.secret(keyEncryptionKeyKind, prod) }),
 	plain(varKeyEncryptionKey+fileSuffix, "path", "file holding the key-encryption key", nil),
 	plain(varKeyEncryptionKeyPrevious, "base64,...", "key-encryption keys being rotated away from, comma-separated: they open stored keys, which are re-sealed under the current key in the background, and never seal",
-		func(p *parser, c *Config, _ bool) { c.previousKEKs = p.previousKEKs() }),
+		func(p *parser, c *Config, _ bool) { c.previousKEKs = p.secret(keyEncryptionKeyPreviousKind, false) }),
 	plain(varKeyEncryptionKeyPrevious+fileSuffix, "path", "file holding the previous key-encryption keys, one per line", nil),
 	duration(varRefreshGrace, "window in which a retried refresh gets the same answer, from 0s to 1m", defaultRefreshGrace,
 		between(0, maxRefreshGrace), func(c *Config) *time.Duration { return &c.RefreshGrace }),

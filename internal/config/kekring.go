@@ -9,22 +9,21 @@ import (
 // varKeyEncryptionKeyPrevious lists the key-encryption keys being rotated away from.
 const varKeyEncryptionKeyPrevious = varKeyEncryptionKey + "_PREVIOUS"
 
-// previousKEKs parses the previous key-encryption keys given as a value (comma-separated) or, with
-// the _FILE variable, notes the file that ResolveSecrets reads (one key per line).
-func (p *parser) previousKEKs() secretSource {
-	val, file, ok := p.valueOrFile(varKeyEncryptionKeyPrevious)
-	src := secretSource{valueName: val.name, pathName: file.name}
-	switch {
-	case !ok:
-	case val.value != "":
-		if _, err := parsePreviousKEKs(strings.Split(val.value, ",")); err != nil {
-			p.errorf(val, "%v", err)
-		}
-		src.value = NewSecret(val.value)
-	case file.value != "":
-		src.path = file.value
-	}
-	return src
+// keyEncryptionKeyPreviousKind is the list of key-encryption keys being rotated away from: never
+// generated, it exists only while an operator rotates the key-encryption key. Its value is a
+// comma-separated list, its file one key per line (either separator is accepted in both).
+var keyEncryptionKeyPreviousKind = &secretKind{
+	env:  varKeyEncryptionKeyPrevious,
+	what: "previous key-encryption keys",
+	check: func(v string) error {
+		_, err := parsePreviousKEKs(splitKEKList(v))
+		return err
+	},
+}
+
+// splitKEKList splits a list of key-encryption keys at commas and line ends.
+func splitKEKList(v string) []string {
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '\n' })
 }
 
 // parsePreviousKEKs decodes a list of key-encryption keys, refusing a malformed one or a
@@ -52,33 +51,24 @@ func parsePreviousKEKs(entries []string) ([][]byte, error) {
 	return out, nil
 }
 
-// resolvePreviousKEKs returns the previous key-encryption keys found at src, reading its file
-// (one key per line), and refuses the current key among them. Errors name the variable.
+// resolvePreviousKEKs returns the previous key-encryption keys found at src (none when it is
+// not set), and refuses the current key among them. Errors name the variable.
 func (r *resolver) resolvePreviousKEKs(src secretSource, current []byte) ([][]byte, error) {
-	var name string
-	var entries []string
-	switch {
-	case !src.value.IsZero():
-		name = orDefault(src.valueName, varKeyEncryptionKeyPrevious)
-		entries = strings.Split(src.value.Reveal(), ",")
-	case src.path != "":
-		name = orDefault(src.pathName, varKeyEncryptionKeyPrevious+fileSuffix)
-		v, err := readValueFile(name, src.path, r.c.Env == EnvProduction)
-		if err != nil {
-			return nil, err
-		}
-		entries = strings.Split(v, "\n")
-	default:
+	if src.value.IsZero() && src.path == "" {
 		return nil, nil
 	}
-	keys, err := parsePreviousKEKs(entries)
+	v, err := r.lookup(keyEncryptionKeyPreviousKind, src)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
+	}
+	keys, err := parsePreviousKEKs(splitKEKList(v)) // checked by lookup: cannot fail
+	if err != nil {
+		return nil, err
 	}
 	for i, k := range keys {
 		if bytes.Equal(k, current) {
 			return nil, fmt.Errorf("%s: key #%d is the current key (%s): a previous key opens old records, "+
-				"the current one seals new ones", name, i+1, varKeyEncryptionKey)
+				"the current one seals new ones", src.name(varKeyEncryptionKeyPrevious), i+1, varKeyEncryptionKey)
 		}
 	}
 	return keys, nil

@@ -44,9 +44,9 @@ func TestPreviousKeyEncryptionKeys(t *testing.T) {
 		{name: "CurrentInFile", env: map[string]string{varKeyEncryptionKeyPrevious + "_FILE": writeFile(t, dir, "cur", testKeyEncryptionKey+"\n")},
 			resolveErr: varKeyEncryptionKeyPrevious + "_FILE: key #1 is the current key"},
 		{name: "MalformedInFile", env: map[string]string{varKeyEncryptionKeyPrevious + "_FILE": writeFile(t, dir, "bad", p1+"\n"+short+"\n")},
-			resolveErr: varKeyEncryptionKeyPrevious + "_FILE: key #2 must decode to exactly 32 bytes"},
+			resolveErr: "is invalid: key #2 must decode to exactly 32 bytes"},
 		{name: "DuplicateInFile", env: map[string]string{varKeyEncryptionKeyPrevious + "_FILE": writeFile(t, dir, "dup", p2+"\n"+p2+"\n")},
-			resolveErr: varKeyEncryptionKeyPrevious + "_FILE: key #2 is key #1 again"},
+			resolveErr: "is invalid: key #2 is key #1 again"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -82,6 +82,15 @@ type secretSource struct {
 	pathName  string
 }
 
+// name returns the setting that gave the secret, for messages: the value's (flag or variable),
+// or the file's, whose variable is env's with fileSuffix.
+func (src secretSource) name(env string) string {
+	if src.path != "" {
+		return orDefault(src.pathName, env+fileSuffix)
+	}
+	return orDefault(src.valueName, env)
+}
+
 // checkMasterKey validates a master key.
 func checkMasterKey(v string) error {
 	if utf8.RuneCountInString(v) < minMasterKeyLen {
@@ -146,11 +155,8 @@ func (c *Config) ResolveSecrets() (notes []string, err error) {
 			return r.notes, err
 		}
 		if previousMaster == masterKey {
-			name := orDefault(src.valueName, varMasterKeyPrevious)
-			if src.path != "" {
-				name = orDefault(src.pathName, varMasterKeyPrevious+fileSuffix)
-			}
-			return r.notes, fmt.Errorf("%s: is the current master key (%s): set the key being replaced, or unset it", name, varMasterKey)
+			return r.notes, fmt.Errorf("%s: is the current master key (%s): set the key being replaced, or unset it",
+				src.name(varMasterKeyPrevious), varMasterKey)
 		}
 	}
 	c.MasterKey = NewSecret(masterKey)
