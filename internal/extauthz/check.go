@@ -74,10 +74,11 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if h == nil {
 		return deny(codes.InvalidArgument, 403, "", "the check request carries no HTTP request attributes"), nil
 	}
-	if !normalised(h.GetPath()) {
+	path := requestPath(h.GetPath())
+	if !normalised(path) {
 		return deny(codes.PermissionDenied, 403, "", "the request path is not normalised (dot segments or encoded dots or slashes); enable normalize_path in Envoy"), nil
 	}
-	route := s.policy.match(h.GetHost(), h.GetPath())
+	route := s.policy.match(h.GetHost(), path)
 	if route == nil {
 		return deny(codes.PermissionDenied, 403, "", "no route of the authorization policy covers this request"), nil
 	}
@@ -233,13 +234,10 @@ func bearer(v string) (tok string, present bool) {
 	return rest, true
 }
 
-// normalised reports whether a request path, up to its query, has no dot segment and no encoded
-// dot, slash or backslash, which could make a path prefix match a path the upstream reads
+// normalised reports whether a request path (requestPath: no query) has no dot segment and no
+// encoded dot, slash or backslash, which could make a path prefix match a path the upstream reads
 // differently.
 func normalised(p string) bool {
-	if i := strings.IndexAny(p, "?#"); i >= 0 {
-		p = p[:i]
-	}
 	if !strings.HasPrefix(p, "/") || strings.Contains(p, `\`) {
 		return false
 	}

@@ -206,12 +206,19 @@ func sortRoutes(rs []*Route) {
 	}
 }
 
-// match returns the route of a request, or nil. A gRPC method route matches the path exactly; a
-// path route matches its host (any host when it names none) and its prefix.
-func (p *Policy) match(host, path string) *Route {
-	if i := strings.IndexAny(path, "?#"); i >= 0 {
-		path = path[:i]
+// requestPath returns a request's :path without its query or fragment: what routes match and
+// what must be normalised.
+func requestPath(p string) string {
+	if i := strings.IndexAny(p, "?#"); i >= 0 {
+		return p[:i]
 	}
+	return p
+}
+
+// match returns the route of a request whose path (requestPath: no query) is path, or nil. A
+// gRPC method route matches the path exactly; a path route matches its host (any host when it
+// names none) and its prefix.
+func (p *Policy) match(host, path string) *Route {
 	if r, ok := p.methods[path]; ok {
 		return r
 	}

@@ -89,7 +89,7 @@ func TestPolicyMatch(t *testing.T) {
 		{"other", "/demo.orders.v1.OrderService/GetOrderX", ""},
 	}
 	for _, tt := range tests {
-		r := p.match(tt.host, tt.path)
+		r := p.match(tt.host, requestPath(tt.path))
 		got := ""
 		if r != nil {
 			got = r.PathPrefix
