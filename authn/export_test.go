@@ -20,3 +20,6 @@ func (l *Local) VerifiedLen() int {
 	}
 	return l.verified.len()
 }
+
+// FetchWaiters returns the number of verifications waiting for a fetch for an unknown kid.
+func (l *Local) FetchWaiters() int { return int(l.fetchWaiters.Load()) }

@@ -47,7 +47,10 @@ type Local struct {
 	// unknown kid; such fetches happen at most once per keyRefresh.
 	lastFetch atomic.Int64
 	fetches   singleflight.Group
-	refreshCh chan struct{}
+	// fetchWaiters counts the verifications waiting for a fetch for an unknown kid, which they
+	// share; a test waits on it to know that concurrent misses have joined one fetch.
+	fetchWaiters atomic.Int32
+	refreshCh    chan struct{}
 
 	deny      *denySet
 	verified  *verifiedCache // nil when disabled
@@ -272,6 +275,8 @@ func (l *Local) fetchForKid(ctx context.Context, kid string) (*verifyKey, error)
 	if l.deny.kidWithdrawn(kid) {
 		return nil, ErrRevoked
 	}
+	l.fetchWaiters.Add(1)
+	defer l.fetchWaiters.Add(-1)
 	ch := l.fetches.DoChan("miss", func() (any, error) {
 		now := l.cfg.now().UnixNano()
 		if last := l.lastFetch.Load(); last != 0 && now-last < int64(l.cfg.keyRefresh) {

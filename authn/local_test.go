@@ -515,7 +515,9 @@ func TestLocalUnknownKidRefetch(t *testing.T) {
 		})
 	}
 	eventually(t, "the fetch to start", func() bool { return f.listCalls.Load() == 4 })
-	time.Sleep(20 * time.Millisecond) // let the other verifications join the fetch
+	// The fetch is held at the gate until every verification waits for it: none can find the
+	// key in a fetch already done, so the one fetch counted below is the one they all shared.
+	eventually(t, "every verification to wait for the fetch", func() bool { return l.FetchWaiters() == 20 })
 	close(gate)
 	wg.Wait()
 	close(errs)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"slices"
 	"testing"
@@ -144,10 +145,16 @@ func TestInterceptorLocalModeAcrossReplicas(t *testing.T) {
 
 	t.Run("subject cut-off", func(t *testing.T) {
 		p := issue("carol", "orders:read")
-		leaveSecond() // A local verifier compares the cut-off with iat, in whole seconds.
-		must(ts.RevokeSessions(issuer, &tokenauthorityv1.RevokeSessionsRequest{Scope: &tokenauthorityv1.RevokeSessionsRequest_Subject{Subject: "carol"}}))
+		// A local verifier compares the cut-off with the token's iat_ms: the cut-off comes
+		// strictly after the token, and the next token strictly after the cut-off.
+		iatMS, err := payloadOf(t, p.GetAccessToken())["iat_ms"].(json.Number).Int64()
+		if err != nil {
+			t.Fatalf("iat_ms: %v", err)
+		}
+		waitPast(time.UnixMilli(iatMS))
+		cut := must(ts.RevokeSessions(issuer, &tokenauthorityv1.RevokeSessionsRequest{Scope: &tokenauthorityv1.RevokeSessionsRequest_Subject{Subject: "carol"}}))
 		svc.waitFor(t, p.GetAccessToken(), codes.Unauthenticated, 10*time.Second)
-		leaveSecond()
+		waitPast(cut.GetCutoffTime().AsTime())
 		if got := svc.call(issue("carol", "orders:read").GetAccessToken()); got != codes.OK {
 			t.Errorf("a token issued after the cut-off: %v", got)
 		}
@@ -194,8 +201,11 @@ func TestInterceptorLocalModeAcrossReplicas(t *testing.T) {
 	})
 }
 
-// leaveSecond waits for the next whole second of the clock.
-func leaveSecond() {
-	now := time.Now()
-	time.Sleep(now.Truncate(time.Second).Add(time.Second + 10*time.Millisecond).Sub(now))
+// waitPast returns once the clock is past the millisecond of at. The authority stamps tokens and
+// cut-offs from the real clock, in whole milliseconds; this waits for that clock to tick (a
+// millisecond at most), not for something to happen.
+func waitPast(at time.Time) {
+	for time.Now().UnixMilli() <= at.UnixMilli() {
+		time.Sleep(100 * time.Microsecond)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,9 +150,10 @@ func TestExchangeRacingRevocation(t *testing.T) {
 			subject := "racer-" + kind
 			user := c.login(t, subject)
 			var (
-				mu     sync.Mutex
-				tokens []string
-				wg     sync.WaitGroup
+				mu       sync.Mutex
+				tokens   []string
+				wg       sync.WaitGroup
+				attempts atomic.Int64
 			)
 			stop := make(chan struct{})
 			for w := range 4 {
@@ -164,6 +166,7 @@ func TestExchangeRacingRevocation(t *testing.T) {
 						default:
 						}
 						ex, err := c.exchange(ts, user.GetAccessToken())
+						attempts.Add(1)
 						if err == nil {
 							mu.Lock()
 							tokens = append(tokens, ex.GetAccessToken())
@@ -188,11 +191,12 @@ func TestExchangeRacingRevocation(t *testing.T) {
 			} else {
 				must(c.ts2.RevokeSessions(dev, &tokenauthorityv1.RevokeSessionsRequest{Scope: &tokenauthorityv1.RevokeSessionsRequest_Subject{Subject: subject}}))
 			}
-			// Exchanges keep running after the revocation: all of them must fail.
+			// Exchanges keep running after the revocation, a few on each worker: all of them
+			// must fail.
 			mu.Lock()
 			before := len(tokens)
 			mu.Unlock()
-			time.Sleep(50 * time.Millisecond)
+			waitUntil(t, "exchanges after the revocation", time.Minute, callsPast(&attempts, 20))
 			close(stop)
 			wg.Wait()
 			t.Logf("%d tokens exchanged before the revocation returned, %d in all", before, len(tokens))

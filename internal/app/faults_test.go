@@ -203,6 +203,9 @@ func (e *faultEnv) waitRecovered(t *testing.T, liveSurvives bool) time.Duration 
 }
 
 // stayRecovered checks, for d, that the service keeps working, and requires it to work at the end.
+// d is a span of the service's own clock, the real one (its caches' lifetime), and the checks are
+// samples across it, each of which must pass however few a busy machine allows: the pause between
+// them paces the sampling, it waits for nothing.
 func (e *faultEnv) stayRecovered(t *testing.T, d time.Duration) {
 	t.Helper()
 	var failures int
@@ -271,6 +274,23 @@ func (l *callLog) add(rpc string, err error, d time.Duration) {
 	}
 	l.counts[rpc][status.Code(err)]++
 	l.slowest[rpc] = max(l.slowest[rpc], d)
+}
+
+// fewest returns the number of calls of the rpc, among rpcs, that was called least.
+func (l *callLog) fewest(rpcs ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := -1
+	for _, rpc := range rpcs {
+		sum := 0
+		for _, c := range l.counts[rpc] {
+			sum += c
+		}
+		if n < 0 || sum < n {
+			n = sum
+		}
+	}
+	return n
 }
 
 // reset forgets what was counted.
@@ -594,14 +614,23 @@ func TestFaultPoolExhausted(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(4 * time.Second)
+	// The load must exhaust the pool, or the test proves nothing: calls wait out the pool's
+	// timeout, or the store budget (TOKENAUTHORITY_STORE_TIMEOUT) runs out while they wait. It runs
+	// until the log shows that and every kind of call has been made a few dozen times, however
+	// long that takes on this machine; after a minute the check below reports that it never did.
+	exhausted := func() int {
+		logs := e.r.logs.String()
+		return strings.Count(logs, "connection pool timeout") + strings.Count(logs, "context deadline exceeded")
+	}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if exhausted() > 0 && e.calls.fewest("VerifyToken", "RevokeToken", "ListSessions") >= 30 {
+			break
+		}
+	}
 	stop.Store(true)
 	wg.Wait()
 	t.Logf("calls with a pool of 2 and %v each way:%v", 100*time.Millisecond, e.calls)
-	// The load must have exhausted the pool, or the test proved nothing: calls waited out the
-	// pool's timeout, or the store budget (TOKENAUTHORITY_STORE_TIMEOUT) ran out while they waited.
-	logs := e.r.logs.String()
-	if n := strings.Count(logs, "connection pool timeout") + strings.Count(logs, "context deadline exceeded"); n == 0 {
+	if n := exhausted(); n == 0 {
 		t.Error("no call waited out the pool or the store budget: the test did not exhaust the pool")
 	} else {
 		t.Logf("%d calls logged a pool timeout or the end of their store budget", n)
@@ -670,11 +699,25 @@ func TestShutdownUnderLoad(t *testing.T) {
 	}
 	// The calls of the set-up, which the server's log holds too.
 	setupCalls, _ := serverCalls(t, e.r.logs.String())
-	time.Sleep(time.Second)
+	// counted returns how many calls that started after since have ended.
+	counted := func(since time.Time) func() bool {
+		return func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			n := 0
+			for _, o := range outcomes {
+				if o.start.After(since) {
+					n++
+				}
+			}
+			return n >= 48 // three a worker
+		}
+	}
+	waitUntil(t, "the load to make calls before the shutdown", time.Minute, counted(time.Time{}))
 	shutdownAt := time.Now()
 	e.r.stop(t) // cancels Serve's context and waits for it to return
 	stopped := time.Now()
-	time.Sleep(200 * time.Millisecond) // a few calls against the stopped server
+	waitUntil(t, "the load to make calls against the stopped server", time.Minute, counted(stopped))
 	stop.Store(true)
 	wg.Wait()
 

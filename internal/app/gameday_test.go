@@ -41,8 +41,7 @@ type gameDay struct {
 	// key is the load's API key (tenant "gd", every role, no rate limit to speak of).
 	key string
 
-	mu       sync.Mutex
-	replicas []*running
+	lb *balancer
 
 	stop atomic.Bool
 	wg   sync.WaitGroup
@@ -58,8 +57,8 @@ func newGameDay(t *testing.T) *gameDay {
 	cfg := testConfig(t, srv.URL())
 	// Refresh keys are kept as long as a session may live; the load's sessions are short.
 	g := &gameDay{t: t, srv: srv, cfg: cfg, failures: map[string]int{}}
-	g.replicas = []*running{g.startReplica(cfg), g.startReplica(cfg)}
-	g.key = unlimitedKey(t, g.replicas[0], "gd", "https://gd.example")
+	g.lb = newBalancer(g.startReplica(cfg), g.startReplica(cfg))
+	g.key = unlimitedKey(t, g.lb.all()[0], "gd", "https://gd.example")
 	return g
 }
 
@@ -70,29 +69,16 @@ func (g *gameDay) startReplica(cfg *config.Config) *running {
 }
 
 // all returns the replicas in the rotation.
-func (g *gameDay) all() []*running {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return append([]*running(nil), g.replicas...)
-}
-
-func (g *gameDay) pick(i int) *running {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.replicas[i%len(g.replicas)]
-}
+func (g *gameDay) all() []*running { return g.lb.all() }
 
 // roll replaces every replica, one at a time, by one running cfg, as a rolling deployment does:
-// the new replica joins the rotation once it serves, the old one leaves it before it stops.
+// the new replica joins the rotation once it serves, the old one leaves it and stops once the
+// calls that picked it have finished there.
 func (g *gameDay) roll(cfg *config.Config) {
 	g.t.Helper()
 	for i := range g.all() {
-		next := g.startReplica(cfg)
-		g.mu.Lock()
-		old := g.replicas[i]
-		g.replicas[i] = next
-		g.mu.Unlock()
-		time.Sleep(200 * time.Millisecond) // calls that picked the old replica finish there
+		old := g.lb.replace(i, g.startReplica(cfg))
+		g.lb.drain(g.t, old)
 		old.stop(g.t)
 	}
 }
@@ -103,51 +89,63 @@ func (g *gameDay) fail(what string) {
 	g.fmu.Unlock()
 }
 
+// loadCalls is how many calls of the load run before the scenario acts and after its last step.
+const loadCalls = 40
+
 // startLoad runs workers that each issue a pair on one replica, verify it on the next, refresh it
-// on the next and verify the new access token, until stopLoad.
+// on the next and verify the new access token, until stopLoad. It returns once the load has made
+// loadCalls calls: the scenario acts on a fleet under way.
 func (g *gameDay) startLoad() {
+	g.t.Helper()
+	under := callsPast(&g.calls, loadCalls)
 	for w := range 3 {
 		g.wg.Go(func() {
-			ctx := withKey(g.key)
 			for i := w; !g.stop.Load(); i++ {
-				ts := func(n int) tokenauthorityv1.TokenServiceClient {
-					return tokenauthorityv1.NewTokenServiceClient(g.pick(i + n).conn)
-				}
-				g.calls.Add(1)
-				p, err := ts(0).IssueToken(ctx, &tokenauthorityv1.IssueTokenRequest{Subject: fmt.Sprintf("user-%d", w), Audience: []string{"orders"}})
-				if err != nil {
-					g.fail("issue " + status.Code(err).String())
-					continue
-				}
-				verify := func(n int, tok string) {
-					g.calls.Add(1)
-					v, err := ts(n).VerifyToken(ctx, &tokenauthorityv1.VerifyTokenRequest{Token: tok})
-					switch {
-					case err != nil:
-						g.fail("verify " + status.Code(err).String())
-					case !v.GetActive():
-						g.fail("verify inactive " + v.GetReason().String())
-					}
-				}
-				verify(1, p.GetAccessToken())
-				g.calls.Add(1)
-				n, err := ts(2).RefreshToken(ctx, &tokenauthorityv1.RefreshTokenRequest{RefreshToken: p.GetRefreshToken()})
-				if err != nil {
-					g.fail("refresh " + status.Code(err).String())
-					continue
-				}
-				verify(3, n.GetAccessToken())
+				g.iteration(w, i)
 			}
 		})
 	}
-	time.Sleep(300 * time.Millisecond) // under way before the scenario acts
+	waitUntil(g.t, "the load to get under way", time.Minute, under)
 }
 
-// stopLoad stops the load and checks that it failed only as announced (each failure key must
-// start with one of them), logging what it saw.
+// iteration is one round of a load worker, on the replicas the balancer picks for its four calls,
+// which count as in flight there until it ends.
+func (g *gameDay) iteration(w, i int) {
+	picked, release := g.lb.acquire(i, 4)
+	defer release()
+	ctx := withKey(g.key)
+	g.calls.Add(1)
+	p, err := tokensOf(picked[0]).IssueToken(ctx, &tokenauthorityv1.IssueTokenRequest{Subject: fmt.Sprintf("user-%d", w), Audience: []string{"orders"}})
+	if err != nil {
+		g.fail("issue " + status.Code(err).String())
+		return
+	}
+	verify := func(r *running, tok string) {
+		g.calls.Add(1)
+		v, err := tokensOf(r).VerifyToken(ctx, &tokenauthorityv1.VerifyTokenRequest{Token: tok})
+		switch {
+		case err != nil:
+			g.fail("verify " + status.Code(err).String())
+		case !v.GetActive():
+			g.fail("verify inactive " + v.GetReason().String())
+		}
+	}
+	verify(picked[1], p.GetAccessToken())
+	g.calls.Add(1)
+	n, err := tokensOf(picked[2]).RefreshToken(ctx, &tokenauthorityv1.RefreshTokenRequest{RefreshToken: p.GetRefreshToken()})
+	if err != nil {
+		g.fail("refresh " + status.Code(err).String())
+		return
+	}
+	verify(picked[3], n.GetAccessToken())
+}
+
+// stopLoad lets the load make loadCalls more calls after the scenario's last step, stops it and
+// checks that it failed only as announced (each failure key must start with one of them), logging
+// what it saw.
 func (g *gameDay) stopLoad(announced ...string) {
 	g.t.Helper()
-	time.Sleep(300 * time.Millisecond) // and still running after the scenario's last step
+	waitUntil(g.t, "the load to run on after the scenario", time.Minute, callsPast(&g.calls, loadCalls))
 	g.stop.Store(true)
 	g.wg.Wait()
 	g.fmu.Lock()

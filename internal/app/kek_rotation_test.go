@@ -50,55 +50,56 @@ func TestKeyEncryptionKeyRotationWithoutFailedCalls(t *testing.T) {
 
 	// The load: pairs issued on one replica, refreshed on another, verified on a third.
 	var (
-		mu       sync.Mutex
-		replicas = []*running{r1}
+		lb       = newBalancer(r1)
 		stop     atomic.Bool
 		calls    atomic.Int64
 		failures atomic.Int64
 		firstErr atomic.Value
 		wg       sync.WaitGroup
 	)
-	pick := func(i int) *running {
-		mu.Lock()
-		defer mu.Unlock()
-		return replicas[i%len(replicas)]
-	}
 	fail := func(what string, err error) {
 		failures.Add(1)
 		firstErr.CompareAndSwap(nil, fmt.Sprintf("%s: %v", what, err))
 	}
+	iteration := func(i int) {
+		picked, release := lb.acquire(i, 3)
+		defer release()
+		ri, rr, rv := picked[0], picked[1], picked[2]
+		calls.Add(3)
+		p, err := tokenauthorityv1.NewTokenServiceClient(ri.conn).IssueToken(withKey(ri.devKey),
+			&tokenauthorityv1.IssueTokenRequest{Subject: "alice"})
+		if err != nil {
+			fail("issue", err)
+			return
+		}
+		n, err := tokenauthorityv1.NewTokenServiceClient(rr.conn).RefreshToken(withKey(rr.devKey),
+			&tokenauthorityv1.RefreshTokenRequest{RefreshToken: p.GetRefreshToken()})
+		if err != nil {
+			fail("refresh", err)
+			return
+		}
+		v, err := tokenauthorityv1.NewTokenServiceClient(rv.conn).VerifyToken(withKey(rv.devKey),
+			&tokenauthorityv1.VerifyTokenRequest{Token: n.GetAccessToken()})
+		if err != nil || !v.GetActive() {
+			fail("verify", errors.Join(err, fmt.Errorf("active %v (%s)", v.GetActive(), v.GetReason())))
+		}
+	}
+	// Each phase below lets the load make this many calls (a few dozen iterations) before the
+	// next step: counted in calls, since the time that takes depends on how busy the machine is.
+	const phaseCalls = 90
+	under := callsPast(&calls, phaseCalls)
 	for w := range 3 {
 		wg.Go(func() {
 			for i := w; !stop.Load(); i++ {
-				ri, rr, rv := pick(i), pick(i+1), pick(i+2)
-				calls.Add(3)
-				p, err := tokenauthorityv1.NewTokenServiceClient(ri.conn).IssueToken(withKey(ri.devKey),
-					&tokenauthorityv1.IssueTokenRequest{Subject: "alice"})
-				if err != nil {
-					fail("issue", err)
-					continue
-				}
-				n, err := tokenauthorityv1.NewTokenServiceClient(rr.conn).RefreshToken(withKey(rr.devKey),
-					&tokenauthorityv1.RefreshTokenRequest{RefreshToken: p.GetRefreshToken()})
-				if err != nil {
-					fail("refresh", err)
-					continue
-				}
-				v, err := tokenauthorityv1.NewTokenServiceClient(rv.conn).VerifyToken(withKey(rv.devKey),
-					&tokenauthorityv1.VerifyTokenRequest{Token: n.GetAccessToken()})
-				if err != nil || !v.GetActive() {
-					fail("verify", errors.Join(err, fmt.Errorf("active %v (%s)", v.GetActive(), v.GetReason())))
-				}
+				iteration(i)
 			}
 		})
 	}
-	time.Sleep(200 * time.Millisecond)
+	waitUntil(t, "the load to get under way", time.Minute, under)
 
 	// Step 1: a replica with B and previous A.
 	r2, http2 := startWith(t, &cfgB, nil, func(log *slog.Logger) (*App, error) { return New(&cfgB, log) })
-	mu.Lock()
-	replicas = append(replicas, r2)
-	mu.Unlock()
+	lb.add(r2)
 	// Step 2: wait for its gauge of key sets under a previous key to reach 0.
 	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(scrape(t, http2), `tokenauthority_sealed_records{key="previous"} 0`+"\n") {
@@ -111,17 +112,21 @@ func TestKeyEncryptionKeyRotationWithoutFailedCalls(t *testing.T) {
 		t.Errorf("want 3 key sets under the current key:\n%s", grepLines(text, "sealed_records"))
 	}
 	checkSealedUnder(t, srv.URL(), keys.KEKID(kekB), 3)
-	// Replica 1 (A alone) keeps serving from its cache through its key refreshes.
-	time.Sleep(1500 * time.Millisecond)
+	// Replica 1 (A alone) keeps serving from its cache through its key refreshes: its next one
+	// reads key sets it cannot open, says so and keeps what it has; the load then goes on
+	// through it.
+	waitUntil(t, "replica 1's key refresh to find the key sets re-sealed", 30*time.Second, func() bool {
+		return strings.Contains(r1.logs.String(), "refreshing signing keys failed; keeping the cached ones")
+	})
+	waitUntil(t, "the load to go on after replica 1's key refresh", time.Minute, callsPast(&calls, phaseCalls))
 
-	// Step 3: replace replica 1 by one with B alone.
+	// Step 3: replace replica 1 by one with B alone, once the calls that picked it have finished.
 	r3, _ := startWith(t, &cfgOnlyB, nil, func(log *slog.Logger) (*App, error) { return New(&cfgOnlyB, log) })
-	mu.Lock()
-	replicas = []*running{r2, r3}
-	mu.Unlock()
-	time.Sleep(200 * time.Millisecond) // calls picked before the swap may still be running on r1
+	lb.add(r3)
+	lb.remove(r1)
+	lb.drain(t, r1)
 	r1.stop(t)
-	time.Sleep(300 * time.Millisecond)
+	waitUntil(t, "the load to go on after replica 1 stopped", time.Minute, callsPast(&calls, phaseCalls))
 	stop.Store(true)
 	wg.Wait()
 

@@ -127,12 +127,7 @@ func TestTokenSourceRecoversAfterRevocation(t *testing.T) {
 		Target: &tokenauthorityv1.RevokeTokenRequest_SessionId{SessionId: vr.GetClaims().GetSessionId()}}))
 	onlyFirst := make([]string, callers) // the others may keep their tokens
 	onlyFirst[0] = before[0]
-	for {
-		if c := current(); c[0] != before[0] {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitUntil(t, "the first caller to replace its revoked token", 30*time.Second, func() bool { return current()[0] != before[0] })
 	settled("session revoked", onlyFirst)
 	failsAfterSession := make([]int64, callers)
 	for i, c := range cs {

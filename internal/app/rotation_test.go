@@ -74,11 +74,29 @@ func TestRotationUnderLoadAndWithdrawalAcrossReplicas(t *testing.T) {
 			}
 		}()
 	}
-	// Load runs before the rotation, through the pre-publish window and after activation. Real time
-	// passes because the servers run on the real clock; nothing about timing is asserted.
-	time.Sleep(200 * time.Millisecond)
+	// Load runs before the rotation, through the pre-publish window and after activation: the
+	// rotation waits for tokens issued under the old key, and the load stops once tokens of the
+	// new key, each verified on the other replica, show that activation is behind it. The servers
+	// run on the real clock, so the pre-publish window takes its real time; nothing about timing
+	// is asserted.
+	issuedCount := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(issued)
+	}
+	waitUntil(t, "the load to issue and verify 20 tokens before the rotation", time.Minute, func() bool { return issuedCount() >= 20 })
 	rotated := must(admin1.RotateSigningKey(ctx1, &tokenauthorityv1.RotateSigningKeyRequest{}))
-	time.Sleep(time.Until(rotated.GetKey().GetActivateTime().AsTime()) + 500*time.Millisecond)
+	var seen, ofNewKey int // of issued, under mu
+	waitUntil(t, "the load to issue and verify 20 tokens of the new key", cfg.KeyPrePublish+time.Minute, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for ; seen < len(issued); seen++ {
+			if kidOf(t, issued[seen]) == rotated.GetKey().GetKid() {
+				ofNewKey++
+			}
+		}
+		return ofNewKey >= 20
+	})
 	stop.Store(true)
 	wg.Wait()
 	// Reported, not fatal: the withdrawal checks below run whatever happened here.

@@ -74,6 +74,15 @@ func (f *failoverTally) add(code codes.Code, took time.Duration, bad string) {
 	}
 }
 
+// reached returns a condition that holds once phase p has counted n calls.
+func (f *failoverTally) reached(p, n int) func() bool {
+	return func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.calls[p] >= n
+	}
+}
+
 func (f *failoverTally) setPhase(p int) {
 	f.mu.Lock()
 	f.phase = p
@@ -191,9 +200,10 @@ func testSentinelFailoverUnderLoad(t *testing.T, query string) {
 			}
 		}()
 	}
-	// Load before, during and after the failover. Real time passes because the Sentinels run on
-	// the real clock; nothing about timing is asserted.
-	time.Sleep(500 * time.Millisecond)
+	// Load before, during and after the failover, counted in calls: a few for each verifier
+	// before the kill and after the recovery. The failover itself takes the Sentinels' real time;
+	// nothing about timing is asserted.
+	waitUntil(t, "the load to verify before the kill", time.Minute, tally.reached(0, 5*sentinelVerifiers))
 	tally.setPhase(1)
 	killed := time.Now()
 	old := sentinel.KillMaster(t)
@@ -212,7 +222,7 @@ func testSentinelFailoverUnderLoad(t *testing.T, query string) {
 		t.Fatalf("the service did not recover within %v of the master's death: %v", sentinelRecoverWithin, rec.err)
 	}
 	tally.setPhase(2)
-	time.Sleep(time.Second)
+	waitUntil(t, "the load to verify after the recovery", time.Minute, tally.reached(2, 5*sentinelVerifiers))
 	stop.Store(true)
 	wg.Wait()
 	for _, p := range replicas {

@@ -37,6 +37,8 @@ type Proxy struct {
 	// waiting on the old values look again.
 	changed chan struct{}
 	conns   map[*proxyConn]struct{}
+	// held counts the chunks waiting for their latency or a stall to pass (Held).
+	held int
 }
 
 // proxyConn is one client connection and its upstream connection.
@@ -119,6 +121,15 @@ func (p *Proxy) Conns() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.conns)
+}
+
+// Held returns the number of chunks of data that the proxy holds back for their latency or a
+// stall: a test can wait until a request is held rather than sleep for the time it takes to get
+// there.
+func (p *Proxy) Held() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held
 }
 
 // update changes the settings under the lock and wakes the forwarders.
@@ -230,11 +241,25 @@ func (p *Proxy) pipe(c *proxyConn, src, dst net.Conn) {
 
 // hold waits until a chunk read at `at` may be forwarded; false when the pair closed meanwhile.
 func (p *Proxy) hold(c *proxyConn, at time.Time) bool {
+	counted := false
+	defer func() {
+		if counted {
+			p.mu.Lock()
+			p.held--
+			p.mu.Unlock()
+		}
+	}()
 	for {
 		latency, stalled, changed := p.settings()
 		wait := time.Until(at.Add(latency))
 		if !stalled && wait <= 0 {
 			return true
+		}
+		if !counted {
+			counted = true
+			p.mu.Lock()
+			p.held++
+			p.mu.Unlock()
 		}
 		if !c.sleep(wait, stalled, changed) {
 			return false

@@ -113,7 +113,14 @@ func TestProxyLatencyChangeWakesWaiters(t *testing.T) {
 		_, err := rawPing(conn, 30*time.Second)
 		errc <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	// The PING must be waiting in the proxy when the latency goes, or the test proves nothing.
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Held() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the PING never reached the proxy")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	p.SetLatency(0)
 	select {
 	case err := <-errc:
