@@ -1,39 +1,20 @@
 package keys_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"log/slog"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/tokenauthority/tokenauthority/internal/audit"
+	"github.com/tokenauthority/tokenauthority/internal/audit/audittest"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 )
-
-// auditRecords decodes the JSON lines in buf.
-func auditRecords(t *testing.T, buf *bytes.Buffer) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for line := range strings.Lines(buf.String()) {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("not a JSON line: %q: %v", line, err)
-		}
-		out = append(out, rec)
-	}
-	return out
-}
 
 // TestKeyChangesAreAudited: Rotate, Withdraw and RotateRefreshKey each write one audit event
 // naming the tenant and the kids concerned; a refused change writes none.
 func TestKeyChangesAreAudited(t *testing.T) {
-	var buf bytes.Buffer
-	e := newLifecycleEnv(t, keys.WithPrePublish(prePublish),
-		keys.WithAudit(audit.NewWriter(slog.New(slog.NewJSONHandler(&buf, nil)), nil)))
+	w, buf := audittest.New()
+	e := newLifecycleEnv(t, keys.WithPrePublish(prePublish), keys.WithAudit(w))
 	e.ensure(t, "acme", keys.EdDSA)
 	var rotated string
 	var firstRefresh string
@@ -91,15 +72,15 @@ func TestKeyChangesAreAudited(t *testing.T) {
 	for _, st := range steps {
 		buf.Reset()
 		want := st.run(t)
-		recs := auditRecords(t, &buf)
+		recs := buf.Records(t)
 		if want == nil {
 			if len(recs) != 0 {
-				t.Errorf("%s: a refused change was audited: %s", st.name, &buf)
+				t.Errorf("%s: a refused change was audited: %s", st.name, buf)
 			}
 			continue
 		}
 		if len(recs) != 1 {
-			t.Fatalf("%s: %d audit lines, want 1: %s", st.name, len(recs), &buf)
+			t.Fatalf("%s: %d audit lines, want 1: %s", st.name, len(recs), buf)
 		}
 		want["log"], want["tenant"] = "audit", "acme"
 		for k, v := range want {

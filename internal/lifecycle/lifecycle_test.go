@@ -1,12 +1,9 @@
 package lifecycle_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tokenauthority/tokenauthority/internal/audit"
+	"github.com/tokenauthority/tokenauthority/internal/audit/audittest"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/lifecycle"
 	"github.com/tokenauthority/tokenauthority/internal/store"
@@ -127,14 +125,14 @@ type env struct {
 	tenants *tenant.Service
 	keys    *keys.Manager
 	tokens  *token.Service
-	audit   *bytes.Buffer
+	audit   *audittest.Log
 	svc     *lifecycle.Service
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	clock := storetest.NewClock(t0)
-	e := &env{store: &faultStore{Store: memory.New(clock.Now)}, clock: clock, kek: make([]byte, 32), audit: &bytes.Buffer{}}
+	e := &env{store: &faultStore{Store: memory.New(clock.Now)}, clock: clock, kek: make([]byte, 32)}
 	km, err := keys.NewManager(e.store, e.kek, clock.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -143,8 +141,9 @@ func newEnv(t *testing.T) *env {
 	e.tenants = tenant.NewService(e.store, "", clock.Now)
 	e.tokens = token.New(token.Config{Store: e.store, Keys: km, Now: clock.Now, AccessTTL: 5 * time.Minute, RefreshTTL: time.Hour,
 		MaxAccessTTL: time.Hour, MaxRefreshTTL: 24 * time.Hour})
-	e.svc = lifecycle.New(lifecycle.Config{Tenants: e.tenants, Keys: km, Tokens: e.tokens,
-		Audit: audit.NewWriter(slog.New(slog.NewJSONHandler(e.audit, nil)), nil)})
+	var w *audit.Writer
+	w, e.audit = audittest.New()
+	e.svc = lifecycle.New(lifecycle.Config{Tenants: e.tenants, Keys: km, Tokens: e.tokens, Audit: w})
 	return e
 }
 
@@ -152,24 +151,16 @@ func newTenant() *tenant.Tenant {
 	return &tenant.Tenant{ID: "acme", Issuer: "https://acme.example", Algorithm: keys.EdDSA}
 }
 
-// auditEvents returns the audit=<name> of each audit line written, in order.
+// auditEvents returns the audit=<name> of each audit line written, in order, each checked to be
+// of tenant acme.
 func (e *env) auditEvents(t *testing.T) []string {
 	t.Helper()
-	var out []string
-	for line := range strings.SplitSeq(strings.TrimSpace(e.audit.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("audit line %q: %v", line, err)
-		}
+	for _, rec := range e.audit.Records(t) {
 		if rec["tenant"] != "acme" || rec["log"] != "audit" {
 			t.Errorf("audit line %v: want tenant=acme, log=audit", rec)
 		}
-		out = append(out, fmt.Sprint(rec["audit"]))
 	}
-	return out
+	return e.audit.Names(t)
 }
 
 // assertNothingOf checks that nothing of tenant acme is in the store: no tenant, no signing keys

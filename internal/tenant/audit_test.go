@@ -1,48 +1,30 @@
 package tenant_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/tokenauthority/tokenauthority/internal/audit"
+	"github.com/tokenauthority/tokenauthority/internal/audit/audittest"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/store/memory"
 	"github.com/tokenauthority/tokenauthority/internal/store/storetest"
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
 
-// newAuditEnv is newEnv with the service writing its audit events to the returned buffer.
-func newAuditEnv(t *testing.T) (*env, *bytes.Buffer) {
+// newAuditEnv is newEnv with the service writing its audit events to the returned log.
+func newAuditEnv(t *testing.T) (*env, *audittest.Log) {
 	t.Helper()
 	clock := storetest.NewClock(t0)
 	s := memory.New(clock.Now)
-	var buf bytes.Buffer
-	w := audit.NewWriter(slog.New(slog.NewJSONHandler(&buf, nil)), nil)
+	w, log := audittest.New()
 	e := &env{ctx: context.Background(), clock: clock, store: s, svc: tenant.NewService(s, "", clock.Now, tenant.WithAudit(w))}
 	if err := e.svc.CreateTenant(e.ctx, validTenant()); err != nil {
 		t.Fatalf("CreateTenant: %v", err)
 	}
-	return e, &buf
-}
-
-// auditRecords decodes the JSON lines in buf.
-func auditRecords(t *testing.T, buf *bytes.Buffer) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for line := range strings.Lines(buf.String()) {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("not a JSON line: %q: %v", line, err)
-		}
-		out = append(out, rec)
-	}
-	return out
+	return e, log
 }
 
 // TestCredentialChangesAreAudited: every API key and principal created, rotated, given a secret
@@ -110,7 +92,7 @@ func TestCredentialChangesAreAudited(t *testing.T) {
 	for _, st := range steps {
 		buf.Reset()
 		secret, want := st.run(t)
-		recs := auditRecords(t, buf)
+		recs := buf.Records(t)
 		if len(recs) != 1 {
 			t.Fatalf("%s: %d audit lines, want 1: %s", st.name, len(recs), buf)
 		}

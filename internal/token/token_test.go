@@ -1,14 +1,12 @@
 package token_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"reflect"
 	"strings"
 	"sync"
@@ -17,7 +15,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/tokenauthority/tokenauthority/internal/audit"
+	"github.com/tokenauthority/tokenauthority/internal/audit/audittest"
 	"github.com/tokenauthority/tokenauthority/internal/keys"
 	"github.com/tokenauthority/tokenauthority/internal/store"
 	"github.com/tokenauthority/tokenauthority/internal/store/memory"
@@ -32,7 +30,7 @@ type fixture struct {
 	keys   *keys.Manager
 	tenant *tenant.Tenant
 	other  *tenant.Tenant
-	audit  *bytes.Buffer
+	audit  *audittest.Log
 }
 
 const grace = 5 * time.Second
@@ -60,13 +58,13 @@ func newFixtureWith(t testing.TB, mod func(*token.Config)) *fixture {
 			t.Fatal(err)
 		}
 	}
-	auditLog := &bytes.Buffer{}
+	auditWriter, auditLog := audittest.New()
 	cfg := token.Config{
 		Store: st, Keys: km, Now: clock.Now,
 		AccessTTL: 15 * time.Minute, RefreshTTL: 168 * time.Hour,
 		MaxAccessTTL: time.Hour, MaxRefreshTTL: 720 * time.Hour,
 		RefreshGrace: grace,
-		Audit:        audit.NewWriter(slog.New(slog.NewJSONHandler(auditLog, nil)), nil),
+		Audit:        auditWriter,
 	}
 	if mod != nil {
 		mod(&cfg)
