@@ -21,8 +21,12 @@ const (
 	// is down before one of them fails over.
 	sentinelCount  = 3
 	sentinelQuorum = 2
-	// downAfter is how long the master must fail to answer before a Sentinel thinks it down.
-	downAfter = 1000 * time.Millisecond
+	// downAfter is how long the master must fail to answer before a Sentinel thinks it down. It
+	// also bounds which replica may be promoted: one whose link to the master has been down longer
+	// than ten times downAfter past the master's detected failure is never chosen. A Sentinel
+	// starved for 2s on a busy machine enters TILT mode and acts on nothing for 30s, detecting the
+	// death that much later, so ten times downAfter must exceed 30s or the failover never comes.
+	downAfter = 5 * time.Second
 	// failoverTimeout bounds one failover attempt; a failed one is retried after twice this.
 	failoverTimeout = 5 * time.Second
 )
@@ -37,7 +41,7 @@ type Sentinel struct {
 }
 
 // StartSentinel starts a master, a replica of it, and three Sentinels monitoring it (quorum 2,
-// down-after 1s, failover timeout 5s), all on loopback ports, and waits until the replica is in
+// down-after 5s, failover timeout 5s), all on loopback ports, and waits until the replica is in
 // sync and every Sentinel knows the replica and the other Sentinels, so that a failover can
 // happen. Everything stops when the test ends.
 func StartSentinel(tb testing.TB) *Sentinel {
