@@ -110,11 +110,16 @@ type hookedStore struct {
 	beforeCreateTenant func()
 	// beforeDeleteClaim, when set, runs once before the next deletion of an issuer claim.
 	beforeDeleteClaim func()
+	// createClaim, when set, answers each creation of an issuer claim instead of the store.
+	createClaim func() error
 }
 
 func (h *hookedStore) CreateRecord(ctx context.Context, kind, id string, value []byte) error {
 	if kind == store.KindTenant && h.beforeCreateTenant != nil {
 		h.beforeCreateTenant()
+	}
+	if kind == store.KindIssuer && h.createClaim != nil {
+		return h.createClaim()
 	}
 	return h.Store.CreateRecord(ctx, kind, id, value)
 }
@@ -136,6 +141,10 @@ func (h *hookedStore) DeleteRecord(ctx context.Context, kind, id string) (bool, 
 func (h *hookedStore) DeleteRecordIf(ctx context.Context, kind, id string, value []byte) (bool, error) {
 	if kind == store.KindIssuer {
 		h.claimDeleted()
+	}
+	// As a store across a network does (the in-memory one never looks).
+	if err := ctx.Err(); err != nil {
+		return false, err
 	}
 	return h.Store.DeleteRecordIf(ctx, kind, id, value)
 }
@@ -308,6 +317,41 @@ func TestIssuerClaims(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			eachBackend(t, func(t *testing.T, e *issuerEnv, _ *hookedStore) { tt.run(t, e) })
+		})
+	}
+}
+
+// TestCreateTenantRemovesItsRecordWhenTheClaimFails: a creation whose claim fails, even because
+// its caller went away, leaves no tenant record behind, which would hold the issuer unclaimed.
+func TestCreateTenantRemovesItsRecordWhenTheClaimFails(t *testing.T) {
+	const x = "https://x.example"
+	tests := []struct {
+		name string
+		// fail makes the claim fail, given the cancellation of the creation's context.
+		fail func(cancel context.CancelFunc) error
+		want error
+	}{
+		{"StoreUnavailable", func(context.CancelFunc) error { return store.ErrUnavailable }, store.ErrUnavailable},
+		{"CallerGone", func(cancel context.CancelFunc) error { cancel(); return context.Canceled }, context.Canceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			eachBackend(t, func(t *testing.T, e *issuerEnv, hs *hookedStore) {
+				ctx, cancel := context.WithCancel(e.ctx)
+				defer cancel()
+				hs.createClaim = func() error { return tt.fail(cancel) }
+				err := e.svc.CreateTenant(ctx, &tenant.Tenant{ID: "a", Issuer: x})
+				hs.createClaim = nil
+				if !errors.Is(err, tt.want) || errors.Is(err, tenant.ErrInvalid) {
+					t.Fatalf("CreateTenant with a failing claim: %v, want %v", err, tt.want)
+				}
+				e.gone(t, "a")
+				if h := e.holder(t, x); h != "" {
+					t.Fatalf("claim of %s by %s after a failed claim", x, h)
+				}
+				e.mustCreate(t, "a", x)
+				e.holds(t, x, "a")
+			})
 		})
 	}
 }
