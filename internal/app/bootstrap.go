@@ -29,16 +29,40 @@ const DevAPIKeyFile = "dev-api-key" //nolint:gosec // G101: a file name, not a c
 // devKeyFilePerm is the mode of the development API key file; a looser one is tightened.
 const devKeyFilePerm fs.FileMode = 0o600
 
-// bootstrap checks that the stored keys open and, in development, runs the development bootstrap
-// unless the store says it has run (devBootstrap).
+// bootstrap checks that the stored keys open, claims the issuers of tenants stored without a
+// claim (claimIssuers) and, in development, runs the development bootstrap unless the store says
+// it has run (devBootstrap).
 func (a *App) bootstrap(ctx context.Context) error {
 	if err := a.keys.Check(ctx, a.store); err != nil {
+		return err
+	}
+	if err := a.claimIssuers(ctx); err != nil {
 		return err
 	}
 	if a.cfg.Production() {
 		return nil
 	}
 	return a.devBootstrap(ctx)
+}
+
+// claimIssuers claims the issuer of every tenant stored before issuers were claimed
+// (tenant.Service.ClaimIssuers), before the service answers, so that no tenant is created under
+// the issuer of one of them. Two such tenants under one issuer (their creations raced) do not
+// stop the start: the first keeps the issuer and each other one is logged as an error, for an
+// operator to delete.
+func (a *App) claimIssuers(ctx context.Context) error {
+	claimed, released, conflicts, err := a.tenants.ClaimIssuers(ctx)
+	if err != nil {
+		return fmt.Errorf("claim the issuers of stored tenants: %w", err)
+	}
+	if claimed > 0 || released > 0 {
+		a.log.Info("claimed the issuers of stored tenants", slog.Int("claimed", claimed), slog.Int("released", released))
+	}
+	for _, c := range conflicts {
+		a.log.Error("two tenants share an issuer; the first keeps it, delete the other",
+			slog.String("issuer", c.Issuer), slog.String("tenant", c.Holder), slog.String("other_tenant", c.Tenant))
+	}
+	return nil
 }
 
 // devBootstrap creates the dev tenant, its signing keys and the all-roles API key of the data

@@ -41,6 +41,11 @@ const (
 	KindKeyset    = "keyset"
 	// KindBootstrap marks what the development bootstrap did in this store (internal/app).
 	KindBootstrap = "bootstrap"
+	// KindIssuer is an issuer's claim: which tenant (and incarnation of it) holds the issuer, so
+	// that no two tenants share one, checked by one create-if-absent rather than a scan of every
+	// tenant. Its id is derived from the issuer (internal/tenant), since an issuer is any
+	// printable UTF-8 string and record ids are printable ASCII.
+	KindIssuer = "issuer"
 )
 
 // Owned records: a record may be listed under an owner (a tenant's API keys under the tenant), so

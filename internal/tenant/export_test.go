@@ -1,5 +1,13 @@
 package tenant
 
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/tokenauthority/tokenauthority/internal/store"
+)
+
 // Hooks for the tests of package tenant_test, which may import the stores.
 
 // MaxUnknownKeys is maxUnknownKeys.
@@ -17,4 +25,24 @@ func (s *Service) UnknownKeys() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.unknown)
+}
+
+// IssuerClaimID is issuerClaimID.
+func IssuerClaimID(issuer string) string { return issuerClaimID(issuer) }
+
+// ClaimHolder returns the tenant and incarnation that issuer's claim in st names, and found false
+// when there is no claim.
+func ClaimHolder(ctx context.Context, st Store, issuer string) (tenantID, incarnation string, found bool, err error) {
+	raw, err := st.GetRecord(ctx, store.KindIssuer, issuerClaimID(issuer))
+	if errors.Is(err, store.ErrNotFound) {
+		return "", "", false, nil
+	}
+	if err != nil {
+		return "", "", false, err
+	}
+	var c issuerClaim
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return "", "", false, err
+	}
+	return c.Tenant, c.Incarnation, true, nil
 }

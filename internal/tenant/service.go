@@ -276,23 +276,13 @@ func (s *Service) Tenant(ctx context.Context, id string) (*Tenant, error) {
 }
 
 // CreateTenant stores a new tenant (store.ErrExists when the id is taken), with a new
-// incarnation.
+// incarnation, and claims its issuer: a tenant whose issuer another tenant holds is ErrInvalid,
+// and is not stored. The tenant's record is written first and removed again when the claim
+// fails (issuer.go says why in that order). When the id is taken by a tenant of the same issuer
+// whose claim a failed creation never made (a retry after a lost reply), the claim is made for it.
 func (s *Service) CreateTenant(ctx context.Context, t *Tenant) error {
 	if err := t.Validate(); err != nil {
 		return err
-	}
-	// The issuer names the tenant to every consumer (JWKS discovery, Envoy's and Istio's providers
-	// are configured per issuer): two tenants under one issuer would make a consumer's trust in
-	// one mean trust in the other's name. Tenants are created by the master credential alone, and
-	// rarely, so reading them all here is cheap; two concurrent creations could still race.
-	others, _, err := s.ListTenants(ctx, 1<<30, "")
-	if err != nil {
-		return err
-	}
-	for _, o := range others {
-		if o.Issuer == t.Issuer && o.ID != t.ID {
-			return fmt.Errorf("%w: issuer %q is already the issuer of tenant %q", ErrInvalid, t.Issuer, o.ID)
-		}
 	}
 	t.Incarnation = randomB64(12)
 	if t.CreatedAt.IsZero() {
@@ -302,7 +292,32 @@ func (s *Service) CreateTenant(ctx context.Context, t *Tenant) error {
 	if err != nil {
 		return fmt.Errorf("encode tenant: %w", err)
 	}
-	return s.store.CreateRecord(ctx, store.KindTenant, t.ID, raw)
+	if err := s.store.CreateRecord(ctx, store.KindTenant, t.ID, raw); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			s.reclaimIssuer(ctx, t)
+		}
+		return err
+	}
+	holder, err := s.claimIssuer(ctx, t)
+	if err == nil && holder != "" {
+		err = fmt.Errorf("%w: issuer %q is already the issuer of tenant %q", ErrInvalid, t.Issuer, holder)
+	}
+	if err != nil {
+		return s.undoCreate(ctx, t, raw, err)
+	}
+	return nil
+}
+
+// reclaimIssuer claims the issuer of the existing tenant of t's id if it has t's issuer: the
+// claim of a creation that stored the record and then failed (or whose process ended) before
+// claiming. The answer to the caller is store.ErrExists either way, so this is a repair, best
+// effort: what it cannot do, ClaimIssuers does at the next start.
+func (s *Service) reclaimIssuer(ctx context.Context, t *Tenant) {
+	existing, err := getTenant(ctx, s.store, t.ID)
+	if err != nil || existing.Issuer != t.Issuer {
+		return
+	}
+	_, _ = s.claimIssuer(ctx, existing)
 }
 
 // MaxAPIKeys bounds the API keys of one tenant, so that no tenant's admins can grow the store,

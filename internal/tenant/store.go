@@ -17,6 +17,12 @@ type Store interface {
 	GetRecord(ctx context.Context, kind, id string) ([]byte, error)
 	// DeleteRecord deletes a record and reports whether it existed.
 	DeleteRecord(ctx context.Context, kind, id string) (bool, error)
+	// SwapRecord replaces the record's value with value if it is still old, in one atomic step,
+	// and reports whether it did; a missing record is store.ErrNotFound.
+	SwapRecord(ctx context.Context, kind, id string, old, value []byte) (bool, error)
+	// DeleteRecordIf deletes the record if it still holds value, in one atomic step, and reports
+	// whether it did (false for a missing record).
+	DeleteRecordIf(ctx context.Context, kind, id string, value []byte) (bool, error)
 	// ListRecords returns every record of kind whose id starts with prefix, ordered by id.
 	ListRecords(ctx context.Context, kind, prefix string) ([]store.Record, error)
 	// ListRecordsPage returns up to limit (at least 1) records of kind whose id starts with

@@ -467,6 +467,17 @@ func (s *Store) DeleteRecord(_ context.Context, kind, id string) (bool, error) {
 	return s.deleteRecord(kind, id), nil
 }
 
+// DeleteRecordIf deletes a record if it still holds value, and reports whether it did.
+func (s *Store) DeleteRecordIf(_ context.Context, kind, id string, value []byte) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.records[kind][id]
+	if !ok || !bytes.Equal(cur, value) {
+		return false, nil
+	}
+	return s.deleteRecord(kind, id), nil
+}
+
 // deleteRecord deletes a record and reports whether it existed. The caller holds s.mu.
 func (s *Store) deleteRecord(kind, id string) bool {
 	if _, ok := s.records[kind][id]; !ok {

@@ -78,6 +78,16 @@ func (s *Store) DeleteRecord(ctx context.Context, kind, id string) (bool, error)
 	return n == 1, nil
 }
 
+// DeleteRecordIf deletes a record and its index entry if the record still holds value, in one
+// script call, and reports whether it did.
+func (s *Store) DeleteRecordIf(ctx context.Context, kind, id string, value []byte) (bool, error) {
+	n, err := recordDeleteIfScript.Run(ctx, s.client, []string{recordKey(kind, id), recordIndexKey(kind)}, id, value).Int()
+	if err != nil {
+		return false, unavailable("delete record", err)
+	}
+	return n == 1, nil
+}
+
 // ListRecords returns the records of kind whose id starts with prefix, ordered by id: the ids come
 // from the kind's index (ZRANGEBYLEX), the values from MGETs on the same slot. A record deleted
 // between the two is left out.

@@ -54,6 +54,10 @@ var (
 	recordDeleteSrc    string
 	recordDeleteScript = goredis.NewScript(recordDeleteSrc)
 
+	//go:embed scripts/record_delete_if.lua
+	recordDeleteIfSrc    string
+	recordDeleteIfScript = goredis.NewScript(recordDeleteIfSrc)
+
 	//go:embed scripts/record_create_owned.lua
 	recordCreateOwnedSrc    string
 	recordCreateOwnedScript = goredis.NewScript(recordCreateOwnedSrc)

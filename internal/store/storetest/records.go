@@ -21,6 +21,7 @@ var recordTests = []test{
 	{"OwnedLimitConcurrently", testOwnedRecordLimitConcurrently},
 	{"OwnExisting", testOwnRecords},
 	{"Swap", testRecordSwap},
+	{"DeleteIf", testRecordDeleteIf},
 	{"Update", testRecordUpdate},
 	{"UpdateRace", testRecordUpdateRace},
 	{"UpdateConcurrently", testRecordUpdateConcurrently},
@@ -457,6 +458,43 @@ func testRecordSwap(t *testing.T, f *fixture) {
 	// The record stays indexed like any other.
 	if recs, err := f.store.ListRecords(f.ctx, kind, ""); err != nil || len(recs) != 1 || string(recs[0].Value) != "v4" {
 		t.Errorf("ListRecords after swaps = %q, %v; want the one record", recs, err)
+	}
+}
+
+// testRecordDeleteIf checks the compare-and-delete: only the value held deletes the record, and
+// its index entry with it.
+func testRecordDeleteIf(t *testing.T, f *fixture) {
+	const kind, id = store.KindIssuer, "iss"
+	if ok, err := f.store.DeleteRecordIf(f.ctx, kind, id, nil); ok || err != nil {
+		t.Fatalf("DeleteRecordIf of a missing record = %v, %v; want false, nil", ok, err)
+	}
+	v1 := []byte{'v', 0, 1, 0xff}
+	if err := f.store.CreateRecord(f.ctx, kind, id, v1); err != nil {
+		t.Fatalf("CreateRecord: %v", err)
+	}
+	for _, stale := range []string{"v0", "v", "", string(v1) + "x"} {
+		if ok, err := f.store.DeleteRecordIf(f.ctx, kind, id, []byte(stale)); ok || err != nil {
+			t.Errorf("DeleteRecordIf(%q) of a record holding %q = %v, %v; want false, nil", stale, v1, ok, err)
+		}
+	}
+	if v, err := f.store.GetRecord(f.ctx, kind, id); err != nil || !bytes.Equal(v, v1) {
+		t.Fatalf("record after refused deletions = %q, %v; want %q", v, err, v1)
+	}
+	if ok, err := f.store.DeleteRecordIf(f.ctx, kind, id, v1); !ok || err != nil {
+		t.Fatalf("DeleteRecordIf of the value held = %v, %v; want true, nil", ok, err)
+	}
+	if _, err := f.store.GetRecord(f.ctx, kind, id); !isNotFound(err) {
+		t.Errorf("GetRecord after DeleteRecordIf: err = %v, want store.ErrNotFound", err)
+	}
+	if recs, err := f.store.ListRecords(f.ctx, kind, ""); err != nil || len(recs) != 0 {
+		t.Errorf("ListRecords after DeleteRecordIf = %q, %v; want none", recs, err)
+	}
+	if ok, err := f.store.DeleteRecordIf(f.ctx, kind, id, v1); ok || err != nil {
+		t.Errorf("DeleteRecordIf again = %v, %v; want false, nil", ok, err)
+	}
+	// The id is free again.
+	if err := f.store.CreateRecord(f.ctx, kind, id, []byte("v2")); err != nil {
+		t.Errorf("CreateRecord after DeleteRecordIf: %v", err)
 	}
 }
 
