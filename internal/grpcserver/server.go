@@ -174,6 +174,7 @@ func New(cfg Config) (*Server, error) {
 		grpc.ForceServerCodecV2(codec),
 		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionIdle:     15 * time.Minute,
