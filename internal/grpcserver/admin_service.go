@@ -17,15 +17,14 @@ import (
 	"github.com/tokenauthority/tokenauthority/internal/tenant"
 )
 
-// TenantAdmin is what the admin service needs of the tenant service.
+// TenantAdmin is what the admin service needs of the tenant service. Tenants are made and deleted
+// through the lifecycle (TenantLifecycle) only, never piecemeal.
 type TenantAdmin interface {
 	Authenticator
 	// AuthenticateFromStore is Authenticate bypassing any cache.
 	AuthenticateFromStore(ctx context.Context, credential string) (*tenant.Caller, error)
 	Tenant(ctx context.Context, id string) (*tenant.Tenant, error)
-	CreateTenant(ctx context.Context, t *tenant.Tenant) error
 	ListTenants(ctx context.Context, limit int, after string) ([]*tenant.Tenant, string, error)
-	DeleteTenant(ctx context.Context, id string) error
 	CreateAPIKey(ctx context.Context, tenantID, name string, roles []tenant.Role) (*tenant.APIKey, string, error)
 	CreateAPIKeyWithPolicy(ctx context.Context, tenantID, name string, roles []tenant.Role, exchange *tenant.ExchangePolicy) (*tenant.APIKey, string, error)
 	ListAPIKeys(ctx context.Context, tenantID string) ([]*tenant.APIKey, error)
@@ -38,11 +37,10 @@ type TenantAdmin interface {
 	AuthenticatePrincipal(ctx context.Context, tenantID, identifier, secret string) (*tenant.Principal, error)
 }
 
-// KeyAdmin is what the admin service needs of the key manager.
+// KeyAdmin is what the admin service needs of the key manager. A tenant's key set is made and
+// removed with the tenant, by the lifecycle.
 type KeyAdmin interface {
 	PublicKeys
-	Ensure(ctx context.Context, tenant string, alg keys.Algorithm) error
-	Delete(ctx context.Context, tenant string) error
 	Rotate(ctx context.Context, tenant string, alg keys.Algorithm) (*keys.Key, error)
 	Withdraw(ctx context.Context, tenant, kid string) error
 	Keys(ctx context.Context, tenant string) ([]*keys.Key, error)

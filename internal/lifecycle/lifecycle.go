@@ -141,6 +141,13 @@ func (s *Service) Create(ctx context.Context, t *tenant.Tenant, opts ...CreateOp
 		}
 		return err
 	}
+	if made {
+		// No tenant of this id existed, so any key set of the id is what an earlier tenant's
+		// removal left behind (an undo that failed half-way): never the new tenant's keys.
+		if err := s.keys.Delete(ctx, t.ID); err != nil {
+			return nil, "", undo(fmt.Errorf("remove the signing keys left by an earlier tenant %q: %w", t.ID, err))
+		}
+	}
 	if err := s.keys.Ensure(ctx, t.ID, t.Algorithm); err != nil {
 		return nil, "", undo(fmt.Errorf("create the tenant's signing keys: %w", err))
 	}
@@ -166,37 +173,30 @@ func (s *Service) firstKey(ctx context.Context, tenantID string, k *registeredKe
 	return k.value, nil
 }
 
-// Delete deletes tenant id: it cuts off the tenant's sessions, then deletes the tenant with its
-// API keys and principals, then its signing keys. The cut-off comes first, so that a tenant
-// created again under the same id never revives a session, and its event ends the revocation
-// streams of this incarnation on every replica before any event of the next one; the keys go
-// last, so that until the tenant is gone its tokens can still be verified (as cut off). An
-// unknown id is tenant.ErrNotFound. A failed step leaves the ones before it done, and a retry
-// finishes the work: when the tenant record is already gone (an earlier call failed on the
-// keys), the retry removes the keys that are left and still answers tenant.ErrNotFound.
+// Delete deletes tenant id: it cuts off the tenant's sessions, then removes its signing keys,
+// then deletes the tenant with its API keys and principals. The cut-off comes first, so that a
+// tenant created again under the same id never revives a session, and its event ends the
+// revocation streams of this incarnation on every replica before any event of the next one. The
+// tenant's record goes last: a Delete that failed part-way leaves the tenant there, and a retry
+// finds it and does every step again (each is idempotent), so that nothing of a deleted tenant is
+// left behind. An unknown id, or a tenant that a concurrent Delete removed first, is
+// tenant.ErrNotFound; tenant_deleted is audited once, by the Delete that removed the record.
 func (s *Service) Delete(ctx context.Context, id string) error {
 	t, err := s.tenants.Tenant(ctx, id)
-	if errors.Is(err, tenant.ErrNotFound) && tenant.ValidID(id) {
-		// The sessions were cut off before the record went; only signing keys can be left.
-		// Removing them is harmless when there are none, and keeps a later tenant of the same
-		// id from inheriting them.
-		if kerr := s.keys.Delete(ctx, id); kerr != nil {
-			return fmt.Errorf("delete the signing keys left by tenant %q: %w", id, kerr)
-		}
-		return err
-	}
 	if err != nil {
 		return err
 	}
 	if _, err := s.tokens.EndTenant(ctx, t); err != nil {
 		return fmt.Errorf("cut off the sessions of tenant %q: %w", t.ID, err)
 	}
-	// Not found: another deletion got there first, and the keys are still to go.
-	if err := s.tenants.DeleteTenant(ctx, t.ID); err != nil && !errors.Is(err, tenant.ErrNotFound) {
-		return fmt.Errorf("delete tenant %q: %w", t.ID, err)
-	}
 	if err := s.keys.Delete(ctx, t.ID); err != nil {
 		return fmt.Errorf("delete the signing keys of tenant %q: %w", t.ID, err)
+	}
+	if err := s.tenants.DeleteTenant(ctx, t.ID); err != nil {
+		if errors.Is(err, tenant.ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("delete tenant %q: %w", t.ID, err)
 	}
 	s.audit.Emit(ctx, audit.Event{Kind: audit.TenantDeleted, Tenant: t.ID})
 	return nil

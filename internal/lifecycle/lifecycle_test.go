@@ -58,6 +58,13 @@ func (f *faultStore) setFault(fault func(ctx context.Context, op string) error) 
 	f.mu.Unlock()
 }
 
+// forget clears the record of writes done so far.
+func (f *faultStore) forget() {
+	f.mu.Lock()
+	f.ops = nil
+	f.mu.Unlock()
+}
+
 // log returns the writes done so far whose name is one of names, in order.
 func (f *faultStore) log(names ...string) []string {
 	f.mu.Lock()
@@ -359,10 +366,11 @@ func TestCreateCompleteExisting(t *testing.T) {
 }
 
 // deleteOps are the writes of Delete's three steps, as the fault store names them.
-var deleteOps = []string{"SetTenantCutoff", "DeleteRecord tenant", "DeleteRecord keyset"}
+var deleteOps = []string{"SetTenantCutoff", "DeleteRecord keyset", "DeleteRecord tenant"}
 
-// TestDelete checks Delete's order (cut-off, then the tenant, then its keys) and what a failed
-// step leaves: the steps before it, not the ones after, and an error naming the step.
+// TestDelete checks Delete's order (cut-off, then the keys, then the tenant) and what a failed
+// step leaves: the steps before it, not the ones after, the tenant always, and an error naming
+// the step; a retry then finishes the deletion.
 func TestDelete(t *testing.T) {
 	tests := []struct {
 		name string
@@ -375,8 +383,8 @@ func TestDelete(t *testing.T) {
 	}{
 		{name: "all steps succeed"},
 		{name: "cut-off fails", fault: "SetTenantCutoff", wantErr: "cut off the sessions", wantTenant: true, wantKeys: true},
-		{name: "tenant deletion fails", fault: "DeleteRecord tenant", wantErr: "delete tenant", wantTenant: true, wantKeys: true},
-		{name: "key deletion fails", fault: "DeleteRecord keyset", wantErr: "delete the signing keys", wantKeys: true},
+		{name: "key deletion fails", fault: "DeleteRecord keyset", wantErr: "delete the signing keys", wantTenant: true, wantKeys: true},
+		{name: "tenant deletion fails", fault: "DeleteRecord tenant", wantErr: "delete tenant", wantTenant: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -392,16 +400,18 @@ func TestDelete(t *testing.T) {
 			}
 			e.clock.Advance(time.Second)
 			e.audit.Reset()
-			// When the tenant's record goes, its sessions must already be cut off: a token of
-			// it verifies as inactive (with the keys, still there, to check its signature).
-			var atTenantDeletion *token.Verification
+			e.store.forget()
+			// When the first thing of the tenant is removed (its keys), its sessions must already
+			// be cut off: a token of it verifies as inactive (with the keys, still there, to check
+			// its signature).
+			var atFirstRemoval *token.Verification
 			e.store.setFault(func(ctx context.Context, op string) error {
-				if op == "DeleteRecord tenant" && atTenantDeletion == nil {
+				if op == "DeleteRecord keyset" && atFirstRemoval == nil {
 					v, err := e.tokens.Verify(ctx, token.VerifyRequest{Tenant: tn, Token: pair.AccessToken})
 					if err != nil {
 						return fmt.Errorf("test: verify: %w", err)
 					}
-					atTenantDeletion = v
+					atFirstRemoval = v
 				}
 				return failOn(tt.fault)(ctx, op)
 			})
@@ -413,11 +423,11 @@ func TestDelete(t *testing.T) {
 			if tt.wantErr != "" && !errors.Is(err, store.ErrUnavailable) {
 				t.Errorf("Delete = %v, want it to wrap the store's error", err)
 			}
-			if tt.fault != "SetTenantCutoff" && atTenantDeletion == nil {
-				t.Error("Delete did not delete the tenant's record")
+			if tt.fault != "SetTenantCutoff" && atFirstRemoval == nil {
+				t.Error("Delete did not remove the tenant's keys")
 			}
-			if atTenantDeletion != nil && (atTenantDeletion.Active || atTenantDeletion.Reason != token.ReasonCutOff) {
-				t.Errorf("when the tenant was deleted, its token verified as %+v; want it cut off", atTenantDeletion)
+			if atFirstRemoval != nil && (atFirstRemoval.Active || atFirstRemoval.Reason != token.ReasonCutOff) {
+				t.Errorf("when the tenant's keys were removed, its token verified as %+v; want it cut off", atFirstRemoval)
 			}
 			if tt.fault == "" {
 				if got := e.store.log(deleteOps...); !slices.Equal(got, deleteOps) {
@@ -442,15 +452,16 @@ func TestDelete(t *testing.T) {
 				t.Errorf("signing keys left = %v (%v), want %v", left, err, tt.wantKeys)
 			}
 			if tt.wantErr != "" {
-				// A failed Delete can be retried to the end: with the tenant still there, the
-				// retry does every step; with the tenant gone, it removes the keys left behind
-				// and answers NotFound.
+				// A failed Delete leaves the tenant, and a retry finishes the deletion, audited
+				// once.
 				e.store.setFault(nil)
-				err := e.svc.Delete(ctx, "acme")
-				if tt.wantTenant && err != nil || !tt.wantTenant && !errors.Is(err, tenant.ErrNotFound) {
+				if err := e.svc.Delete(ctx, "acme"); err != nil {
 					t.Fatalf("Delete again: %v", err)
 				}
 				e.assertNothingOf(t)
+				if events := e.auditEvents(t); !slices.Equal(events, []string{"tenant_deleted"}) {
+					t.Errorf("audit events after the retry: %v, want tenant_deleted", events)
+				}
 			}
 		})
 	}
@@ -462,10 +473,8 @@ func TestDeleteUnknownTenant(t *testing.T) {
 	if err := e.svc.Delete(context.Background(), "nobody"); !errors.Is(err, tenant.ErrNotFound) {
 		t.Fatalf("Delete of an unknown tenant = %v, want tenant.ErrNotFound", err)
 	}
-	// Nothing is cut off and no tenant deleted; signing keys an earlier Delete left are removed
-	// (none here).
-	if got := e.store.log(deleteOps...); !slices.Equal(got, []string{"DeleteRecord keyset"}) {
-		t.Errorf("Delete of an unknown tenant wrote %v, want only the key set's removal", got)
+	if got := e.store.log(deleteOps...); len(got) != 0 {
+		t.Errorf("Delete of an unknown tenant wrote %v, want nothing", got)
 	}
 }
 
@@ -487,4 +496,42 @@ func TestCreateUndoHasItsOwnStoreBudget(t *testing.T) {
 		t.Fatalf("Create past its budget = %v, want ErrUnavailable", err)
 	}
 	e.assertNothingOf(t)
+}
+
+// TestCreateReplacesKeysLeftBehind: a key set of the id that no tenant owns (an undo that failed
+// half-way left it) is not inherited by a new tenant of that id: the tenant gets keys of its own,
+// of the algorithm it asks for.
+func TestCreateReplacesKeysLeftBehind(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if err := e.keys.Ensure(ctx, "acme", keys.EdDSA); err != nil {
+		t.Fatal(err)
+	}
+	left, err := e.keys.Keys(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := newTenant()
+	tn.Algorithm = keys.ES256
+	if _, _, err := e.svc.Create(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := keys.NewManager(e.store.Store, e.kek, e.clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := fresh.Keys(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range got {
+		if k.Algorithm != keys.ES256 {
+			t.Errorf("key %s of the new tenant is %s, want ES256", k.ID, k.Algorithm)
+		}
+		for _, l := range left {
+			if k.ID == l.ID {
+				t.Errorf("the new tenant inherited key %s left behind", k.ID)
+			}
+		}
+	}
 }

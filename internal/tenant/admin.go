@@ -197,10 +197,15 @@ func (s *Service) DeleteAPIKey(ctx context.Context, tenantID, id string) error {
 			return ErrLastAdminKey
 		}
 	}
-	if _, err := s.store.DeleteOwnedRecord(ctx, store.KindAPIKey, tenantID, id); err != nil {
+	deleted, err := s.store.DeleteOwnedRecord(ctx, store.KindAPIKey, tenantID, id)
+	if err != nil {
 		return err
 	}
 	s.forgetKey(id)
+	if !deleted {
+		// A concurrent deletion got there first, and audited it.
+		return ErrKeyNotFound
+	}
 	s.audit.Emit(ctx, audit.Event{Kind: audit.APIKeyDeleted, Tenant: tenantID, KeyID: id})
 	return nil
 }
