@@ -60,10 +60,6 @@ func New(cfg Config) *Service {
 // FirstKeyName names the admin API key that Create makes with a tenant.
 const FirstKeyName = "admin (created with the tenant)"
 
-// undoBudget bounds the store work of removing a partly created tenant, which runs after the
-// call's own budget may be spent (the default per-call budget is one second).
-const undoBudget = 2 * time.Second
-
 // CreateOption adjusts Create for the development bootstrap; the admin service passes none.
 type CreateOption func(*createOptions)
 
@@ -122,12 +118,9 @@ func (s *Service) Create(ctx context.Context, t *tenant.Tenant, opts ...CreateOp
 		if !made {
 			return err
 		}
-		// Without the caller's cancellation: a caller gone mid-way must not leave half a tenant.
-		// And with a store budget of its own: the step that failed may have spent the call's.
-		bg := context.WithoutCancel(ctx)
-		if _, ok := store.Budget(ctx); ok {
-			bg = store.WithBudget(bg, time.Now().Add(undoBudget))
-		}
+		// A caller gone mid-way must not leave half a tenant, and the step that failed may have
+		// spent the call's store budget.
+		bg := store.Detached(ctx)
 		var undoErrs []error
 		if uerr := s.keys.Delete(bg, t.ID); uerr != nil {
 			undoErrs = append(undoErrs, uerr)

@@ -20,3 +20,19 @@ func Budget(ctx context.Context) (time.Time, bool) {
 	end, ok := ctx.Value(budgetKey{}).(time.Time)
 	return end, ok
 }
+
+// detachedBudget bounds the store work done on a Detached context (the default per-call budget
+// is one second).
+const detachedBudget = 2 * time.Second
+
+// Detached returns ctx without its cancellation and, when ctx carries a store budget, with a
+// budget of its own from now: for work that must still be done after the call failed, such as
+// removing what a failed creation made, which the caller's leaving must not stop and the call's
+// spent budget must not refuse.
+func Detached(ctx context.Context) context.Context {
+	bg := context.WithoutCancel(ctx)
+	if _, ok := Budget(ctx); ok {
+		bg = WithBudget(bg, time.Now().Add(detachedBudget))
+	}
+	return bg
+}

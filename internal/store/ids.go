@@ -7,14 +7,14 @@ import (
 )
 
 // Identifier layout. A session id is a 16-character tag derived from (tenant, subject) followed by
-// 22 random characters (128 bits); a jti is its session id, a dot, and 16 random characters. The tag
-// lets a backend place every key of one subject together (one Redis Cluster slot) and find a
-// session's keys from its id or a jti alone, without an index. It reveals nothing that the token's
-// `sub` claim does not already carry.
+// 22 random characters (128 bits); a jti is its session id, a dot, and 16 characters (JTISuffixLen
+// bytes, random or derived from a secret). The tag lets a backend place every key of one subject
+// together (one Redis Cluster slot) and find a session's keys from its id or a jti alone, without
+// an index. It reveals nothing that the token's `sub` claim does not already carry.
 const (
 	tagLen       = 16
 	sessionIDLen = tagLen + 22
-	jtiLen       = sessionIDLen + 1 + 16
+	jtiLen       = sessionIDLen + 1 + JTISuffixLen*4/3
 )
 
 var b64 = base64.RawURLEncoding.Strict()
@@ -69,9 +69,19 @@ func isB64URL(s string) bool {
 	return true
 }
 
-// NewJTI returns a fresh jti of the session: its id, a dot, and 16 random characters.
+// JTISuffixLen is the number of bytes that follow a jti's session id (16 characters once encoded).
+const JTISuffixLen = 12
+
+// JTI returns the jti of the session whose last part encodes suffix.
+func JTI(sessionID string, suffix [JTISuffixLen]byte) string {
+	return sessionID + "." + b64.EncodeToString(suffix[:])
+}
+
+// NewJTI returns a fresh jti of the session, with a random last part.
 func NewJTI(sessionID string) string {
-	return sessionID + "." + randomString(12)
+	var suffix [JTISuffixLen]byte
+	_, _ = rand.Read(suffix[:]) // crypto/rand.Read never fails (Go 1.24+).
+	return JTI(sessionID, suffix)
 }
 
 func randomString(nBytes int) string {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/tokenauthority/tokenauthority/internal/store"
 )
@@ -35,10 +34,6 @@ type issuerClaim struct {
 // maxClaimAttempts bounds the attempts of one claim. Each failed one means that another writer
 // changed the claim meanwhile, so the loop never spins without progress.
 const maxClaimAttempts = 100
-
-// undoBudget bounds the store work of removing the record of a tenant whose issuer claim failed,
-// which runs even when the caller's context has ended.
-const undoBudget = 2 * time.Second
 
 // issuerClaimID returns the record id of issuer's claim: base64url of its SHA-256, since an
 // issuer is any printable UTF-8 of up to 256 bytes and record ids are printable ASCII.
@@ -131,10 +126,7 @@ func (s *Service) releaseIssuer(ctx context.Context, t *Tenant) (bool, error) {
 // cancellation, since a record left behind would hold the issuer unclaimed; with a store budget
 // of its own, since the claim may have spent the call's.
 func (s *Service) undoCreate(ctx context.Context, t *Tenant, raw []byte, err error) error {
-	bg := context.WithoutCancel(ctx)
-	if _, ok := store.Budget(ctx); ok {
-		bg = store.WithBudget(bg, time.Now().Add(undoBudget))
-	}
+	bg := store.Detached(ctx)
 	// Of the bytes written: a record of the same id made by another call stays.
 	_, derr := s.store.DeleteRecordIf(bg, store.KindTenant, t.ID, raw)
 	s.forgetTenant(t.ID)

@@ -3,6 +3,8 @@ package token
 import (
 	"crypto/sha256"
 	"encoding/base64"
+
+	"github.com/tokenauthority/tokenauthority/internal/store"
 )
 
 var b64 = base64.RawURLEncoding.Strict()
@@ -12,7 +14,7 @@ var b64 = base64.RawURLEncoding.Strict()
 // without the tenant's refresh key, and so is the jti; the access token does not reveal rt.
 func generationJTI(sessionID, rt string) string {
 	h := sha256.Sum256([]byte("jti\x00" + rt))
-	return sessionID + "." + b64.EncodeToString(h[:12])
+	return store.JTI(sessionID, [store.JTISuffixLen]byte(h[:store.JTISuffixLen]))
 }
 
 // hashToken returns the SHA-256 of a token, as stored for refresh tokens.

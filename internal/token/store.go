@@ -12,8 +12,8 @@ import (
 // and CheckAccess are one network round trip each (a pipeline at most), since they are on the hot
 // path. Backend failures are returned wrapped in store.ErrUnavailable.
 //
-// Session identifiers are made by NewSessionID and carry a tag derived from (tenant, subject), so
-// that a backend can co-locate every key of one subject (SessionTag). Callers pass identifiers that
+// Session identifiers are made by store.NewSessionID and carry a tag derived from (tenant,
+// subject), so that a backend can co-locate every key of one subject (store.SessionTag). Callers pass identifiers that
 // came from signed tokens or from callers; backends must treat a malformed one as unknown.
 type Store interface {
 	// CreateSession stores a new session, expiring at s.ExpiresAt, and indexes it under its subject.
@@ -43,9 +43,8 @@ type Store interface {
 	// one was deleted.
 	DeleteSession(ctx context.Context, tenant, sessionID string) (bool, error)
 	// SetSubjectCutoff records that no session of the subject created at or before at is valid
-	// (EndedBy). The mark
-	// expires after ttl (by then every such session has expired anyway). A later cut-off wins; an
-	// earlier one never moves it back.
+	// (store.EndedBy). The mark expires after ttl (by then every such session has expired
+	// anyway). A later cut-off wins; an earlier one never moves it back.
 	SetSubjectCutoff(ctx context.Context, tenant, subject string, at time.Time, ttl time.Duration) error
 	// SetTenantCutoff is SetSubjectCutoff for every subject of the tenant.
 	SetTenantCutoff(ctx context.Context, tenant string, at time.Time, ttl time.Duration) error
@@ -53,7 +52,8 @@ type Store interface {
 	// subject or tenant cut-off, and the cursor of the next page ("" when there is none). A page
 	// may be short, even empty, and have a cursor: a backend bounds the work of one call rather
 	// than read on past sessions that ended. A cursor that this list did not return (malformed, or
-	// of another subject's list: DecodeSubjectCursor) is an error wrapping ErrInvalidArgument.
+	// of another subject's list: store.DecodeSubjectCursor) is an error wrapping
+	// store.ErrInvalidArgument.
 	ListSessions(ctx context.Context, tenant, subject string, now time.Time, p store.Page) ([]*store.Session, string, error)
 	// Ping checks that the backend answers.
 	Ping(ctx context.Context) error
