@@ -36,8 +36,11 @@ func (a *App) bootstrap(ctx context.Context) error {
 	if err := a.keys.Check(ctx, a.store); err != nil {
 		return err
 	}
+	// A repair, not a precondition: a store that cannot list the tenants now (or one record that
+	// does not decode) must not keep every replica from serving; the next bootstrap (a restart,
+	// or the store's recovery) tries again.
 	if err := a.claimIssuers(ctx); err != nil {
-		return err
+		a.log.Error("claiming the issuers of stored tenants failed; retried at the next start", slog.String("error", err.Error()))
 	}
 	if a.cfg.Production() {
 		return nil
@@ -46,9 +49,10 @@ func (a *App) bootstrap(ctx context.Context) error {
 }
 
 // claimIssuers claims the issuer of every tenant stored before issuers were claimed
-// (tenant.Service.ClaimIssuers), before the service answers, so that no tenant is created under
-// the issuer of one of them. Two such tenants under one issuer (their creations raced) do not
-// stop the start: the first keeps the issuer and each other one is logged as an error, for an
+// (tenant.Service.ClaimIssuers), so that no tenant is created under the issuer of one of them.
+// Two tenants under one issuer (their creations raced under the old check, or one was created by
+// a replica of the previous version during a rolling upgrade) do not stop the start: the one
+// that holds the claim keeps the issuer and each other one is logged as an error, for an
 // operator to delete.
 func (a *App) claimIssuers(ctx context.Context) error {
 	claimed, released, conflicts, err := a.tenants.ClaimIssuers(ctx)
@@ -59,7 +63,7 @@ func (a *App) claimIssuers(ctx context.Context) error {
 		a.log.Info("claimed the issuers of stored tenants", slog.Int("claimed", claimed), slog.Int("released", released))
 	}
 	for _, c := range conflicts {
-		a.log.Error("two tenants share an issuer; the first keeps it, delete the other",
+		a.log.Error("two tenants share an issuer; the one holding its claim keeps it, delete the other",
 			slog.String("issuer", c.Issuer), slog.String("tenant", c.Holder), slog.String("other_tenant", c.Tenant))
 	}
 	return nil

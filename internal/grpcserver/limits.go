@@ -32,7 +32,9 @@ const maxConcurrentStreams = 256
 // client: about a tenth of the server's CPU per VerifyToken in a profile. A kept goroutine keeps
 // its grown stack for the next call (grpc-go starts it afresh every 65,536 calls). When all are
 // busy, grpc-go serves the call on a new goroutine as before, so long streams never starve
-// unary calls. 64 goroutines hold a few MiB of stack at most.
+// unary calls; but each long-lived stream (WatchRevocations, Health/Watch) that lands on a kept
+// goroutine holds it for its life, so a replica with many such streams open serves its unary
+// calls on new goroutines again, at the old cost. 64 goroutines hold a few MiB of stack at most.
 const streamWorkers = 64
 
 // Defaults of the limits that Config sets.

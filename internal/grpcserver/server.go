@@ -214,6 +214,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ExtAuthz != nil {
 		ea, err := extauthz.New(extauthz.Config{Verifier: strictVerifier{tokens: cfg.Tokens}, Policy: cfg.ExtAuthz, Logger: log})
 		if err != nil {
+			srv.Stop() // ends the stream workers NewServer started
 			return nil, err
 		}
 		ea.Register(srv)

@@ -136,8 +136,9 @@ func (s *Service) undoCreate(ctx context.Context, t *Tenant, raw []byte, err err
 	return err
 }
 
-// IssuerConflict is a tenant stored under the issuer of another that holds it: possible only
-// for tenants stored before issuers were claimed, whose creations raced.
+// IssuerConflict is a tenant stored under the issuer of another that holds it: possible only for
+// tenants stored without a claim (before issuers were claimed: their creations raced under the
+// old check, or a replica of the previous version made one during a rolling upgrade).
 type IssuerConflict struct {
 	Issuer string
 	// Holder holds the issuer's claim; Tenant is the other one.
@@ -148,8 +149,8 @@ type IssuerConflict struct {
 // before issuers were claimed, and deletes the claims that name no stored tenant (left by a
 // deletion that failed mid-way; harmless, since a creation takes them over, but kept tidy). It
 // reads every tenant and every claim once. It returns how many claims it made and deleted, and
-// the tenants whose issuer another tenant holds (the first in id order keeps it). Running it
-// again changes nothing.
+// the tenants whose issuer another tenant holds (the one holding the claim keeps it; when none
+// did, the first in id order). Running it again changes nothing.
 func (s *Service) ClaimIssuers(ctx context.Context) (claimed, released int, conflicts []IssuerConflict, err error) {
 	claims, err := s.store.ListRecords(ctx, store.KindIssuer, "")
 	if err != nil {
@@ -189,7 +190,9 @@ func (s *Service) ClaimIssuers(ctx context.Context) (claimed, released int, conf
 		if named[r.ID] {
 			continue
 		}
-		// The listing above may predate the claim's tenant: ask its record.
+		// Not one the listing named. Its tenant's record decides, as for a creation (claimLive):
+		// a defence, since a record is always written before its claim and the claims were
+		// listed first.
 		var c issuerClaim
 		if json.Unmarshal(r.Value, &c) == nil && c.Tenant != "" {
 			t, err := getTenant(ctx, s.store, c.Tenant)
