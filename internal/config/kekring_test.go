@@ -24,8 +24,9 @@ func TestPreviousKeyEncryptionKeys(t *testing.T) {
 		name string
 		env  map[string]string
 		want [][]byte
-		// parseErr and resolveErr are substrings of the error of Parse, or of ResolveSecrets.
-		parseErr, resolveErr string
+		// parseErr and resolveErr are substrings of the error of Parse, or of ResolveSecrets;
+		// resolveName, when set, must start ResolveSecrets' error too.
+		parseErr, resolveErr, resolveName string
 	}{
 		{name: "None", env: nil},
 		{name: "One", env: map[string]string{varKeyEncryptionKeyPrevious: p1}, want: [][]byte{k1}},
@@ -44,9 +45,9 @@ func TestPreviousKeyEncryptionKeys(t *testing.T) {
 		{name: "CurrentInFile", env: map[string]string{varKeyEncryptionKeyPrevious + "_FILE": writeFile(t, dir, "cur", testKeyEncryptionKey+"\n")},
 			resolveErr: varKeyEncryptionKeyPrevious + "_FILE: key #1 is the current key"},
 		{name: "MalformedInFile", env: map[string]string{varKeyEncryptionKeyPrevious + "_FILE": writeFile(t, dir, "bad", p1+"\n"+short+"\n")},
-			resolveErr: "is invalid: key #2 must decode to exactly 32 bytes"},
+			resolveErr: "is invalid: key #2 must decode to exactly 32 bytes", resolveName: varKeyEncryptionKeyPrevious + "_FILE: "},
 		{name: "DuplicateInFile", env: map[string]string{varKeyEncryptionKeyPrevious + "_FILE": writeFile(t, dir, "dup", p2+"\n"+p2+"\n")},
-			resolveErr: "is invalid: key #2 is key #1 again"},
+			resolveErr: "is invalid: key #2 is key #1 again", resolveName: varKeyEncryptionKeyPrevious + "_FILE: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,8 +64,8 @@ func TestPreviousKeyEncryptionKeys(t *testing.T) {
 			}
 			_, err = c.ResolveSecrets()
 			if tt.resolveErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.resolveErr) {
-					t.Fatalf("ResolveSecrets = %v, want an error with %q", err, tt.resolveErr)
+				if err == nil || !strings.Contains(err.Error(), tt.resolveErr) || !strings.HasPrefix(err.Error(), tt.resolveName) {
+					t.Fatalf("ResolveSecrets = %v, want an error starting %q with %q", err, tt.resolveName, tt.resolveErr)
 				}
 				assertNoLeak(t, []string{err.Error()}, p1, p2, testKeyEncryptionKey)
 				return

@@ -197,11 +197,11 @@ func (r *resolver) lookup(k *secretKind, src secretSource) (string, error) {
 	switch {
 	case !src.value.IsZero():
 		if err := k.check(src.value.Reveal()); err != nil {
-			return "", fmt.Errorf("%s: %w", orDefault(src.valueName, k.env), err)
+			return "", fmt.Errorf("%s: %w", src.name(k.env), err)
 		}
 		return src.value.Reveal(), nil
 	case src.path != "":
-		name := orDefault(src.pathName, fileEnv)
+		name := src.name(k.env)
 		v, err := readValueFile(name, src.path, r.c.Env == EnvProduction)
 		if err != nil {
 			return "", err
@@ -210,7 +210,7 @@ func (r *resolver) lookup(k *secretKind, src secretSource) (string, error) {
 			return "", fmt.Errorf("%s: content of %q is invalid: %w", name, src.path, err)
 		}
 		return v, nil
-	case r.c.Env == EnvDevelopment:
+	case r.c.Env == EnvDevelopment && k.generate != nil:
 		return r.generated(k)
 	case r.c.Env == EnvProduction:
 		return "", fmt.Errorf("%s (or %s) must be set in production", k.env, fileEnv)
@@ -450,15 +450,10 @@ func syncDir(dir string) {
 // sourceName names where a secret of kind k came from, for messages: the variable (or flag) of its
 // value or of its file, or the development file it was generated into.
 func (c *Config) sourceName(k *secretKind, src secretSource) string {
-	switch {
-	case src.path != "":
-		return orDefault(src.pathName, k.env+fileSuffix)
-	case !src.value.IsZero():
-		return orDefault(src.valueName, k.env)
-	case k.fileName != "":
+	if src.path == "" && src.value.IsZero() && k.fileName != "" {
 		return fmt.Sprintf("%s (unset: the development key in %s)", k.env, filepath.Join(c.DataDir, k.fileName))
 	}
-	return k.env
+	return src.name(k.env)
 }
 
 // KeyEncryptionKeySources names where the key-encryption keys came from, for the message of a key
@@ -467,7 +462,7 @@ func (c *Config) sourceName(k *secretKind, src secretSource) string {
 func (c *Config) KeyEncryptionKeySources() string {
 	names := c.sourceName(keyEncryptionKeyKind, c.keyEncryptionKey)
 	if src := c.previousKEKs; src.path != "" || !src.value.IsZero() {
-		names += " and " + c.sourceName(&secretKind{env: varKeyEncryptionKeyPrevious}, src)
+		names += " and " + src.name(varKeyEncryptionKeyPrevious)
 	}
 	return names
 }
