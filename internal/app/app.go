@@ -287,9 +287,13 @@ func (a *App) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.grpc.GRPC.Serve(grpcLis) })
 	g.Go(func() error {
-		// A tenant's revocation log grows when a key is withdrawn or published (among other
-		// events): re-read its key set at once rather than at the next periodic refresh.
-		for t := range a.events.Notifications(gctx) {
+		// A key withdrawn or published is announced in the tenant's revocation log: re-read its
+		// key set at once rather than at the next periodic refresh (other events leave it be).
+		for n := range a.events.Notifications(gctx) {
+			t, key := revocation.ParseNotice(n)
+			if !key {
+				continue
+			}
 			if err := a.keys.RefreshTenant(gctx, t); err != nil && gctx.Err() == nil {
 				a.log.Warn("refreshing a key set after a revocation event failed", slog.String("tenant", t), slog.String("error", err.Error()))
 			}

@@ -10,10 +10,6 @@ import (
 	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 )
 
-// bindingOf returns the certificate thumbprint (RFC 8705 x5t#S256) a token is bound to (its cnf
-// claim), or "" for a token bound to nothing.
-func bindingOf(c *authn.Claims) string { return c.CertificateThumbprint }
-
 // actorsOf returns a delegated token's actor chain (its nested act claims), outermost first: the
 // service presenting the token, then the one it got the token from, and so on; nil for a token
 // that was not exchanged.

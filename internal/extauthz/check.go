@@ -2,7 +2,6 @@ package extauthz
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -96,11 +95,6 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	c, err := s.verifier.Verify(authn.WithPresentedThumbprint(ctx, presented), tok)
 	if err != nil {
 		return s.verifyDenial(ctx, err), nil
-	}
-	if b := bindingOf(c); b != "" {
-		if presented == "" || subtle.ConstantTimeCompare([]byte(presented), []byte(b)) != 1 {
-			return invalidToken("token bound to a client certificate that this request does not present"), nil
-		}
 	}
 	if !c.HasAudience(route.Audience) {
 		return invalidToken("token not issued for this audience"), nil

@@ -1,6 +1,8 @@
 package grpcserver
 
 import (
+	"strings"
+
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -64,25 +66,27 @@ var policies = map[string]policy{
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": {public: true},
 }
 
-// reflectionMethods are server reflection's. They describe every service, AdminService included:
-// open in development, where grpcurl explores the API without a key, but behind a credential in
-// production (grpcurl sends its -H headers with reflection requests too).
-var reflectionMethods = map[string]bool{
-	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      true,
-	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": true,
-}
-
 // anyCredential admits the master credential and every API key, whatever its roles.
 var anyCredential = policy{master: true, roles: append([]tenant.Role{tenant.RoleExchange}, tenant.AllRoles...)}
 
-// policyLookup returns a server's access policy of a method: the table's, except that reflection
-// needs a credential when protectReflection holds.
+// policyLookup returns a server's access policy of a method: the table's, except that server
+// reflection, which describes every service (AdminService included), needs a credential when
+// protectReflection holds: open in development, where grpcurl explores the API without a key, but
+// behind a credential in production (grpcurl sends its -H headers with reflection requests too).
+// The server's table is built once, so that a lookup is one map read.
 func policyLookup(protectReflection bool) func(method string) (policy, bool) {
-	return func(method string) (policy, bool) {
-		p, ok := policies[method]
-		if ok && protectReflection && reflectionMethods[method] {
-			return anyCredential, true
+	table := policies
+	if protectReflection {
+		table = make(map[string]policy, len(policies))
+		for m, p := range policies {
+			if strings.HasPrefix(m, "/grpc.reflection.") {
+				p = anyCredential
+			}
+			table[m] = p
 		}
+	}
+	return func(method string) (policy, bool) {
+		p, ok := table[method]
 		return p, ok
 	}
 }

@@ -52,7 +52,8 @@ func NewHub(log Log, heartbeat time.Duration) *Hub {
 
 // Run delivers the log's notifications to the watches until ctx ends.
 func (h *Hub) Run(ctx context.Context) {
-	for tenant := range h.log.Notifications(ctx) {
+	for n := range h.log.Notifications(ctx) {
+		tenant, _ := ParseNotice(n)
 		h.mu.Lock()
 		if s := h.signals[tenant]; s != nil {
 			close(s.ch)

@@ -103,8 +103,29 @@ type Log interface {
 	Read(ctx context.Context, tenant, after string, limit int) (events []Event, resync bool, err error)
 	// Head returns the cursor of the tenant's newest entry, Start when the log is empty.
 	Head(ctx context.Context, tenant string) (string, error)
-	// Notifications delivers, best effort, the tenants whose logs have grown, until ctx ends.
+	// Notifications delivers, best effort, a notice (Notice) for each append, until ctx ends.
 	Notifications(ctx context.Context) <-chan string
+}
+
+// keyNoticePrefix marks the notice of a signing-key event; tenant ids hold no colon.
+const keyNoticePrefix = "k:"
+
+// Notice is what a log announces when tenant's log grows by an event of kind: the tenant, marked
+// when the event is about a signing key (published or withdrawn), the one kind that makes
+// replicas re-read the tenant's key set at once.
+func Notice(tenant string, kind Kind) string {
+	if kind == KindKeyPublished || kind == KindKeyWithdrawn {
+		return keyNoticePrefix + tenant
+	}
+	return tenant
+}
+
+// ParseNotice returns the tenant of a notice and whether its event was about a signing key.
+func ParseNotice(n string) (tenant string, key bool) {
+	if t, ok := strings.CutPrefix(n, keyNoticePrefix); ok {
+		return t, true
+	}
+	return n, false
 }
 
 // Start is the cursor before every entry: reading after it replays the whole retained log.

@@ -137,9 +137,14 @@ func (s *Service) verify(ctx context.Context, req VerifyRequest) (*Verification,
 	now := s.now()
 	v := s.cache.get(t.ID, req.Token, now)
 	if v != nil {
-		// The key may have been withdrawn since the token was cached.
+		// The key may have been withdrawn since the token was cached: the answer is then the one a
+		// first sight would give, without parsing the token again.
 		if _, err := s.cfg.Keys.VerificationKey(ctx, t.ID, v.kid); err != nil {
-			v = nil
+			if !errors.Is(err, keys.ErrUnknownKey) {
+				return nil, err
+			}
+			s.cache.drop(t.ID, req.Token)
+			return inactive(ReasonUnknownKey), nil
 		}
 	}
 	if v == nil {

@@ -63,3 +63,10 @@ func (c *verifyCache) put(tenant, tok string, v *verified, now time.Time) {
 	}
 	c.entries[cacheKey{tenant, tok}] = v
 }
+
+// drop forgets tenant's token.
+func (c *verifyCache) drop(tenant, tok string) {
+	c.mu.Lock()
+	delete(c.entries, cacheKey{tenant, tok})
+	c.mu.Unlock()
+}

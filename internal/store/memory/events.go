@@ -82,9 +82,10 @@ func (e *Events) Append(_ context.Context, tenant string, ev revocation.Event) e
 		subs = append(subs, ch)
 	}
 	e.mu.Unlock()
+	n := revocation.Notice(tenant, ev.Kind)
 	for _, ch := range subs {
 		select {
-		case ch <- tenant:
+		case ch <- n:
 		default: // Best effort: the watches poll as well.
 		}
 	}
@@ -185,7 +186,7 @@ func (e *Events) Head(_ context.Context, tenant string) (string, error) {
 	return l.entries[len(l.entries)-1].id.String(), nil
 }
 
-// Notifications delivers the tenants whose lists grow, until ctx ends.
+// Notifications delivers the notices (revocation.Notice) of appends, until ctx ends.
 func (e *Events) Notifications(ctx context.Context) <-chan string {
 	in := make(chan string, 64)
 	out := make(chan string)

@@ -20,7 +20,8 @@ var (
 	eventsAppendScript = goredis.NewScript(eventsAppendSrc)
 )
 
-// eventsChannel is the pub/sub channel on which appends are announced, with the tenant as payload.
+// eventsChannel is the pub/sub channel on which appends are announced, with their notice
+// (revocation.Notice) as payload.
 const eventsChannel = "ta:ev"
 
 // Stream entry fields.
@@ -88,7 +89,7 @@ func (e *Events) Room(ctx context.Context, tenant string) error {
 func (e *Events) run(ctx context.Context, tenant string, kind int, value string, cutoff, expires int64) *goredis.Cmd {
 	return eventsAppendScript.Run(ctx, e.client, []string{eventsKey(tenant), eventsFloorKey(tenant)},
 		e.now().UnixMilli(), e.retention.Milliseconds(), e.limit, kind, value, cutoff, expires,
-		eventsChannel, tenant, revocation.TrimBatch)
+		eventsChannel, revocation.Notice(tenant, revocation.Kind(kind)), revocation.TrimBatch)
 }
 
 // Read returns the events after the cursor, reading the floor, the newest entry and the entries in
@@ -181,7 +182,7 @@ func (e *Events) Head(ctx context.Context, tenant string) (string, error) {
 	return msgs[0].ID, nil
 }
 
-// Notifications subscribes to the announcements and delivers their tenants until ctx ends. The
+// Notifications subscribes to the announcements and delivers their notices until ctx ends. The
 // subscription reconnects on its own; announcements made while it is down are lost, which the
 // watches' polling covers.
 func (e *Events) Notifications(ctx context.Context) <-chan string {

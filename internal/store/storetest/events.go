@@ -351,29 +351,10 @@ var eventTests = []eventTest{
 		}
 	}},
 	{"AnnouncesAppends", func(t *testing.T, f *eventFixture) {
-		ctx, cancel := context.WithCancel(f.ctx)
-		defer cancel()
-		notes := f.log.Notifications(ctx)
-		// A subscription may take a moment to start: append until an announcement arrives.
-		deadline := time.After(10 * time.Second)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case tenantID := <-notes:
-				if tenantID != acme {
-					t.Fatalf("announcement for %q, want %q", tenantID, acme)
-				}
-				cancel()
-				for range notes { // Closes once ctx has ended.
-				}
-				return
-			case <-tick.C:
-				f.append(t, acme, tokenEvent(f.clock, "j"))
-			case <-deadline:
-				t.Fatalf("no announcement of an append within 10s")
-			}
-		}
+		announces(t, f, tokenEvent(f.clock, "j"), false)
+	}},
+	{"AnnouncesKeyEventsAsSuch", func(t *testing.T, f *eventFixture) {
+		announces(t, f, revocation.Event{Kind: revocation.KindKeyWithdrawn, Value: "kid-1", ExpiresAt: f.clock.Now().Add(time.Hour)}, true)
 	}},
 }
 
@@ -381,4 +362,33 @@ var eventTests = []eventTest{
 type eventTest struct {
 	name string
 	run  func(t *testing.T, f *eventFixture)
+}
+
+// announces appends ev to acme's log until an announcement arrives, and checks that its notice
+// names acme, as a signing-key event or not (key).
+func announces(t *testing.T, f *eventFixture, ev revocation.Event, key bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	notes := f.log.Notifications(ctx)
+	// A subscription may take a moment to start: append until an announcement arrives.
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case n := <-notes:
+			if tenantID, isKey := revocation.ParseNotice(n); tenantID != acme || isKey != key {
+				t.Fatalf("announcement %q: tenant %q, key event %v; want %q, %v", n, tenantID, isKey, acme, key)
+			}
+			cancel()
+			for range notes { // Closes once ctx has ended.
+			}
+			return
+		case <-tick.C:
+			f.append(t, acme, ev)
+		case <-deadline:
+			t.Fatalf("no announcement of an append within 10s")
+		}
+	}
 }
