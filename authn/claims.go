@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"time"
+
+	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 )
 
 // Claims are a verified access token's claims.
@@ -38,11 +40,9 @@ type Claims struct {
 }
 
 // Actor is one link of a delegation chain: a service that exchanged a token on the subject's
-// behalf.
-type Actor struct {
-	// Subject names the service: the name of the API key it exchanged with.
-	Subject string
-}
+// behalf. Its Subject names the service: the name of the API key it exchanged with. It is the
+// access-token codec's type, so that a decoded chain is used as it is.
+type Actor = accesstoken.Actor
 
 // Delegated reports whether the token was obtained by token exchange, on behalf of Subject.
 func (c *Claims) Delegated() bool { return len(c.Actor) > 0 }

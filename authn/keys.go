@@ -114,7 +114,6 @@ func newKeySet(jwks []*tokenauthorityv1.JsonWebKey, skip func(kid string) bool) 
 	return ks, problems
 }
 
-// without returns a copy of ks without kid.
 // reusing returns ks with the keys that old holds unchanged (same kid, algorithm and public key)
 // replaced by old's, so that tokens verified by them stay remembered across a refetch.
 func (ks *keySet) reusing(old *keySet) *keySet {
@@ -133,6 +132,7 @@ func (ks *keySet) reusing(old *keySet) *keySet {
 	return ks
 }
 
+// without returns a copy of ks without kid.
 func (ks *keySet) without(kid string) *keySet {
 	out := &keySet{byKid: make(map[string]*verifyKey, len(ks.byKid))}
 	for id, k := range ks.byKid {

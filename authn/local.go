@@ -470,13 +470,7 @@ func claimsFromMap(m jwt.MapClaims) (*Claims, bool) {
 		Issuer: d.Issuer, Subject: d.Subject, Audience: d.Audience,
 		ExpiresAt: d.ExpiresAt, NotBefore: d.NotBefore, IssuedAt: d.IssuedAtExact,
 		JTI: d.JTI, SessionID: d.SessionID, Scopes: d.Scopes,
-		CertificateThumbprint: d.CertThumbprint, Extra: d.Extra,
-	}
-	if d.Actor != nil {
-		c.Actor = make([]Actor, len(d.Actor))
-		for i, a := range d.Actor {
-			c.Actor[i] = Actor{Subject: a.Subject}
-		}
+		CertificateThumbprint: d.CertThumbprint, Extra: d.Extra, Actor: d.Actor,
 	}
 	return c, true
 }

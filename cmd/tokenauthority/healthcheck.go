@@ -118,9 +118,6 @@ const (
 // healthcheckTLS returns the client configuration of the check: the server verified against
 // caFile when given, and the client certificate in certFile and keyFile when given.
 func healthcheckTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
-	if (certFile == "") != (keyFile == "") {
-		return nil, errors.New("-cert and -key go together")
-	}
 	cfg, err := tlsfiles.ClientConfig(caFile, certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("-cacert, -cert, -key: %w", err)

@@ -12,6 +12,7 @@ const maxActorLen = 256
 // Actor is one link of a delegation chain: the service that exchanged a token on the subject's
 // behalf (one level of the `act` claim, RFC 8693 section 4.1).
 type Actor struct {
+	// Subject names the service: the name of the API key it exchanged with.
 	Subject string
 }
 

@@ -54,7 +54,7 @@ func parsePreviousKEKs(entries []string) ([][]byte, error) {
 // resolvePreviousKEKs returns the previous key-encryption keys found at src (none when it is
 // not set), and refuses the current key among them. Errors name the variable.
 func (r *resolver) resolvePreviousKEKs(src secretSource, current []byte) ([][]byte, error) {
-	if src.value.IsZero() && src.path == "" {
+	if !src.given() {
 		return nil, nil
 	}
 	v, err := r.lookup(keyEncryptionKeyPreviousKind, src)

@@ -82,6 +82,9 @@ type secretSource struct {
 	pathName  string
 }
 
+// given reports whether the secret was set, as a value or as a file.
+func (src secretSource) given() bool { return src.path != "" || !src.value.IsZero() }
+
 // name returns the setting that gave the secret, for messages: the value's (flag or variable),
 // or the file's, whose variable is env's with fileSuffix.
 func (src secretSource) name(env string) string {
@@ -150,7 +153,7 @@ func (c *Config) ResolveSecrets() (notes []string, err error) {
 		return r.notes, err
 	}
 	var previousMaster string
-	if src := c.previousMaster; !src.value.IsZero() || src.path != "" {
+	if src := c.previousMaster; src.given() {
 		if previousMaster, err = r.lookup(masterKeyPreviousKind, src); err != nil {
 			return r.notes, err
 		}
@@ -450,7 +453,7 @@ func syncDir(dir string) {
 // sourceName names where a secret of kind k came from, for messages: the variable (or flag) of its
 // value or of its file, or the development file it was generated into.
 func (c *Config) sourceName(k *secretKind, src secretSource) string {
-	if src.path == "" && src.value.IsZero() && k.fileName != "" {
+	if !src.given() && k.fileName != "" {
 		return fmt.Sprintf("%s (unset: the development key in %s)", k.env, filepath.Join(c.DataDir, k.fileName))
 	}
 	return src.name(k.env)
@@ -461,7 +464,7 @@ func (c *Config) sourceName(k *secretKind, src secretSource) string {
 // used, and the previous keys' when set.
 func (c *Config) KeyEncryptionKeySources() string {
 	names := c.sourceName(keyEncryptionKeyKind, c.keyEncryptionKey)
-	if src := c.previousKEKs; src.path != "" || !src.value.IsZero() {
+	if src := c.previousKEKs; src.given() {
 		names += " and " + src.name(varKeyEncryptionKeyPrevious)
 	}
 	return names

@@ -25,7 +25,6 @@ type TenantAdmin interface {
 	AuthenticateFromStore(ctx context.Context, credential string) (*tenant.Caller, error)
 	Tenant(ctx context.Context, id string) (*tenant.Tenant, error)
 	ListTenants(ctx context.Context, limit int, after string) ([]*tenant.Tenant, string, error)
-	CreateAPIKey(ctx context.Context, tenantID, name string, roles []tenant.Role) (*tenant.APIKey, string, error)
 	CreateAPIKeyWithPolicy(ctx context.Context, tenantID, name string, roles []tenant.Role, exchange *tenant.ExchangePolicy) (*tenant.APIKey, string, error)
 	ListAPIKeys(ctx context.Context, tenantID string) ([]*tenant.APIKey, error)
 	RotateAPIKey(ctx context.Context, tenantID, id string, overlap time.Duration) (*tenant.APIKey, string, error)
@@ -43,7 +42,6 @@ type KeyAdmin interface {
 	PublicKeys
 	Rotate(ctx context.Context, tenant string, alg keys.Algorithm) (*keys.Key, error)
 	Withdraw(ctx context.Context, tenant, kid string) error
-	Keys(ctx context.Context, tenant string) ([]*keys.Key, error)
 	KeyStatuses(ctx context.Context, tenant string) ([]keys.KeyStatus, error)
 	RotateRefreshKey(ctx context.Context, tenant string, r keys.RefreshRotation) (*keys.RefreshRotated, error)
 }

@@ -96,7 +96,8 @@ func oauthRequest(w http.ResponseWriter, r *http.Request) (cred, tok string, ok 
 		oauthFail(w, http.StatusBadRequest, "invalid_request", "the form does not parse, or is larger than 16 KiB")
 		return "", "", false
 	}
-	if len(r.PostForm["token"]) != 1 || r.PostForm.Get("token") == "" || len(r.URL.Query()) > 0 {
+	tokens := r.PostForm["token"]
+	if len(tokens) != 1 || tokens[0] == "" || r.URL.RawQuery != "" {
 		oauthFail(w, http.StatusBadRequest, "invalid_request", "exactly one token parameter is required, in the body")
 		return "", "", false
 	}
@@ -106,7 +107,7 @@ func oauthRequest(w http.ResponseWriter, r *http.Request) (cred, tok string, ok 
 		oauthFail(w, http.StatusUnauthorized, "invalid_client", why)
 		return "", "", false
 	}
-	return cred, r.PostForm.Get("token"), true
+	return cred, tokens[0], true
 }
 
 // credential returns the API key of a request: its X-Api-Key header, or HTTP Basic with the key's

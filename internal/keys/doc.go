@@ -41,11 +41,12 @@
 //
 // The code is laid out by concern: keys.go (types), keyset.go (a set and its order), manager.go
 // (the cache and reads), lifecycle.go (rotation, withdrawal, refresh), status.go (the states
-// operators see), seal.go (encryption at rest), generate.go (new keys), refresh.go (the
+// operators see), seal.go (encryption at rest), kek.go (the ring of key-encryption keys),
+// reseal.go (re-sealing under the current one), generate.go (new keys), refresh.go (the
 // refresh-token key), jwks.go and age.go.
 //
 // Each replica answers from its cache. Refresh re-reads every cached set, so that a rotation or
 // withdrawal elsewhere takes effect within the refresh period; an unknown kid also makes
-// VerificationKey re-read the set, at most once per second per tenant, so that a key published
+// VerificationKey re-read the set, at most once per reload interval (50 ms) per tenant, so that a key published
 // elsewhere is found at once.
 package keys
