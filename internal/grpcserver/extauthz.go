@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/tokenauthority/tokenauthority/authn"
-	"github.com/tokenauthority/tokenauthority/internal/accesstoken"
 	"github.com/tokenauthority/tokenauthority/internal/token"
 )
 
@@ -62,18 +61,6 @@ func (v strictVerifier) Verify(ctx context.Context, tok string) (*authn.Claims, 
 		Issuer: tc.Issuer, Subject: tc.Subject, Audience: tc.Audience,
 		ExpiresAt: tc.ExpiresAt, NotBefore: tc.NotBefore, IssuedAt: tc.IssuedAt,
 		JTI: tc.JTI, SessionID: tc.SessionID, Scopes: tc.Scopes, Extra: tc.Extra,
-		CertificateThumbprint: tc.CertThumbprint, Actor: actorsToAuthn(tc.Actor),
+		CertificateThumbprint: tc.CertThumbprint, Actor: tc.Actor,
 	}, nil
-}
-
-// actorsToAuthn converts the authority's delegation chain to authn's.
-func actorsToAuthn(chain []accesstoken.Actor) []authn.Actor {
-	if len(chain) == 0 {
-		return nil
-	}
-	out := make([]authn.Actor, len(chain))
-	for i, a := range chain {
-		out[i] = authn.Actor{Subject: a.Subject}
-	}
-	return out
 }
