@@ -58,6 +58,16 @@ func SessionOfJTI(jti string) (string, bool) {
 	return sid, true
 }
 
+// JTIOf reports whether jti is a well-formed jti of the session sessionID, and returns the
+// session's subject tag when it is.
+func JTIOf(sessionID, jti string) (tag string, ok bool) {
+	owner, ok := SessionOfJTI(jti)
+	if !ok || owner != sessionID {
+		return "", false
+	}
+	return sessionID[:tagLen], true
+}
+
 func isB64URL(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]

@@ -133,8 +133,8 @@ func (s *Store) CreateSession(_ context.Context, sess *store.Session) error {
 // CheckAccess reads the session, the jti's revocation mark and both cut-offs. A malformed session
 // id, or a jti that is not of the session, is unknown.
 func (s *Store) CheckAccess(_ context.Context, tenantID, sessionID, jti string) (store.AccessState, error) {
-	tag, ok := store.SessionTag(sessionID)
-	if owner, jtiOK := store.SessionOfJTI(jti); !ok || !jtiOK || owner != sessionID {
+	tag, ok := store.JTIOf(sessionID, jti)
+	if !ok {
 		return store.AccessState{}, nil
 	}
 	s.mu.Lock()
@@ -211,7 +211,7 @@ func (s *Store) RotateRefresh(_ context.Context, req store.RotateRequest) (store
 // session is a live session of the tenant; otherwise it reports whether an earlier mark of the
 // tenant is still pending. A mark that ends later is kept. Nothing is written when until has passed.
 func (s *Store) RevokeToken(_ context.Context, tenantID, sessionID, jti string, until time.Time) (store.RevokeOutcome, error) {
-	if owner, ok := store.SessionOfJTI(jti); !ok || owner != sessionID {
+	if _, ok := store.JTIOf(sessionID, jti); !ok {
 		return store.RevokeOutcome{}, nil
 	}
 	s.mu.Lock()
@@ -270,7 +270,7 @@ func (s *Store) EndSession(_ context.Context, tenantID, sessionID string, until 
 func (s *Store) Announced(_ context.Context, tenantID, sessionID, jti string) error {
 	key := "x:" + sessionID
 	if jti != "" {
-		if owner, ok := store.SessionOfJTI(jti); !ok || owner != sessionID {
+		if _, ok := store.JTIOf(sessionID, jti); !ok {
 			return nil
 		}
 		key = "j:" + jti

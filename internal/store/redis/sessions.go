@@ -82,8 +82,8 @@ func (s *Store) CreateSession(ctx context.Context, sess *store.Session) error {
 // is the same as the check happening just before or just after it. A malformed session id, or a
 // jti that is not of the session, is unknown.
 func (s *Store) CheckAccess(ctx context.Context, tenantID, sessionID, jti string) (store.AccessState, error) {
-	tag, ok := store.SessionTag(sessionID)
-	if owner, jtiOK := store.SessionOfJTI(jti); !ok || !jtiOK || owner != sessionID {
+	tag, ok := store.JTIOf(sessionID, jti)
+	if !ok {
 		return store.AccessState{}, nil
 	}
 	var (
@@ -250,8 +250,8 @@ func readRotate(sessionID string, rotate *goredis.Cmd, tenantCut *goredis.String
 // session is a live session of the tenant; otherwise it reports whether an earlier mark of the
 // tenant is still pending. A mark that ends later is kept. Nothing is written when until has passed.
 func (s *Store) RevokeToken(ctx context.Context, tenantID, sessionID, jti string, until time.Time) (store.RevokeOutcome, error) {
-	tag, ok := store.SessionTag(sessionID)
-	if owner, jtiOK := store.SessionOfJTI(jti); !ok || !jtiOK || owner != sessionID {
+	tag, ok := store.JTIOf(sessionID, jti)
+	if !ok {
 		return store.RevokeOutcome{}, nil
 	}
 	if !until.After(s.now()) {
@@ -296,7 +296,7 @@ func (s *Store) Announced(ctx context.Context, tenantID, sessionID, jti string) 
 	}
 	key := tombstoneKey(tag, sessionID)
 	if jti != "" {
-		if owner, ok := store.SessionOfJTI(jti); !ok || owner != sessionID {
+		if _, ok := store.JTIOf(sessionID, jti); !ok {
 			return nil
 		}
 		key = revokedKey(tag, jti)
