@@ -80,46 +80,56 @@ type rule struct {
 // compiledPolicy is a Policy copied into maps, so that later changes to the caller's Policy
 // cannot change a running interceptor.
 type compiledPolicy struct {
-	public     map[string]bool
-	scopes     map[string][]string
-	delegation map[string]Delegation
-	actors     map[string][]string
-	unlisted   Unlisted
+	// public lists the methods that need no token (Matcher and Covers read it).
+	public map[string]bool
+	// rules holds the rule of every listed method, so that a call looks its method up once;
+	// unlisted is the rule of the others.
+	rules    map[string]rule
+	unlisted rule
 }
 
 func (p Policy) compile() *compiledPolicy {
-	cp := &compiledPolicy{public: map[string]bool{}, scopes: map[string][]string{}, delegation: map[string]Delegation{},
-		actors: map[string][]string{}, unlisted: p.Unlisted}
+	public := map[string]bool{}
 	for _, m := range p.Public {
-		cp.public[m] = true
+		public[m] = true
 	}
-	for m, s := range p.Scopes {
-		cp.scopes[m] = slices.Clone(s)
-		delete(cp.public, m)
+	deny := p.Unlisted != AuthenticateUnlisted
+	rules := map[string]rule{}
+	entry := func(m string) rule {
+		r, ok := rules[m]
+		if !ok {
+			r.deny = deny // a method without scopes keeps the unlisted answer
+		}
+		delete(public, m) // a token rule wins over Public: the stricter entry
+		return r
+	}
+	for m, sc := range p.Scopes {
+		r := entry(m)
+		r.scopes, r.deny = slices.Clone(sc), false
+		rules[m] = r
 	}
 	for m, d := range p.Delegation {
-		cp.delegation[m] = d
-		delete(cp.public, m) // a delegation rule needs a token: the stricter entry wins
+		r := entry(m)
+		r.delegation = d
+		rules[m] = r
 	}
 	for m, a := range p.Actors {
+		r := entry(m)
 		// An empty list admits no actor at all, not any actor.
-		cp.actors[m] = append([]string{}, a...)
-		delete(cp.public, m)
+		r.actors = append([]string{}, a...)
+		rules[m] = r
 	}
-	return cp
+	for m := range public {
+		rules[m] = rule{public: true}
+	}
+	return &compiledPolicy{public: public, rules: rules, unlisted: rule{deny: deny}}
 }
 
 func (cp *compiledPolicy) rule(method string) rule {
-	if cp.public[method] {
-		return rule{public: true}
-	}
-	r := rule{delegation: cp.delegation[method], actors: cp.actors[method]}
-	if s, ok := cp.scopes[method]; ok {
-		r.scopes = s
+	if r, ok := cp.rules[method]; ok {
 		return r
 	}
-	r.deny = cp.unlisted != AuthenticateUnlisted
-	return r
+	return cp.unlisted
 }
 
 // checkDelegation applies the rule's delegation entries to a verified token, and returns a
