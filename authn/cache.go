@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// cacheKey is the SHA-256 of a token: the cache never holds tokens themselves.
+// cacheKey is the SHA-256 of a token: the remote mode's answer cache never holds tokens
+// themselves (the local verified cache does, in memory only: verified.go says why).
 type cacheKey [sha256.Size]byte
 
 // tokenKey returns the cache key of token without allocating for tokens of common sizes.

@@ -10,6 +10,9 @@ import (
 // for that token string. What can change (the clock, revocations and cut-offs, the key's presence,
 // the audience and scopes a method needs) is checked on every call.
 type verified struct {
+	// token is the token string itself, compared on a hit: it never leaves the process's memory,
+	// which is handed the same string on every call, and a hash per hit would double the cost of
+	// the check a repeated token is cached for.
 	token  string
 	claims *Claims
 	// key is the key that verified the signature: the token is used only while the current key
@@ -104,7 +107,7 @@ func (c *verifiedCache) drop(match func(*verified) bool) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		if p := s.m.Load(); p != nil {
+		if p := s.m.Load(); p != nil && anyMatch(*p, match) {
 			next := make(map[uint64]*verified, len(*p))
 			for k, e := range *p {
 				if !match(e) {
@@ -115,6 +118,17 @@ func (c *verifiedCache) drop(match func(*verified) bool) {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// anyMatch reports whether an entry of m matches: a shard without one is left as it is, not
+// copied.
+func anyMatch(m map[uint64]*verified, match func(*verified) bool) bool {
+	for _, e := range m {
+		if match(e) {
+			return true
+		}
+	}
+	return false
 }
 
 // len returns the number of entries, for tests.
