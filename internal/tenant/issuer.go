@@ -70,7 +70,7 @@ func (s *Service) claimIssuer(ctx context.Context, t *Tenant) (holder string, er
 		if err != nil {
 			return "", err
 		}
-		c, live, err := s.claimLive(ctx, t.Issuer, raw)
+		c, live, err := s.claimLive(ctx, id, raw)
 		if err != nil {
 			return "", err
 		}
@@ -91,10 +91,10 @@ func (s *Service) claimIssuer(ctx context.Context, t *Tenant) (holder string, er
 	return "", fmt.Errorf("claim issuer %q: %w", t.Issuer, store.ErrConflict)
 }
 
-// claimLive decodes the claim raw of issuer and reports whether its tenant holds it: the tenant
-// exists, in the incarnation the claim names, under that issuer. A claim that does not decode
-// is nobody's.
-func (s *Service) claimLive(ctx context.Context, issuer string, raw []byte) (issuerClaim, bool, error) {
+// claimLive decodes the claim raw, of the record id, and reports whether its tenant holds it: the
+// tenant exists, in the incarnation the claim names, under the issuer whose claim id is id. A
+// claim that does not decode is nobody's.
+func (s *Service) claimLive(ctx context.Context, id string, raw []byte) (issuerClaim, bool, error) {
 	var c issuerClaim
 	if err := json.Unmarshal(raw, &c); err != nil || c.Tenant == "" {
 		return issuerClaim{}, false, nil
@@ -106,7 +106,7 @@ func (s *Service) claimLive(ctx context.Context, issuer string, raw []byte) (iss
 	if err != nil {
 		return c, false, err
 	}
-	return c, t.Incarnation == c.Incarnation && t.Issuer == issuer, nil
+	return c, t.Incarnation == c.Incarnation && issuerClaimID(t.Issuer) == id, nil
 }
 
 // releaseIssuer deletes t's issuer claim if it still names t (this incarnation), and reports
@@ -190,18 +190,14 @@ func (s *Service) ClaimIssuers(ctx context.Context) (claimed, released int, conf
 		if named[r.ID] {
 			continue
 		}
-		// Not one the listing named. Its tenant's record decides, as for a creation (claimLive):
-		// a defence, since a record is always written before its claim and the claims were
-		// listed first.
-		var c issuerClaim
-		if json.Unmarshal(r.Value, &c) == nil && c.Tenant != "" {
-			t, err := getTenant(ctx, s.store, c.Tenant)
-			if err == nil && t.Incarnation == c.Incarnation && issuerClaimID(t.Issuer) == r.ID {
-				continue
-			}
-			if err != nil && !errors.Is(err, ErrNotFound) {
-				return claimed, released, conflicts, err
-			}
+		// Not one the listing named. Its tenant's record decides, as for a creation: a defence,
+		// since a record is always written before its claim and the claims were listed first.
+		_, live, err := s.claimLive(ctx, r.ID, r.Value)
+		if err != nil {
+			return claimed, released, conflicts, err
+		}
+		if live {
+			continue
 		}
 		ok, err := s.store.DeleteRecordIf(ctx, store.KindIssuer, r.ID, r.Value)
 		if err != nil {
